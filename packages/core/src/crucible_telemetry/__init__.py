@@ -1,0 +1,204 @@
+"""crucible-telemetry: research-grade telemetry for ML training and LLM calls, queryable in SQL.
+
+Module functions act on a default hub (``$CRUCIBLE_HOME`` or ``./.crucible``), created on
+first use; build ``Telemetry(home=...)`` for an explicit one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from . import events
+from ._hubs import configure, default, set_default
+from .bus import Handler
+from .errors import CrucibleError, ExportExistsError, InvalidArgumentError, InvalidWindowError, UnknownExperimentError
+from .events import EventInfo, event_info
+from .experiment import Experiment
+from .hub import Telemetry
+from .ports import DuckDBMetrics, JSONLMetrics, MetricsStore
+from .sketch import RELATIVE_ACCURACY
+from .span import Span
+from .storage.windows import Last, LastN, Range
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "RELATIVE_ACCURACY",
+    "CrucibleError",
+    "DuckDBMetrics",
+    "EventInfo",
+    "Experiment",
+    "ExportExistsError",
+    "Handler",
+    "InvalidArgumentError",
+    "InvalidWindowError",
+    "JSONLMetrics",
+    "Last",
+    "LastN",
+    "MetricsStore",
+    "Range",
+    "Span",
+    "Telemetry",
+    "UnknownExperimentError",
+    "__version__",
+    "attach",
+    "calculate_metrics",
+    "configure",
+    "connect",
+    "current_experiment",
+    "default",
+    "detach",
+    "emit",
+    "event_info",
+    "events",
+    "experiment",
+    "export",
+    "flush",
+    "get_experiment",
+    "is_paused",
+    "join_experiment",
+    "list_experiments",
+    "list_handlers",
+    "pause_experiment",
+    "resume_experiment",
+    "set_default",
+    "span",
+    "start_experiment",
+    "stop_experiment",
+    "store",
+    "streaming",
+]
+
+
+def emit(name: Any, measurements: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
+    """Record one event on the default hub (the hot path)."""
+    default().emit(name, measurements, metadata)
+
+
+def span(prefix: Any, metadata: dict[str, Any] | None = None) -> Span:
+    """``with ct.span(("my_app", "step"), {...}):`` emits start, then stop (duration ns) or exception."""
+    return default().span(prefix, metadata)
+
+
+def attach(handler_id: str, event_names: Iterable[Any] | Any, fn: Any, config: Any = None) -> None:
+    """Call ``fn(name, measurements, metadata)`` for each of ``event_names``."""
+    default().attach(handler_id, event_names, fn, config)
+
+
+def detach(handler_id: str) -> bool:
+    """Detach a handler; returns whether it was attached."""
+    return default().detach(handler_id)
+
+
+def list_handlers(prefix: Any = None) -> list[Handler]:
+    """Attached handlers whose events start with ``prefix``."""
+    return default().list_handlers(prefix)
+
+
+def start_experiment(name: str, hypothesis: str | None = None, condition: str | None = None,
+                     tags: Iterable[str] = (), metadata: dict[str, Any] | None = None, store: Any = None,
+                     **kw: Any) -> Experiment:
+    """Start an experiment and bind it to the current context."""
+    return default().start_experiment(name, hypothesis, condition, tags, metadata, store, **kw)
+
+
+def experiment(name: str, hypothesis: str | None = None, condition: str | None = None,
+               tags: Iterable[str] = (), metadata: dict[str, Any] | None = None, **kw: Any) -> Experiment:
+    """``with ct.experiment("name", condition="treatment") as exp:`` starts, binds and stops."""
+    return default().experiment(name, hypothesis, condition, tags, metadata, **kw)
+
+
+def join_experiment(experiment_id: str) -> Experiment:
+    """Record into an experiment that another process started."""
+    return default().join_experiment(experiment_id)
+
+
+def stop_experiment(experiment_id: str | Experiment) -> Experiment:
+    """Stop an experiment and flush its events."""
+    return default().stop_experiment(experiment_id)
+
+
+def pause_experiment(experiment_id: str) -> None:
+    """Drop (and count) the experiment's events until resumed."""
+    default().pause_experiment(experiment_id)
+
+
+def resume_experiment(experiment_id: str) -> None:
+    """Record the experiment's events again."""
+    default().resume_experiment(experiment_id)
+
+
+def is_paused(experiment_id: str) -> bool:
+    """Whether an experiment is paused."""
+    return default().is_paused(experiment_id)
+
+
+def get_experiment(experiment_id: str) -> Experiment:
+    """A live or stored experiment by id."""
+    return default().get_experiment(experiment_id)
+
+
+def list_experiments() -> list[Experiment]:
+    """Every experiment in the store, oldest first."""
+    return default().list_experiments()
+
+
+def current_experiment() -> Experiment | None:
+    """The experiment this context's events go to."""
+    return default().current_experiment()
+
+
+def flush() -> int:
+    """Write everything buffered now."""
+    return default().flush()
+
+
+def connect(read_only: bool = True) -> Any:
+    """A DuckDB connection with the views ``experiments``, ``events``, ``metrics`` and ``runs``."""
+    return default().connect(read_only=read_only)
+
+
+def calculate_metrics(exp_id: str) -> dict[str, Any]:
+    """Latency, TTFT, cost, reliability, tokens and training summaries of an experiment."""
+    from .calculate import calculate_metrics as calc
+
+    return calc(default(), exp_id)
+
+
+def export(exp_id: str, fmt: str = "parquet", path: str | os.PathLike[str] | None = None,
+           overwrite: bool = False) -> Path:
+    """Write an experiment's events as csv, jsonl or parquet, streamed in batches."""
+    from .exporting import export as do_export
+
+    return do_export(default(), exp_id, fmt, path, overwrite)
+
+
+class _Proxy:
+    """Attribute access forwarded to the default hub's ``store`` or ``streaming``."""
+
+    __slots__ = ("_attr",)
+
+    def __init__(self, attr: str) -> None:
+        self._attr = attr
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(getattr(default(), self._attr), name)
+
+    def __repr__(self) -> str:
+        return f"<crucible_telemetry.{self._attr} of the default hub>"
+
+
+store: Any = _Proxy("store")
+streaming: Any = _Proxy("streaming")
+
+
+def __getattr__(name: str) -> Any:
+    # Heavier sub-packages load on first use: ct.analysis, ct.metrics, ct.ports.
+    if name in ("analysis", "metrics", "ports", "plugins", "hookspecs"):
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

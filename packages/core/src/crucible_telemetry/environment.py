@@ -1,0 +1,91 @@
+"""What a run ran on: the environment recorded once per experiment, and the process's rank."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+import sys
+from importlib import metadata
+from typing import Any
+
+__all__ = ["capture_environment", "distributed_identity"]
+
+_PACKAGES = (
+    "crucible-telemetry", "crucible-telemetry-lightning", "crucible-telemetry-hf", "crucible-telemetry-llm",
+    "torch", "lightning", "pytorch-lightning", "transformers", "accelerate", "openai", "numpy",
+    "duckdb", "pyarrow", "pandas", "jax", "scikit-learn",
+)
+
+HOSTNAME = socket.gethostname()
+
+
+def _git_commit(cwd: str) -> dict[str, Any] | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=2, check=False
+        )
+        if out.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True,
+            text=True, timeout=2, check=False,
+        )
+        return {"commit": out.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def capture_environment() -> dict[str, Any]:
+    """Python, key package versions, git commit (when inside a repo), hostname, argv."""
+    packages: dict[str, str] = {}
+    for name in _PACKAGES:
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    cwd = os.getcwd()
+    return {
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "hostname": HOSTNAME,
+        "pid": os.getpid(),
+        "cwd": cwd,
+        "argv": list(sys.argv),
+        "packages": packages,
+        "git": _git_commit(cwd),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    }
+
+
+def _env_int(*names: str) -> int | None:
+    for n in names:
+        v = os.environ.get(n)
+        if v is not None and v.strip().lstrip("-").isdigit():
+            return int(v)
+    return None
+
+
+def distributed_identity() -> tuple[int | None, int | None, int | None, int | None]:
+    """``(rank, local_rank, node, world_size)`` from torch.distributed when initialised, else the env."""
+    rank = _env_int("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID")
+    world = _env_int("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "SLURM_NTASKS")
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None:
+        try:
+            if dist.is_available() and dist.is_initialized():
+                rank = dist.get_rank()
+                world = dist.get_world_size()
+        except Exception:
+            pass
+    local = _env_int("LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID")
+    node = _env_int("NODE_RANK", "GROUP_RANK", "SLURM_NODEID")
+    if node is None and rank is not None and local is not None:
+        local_world = _env_int("LOCAL_WORLD_SIZE")
+        if local_world:
+            node = rank // local_world
+    if node is None and rank is not None:
+        node = 0
+    return rank, local, node, world

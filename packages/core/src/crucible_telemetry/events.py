@@ -1,0 +1,161 @@
+"""The registry of standard events: name, category, description, enriched fields.
+
+Plugins add definitions through the ``register_events`` hook; an event that no one
+registered is still collected, with category ``custom``.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from .names import normalize
+
+__all__ = [
+    "EventInfo",
+    "deployment_events",
+    "event_info",
+    "events_by_category",
+    "framework_events",
+    "llm_events",
+    "register_event",
+    "standard_events",
+    "training_events",
+]
+
+#: Fields every stored event carries, whatever its name.
+BASE_FIELDS = ("experiment_id", "ts", "mono_ns", "seq", "host", "pid", "rank", "local_rank", "node", "tags")
+
+_TRAIN = ("epoch", "global_step", "batch")
+_LLM = (
+    "model", "response_model", "provider", "operation", "duration", "ttft_ns", "http_status",
+    "prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "cost_usd", "finish_reason",
+)
+
+
+@dataclass(frozen=True)
+class EventInfo:
+    """What the registry knows of one event."""
+
+    name: tuple[str, ...]
+    category: str
+    description: str
+    enriched_fields: tuple[str, ...] = field(default=BASE_FIELDS)
+
+    @property
+    def dotted(self) -> str:
+        """The event name as a dotted string."""
+        return ".".join(self.name)
+
+
+def _ev(name: str, category: str, description: str, extra: tuple[str, ...] = ()) -> EventInfo:
+    return EventInfo(tuple(name.split(".")), category, description, BASE_FIELDS + extra)
+
+
+_STANDARD: tuple[EventInfo, ...] = (
+    _ev("req_llm.request.start", "llm", "An LLM request begins.", ("model", "provider", "operation")),
+    _ev("req_llm.request.stop", "llm", "An LLM request completed; latency, tokens and cost.", _LLM),
+    _ev("req_llm.request.exception", "llm", "An LLM request failed.", (*_LLM, "kind", "reason")),
+    _ev("crucible_train.training.start", "training", "A training run begins.", ("model_name", "parameters")),
+    _ev("crucible_train.training.stop", "training", "A training run ends.", ("duration", *_TRAIN)),
+    _ev("crucible_train.epoch.start", "training", "An epoch begins.", ("epoch",)),
+    _ev("crucible_train.epoch.stop", "training", "An epoch ends; loss, accuracy, learning rate.",
+        ("duration", "loss", "accuracy", "learning_rate", *_TRAIN)),
+    _ev("crucible_train.batch.stop", "training", "An optimizer or batch step ends; loss, grad norm, throughput.",
+        ("duration", "loss", "gradient_norm", "learning_rate", "samples_per_second", "tokens_per_second", *_TRAIN)),
+    _ev("crucible_train.checkpoint.saved", "training", "A checkpoint was written.", ("checkpoint_path", *_TRAIN)),
+    _ev("crucible_deployment.inference.start", "deployment", "A model inference request begins.", ("model",)),
+    _ev("crucible_deployment.inference.stop", "deployment", "A model inference request completed.", ("duration", "model")),
+    _ev("crucible_deployment.inference.exception", "deployment", "A model inference request failed.",
+        ("duration", "kind", "reason")),
+    _ev("crucible_framework.pipeline.start", "framework", "A pipeline begins.", ("pipeline",)),
+    _ev("crucible_framework.pipeline.stop", "framework", "A pipeline ends.", ("pipeline", "duration")),
+    _ev("crucible_framework.stage.start", "framework", "A pipeline stage begins.", ("stage",)),
+    _ev("crucible_framework.stage.stop", "framework", "A pipeline stage ends.", ("stage", "duration")),
+    _ev("ensemble.prediction.start", "ensemble", "An ensemble prediction begins.", ("models",)),
+    _ev("ensemble.prediction.stop", "ensemble", "An ensemble prediction ends.", ("duration", "models")),
+    _ev("ensemble.vote.completed", "ensemble", "The ensemble's vote is decided.", ("strategy", "agreement")),
+    _ev("hedging.request.start", "hedging", "A hedged request begins.", ("delay",)),
+    _ev("hedging.request.duplicated", "hedging", "A hedged request sent its duplicate.", ("delay",)),
+    _ev("hedging.request.stop", "hedging", "A hedged request ends.", ("duration", "winner")),
+    _ev("causal_trace.event.created", "causal_trace", "A causal-trace event was recorded.", ("trace_id",)),
+    _ev("altar.tool.start", "tool", "A tool call begins.", ("tool",)),
+    _ev("altar.tool.stop", "tool", "A tool call ends.", ("tool", "duration")),
+)
+
+_LOCK = threading.Lock()
+_REGISTRY: dict[str, EventInfo] = {e.dotted: e for e in _STANDARD}
+_STANDARD_NAMES = frozenset(_REGISTRY)
+
+
+def register_event(
+    name: object, category: str, description: str = "", enriched_fields: tuple[str, ...] = ()
+) -> EventInfo:
+    """Add (or replace) an event definition; the plugin hook calls this."""
+    dotted, parts = normalize(name)
+    info = EventInfo(parts, category, description, BASE_FIELDS + tuple(f for f in enriched_fields if f not in BASE_FIELDS))
+    with _LOCK:
+        _REGISTRY[dotted] = info
+    return info
+
+
+def _all() -> list[EventInfo]:
+    from .plugins import load_plugins
+
+    load_plugins()
+    return list(_REGISTRY.values())
+
+
+def standard_events() -> list[EventInfo]:
+    """Every standard event of the seed tables (plugin events excluded)."""
+    return [e for e in _all() if e.dotted in _STANDARD_NAMES]
+
+
+def _category(cat: str) -> list[EventInfo]:
+    return [e for e in _all() if e.category == cat]
+
+
+def training_events() -> list[EventInfo]:
+    """Events of category ``training``."""
+    return _category("training")
+
+
+def deployment_events() -> list[EventInfo]:
+    """Events of category ``deployment``."""
+    return _category("deployment")
+
+
+def framework_events() -> list[EventInfo]:
+    """Events of category ``framework``."""
+    return _category("framework")
+
+
+def llm_events() -> list[EventInfo]:
+    """Events of category ``llm``."""
+    return _category("llm")
+
+
+def events_by_category() -> dict[str, list[EventInfo]]:
+    """All registered events (standard and plugin) grouped by category."""
+    out: dict[str, list[EventInfo]] = {}
+    for e in _all():
+        out.setdefault(e.category, []).append(e)
+    return out
+
+
+def event_info(name: object) -> EventInfo:
+    """The definition of ``name``; an unregistered event gets category ``custom``."""
+    dotted, parts = normalize(name)
+    info = _REGISTRY.get(dotted)
+    if info is None:
+        from .plugins import load_plugins
+
+        load_plugins()
+        info = _REGISTRY.get(dotted)
+    return info or EventInfo(parts, "custom", "An event no registry defines.", BASE_FIELDS)
+
+
+def category_of(dotted: str) -> str:
+    """Category of a dotted name without loading plugins (the writer thread's fast path)."""
+    info = _REGISTRY.get(dotted)
+    return info.category if info is not None else "custom"

@@ -1,0 +1,472 @@
+"""``Telemetry``: one hub of bus, experiments, writer thread, store and live stats.
+
+Module functions (``ct.emit`` ...) act on a process-wide default hub created on first
+use; tests and advanced users build their own ``Telemetry(home=...)``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextvars
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import collector, plugins
+from .bus import Handler, HandlerFn, HandlerTable
+from .environment import HOSTNAME, capture_environment, distributed_identity
+from .errors import InvalidArgumentError, UnknownExperimentError
+from .experiment import PAUSED, RUNNING, STOPPED, Experiment, check_tags, new_experiment_id, read_record, write_record
+from .names import _CACHE as _NAMES
+from .names import normalize
+from .span import Span
+from .storage.schema import EVENTS_SCHEMA, METRICS_SCHEMA
+from .storage.segments import SegmentWriter, validate_partition_value
+from .live import Streaming
+
+__all__ = ["Telemetry", "default_home"]
+
+log = logging.getLogger("crucible_telemetry")
+
+_wall_ns = time.time_ns
+_mono_ns = time.monotonic_ns
+_HUBS: weakref.WeakSet[Telemetry] = weakref.WeakSet()
+
+
+def default_home() -> Path:
+    """``$CRUCIBLE_HOME`` or ``./.crucible``."""
+    return Path(os.environ.get("CRUCIBLE_HOME") or ".crucible").absolute()
+
+
+class Telemetry:
+    """A telemetry hub writing to one project folder (``home``).
+
+    Args:
+        home: project folder; default ``$CRUCIBLE_HOME`` or ``./.crucible``.
+        flush_interval: seconds between writer flushes (a SIGKILL loses at most this much).
+        batch_size: buffered events that trigger an early flush.
+        buffer_limit: events held in memory at most; beyond it new events are dropped and counted.
+    """
+
+    def __init__(
+        self,
+        home: str | os.PathLike[str] | None = None,
+        *,
+        flush_interval: float = 1.0,
+        batch_size: int = 100_000,
+        buffer_limit: int = 2_000_000,
+    ) -> None:
+        if flush_interval <= 0:
+            raise InvalidArgumentError("flush_interval", "must be > 0 seconds")
+        self.home = Path(home).absolute() if home is not None else default_home()
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.flush_interval = float(flush_interval)
+        self.batch_size = int(batch_size)
+        self.buffer_limit = int(buffer_limit)
+        self._handlers = HandlerTable()
+        self._current: contextvars.ContextVar[Experiment | None] = contextvars.ContextVar("crucible_experiment", default=None)
+        self._experiments: dict[str, Experiment] = {}
+        self._fallback: Experiment | None = None
+        self._buf: deque[tuple[Any, ...]] = deque()
+        self._mbuf: deque[tuple[Any, ...]] = deque()
+        self._flush_lock = threading.RLock()
+        self._wake = threading.Event()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._seq = 0
+        self._mseq = 0
+        self.dropped_overflow = 0
+        self.write_errors: list[BaseException] = []
+        self.events_written = 0
+        self.events_writer = SegmentWriter(self.home, "events", "experiment_id", EVENTS_SCHEMA)
+        self.metrics_writer = SegmentWriter(self.home, "metrics", "run_id", METRICS_SCHEMA)
+        (self.home / "experiments").mkdir(exist_ok=True)
+        self.streaming = Streaming(self)
+        from .storage.reader import Store
+
+        self.store = Store(self)
+        _HUBS.add(self)
+
+    # ------------------------------------------------------------------ events
+
+    def emit(self, name: Any, measurements: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
+        """Record one event: the hot path (no I/O, no locks, no pluggy)."""
+        try:
+            dotted, parts = _NAMES[name]
+        except (KeyError, TypeError):
+            try:
+                dotted, parts = normalize(name)
+            except Exception as exc:
+                self.write_errors.append(exc)
+                return
+        hs = self._handlers.table.get(dotted)
+        if hs is not None:
+            self._handlers.dispatch(hs, parts, measurements, metadata)
+        exp = self._current.get()
+        if exp is None or exp.state == STOPPED:
+            exp = self._fallback
+            if exp is None:
+                return
+        if metadata is not None and "experiment_id" in metadata:
+            exp = self._explicit(metadata["experiment_id"], exp)
+            if exp is None:
+                return
+        if exp.state:
+            if exp.state == PAUSED:
+                exp.dropped_paused += 1
+            return
+        buf = self._buf
+        if len(buf) >= self.buffer_limit:
+            self.dropped_overflow += 1
+            return
+        buf.append((exp, dotted, measurements, metadata, _wall_ns(), _mono_ns()))
+
+    def _explicit(self, exp_id: Any, current: Experiment) -> Experiment | None:
+        exp = self._experiments.get(exp_id) if isinstance(exp_id, str) else None
+        if exp is None and isinstance(exp_id, str):
+            try:
+                exp = self.join_experiment(exp_id)
+            except Exception:
+                return None
+        return exp
+
+    def span(self, prefix: Any, metadata: dict[str, Any] | None = None) -> Span:
+        """Context manager (sync and async): ``prefix.start`` then ``.stop`` (duration ns) or ``.exception``."""
+        return Span(self, prefix, metadata)
+
+    def attach(self, handler_id: str, event_names: Iterable[Any] | Any, fn: HandlerFn, config: Any = None) -> None:
+        """Call ``fn(name, measurements, metadata)`` on each of ``event_names``."""
+        self._handlers.attach(handler_id, event_names, fn, config)
+
+    def detach(self, handler_id: str) -> bool:
+        """Detach a handler; returns whether it was attached."""
+        return self._handlers.detach(handler_id)
+
+    def list_handlers(self, prefix: Any = None) -> list[Handler]:
+        """Attached handlers whose events start with ``prefix``."""
+        return self._handlers.list(prefix)
+
+    # ------------------------------------------------------------- experiments
+
+    def start_experiment(
+        self,
+        name: str,
+        hypothesis: str | None = None,
+        condition: str | None = None,
+        tags: Iterable[str] = (),
+        metadata: dict[str, Any] | None = None,
+        store: Any = None,
+        *,
+        experiment_id: str | None = None,
+        bind: bool = True,
+    ) -> Experiment:
+        """Start (or, given the id of an existing one, join) an experiment and bind it to this context."""
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidArgumentError("name", "an experiment needs a non-empty name")
+        for arg, val in (("hypothesis", hypothesis), ("condition", condition)):
+            if val is not None and not isinstance(val, str):
+                raise InvalidArgumentError(arg, f"expected a string, got {type(val).__name__}")
+        tag_tuple = check_tags(tags)
+        if metadata is not None and not isinstance(metadata, dict):
+            raise InvalidArgumentError("metadata", f"expected a dict, got {type(metadata).__name__}")
+        if store is not None and Path(store).absolute() != self.home:
+            raise InvalidArgumentError("store", f"this hub writes to {self.home}; build Telemetry(home={store!r}) for another store")
+        if experiment_id is not None:
+            validate_partition_value("experiment_id", experiment_id)
+            existing = read_record(self.home / "experiments", experiment_id)
+            if existing is not None:
+                return self.join_experiment(experiment_id, bind=bind)
+        exp = Experiment(
+            id=experiment_id or new_experiment_id(),
+            name=name,
+            hypothesis=hypothesis,
+            condition=condition,
+            tags=tag_tuple,
+            metadata=dict(metadata or {}),
+            environment=capture_environment(),
+            host=HOSTNAME,
+            pid=os.getpid(),
+            _hub=self,
+        )
+        self._ensure_writer()
+        write_record(self.home / "experiments", exp)
+        self._experiments[exp.id] = exp
+        self._fallback = exp
+        if bind:
+            exp._tokens.append(self._current.set(exp))
+        return exp
+
+    def join_experiment(self, experiment_id: str, *, bind: bool = True) -> Experiment:
+        """Record into an experiment another process started (DDP ranks, workers)."""
+        exp = self._experiments.get(experiment_id)
+        if exp is None:
+            validate_partition_value("experiment_id", experiment_id)
+            exp = read_record(self.home / "experiments", experiment_id)
+            if exp is None:
+                raise UnknownExperimentError(experiment_id)
+            exp._hub = self
+            exp.state = RUNNING
+            exp.dropped_paused = 0
+            self._experiments[exp.id] = exp
+        self._ensure_writer()
+        self._fallback = exp
+        if bind:
+            exp._tokens.append(self._current.set(exp))
+        return exp
+
+    def experiment(self, name: str, hypothesis: str | None = None, condition: str | None = None,
+                   tags: Iterable[str] = (), metadata: dict[str, Any] | None = None, **kw: Any) -> Experiment:
+        """``with ct.experiment("name"):`` starts, binds, and stops on exit."""
+        return self.start_experiment(name, hypothesis, condition, tags, metadata, bind=False, **kw)
+
+    def _live(self, experiment_id: str) -> Experiment:
+        exp = self._experiments.get(experiment_id) if isinstance(experiment_id, str) else None
+        if exp is None:
+            raise UnknownExperimentError(experiment_id)
+        return exp
+
+    def stop_experiment(self, experiment_id: str | Experiment) -> Experiment:
+        """Stop an experiment, flush its events and compact its segments."""
+        exp = self._live(experiment_id.id if isinstance(experiment_id, Experiment) else experiment_id)
+        if exp.state == STOPPED:
+            return exp
+        self.flush()
+        exp.state = STOPPED
+        exp.stopped_at = datetime.now(UTC)
+        if self._fallback is exp:
+            live = [e for e in self._experiments.values() if e.state != STOPPED]
+            self._fallback = live[-1] if live else None
+        if exp.owner:
+            write_record(self.home / "experiments", exp)
+        self.events_writer.compact(exp.id)
+        return exp
+
+    def pause_experiment(self, experiment_id: str) -> None:
+        """Drop and count events until resumed; streaming state is kept."""
+        exp = self._live(experiment_id)
+        if exp.state == RUNNING:
+            exp.state = PAUSED
+            if exp.owner:
+                write_record(self.home / "experiments", exp)
+
+    def resume_experiment(self, experiment_id: str) -> None:
+        """Record events again after a pause."""
+        exp = self._live(experiment_id)
+        if exp.state == PAUSED:
+            exp.state = RUNNING
+            if exp.owner:
+                write_record(self.home / "experiments", exp)
+
+    def is_paused(self, experiment_id: str) -> bool:
+        """Whether an experiment is paused."""
+        return self._live(experiment_id).state == PAUSED
+
+    def get_experiment(self, experiment_id: str) -> Experiment:
+        """A live experiment of this process, or a stored one."""
+        exp = self._experiments.get(experiment_id) if isinstance(experiment_id, str) else None
+        if exp is not None:
+            return exp
+        if isinstance(experiment_id, str):
+            try:
+                validate_partition_value("experiment_id", experiment_id)
+            except InvalidArgumentError:
+                raise UnknownExperimentError(experiment_id) from None
+            rec = read_record(self.home / "experiments", experiment_id)
+            if rec is not None:
+                return rec
+        raise UnknownExperimentError(experiment_id)
+
+    def list_experiments(self) -> list[Experiment]:
+        """Every experiment in the store (any process), oldest first."""
+        folder = self.home / "experiments"
+        out: dict[str, Experiment] = {}
+        for path in folder.glob("*.json"):
+            rec = read_record(folder, path.stem)
+            if rec is not None:
+                out[rec.id] = rec
+        out.update(self._experiments)
+        return sorted(out.values(), key=lambda e: e.started_at)
+
+    def current_experiment(self) -> Experiment | None:
+        """The experiment events of this context go to, if any."""
+        exp = self._current.get()
+        if exp is None or exp.state == STOPPED:
+            exp = self._fallback
+        return exp
+
+    def _require_known(self, experiment_id: str) -> None:
+        self.get_experiment(experiment_id)
+
+    # --------------------------------------------------------- metrics records
+
+    def record_metric(self, run_id: str, metric: str, value: Any, step: Any = None, epoch: Any = None,
+                      kind: str = "value", tags: dict[str, str] | None = None, metadata: dict[str, Any] | None = None) -> None:
+        """Buffer one metric row for the ``metrics`` dataset (used by the MetricsStore adapter)."""
+        if len(self._mbuf) >= self.buffer_limit:
+            self.dropped_overflow += 1
+            return
+        self._ensure_writer()
+        self._mbuf.append((run_id, metric, value, step, epoch, kind, tags, _wall_ns(), metadata))
+
+    # ------------------------------------------------------------------ writer
+
+    def _ensure_writer(self) -> None:
+        t = self._thread
+        if t is not None and t.is_alive() and getattr(t, "_crucible_pid", None) == os.getpid():
+            return
+        with self._flush_lock:
+            t = self._thread
+            if t is not None and t.is_alive() and getattr(t, "_crucible_pid", None) == os.getpid():
+                return
+            self._closed = False
+            t = threading.Thread(target=self._run, name="crucible-writer", daemon=True)
+            t._crucible_pid = os.getpid()  # type: ignore[attr-defined]
+            self._thread = t
+            t.start()
+
+    def _run(self) -> None:
+        last = time.monotonic()
+        poll = min(0.05, self.flush_interval)
+        while not self._closed:
+            self._wake.wait(poll)
+            self._wake.clear()
+            now = time.monotonic()
+            if now - last >= self.flush_interval or len(self._buf) >= self.batch_size or len(self._mbuf) >= self.batch_size:
+                last = now
+                try:
+                    self.flush()
+                except Exception as exc:  # never dies: the error is recorded and retried next round
+                    self.write_errors.append(exc)
+                    log.warning("crucible_telemetry: flush failed: %r", exc)
+
+    def flush(self) -> int:
+        """Write everything buffered to the store now; returns the number of events written."""
+        with self._flush_lock:
+            return self._flush_events() + self._flush_metrics()
+
+    def _drain(self, buf: deque[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        pop = buf.popleft
+        return [pop() for _ in range(len(buf))]
+
+    def _flush_events(self) -> int:
+        rows = self._drain(self._buf)
+        if not rows:
+            return 0
+        seq0 = self._seq
+        self._seq += len(rows)
+        groups: dict[str, tuple[Experiment, list[tuple[Any, ...]], list[int]]] = {}
+        for i, row in enumerate(rows):
+            g = groups.get(row[0].id)
+            if g is None:
+                g = groups[row[0].id] = (row[0], [], [])
+            g[1].append(row)
+            g[2].append(seq0 + i)
+        host_ident = self._ident()
+        enrichers = list(plugins.ENRICHERS.values())
+        written = 0
+        for exp_id, (exp, grows, seqs) in groups.items():
+            batch = collector.build_events(grows, seqs, host_ident, exp.tags, enrichers)
+            try:
+                self.events_writer.write(exp_id, batch.table)
+            except Exception as exc:
+                self.write_errors.append(exc)
+                log.warning("crucible_telemetry: could not write %d events of %s: %r; kept for retry", len(grows), exp_id, exc)
+                for r in reversed(grows):
+                    self._buf.appendleft(r)
+                continue
+            written += len(grows)
+            self.streaming.update(exp_id, batch.counts, batch.series)
+        self.events_written += written
+        return written
+
+    def _flush_metrics(self) -> int:
+        rows = self._drain(self._mbuf)
+        if not rows:
+            return 0
+        seq0 = self._mseq
+        self._mseq += len(rows)
+        ident = self._ident()
+        groups: dict[str, tuple[list[tuple[Any, ...]], list[int]]] = {}
+        for i, row in enumerate(rows):
+            g = groups.setdefault(row[0], ([], []))
+            g[0].append(row)
+            g[1].append(seq0 + i)
+        for run_id, (grows, seqs) in groups.items():
+            try:
+                self.metrics_writer.write(run_id, collector.build_metrics(grows, seqs, ident))
+            except Exception as exc:
+                self.write_errors.append(exc)
+                log.warning("crucible_telemetry: could not write %d metrics of %s: %r", len(grows), run_id, exc)
+        return len(rows)
+
+    def _ident(self) -> tuple[str, int, int | None, int | None, int | None, int | None]:
+        rank, local, node, world = distributed_identity()
+        return (HOSTNAME, os.getpid(), rank, local, node, world)
+
+    def close(self) -> None:
+        """Flush, stop the writer thread and compact this process's segments."""
+        if self._closed:
+            return
+        self._closed = True
+        self._wake.set()
+        t = self._thread
+        if t is not None and t is not threading.current_thread() and getattr(t, "_crucible_pid", None) == os.getpid():
+            t.join(timeout=10)
+        try:
+            self.flush()
+            for exp in list(self._experiments.values()):
+                if exp.state != STOPPED and exp.owner:
+                    write_record(self.home / "experiments", exp)
+            self.events_writer.compact()
+            self.metrics_writer.compact()
+        except Exception as exc:
+            log.warning("crucible_telemetry: close failed: %r", exc)
+
+    def _after_fork(self) -> None:
+        self._thread = None
+        self._flush_lock = threading.RLock()
+        self._buf.clear()
+        self._mbuf.clear()
+        self.events_writer._lock = threading.Lock()
+        self.metrics_writer._lock = threading.Lock()
+        if any(e.state != STOPPED for e in self._experiments.values()):
+            self._ensure_writer()
+
+    # ------------------------------------------------------------------- query
+
+    def connect(self, read_only: bool = True) -> Any:
+        """A DuckDB connection with the views ``experiments``, ``events``, ``metrics`` and ``runs``."""
+        self.flush()
+        from .storage.views import connect
+
+        return connect(self.home, read_only=read_only)
+
+    def __enter__(self) -> Telemetry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[Experiment]:
+        return iter(self.list_experiments())
+
+
+def _close_all() -> None:
+    for hub in list(_HUBS):
+        hub.close()
+
+
+def _after_fork_in_child() -> None:
+    for hub in list(_HUBS):
+        hub._after_fork()
+
+
+atexit.register(_close_all)
+os.register_at_fork(after_in_child=_after_fork_in_child)

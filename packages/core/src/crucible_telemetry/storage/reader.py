@@ -1,0 +1,267 @@
+"""``ct.store``: event queries over the views, each seeing its own process's writes."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import numpy as np
+import orjson
+
+from ..errors import InvalidArgumentError, InvalidWindowError
+from .views import _ensure_experiments_placeholder, create_views
+from .windowed import windowed_stats
+from .windows import Last, LastN, Range
+
+if TYPE_CHECKING:
+    from ..hub import Telemetry
+
+__all__ = ["EVENT_COLUMNS", "Store"]
+
+EVENT_COLUMNS = (
+    "experiment_id", "event", "category", "ts", "mono_ns", "seq", "host", "pid", "rank", "local_rank",
+    "node", "world_size", "epoch", "global_step", "batch", "duration", "measurements", "metadata", "tags",
+)
+_OPS = {"=", "!=", "<", "<=", ">", ">="}
+_ORDER = " ORDER BY ts, host, pid, seq"
+
+
+def _column(key: str) -> tuple[str, list[Any]]:
+    """SQL for a filter key: a known column, ``measurements.<k>`` or ``metadata.<k>`` (bound)."""
+    if key in EVENT_COLUMNS:
+        return f'"{key}"', []
+    if key.startswith("measurements."):
+        return "measurements[?]", [key.split(".", 1)[1]]
+    if key.startswith("metadata."):
+        return "json_extract_string(metadata, ?)", ["$." + key.split(".", 1)[1]]
+    raise InvalidArgumentError("where", f"unknown column {key!r}; use one of {', '.join(EVENT_COLUMNS)}, "
+                               "'measurements.<key>' or 'metadata.<key>'")
+
+
+def where_sql(where: Any) -> tuple[str, list[Any]]:
+    """``{column: value | [values] | (op, value)}`` as SQL with every value bound."""
+    if where is None:
+        return "", []
+    if not isinstance(where, dict):
+        raise InvalidArgumentError("where", f"expected a dict of column -> value, got {type(where).__name__}")
+    parts: list[str] = []
+    params: list[Any] = []
+    for key, val in where.items():
+        if not isinstance(key, str):
+            raise InvalidArgumentError("where", f"column names are strings, got {key!r}")
+        col, cparams = _column(key)
+        if isinstance(val, tuple) and len(val) == 2 and isinstance(val[0], str) and val[0] in _OPS:
+            parts.append(f"{col} {val[0]} ?")
+            params += [*cparams, val[1]]
+        elif isinstance(val, (list, tuple, set, frozenset)):
+            vals = list(val)
+            if not vals:
+                parts.append("false")
+                continue
+            parts.append(f"{col} IN ({', '.join('?' * len(vals))})")
+            params += cparams + vals
+        elif val is None:
+            parts.append(f"{col} IS NULL")
+            params += cparams
+        else:
+            parts.append(f"{col} = ?")
+            params += [*cparams, val]
+    return "".join(f" AND {p}" for p in parts), params
+
+
+def _rows(tbl: Any) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = tbl.to_pylist()
+    for r in rows:
+        m = r.get("measurements")
+        if isinstance(m, list):
+            r["measurements"] = dict(m)
+        md = r.get("metadata")
+        if isinstance(md, str):
+            r["metadata"] = orjson.loads(md)
+        elif md is None and "metadata" in r:
+            r["metadata"] = {}
+    return rows
+
+
+class Result:
+    """A fully fetched result: ``description``, ``fetchall()``, ``fetchone()``."""
+
+    __slots__ = ("description", "rows")
+
+    def __init__(self, description: Any, rows: list[tuple[Any, ...]]) -> None:
+        self.description = description or []
+        self.rows = rows
+
+    @property
+    def columns(self) -> list[str]:
+        """Column names."""
+        return [d[0] for d in self.description]
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        """Every row."""
+        return self.rows
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        """The first row or None."""
+        return self.rows[0] if self.rows else None
+
+
+class Store:
+    """Query the events of one hub's store; every query first flushes this process's buffer."""
+
+    def __init__(self, hub: Telemetry) -> None:
+        self._hub = hub
+        self._local = threading.local()
+
+    def _con(self) -> duckdb.DuckDBPyConnection:
+        con = getattr(self._local, "con", None)
+        if con is None:
+            _ensure_experiments_placeholder(self._hub.home)
+            con = duckdb.connect(":memory:")
+            create_views(con, self._hub.home)
+            self._local.con = con
+        return con
+
+    def execute(self, sql: str, params: list[Any] | None = None) -> Result:
+        """Run SQL on this thread's connection, after flushing this process; rows fetched at once."""
+        self._hub.flush()
+
+        def run() -> Result:
+            cur = self._con().execute(sql, params or [])
+            desc = cur.description
+            return Result(desc, cur.fetchall() if desc else [])
+
+        return self._retry(run)
+
+    def arrow(self, sql: str, params: list[Any] | None = None) -> Any:
+        """Run SQL and return a ``pyarrow.Table``, after flushing this process."""
+        self._hub.flush()
+        return self._retry(lambda: self._con().sql(sql, params=params or []).to_arrow_table())
+
+    @staticmethod
+    def _retry(fn: Any) -> Any:
+        # A compaction in another process may delete a file between listing and reading it.
+        for attempt in range(5):
+            try:
+                return fn()
+            except duckdb.IOException:
+                if attempt == 4:
+                    raise
+                time.sleep(0.02 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _check(self, exp_id: Any) -> str:
+        if not isinstance(exp_id, str):
+            raise InvalidArgumentError("exp_id", f"expected an experiment id string, got {type(exp_id).__name__}")
+        self._hub._require_known(exp_id)
+        return exp_id
+
+    def get_all(self, exp_id: str) -> list[dict[str, Any]]:
+        """Every stored event of an experiment, oldest first."""
+        return self.query(exp_id)
+
+    def query(self, exp_id: str, event: Any = None, where: dict[str, Any] | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Events of an experiment, optionally of one event name (or prefix ending in ``.*``), filtered."""
+        self._check(exp_id)
+        sql = "SELECT * FROM events WHERE experiment_id = ?"
+        params: list[Any] = [exp_id]
+        if event is not None:
+            s, p = self._event_filter(event)
+            sql += s
+            params += p
+        s, p = where_sql(where)
+        sql += s + _ORDER
+        params += p
+        if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+                raise InvalidArgumentError("limit", f"expected a non-negative int, got {limit!r}")
+            sql += " LIMIT ?"
+            params.append(limit)
+        return _rows(self.arrow(sql, params))
+
+    def _event_filter(self, event: Any) -> tuple[str, list[Any]]:
+        from ..names import normalize
+
+        if isinstance(event, str) and event.endswith(".*"):
+            prefix = normalize(event[:-2])[0]
+            return " AND (event = ? OR starts_with(event, ?))", [prefix, prefix + "."]
+        return " AND event = ?", [normalize(event)[0]]
+
+    def query_window(self, exp_id: str, window: Any, filter: Any = None) -> list[dict[str, Any]]:
+        """Events in a window (``Last``, ``LastN``, ``Range``), optionally filtered by name or columns."""
+        self._check(exp_id)
+        sql = "SELECT * FROM events WHERE experiment_id = ?"
+        params: list[Any] = [exp_id]
+        if isinstance(filter, (str, tuple)):
+            s, p = self._event_filter(filter)
+        elif isinstance(filter, dict) and "event" in filter:
+            rest = dict(filter)
+            s, p = self._event_filter(rest.pop("event"))
+            s2, p2 = where_sql(rest)
+            s, p = s + s2, p + p2
+        else:
+            s, p = where_sql(filter)
+        sql += s
+        params += p
+        if isinstance(window, Last):
+            sql += " AND ts >= now() - to_microseconds(?)" + _ORDER
+            params.append(int(window.delta.total_seconds() * 1_000_000))
+        elif isinstance(window, Range):
+            sql += " AND ts >= ? AND ts < ?" + _ORDER
+            params += [window.t_start, window.t_end]
+        elif isinstance(window, LastN):
+            sql = f"SELECT * FROM ({sql} ORDER BY ts DESC, host DESC, pid DESC, seq DESC LIMIT ?){_ORDER}"
+            params.append(window.n)
+        else:
+            raise InvalidWindowError("window", f"expected Last(...), LastN(n) or Range(t0, t1), got {window!r}")
+        return _rows(self.arrow(sql, params))
+
+    def windowed_metrics(self, exp_id: str, window_us: int, step_us: int, event: Any = None,
+                         measurement: str = "duration") -> list[dict[str, Any]]:
+        """Sliding windows ``[start, start + window_us)`` every ``step_us``: count, mean, min, max, p50/p95/p99.
+
+        Percentiles come from a log-binned histogram with 1% relative error; the rest is exact.
+        """
+        self._check(exp_id)
+        for arg, v in (("window_us", window_us), ("step_us", step_us)):
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise InvalidWindowError(arg, f"expected a positive int of microseconds, got {v!r}")
+        if not isinstance(measurement, str):
+            raise InvalidArgumentError("measurement", "expected a measurement name")
+        col = "duration" if measurement == "duration" else "measurements[?]"
+        params: list[Any] = [] if measurement == "duration" else [measurement]
+        sql = f"SELECT epoch_us(ts) AS t, {col} AS v FROM events WHERE experiment_id = ?"
+        params.append(exp_id)
+        if event is not None:
+            s, p = self._event_filter(event)
+            sql += s
+            params += p
+        sql += " AND v IS NOT NULL ORDER BY t"
+        tbl = self.arrow(sql, params)
+        ts = tbl.column("t").to_numpy()
+        vals = tbl.column("v").to_numpy().astype(np.float64, copy=False)
+        return windowed_stats(ts, vals, window_us, step_us)
+
+    def count(self, exp_id: str) -> int:
+        """Number of stored events of an experiment."""
+        self._check(exp_id)
+        row = self.execute("SELECT count(*) FROM events WHERE experiment_id = ?", [exp_id]).fetchone()
+        return int(row[0]) if row else 0
+
+    def compact(self) -> int:
+        """Merge this process's segments and delete superseded files past their grace period."""
+        self._hub.flush()
+        self._hub.events_writer.compact()
+        self._hub.metrics_writer.compact()
+        return self._hub.events_writer.collect_garbage() + self._hub.metrics_writer.collect_garbage()
+
+    def file_count(self) -> int:
+        """Parquet files on disk, both datasets."""
+        return self._hub.events_writer.file_count() + self._hub.metrics_writer.file_count()
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None

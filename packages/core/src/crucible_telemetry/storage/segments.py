@@ -1,0 +1,241 @@
+"""Immutable Parquet segments, one writer per process, compacted without double reads.
+
+A segment is named ``<proc>_<first>_<last>.parquet``: ``proc`` is host-pid-nonce and
+``[first, last]`` the range of this process's flush numbers it holds. Compaction writes a
+file whose range covers several segments; readers drop any file whose range another file
+of the same process covers, so a row is never read twice, whatever moment they list the
+folder. Superseded files are deleted only after a grace period, so a reader that listed
+them can still open them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..environment import HOSTNAME
+from ..errors import InvalidArgumentError
+
+__all__ = ["SegmentWriter", "live_files", "process_id", "validate_partition_value"]
+
+log = logging.getLogger("crucible_telemetry")
+
+SEGMENT_RE = re.compile(r"^(?P<proc>.+)_(?P<a>\d+)_(?P<b>\d+)\.parquet$")
+_VALUE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+@-]{0,199}$")
+GRACE_SECONDS = 120.0
+COMPACT_EVERY = 32  # small segments per partition before they are merged
+MERGE_COMPACTED_OVER = 4  # compacted files per partition before they are merged again
+
+_proc: tuple[int, str] | None = None
+
+
+def process_id() -> str:
+    """``host-pid-nonce`` of this process; a new one after fork."""
+    global _proc
+    pid = os.getpid()
+    if _proc is None or _proc[0] != pid:
+        host = re.sub(r"[^A-Za-z0-9.-]", "-", HOSTNAME) or "host"
+        _proc = (pid, f"{host}-{pid}-{secrets.token_hex(4)}")
+    return _proc[1]
+
+
+def validate_partition_value(argument: str, value: object) -> str:
+    """Check an id that becomes a folder name; raise naming ``argument`` otherwise."""
+    if not isinstance(value, str) or not _VALUE_RE.match(value):
+        raise InvalidArgumentError(
+            argument, f"{value!r} is not a valid id: use 1-200 of letters, digits and . _ : + @ - (starting alphanumeric)"
+        )
+    return value
+
+
+@dataclass
+class _Seg:
+    a: int
+    b: int
+    path: Path
+
+
+def _parse(name: str) -> tuple[str, int, int] | None:
+    m = SEGMENT_RE.match(name)
+    if m is None:
+        return None
+    return m["proc"], int(m["a"]), int(m["b"])
+
+
+def live_files(folder: Path) -> list[Path]:
+    """The segments of a partition folder that no other file of the same process covers."""
+    parsed: dict[str, list[tuple[int, int, Path]]] = {}
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return []
+    for name in names:
+        p = _parse(name)
+        if p is not None:
+            parsed.setdefault(p[0], []).append((p[1], p[2], folder / name))
+    out: list[Path] = []
+    for segs in parsed.values():
+        for a, b, path in segs:
+            if not any(a2 <= a and b2 >= b and (a2, b2) != (a, b) for a2, b2, _ in segs):
+                out.append(path)
+    return out
+
+
+def _superseded(folder: Path) -> list[tuple[Path, float]]:
+    """Files a reader skips, each with the time it became skippable (the covering file's mtime)."""
+    out: list[tuple[Path, float]] = []
+    groups: dict[str, list[tuple[int, int, Path]]] = {}
+    for name in os.listdir(folder):
+        path = folder / name
+        if name.endswith(".tmp"):
+            try:
+                out.append((path, path.stat().st_mtime))
+            except FileNotFoundError:
+                pass
+            continue
+        p = _parse(name)
+        if p is not None:
+            groups.setdefault(p[0], []).append((p[1], p[2], path))
+    for segs in groups.values():
+        for a, b, path in segs:
+            covers = [p2 for a2, b2, p2 in segs if a2 <= a and b2 >= b and (a2, b2) != (a, b)]
+            since = []
+            for c in covers:
+                try:
+                    since.append(c.stat().st_mtime)
+                except FileNotFoundError:
+                    pass
+            if since:
+                out.append((path, min(since)))
+    return out
+
+
+class SegmentWriter:
+    """Writes one dataset (``events`` or ``metrics``) as hive-partitioned Parquet segments."""
+
+    def __init__(self, home: Path, dataset: str, partition_key: str, schema: pa.Schema) -> None:
+        self.root = home / dataset
+        self.partition_key = partition_key
+        self.schema = schema
+        self._lock = threading.Lock()
+        self._proc = ""
+        self._counter: dict[str, int] = {}
+        self._small: dict[str, list[_Seg]] = {}
+        self._compacted: dict[str, list[_Seg]] = {}
+        self.files_written = 0
+        self.rows_written = 0
+        self._ensure_schema_file()
+
+    def _ensure_schema_file(self) -> None:
+        """An empty segment in a reserved partition, so views have a schema before any data."""
+        folder = self.root / f"{self.partition_key}=__schema__"
+        path = folder / "schema_0_0.parquet"
+        if path.exists():
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f"schema.{os.getpid()}.{secrets.token_hex(3)}.tmp"
+        pq.write_table(self.schema.empty_table(), tmp)
+        os.replace(tmp, path)
+
+    def _reset_if_forked(self) -> None:
+        proc = process_id()
+        if proc != self._proc:
+            self._proc = proc
+            self._counter.clear()
+            self._small.clear()
+            self._compacted.clear()
+
+    def folder(self, value: str) -> Path:
+        """The folder of one partition value."""
+        return self.root / f"{self.partition_key}={value}"
+
+    def _write(self, folder: Path, a: int, b: int, table: pa.Table) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{self._proc}_{a:010d}_{b:010d}.parquet"
+        tmp = path.with_name(path.name + f".{secrets.token_hex(3)}.tmp")
+        pq.write_table(table, tmp, compression="zstd", row_group_size=256_000)
+        os.replace(tmp, path)
+        return path
+
+    def write(self, value: str, table: pa.Table) -> Path:
+        """Write one segment for a partition value, compacting when enough have piled up."""
+        with self._lock:
+            self._reset_if_forked()
+            n = self._counter.get(value, 0) + 1
+            self._counter[value] = n
+            folder = self.folder(value)
+            path = self._write(folder, n, n, table)
+            self.files_written += 1
+            self.rows_written += table.num_rows
+            small = self._small.setdefault(value, [])
+            small.append(_Seg(n, n, path))
+            if len(small) >= COMPACT_EVERY:
+                self._compact(value)
+            return path
+
+    def _merge(self, value: str, segs: list[_Seg]) -> _Seg | None:
+        segs = [s for s in segs if s.path.exists()]
+        if len(segs) < 2:
+            return segs[0] if segs else None
+        a = min(s.a for s in segs)
+        b = max(s.b for s in segs)
+        tables = [pq.read_table(s.path) for s in segs]
+        merged = pa.concat_tables(tables, promote_options="default")
+        path = self._write(self.folder(value), a, b, merged)
+        self.files_written += 1
+        return _Seg(a, b, path)
+
+    def _compact(self, value: str) -> None:
+        try:
+            small = self._small.pop(value, [])
+            comp = self._compacted.setdefault(value, [])
+            seg = self._merge(value, small)
+            if seg is not None:
+                comp.append(seg)
+            if len(comp) > MERGE_COMPACTED_OVER:
+                seg = self._merge(value, comp)
+                self._compacted[value] = [seg] if seg is not None else []
+            self.collect_garbage(value)
+        except Exception as exc:  # a failed compaction loses nothing: the segments stay
+            log.warning("crucible_telemetry: compaction of %s failed: %r", value, exc)
+
+    def compact(self, value: str | None = None) -> None:
+        """Merge this process's segments of one partition (or all) into one file each."""
+        with self._lock:
+            self._reset_if_forked()
+            values = [value] if value is not None else list(set(self._small) | set(self._compacted))
+            for v in values:
+                self._small[v] = self._compacted.pop(v, []) + self._small.get(v, [])
+                self._small[v].sort(key=lambda s: s.a)
+                self._compact(v)
+
+    def collect_garbage(self, value: str | None = None, grace: float = GRACE_SECONDS) -> int:
+        """Delete superseded segments and stale temp files older than ``grace`` seconds."""
+        folders = [self.folder(value)] if value is not None else [p for p in self.root.glob(f"{self.partition_key}=*") if p.is_dir()]
+        now = time.time()
+        removed = 0
+        for folder in folders:
+            try:
+                for path, since in _superseded(folder):
+                    if now - since >= grace:
+                        try:
+                            path.unlink()
+                            removed += 1
+                        except FileNotFoundError:
+                            pass
+            except FileNotFoundError:
+                continue
+        return removed
+
+    def file_count(self) -> int:
+        """Segments on disk for this dataset, every process and partition."""
+        return sum(1 for _ in self.root.glob(f"{self.partition_key}=*/*.parquet"))

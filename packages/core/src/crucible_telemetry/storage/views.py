@@ -1,0 +1,114 @@
+"""DuckDB views over the Parquet segments and experiment records (the stable SQL schema)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+__all__ = ["VIEW_NAMES", "connect", "create_views"]
+
+VIEW_NAMES = ("experiments", "events", "metrics", "runs")
+
+_SEGMENT = r"([^/\\]+)_(\d+)_(\d+)\.parquet$"
+
+_EXPERIMENT_COLUMNS = (
+    "{experiment_id: 'VARCHAR', name: 'VARCHAR', hypothesis: 'VARCHAR', condition: 'VARCHAR', "
+    "tags: 'VARCHAR[]', metadata: 'JSON', status: 'VARCHAR', started_at: 'TIMESTAMPTZ', "
+    "stopped_at: 'TIMESTAMPTZ', host: 'VARCHAR', pid: 'BIGINT', dropped_paused: 'BIGINT', environment: 'JSON'}"
+)
+
+
+def _lit(s: str) -> str:
+    """A SQL string literal for a path (the home folder is configuration, never user data)."""
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _live_files_sql(pattern: str, key: str) -> str:
+    # A file is live unless another file of the same process and partition covers its range.
+    return f"""
+        WITH f AS (
+            SELECT file,
+                   regexp_extract(file, '{key}=([^/\\\\]+)', 1) AS part,
+                   regexp_extract(file, '{_SEGMENT}', 1) AS proc,
+                   CAST(regexp_extract(file, '{_SEGMENT}', 2) AS BIGINT) AS a,
+                   CAST(regexp_extract(file, '{_SEGMENT}', 3) AS BIGINT) AS b
+            FROM glob({_lit(pattern)})
+        )
+        SELECT file FROM f
+        WHERE NOT EXISTS (
+            SELECT 1 FROM f g
+            WHERE g.part = f.part AND g.proc = f.proc AND g.a <= f.a AND g.b >= f.b
+              AND (g.a <> f.a OR g.b <> f.b)
+        )"""
+
+
+def _dataset_sql(home: Path, dataset: str, key: str) -> str:
+    pattern = (home / dataset / "*" / "*.parquet").as_posix()
+    return f"""
+        SELECT * EXCLUDE (filename)
+        FROM read_parquet({_lit(pattern)}, hive_partitioning = true, union_by_name = true,
+                          filename = true, hive_types = {{'{key}': VARCHAR}})
+        WHERE {key} <> '__schema__'
+          AND filename IN ({_live_files_sql(pattern, key)})"""
+
+
+def create_views(con: duckdb.DuckDBPyConnection, home: Path) -> None:
+    """(Re)create the four views on ``con`` for the store at ``home``."""
+    exp_pattern = (home / "experiments" / "*.json").as_posix()
+    events = _dataset_sql(home, "events", "experiment_id")
+    metrics = _dataset_sql(home, "metrics", "run_id")
+    con.execute(f"CREATE OR REPLACE VIEW events AS SELECT experiment_id, * EXCLUDE (experiment_id) FROM ({events})")
+    con.execute(f"CREATE OR REPLACE VIEW metrics AS SELECT run_id, * EXCLUDE (run_id) FROM ({metrics})")
+    con.execute(
+        f"""CREATE OR REPLACE VIEW experiments AS
+        SELECT * FROM read_json({_lit(exp_pattern)}, format = 'auto', columns = {_EXPERIMENT_COLUMNS},
+                                union_by_name = true)
+        WHERE experiment_id IS NOT NULL"""
+    )
+    con.execute(
+        """CREATE OR REPLACE VIEW runs AS
+        WITH ev AS (
+            SELECT experiment_id, count(*) AS events, min(ts) AS first_event_at, max(ts) AS last_event_at,
+                   count(*) FILTER (WHERE event LIKE '%.exception') AS exceptions,
+                   max(epoch) AS max_epoch, max(global_step) AS max_global_step,
+                   count(DISTINCT rank) AS ranks
+            FROM events GROUP BY experiment_id
+        ), me AS (
+            SELECT run_id, count(*) AS metric_rows, count(DISTINCT metric) AS metric_names
+            FROM metrics GROUP BY run_id
+        )
+        SELECT e.*,
+               epoch(coalesce(e.stopped_at, ev.last_event_at, e.started_at)) - epoch(e.started_at) AS duration_s,
+               coalesce(ev.events, 0) AS events, coalesce(ev.exceptions, 0) AS exceptions,
+               ev.first_event_at, ev.last_event_at, ev.max_epoch, ev.max_global_step, ev.ranks,
+               coalesce(me.metric_rows, 0) AS metric_rows, coalesce(me.metric_names, 0) AS metric_names
+        FROM experiments e
+        LEFT JOIN ev ON ev.experiment_id = e.experiment_id
+        LEFT JOIN me ON me.run_id = e.experiment_id"""
+    )
+
+
+def _ensure_experiments_placeholder(home: Path) -> None:
+    folder = home / "experiments"
+    folder.mkdir(parents=True, exist_ok=True)
+    ph = folder / "_schema.json"
+    if not ph.exists():
+        tmp = folder / "._schema.json.tmp"
+        tmp.write_text('{"experiment_id": null}\n')
+        tmp.replace(ph)
+
+
+def connect(home: Path, read_only: bool = True, **config: Any) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection whose views read the store at ``home``.
+
+    The store's files are only ever written by writer threads; ``read_only=False`` merely
+    lets you create tables of your own in the connection's in-memory catalog.
+    """
+    _ensure_experiments_placeholder(home)
+    from .segments import SegmentWriter  # noqa: F401  (schema files come with any writer)
+
+    con = duckdb.connect(":memory:", config=config or {})
+    create_views(con, home)
+    return con

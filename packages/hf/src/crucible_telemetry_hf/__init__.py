@@ -1,0 +1,3 @@
+"""crucible-telemetry hf plugin."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""crucible-telemetry lightning plugin."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""crucible-telemetry llm plugin."""
+
+__all__: list[str] = []

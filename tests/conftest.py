@@ -1,0 +1,34 @@
+"""Shared fixtures: a fresh hub per test, in a temporary project folder, made the default."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("CRUCIBLE_STRICT", "1")
+
+import crucible_telemetry as ct  # noqa: E402
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """A project folder for the store."""
+    return tmp_path / "crucible"
+
+
+@pytest.fixture
+def hub(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ct.Telemetry]:
+    """A ``Telemetry`` on a temporary home, installed as the default hub for ``ct.*`` calls."""
+    monkeypatch.setenv("CRUCIBLE_HOME", str(home))
+    h = ct.Telemetry(home, flush_interval=0.2)
+    prev = ct.set_default(h)
+    try:
+        yield h
+    finally:
+        h.close()
+        ct.set_default(prev)
