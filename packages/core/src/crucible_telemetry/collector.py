@@ -6,11 +6,14 @@ import logging
 import math
 import numbers
 from collections.abc import Callable, Sequence
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .events import category_of
 from .storage.schema import EVENTS_SCHEMA, METRICS_SCHEMA
@@ -59,11 +62,51 @@ class EventBatch:
 
     __slots__ = ("counts", "nonnumeric", "series", "table")
 
-    def __init__(self, table: pa.Table, counts: dict[str, int], series: dict[tuple[str, str], list[float]], nonnumeric: int) -> None:
+    def __init__(self, table: pa.Table, counts: dict[str, int], series: dict[tuple[str, str], Any], nonnumeric: int) -> None:
         self.table = table
         self.counts = counts
         self.series = series
         self.nonnumeric = nonnumeric
+
+
+def _sanitize(name: str, m: dict[str, Any] | None, md: dict[str, Any] | None) -> tuple[dict[str, Any] | None, dict[str, Any] | None, int]:
+    """Move non-numeric measurements into metadata (one warning per event and key)."""
+    if not m:
+        return m, md, 0
+    clean: dict[str, Any] = {}
+    moved: dict[str, Any] = {}
+    for k, v in m.items():
+        t = type(v)
+        if t is float or t is int or t is bool:
+            clean[k] = v
+        elif isinstance(v, numbers.Real):
+            clean[k] = float(v)
+        else:
+            moved[str(k)] = v
+            _warn_once(f"nonnum:{name}:{k}", "crucible_telemetry: measurement %r of %s is not a number "
+                       "(%s); stored in metadata instead", k, name, type(v).__name__)
+    if not moved:
+        return clean, md, 0
+    md2 = dict(md) if md else {}
+    md2.update(moved)
+    return clean, md2, len(moved)
+
+
+_EMPTY: dict[str, Any] = {}
+_ROW_KEYS = ("epoch", "global_step", "batch")
+
+
+def _int_column(from_map: pa.Array | None, mds: list[Any], key: str, md_keys: set[Any]) -> pa.Array:
+    n = len(mds)
+    if key in md_keys:
+        vals: list[Any] = from_map.to_pylist() if from_map is not None else [None] * n
+        vals = [v if v is not None else (md.get(key) if md else None) for v, md in zip(vals, mds)]
+        return pa.array([v if v is None or type(v) is int else _as_int(v) for v in vals], pa.int64())
+    if from_map is None:
+        return pa.nulls(n, pa.int64())
+    f = from_map.to_numpy(zero_copy_only=False)
+    ok = np.isfinite(f) & (np.floor(f) == f) & (np.abs(f) < 2**62)
+    return pa.array(np.where(ok, f, 0).astype(np.int64), pa.int64(), mask=~ok)
 
 
 def build_events(
@@ -73,113 +116,131 @@ def build_events(
     tags: Sequence[str],
     enrichers: Sequence[Callable[..., Any]] = (),
 ) -> EventBatch:
-    """Rows are ``(experiment, dotted, measurements, metadata, wall_ns, mono_ns)``."""
-    names: list[str] = []
-    walls: list[int] = []
-    monos: list[int] = []
-    epochs: list[int | None] = []
-    steps: list[int | None] = []
-    batches: list[int | None] = []
-    durations: list[float | None] = []
-    offsets: list[int] = [0]
-    keys: list[str] = []
-    vals: list[float] = []
-    metas: list[str | None] = []
-    counts: dict[str, int] = {}
-    series: dict[tuple[str, str], list[float]] = {}
+    """Rows are ``(experiment, dotted, measurements, metadata, wall_ns, mono_ns)``; vectorised where it can be."""
+    n = len(rows)
+    names = list(map(itemgetter(1), rows))
+    ms: list[Any] = [m if m else _EMPTY for m in map(itemgetter(2), rows)]
+    mds: list[Any] = list(map(itemgetter(3), rows))
     nonnumeric = 0
-    for _exp, name, m, md, wall, mono in rows:
-        names.append(name)
-        walls.append(wall)
-        monos.append(mono)
-        counts[name] = counts.get(name, 0) + 1
-        moved: dict[str, Any] | None = None
-        if m:
-            for k, v in m.items():
-                t = type(v)
-                if t is not float and t is not int:
-                    if isinstance(v, numbers.Real):
-                        v = float(v)
-                    else:
-                        if moved is None:
-                            moved = {}
-                        moved[k] = v
-                        nonnumeric += 1
-                        _warn_once(f"nonnum:{name}:{k}", "crucible_telemetry: measurement %r of %s is not a number "
-                                   "(%s); stored in metadata instead", k, name, type(v).__name__)
-                        continue
-                keys.append(k)
-                vals.append(v)
-                s = series.get((name, k))
-                if s is None:
-                    series[(name, k)] = [v]
-                else:
-                    s.append(v)
-            durations.append(m.get("duration"))
-            ep = m.get("epoch")
-            st = m.get("global_step")
-            bt = m.get("batch")
-        else:
-            durations.append(None)
-            ep = st = bt = None
-        if md:
-            if ep is None:
-                ep = md.get("epoch")
-            if st is None:
-                st = md.get("global_step")
-            if bt is None:
-                bt = md.get("batch")
-        if moved is not None or enrichers:
-            md = dict(md) if md else {}
-            if moved is not None:
-                md.update(moved)
-            for fn in enrichers:
-                try:
-                    extra = fn(name, m, md)
-                    if extra:
-                        md.update(extra)
-                except Exception as exc:
-                    _warn_once(f"enricher:{fn!r}", "crucible_telemetry: enricher %r failed: %r", fn, exc)
-        offsets.append(len(keys))
-        epochs.append(ep if type(ep) is int or ep is None else _as_int(ep))
-        steps.append(st if type(st) is int or st is None else _as_int(st))
-        batches.append(bt if type(bt) is int or bt is None else _as_int(bt))
-        metas.append(to_json(md) if md else None)
-    n = len(names)
-    host, pid, rank, local_rank, node, world = ident
-    dur = [d if d is None or type(d) is float or type(d) is int else _float_or_none(d) for d in durations]
+    if enrichers:
+        ms, mds, nonnumeric = _slow_path(names, ms, mds, enrichers)
+    keys = list(chain.from_iterable(ms))
     try:
-        values = pa.array(vals, pa.float64())
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
-        values = pa.array([_float_or_none(v) for v in vals], pa.float64())
-    measurements = pa.MapArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(keys, pa.string()), values)
+        values = pa.array(list(chain.from_iterable(map(dict.values, ms))), pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError, ValueError):
+        ms, mds, moved = _slow_path(names, ms, mds, ())
+        nonnumeric += moved
+        keys = list(chain.from_iterable(ms))
+        values = pa.array([_float_or_none(v) for v in chain.from_iterable(map(dict.values, ms))], pa.float64())
+    lens = np.fromiter(map(len, ms), dtype=np.int32, count=n)
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(lens, out=offsets[1:])
+    key_arr = pa.array(keys, pa.string())
+    measurements = pa.MapArray.from_arrays(pa.array(offsets), key_arr, values)
+    keyset = set(keys)
+    md_keys: set[Any] = set()
+    if any(mds):
+        md_keys = set(chain.from_iterable(md for md in mds if md)) & set(_ROW_KEYS)
+    ints = [
+        _int_column(pc.map_lookup(measurements, k, "first") if k in keyset else None, mds, k, md_keys)
+        for k in _ROW_KEYS
+    ]
+    duration = pc.map_lookup(measurements, "duration", "first") if "duration" in keyset else pa.nulls(n, pa.float64())
+    metas = pa.array(_dumps_all(mds), pa.binary()).cast(pa.string())
+    host, pid, rank, local_rank, node, world = ident
     name_arr = pa.array(names, pa.string())
+    counts: dict[str, int] = {}
+    for nm in names:
+        counts[nm] = counts.get(nm, 0) + 1
     cats = {nm: category_of(nm) for nm in counts}
-    wall_arr = np.asarray(walls, dtype=np.int64) // 1000
     table = pa.Table.from_arrays(
         [
             name_arr,
-            pa.array([cats[nm] for nm in names], pa.string()),
-            pa.array(wall_arr, pa.timestamp("us", tz="UTC")),
-            pa.array(monos, pa.int64()),
-            pa.array(seqs, pa.int64()),
+            pa.array([cats[nm] for nm in names], pa.string()) if len(cats) > 1 else pa.array([cats[names[0]]] * n, pa.string()),
+            pa.array(np.fromiter(map(itemgetter(4), rows), dtype=np.int64, count=n) // 1000, pa.timestamp("us", tz="UTC")),
+            pa.array(np.fromiter(map(itemgetter(5), rows), dtype=np.int64, count=n)),
+            pa.array(np.asarray(seqs, dtype=np.int64)),
             pa.array([host] * n, pa.string()),
             pa.array([pid] * n, pa.int32()),
             pa.array([rank] * n, pa.int32()),
             pa.array([local_rank] * n, pa.int32()),
             pa.array([node] * n, pa.int32()),
             pa.array([world] * n, pa.int32()),
-            pa.array(epochs, pa.int64()),
-            pa.array(steps, pa.int64()),
-            pa.array(batches, pa.int64()),
-            pa.array(dur, pa.float64()),
+            *ints,
+            duration,
             measurements,
-            pa.array(metas, pa.string()),
+            metas,
             pa.array([list(tags)] * n, pa.list_(pa.string())),
         ],
         schema=EVENTS_SCHEMA,
     )
+    series = _series(names, lens, key_arr, values)
     return EventBatch(table, counts, series, nonnumeric)
+
+
+def _slow_path(names: list[str], ms: list[Any], mds: list[Any], enrichers: Sequence[Callable[..., Any]]) -> tuple[list[Any], list[Any], int]:
+    out_m: list[Any] = []
+    out_md: list[Any] = []
+    moved_total = 0
+    for name, m, md in zip(names, ms, mds):
+        m2, md2, moved = _sanitize(name, m, md)
+        moved_total += moved
+        if enrichers:
+            md2 = dict(md2) if md2 else {}
+            for fn in enrichers:
+                try:
+                    extra = fn(name, m2, md2)
+                    if extra:
+                        md2.update(extra)
+                except Exception as exc:
+                    _warn_once(f"enricher:{fn!r}", "crucible_telemetry: enricher %r failed: %r", fn, exc)
+        out_m.append(m2 if m2 else _EMPTY)
+        out_md.append(md2)
+    return out_m, out_md, moved_total
+
+
+def _dumps_all(mds: list[Any]) -> list[bytes | None]:
+    """JSON of each metadata dict; a dict object shared by several events is encoded once."""
+    cache: dict[int, bytes] = {}
+    out: list[bytes | None] = []
+    dumps = orjson.dumps
+    for md in mds:
+        if not md:
+            out.append(None)
+            continue
+        key = id(md)
+        b = cache.get(key)
+        if b is None:
+            try:
+                b = dumps(md, default=repr)
+            except (TypeError, orjson.JSONEncodeError):
+                b = (to_json(md) or "null").encode()
+            cache[key] = b
+        out.append(b)
+    return out
+
+
+def _series(names: list[str], lens: np.ndarray[Any, Any], key_arr: pa.Array, values: pa.Array) -> dict[tuple[str, str], Any]:
+    """Values grouped by (event, measurement key), as numpy arrays, for the streaming stats."""
+    if len(key_arr) == 0:
+        return {}
+    name_enc = pa.array(names, pa.string()).dictionary_encode()
+    key_enc = key_arr.dictionary_encode()
+    name_codes = np.repeat(name_enc.indices.to_numpy(zero_copy_only=False), lens)
+    key_codes = key_enc.indices.to_numpy(zero_copy_only=False)
+    nkeys = len(key_enc.dictionary)
+    combined = name_codes.astype(np.int64) * nkeys + key_codes
+    vals = values.to_numpy(zero_copy_only=False)
+    order = np.argsort(combined, kind="stable")
+    sorted_codes = combined[order]
+    uniq, starts = np.unique(sorted_codes, return_index=True)
+    bounds = [*starts.tolist(), len(sorted_codes)]
+    nd = name_enc.dictionary.to_pylist()
+    kd = key_enc.dictionary.to_pylist()
+    out: dict[tuple[str, str], Any] = {}
+    for i, code in enumerate(uniq.tolist()):
+        out[(nd[code // nkeys], kd[code % nkeys])] = vals[order[bounds[i]:bounds[i + 1]]]
+    return out
 
 
 def _float_or_none(v: Any) -> float | None:

@@ -92,7 +92,7 @@ class Streaming:
         self._lock = threading.Lock()
         self._stats: dict[str, _ExperimentStats] = {}
 
-    def update(self, experiment_id: str, counts: dict[str, int], series: dict[tuple[str, str], list[float]]) -> None:
+    def update(self, experiment_id: str, counts: dict[str, int], series: dict[tuple[str, str], Any]) -> None:
         """Fold one flushed batch in (called by the writer thread)."""
         with self._lock:
             st = self._stats.get(experiment_id)
