@@ -1,3 +1,5 @@
-"""crucible-telemetry hf plugin."""
+"""crucible-telemetry for Hugging Face: ``Trainer(..., callbacks=[CrucibleCallback()])``."""
 
-__all__: list[str] = []
+from .callback import CrucibleCallback
+
+__all__ = ["CrucibleCallback"]

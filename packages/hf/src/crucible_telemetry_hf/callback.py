@@ -1,0 +1,411 @@
+"""``CrucibleCallback``: the Hugging Face ``Trainer`` emits the standard ``crucible_train.*`` events."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import numbers
+import os
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+import crucible_telemetry as ct
+from crucible_telemetry import Experiment, InvalidArgumentError, Telemetry
+
+from ._setup import find_in_stack, resolve_experiment, write_marker
+from .plugin import EXCEPTION, VALIDATION_STOP
+
+__all__ = ["CrucibleCallback"]
+
+log = logging.getLogger("crucible_telemetry.hf")
+
+TRAINING_START = ("crucible_train", "training", "start")
+TRAINING_STOP = ("crucible_train", "training", "stop")
+EPOCH_START = ("crucible_train", "epoch", "start")
+EPOCH_STOP = ("crucible_train", "epoch", "stop")
+BATCH_STOP = ("crucible_train", "batch", "stop")
+CHECKPOINT_SAVED = ("crucible_train", "checkpoint", "saved")
+
+_META = {"framework": "transformers"}
+# What the Trainer's final summary log holds, under the standard names of training.stop.
+_SUMMARY = {"train_loss": "loss", "train_samples_per_second": "samples_per_second",
+            "train_steps_per_second": "steps_per_second", "train_tokens_per_second": "tokens_per_second",
+            "total_flos": "total_flos"}
+
+
+def _scalar(value: Any) -> float | None:
+    """``value`` as a float, or None when it is not one number."""
+    t = type(value)
+    if t is float or t is int or t is bool or isinstance(value, numbers.Real):
+        return float(value)
+    numel = getattr(value, "numel", None)
+    if numel is not None and callable(numel) and numel() == 1:
+        return float(value.item())
+    return None
+
+
+def _epoch_index(epoch: float | None) -> int:
+    """The Trainer's fractional ``state.epoch`` as the index of the epoch under way (0-based)."""
+    return math.floor(epoch + 1e-9) if epoch else 0
+
+
+def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a callback body; a failure is recorded and logged once, never raised into the Trainer."""
+
+    @functools.wraps(fn)
+    def wrapper(self: CrucibleCallback, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        try:
+            fn(self, args, state, control, **kwargs)
+        except Exception as exc:
+            self._failed(fn.__name__, exc)
+
+    return wrapper
+
+
+class CrucibleCallback(TrainerCallback):
+    """Record a ``transformers.Trainer`` run as the standard ``crucible_train.*`` events.
+
+    Emits ``training.start/stop``, ``epoch.start/stop`` (integer epoch index, mean training loss,
+    evaluation results as ``val_<name>``), one ``batch.stop`` per optimizer step (``global_step``,
+    and ``loss``, ``learning_rate``, ``gradient_norm`` on the steps the Trainer logs),
+    ``validation.stop``, ``checkpoint.saved`` and ``training.exception``; every scalar the Trainer
+    logs also lands in the ``metrics`` view with its step. Starts an experiment when none is live
+    and stops it at the end; a live one is reused and left running.
+
+    Args:
+        experiment_name: name of a new experiment; default ``args.run_name`` or the model's class.
+        experiment_id: record into this experiment (joined if it exists, else started under this id);
+            default ``$CRUCIBLE_EXPERIMENT_ID``, else the live experiment, else the one a resumed
+            checkpoint was recorded in, else a new one.
+        hub: the ``Telemetry`` to record into; default ``crucible_telemetry.default()``.
+        tags: tags of a new experiment.
+        hypothesis: hypothesis of a new experiment.
+        condition: A/B condition of a new experiment.
+        log_epoch_loss: ask the Trainer to log at each epoch end, so every epoch gets its loss whatever
+            ``logging_steps`` is (one extra log entry per epoch at most).
+        record_metrics: write every logged scalar to the ``metrics`` view.
+
+    Example:
+        >>> from crucible_telemetry_hf import CrucibleCallback
+        >>> trainer = Trainer(model=model, args=args, train_dataset=ds,  # doctest: +SKIP
+        ...                   callbacks=[CrucibleCallback()])
+        >>> trainer.train()  # doctest: +SKIP
+    """
+
+    def __init__(self, experiment_name: str | None = None, *, experiment_id: str | None = None,
+                 hub: Telemetry | None = None, tags: Iterable[str] = (), hypothesis: str | None = None,
+                 condition: str | None = None, log_epoch_loss: bool = True, record_metrics: bool = True) -> None:
+        for arg, val in (("experiment_name", experiment_name), ("experiment_id", experiment_id),
+                         ("hypothesis", hypothesis), ("condition", condition)):
+            if val is not None and (not isinstance(val, str) or not val.strip()):
+                raise InvalidArgumentError(arg, f"expected a non-empty string, got {val!r}")
+        if hub is not None and not isinstance(hub, Telemetry):
+            raise InvalidArgumentError("hub", f"expected a crucible_telemetry.Telemetry, got {type(hub).__name__}")
+        if isinstance(tags, str):
+            tags = (tags,)
+        self.experiment_name = experiment_name
+        self.experiment_id = experiment_id
+        self.tags = tuple(tags)
+        self.hypothesis = hypothesis
+        self.condition = condition
+        self.log_epoch_loss = bool(log_epoch_loss)
+        self.record_metrics = bool(record_metrics)
+        self.errors: list[tuple[str, BaseException]] = []
+        self.skipped: set[str] = set()
+        self._hub = hub
+        self._watched = False
+        self._warned: set[str] = set()
+        self._reset()
+
+    # ------------------------------------------------------------------ state
+
+    def _reset(self) -> None:
+        self.experiment: Experiment | None = None
+        self._owned = False
+        self._model_name = ""
+        self._t_train = 0
+        self._epoch = 0
+        self._t_epoch = 0
+        self._micro = 0
+        self._t_step = 0
+        self._tokens_step = 0
+        self._batch: tuple[int, int, int, int, float | None] | None = None
+        self._epoch_sum = 0.0
+        self._epoch_steps = 0
+        self._epoch_done: dict[str, float] | None = None
+        self._last_logged = 0
+        self._summary: dict[str, float] = {}
+
+    def _failed(self, where: str, exc: BaseException) -> None:
+        self.errors.append((where, exc))
+        if where not in self._warned:
+            self._warned.add(where)
+            log.warning("crucible_telemetry_hf: %s failed (%r); training goes on", where, exc)
+
+    def _emit(self, name: tuple[str, ...], measurements: dict[str, Any], metadata: dict[str, Any] = _META) -> None:
+        assert self._hub is not None
+        self._hub.emit(name, measurements, metadata)
+
+    # ------------------------------------------------------------------ setup
+
+    @_guard
+    def on_init_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Find the Trainer being built and record an exception event if its ``train`` fails."""
+        from transformers import Trainer
+
+        trainer = find_in_stack("self", lambda v: isinstance(v, Trainer))
+        if trainer is not None:
+            self._watch(trainer, "train")
+            self._watched = True
+
+    def _watch(self, trainer: Any, method: str) -> None:
+        """Wrap ``trainer.<method>`` so that a failure is recorded, then re-raised unchanged."""
+        original = getattr(trainer, method)
+        if getattr(original, "__crucible_watched__", None) is self:
+            return
+
+        @functools.wraps(original)
+        def watched(*a: Any, **kw: Any) -> Any:
+            try:
+                return original(*a, **kw)
+            except BaseException as exc:
+                self._on_exception(trainer, exc)
+                raise
+
+        watched.__crucible_watched__ = self  # type: ignore[attr-defined]
+        setattr(trainer, method, watched)
+
+    def _setup(self, args: Any, state: Any, model: Any) -> None:
+        self._hub = self._hub or ct.default()
+        model_name = type(model).__name__ if model is not None else "model"
+        params = trainable = None
+        if model is not None:
+            try:
+                ps = list(model.parameters())
+                params = sum(p.numel() for p in ps)
+                trainable = sum(p.numel() for p in ps if p.requires_grad)
+            except Exception as exc:
+                self._failed("parameter count", exc)
+        config = args.to_sanitized_dict() if hasattr(args, "to_sanitized_dict") else {}
+        metadata = {"framework": "transformers", "model_name": model_name, "parameters": params, "config": config}
+        resume_from = None
+        if state.global_step > 0:
+            resume_from = find_in_stack("resume_from_checkpoint", lambda v: isinstance(v, str)) or os.path.join(
+                args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+        exp, self._owned = resolve_experiment(
+            self._hub, explicit_id=self.experiment_id, resume_from=resume_from, zero=state.is_world_process_zero,
+            name=self.experiment_name or args.run_name or model_name, metadata=metadata, tags=self.tags,
+            hypothesis=self.hypothesis, condition=self.condition)
+        exp.metadata.setdefault("config", config)
+        self.experiment = exp
+        self._model_name = model_name
+        self._start_md = {"framework": "transformers", "model_name": model_name, "parameters": params,
+                          "trainable_parameters": trainable, "run_name": args.run_name,
+                          "output_dir": args.output_dir, "resumed_from": resume_from}
+
+    # --------------------------------------------------------------- training
+
+    @_guard
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Start or reuse the experiment, emit ``training.start``."""
+        self._reset()
+        self._setup(args, state, kwargs.get("model"))
+        self._t_train = time.monotonic_ns()
+        self._last_logged = state.global_step
+        self._epoch = _epoch_index(state.epoch)
+        self._emit(TRAINING_START, {"global_step": state.global_step, "epoch": self._epoch}, self._start_md)
+        if not self._watched:  # added after the Trainer was built: watch its training steps instead
+            from transformers import Trainer
+
+            trainer = find_in_stack("self", lambda v: isinstance(v, Trainer))
+            if trainer is not None:
+                self._watch(trainer, "training_step")
+
+    @_guard
+    def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """``epoch.start`` with the integer epoch index."""
+        if self.experiment is None:
+            return
+        self._flush_batch()
+        self._flush_epoch()
+        self._epoch = _epoch_index(state.epoch)
+        self._t_epoch = time.monotonic_ns()
+        self._micro = 0
+        self._epoch_sum, self._epoch_steps = 0.0, 0
+        md = _META if (state.epoch or 0) == self._epoch else {**_META, "resumed": True}
+        self._emit(EPOCH_START, {"epoch": self._epoch, "global_step": state.global_step}, md)
+
+    @_guard
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Time the optimizer step (all its micro-batches)."""
+        if self._batch is not None:
+            self._flush_batch()
+        self._t_step = time.monotonic_ns()
+        self._tokens_step = state.num_input_tokens_seen
+
+    @_guard
+    def on_substep_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Count a micro-batch that did not step the optimizer."""
+        self._micro += 1
+
+    @_guard
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Hold the step's ``batch.stop`` until the Trainer logs it (or not)."""
+        if self.experiment is None:
+            return
+        now = time.monotonic_ns()
+        self._micro += 1
+        duration = now - self._t_step if self._t_step else 0
+        tps = None
+        tokens = state.num_input_tokens_seen - self._tokens_step
+        if tokens > 0 and duration > 0:
+            tps = tokens * 1e9 / duration
+        self._batch = (state.global_step, self._epoch, self._micro - 1, duration, tps)
+        self._t_step = 0
+
+    def _flush_batch(self, logs: dict[str, Any] | None = None) -> None:
+        if self._batch is None:
+            return
+        step, epoch, batch, duration, tps = self._batch
+        self._batch = None
+        m: dict[str, Any] = {"global_step": step, "epoch": epoch, "batch": batch, "duration": duration}
+        if tps is not None:
+            m["tokens_per_second"] = tps
+        if logs is not None:
+            for src, dst in (("loss", "loss"), ("learning_rate", "learning_rate"), ("grad_norm", "gradient_norm"),
+                             ("num_input_tokens_seen", "tokens_seen")):
+                v = logs.get(src)
+                if v is not None:
+                    f = _scalar(v)
+                    if f is not None:
+                        m[dst] = f
+        self._emit(BATCH_STOP, m)
+
+    @_guard
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Hold ``epoch.stop`` until the epoch-end log and evaluation have run."""
+        if self.experiment is None:
+            return
+        self._flush_batch()
+        duration = time.monotonic_ns() - self._t_epoch if self._t_epoch else 0
+        self._epoch_done = {"epoch": self._epoch, "global_step": state.global_step, "duration": duration}
+        if self.log_epoch_loss and state.global_step > self._last_logged:
+            control.should_log = True
+
+    def _flush_epoch(self) -> None:
+        done = self._epoch_done
+        if done is None:
+            return
+        self._epoch_done = None
+        if self._epoch_steps:
+            done["loss"] = self._epoch_sum / self._epoch_steps
+        self._emit(EPOCH_STOP, done)
+
+    @_guard
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
+               **kwargs: Any) -> None:
+        """Every scalar into the ``metrics`` view; the training loss onto its step and epoch."""
+        if self.experiment is None or not logs:
+            return
+        if "train_runtime" in logs:  # the final summary of train()
+            self._flush_batch()
+            self._flush_epoch()
+            self._summary = {dst: f for src, dst in _SUMMARY.items()
+                             if src in logs and (f := _scalar(logs[src])) is not None}
+        elif "loss" in logs:
+            loss = _scalar(logs["loss"])
+            steps = state.global_step - self._last_logged
+            self._last_logged = state.global_step
+            if loss is not None and steps > 0 and math.isfinite(loss):
+                self._epoch_sum += loss * steps
+                self._epoch_steps += steps
+            if self._batch is not None and self._batch[0] == state.global_step:
+                self._flush_batch(logs)
+        if self.record_metrics:
+            self._record(logs, state.global_step)
+
+    def _record(self, logs: dict[str, Any], step: int) -> None:
+        assert self._hub is not None and self.experiment is not None
+        run_id, epoch, record = self.experiment.id, self._epoch, self._hub.record_metric
+        for k, v in logs.items():
+            f = _scalar(v)
+            if f is None:
+                if k not in self.skipped:
+                    self.skipped.add(k)
+                    if len(self.skipped) == 1:
+                        log.warning("crucible_telemetry_hf: logged value %r is not a scalar (%s); skipped, "
+                                    "and so is any further non-scalar value", k, type(v).__name__)
+                continue
+            record(run_id, str(k), f, step, epoch)
+
+    @_guard
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None,
+                    **kwargs: Any) -> None:
+        """``validation.stop`` with each metric as ``val_<name>``; also onto the epoch's ``epoch.stop``."""
+        if self.experiment is None or not metrics:
+            return
+        self._flush_batch()
+        vals: dict[str, float] = {}
+        for k, v in metrics.items():
+            f = _scalar(v)
+            if f is not None and k != "epoch":
+                vals["val_" + (k[5:] if k.startswith("eval_") else k)] = f
+        m: dict[str, Any] = {**vals, "epoch": self._epoch, "global_step": state.global_step}
+        runtime = vals.get("val_runtime")
+        if runtime is not None:
+            m["duration"] = int(runtime * 1e9)
+        self._emit(VALIDATION_STOP, m)
+        if self._epoch_done is not None:
+            self._epoch_done.update(vals)
+
+    @_guard
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """``checkpoint.saved`` with the checkpoint folder, from the process that wrote it."""
+        if self.experiment is None or not args.should_save:
+            return
+        self._flush_batch()
+        self._flush_epoch()
+        folder = os.path.abspath(os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"))
+        write_marker(folder, self.experiment.id)
+        self._emit(CHECKPOINT_SAVED, {"global_step": state.global_step, "epoch": self._epoch},
+                   {**_META, "checkpoint_path": folder})
+
+    @_guard
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """``training.stop``; stop the experiment if this callback started it."""
+        if self.experiment is None:
+            return
+        self._flush_batch()
+        self._flush_epoch()
+        m: dict[str, Any] = {"duration": time.monotonic_ns() - self._t_train, "global_step": state.global_step,
+                             "epoch": self._epoch, **self._summary}
+        self._emit(TRAINING_STOP, m, {**_META, "model_name": self._model_name})
+        self._finish()
+
+    def _finish(self) -> None:
+        exp, owned = self.experiment, self._owned
+        self._reset()
+        if exp is not None and owned:
+            exp.__exit__(None, None, None)  # unbind from this context and stop
+
+    def _on_exception(self, trainer: Any, exc: BaseException) -> None:
+        """``training.exception`` (kind, reason, stacktrace); the caller re-raises."""
+        if self.experiment is None:
+            return
+        try:
+            self._flush_batch()
+            state = trainer.state
+            m = {"global_step": state.global_step, "epoch": self._epoch,
+                 "duration": time.monotonic_ns() - self._t_train}
+            md = {**_META, "model_name": self._model_name, "kind": type(exc).__name__, "reason": str(exc),
+                  "stacktrace": "".join(traceback.format_exception(exc))[-8000:]}
+            self._emit(EXCEPTION, m, md)
+            self._finish()
+        except Exception as err:
+            self._failed("on_exception", err)
