@@ -1,0 +1,674 @@
+"""``Metrics``: the per-hub registry of counters, gauges and histograms.
+
+The hot path appends one ``(series id, value, time, step, epoch)`` tuple to a list: no lock,
+no I/O. A background thread drains that list every ``tick`` seconds into numpy columns per
+metric name (what queries read), updates the cumulative Prometheus state, notifies
+subscribers, writes the raw points to the store's ``metrics`` dataset every
+``hub.flush_interval`` and prunes points older than ``retention_hours``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import math
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from itertools import chain
+from typing import Any
+
+import numpy as np
+
+from ..errors import InvalidArgumentError
+from . import kinds
+from .kinds import COUNTER, GAUGE, HISTOGRAM, OVERFLOW
+
+__all__ = ["Metrics", "for_hub"]
+
+log = logging.getLogger("crucible_telemetry")
+
+_time = time.time
+_NO = -1  # step/epoch sentinel for "none"
+_LIVE: weakref.WeakSet[Metrics] = weakref.WeakSet()
+_atexit_registered = False
+_registry_lock = threading.Lock()
+
+
+class TagSet:
+    """One (metric name, tag set): the unit of cardinality and of Prometheus exposition."""
+
+    __slots__ = ("count", "hist", "id", "key", "last", "last_ts", "name", "sum", "tags", "total")
+
+    def __init__(self, id: int, name: str, tags: dict[str, str], key: tuple[tuple[str, str], ...], nbuckets: int) -> None:
+        self.id = id
+        self.name = name
+        self.tags = tags
+        self.key = key
+        self.total = 0.0  # counter: sum of increments ever recorded (never pruned)
+        self.last = math.nan  # gauge: newest value
+        self.last_ts = -math.inf
+        self.hist = np.zeros(nbuckets + 1, dtype=np.int64) if nbuckets else None  # per-bucket (not cumulative)
+        self.sum = 0.0
+        self.count = 0
+
+
+class MetricInfo:
+    """One metric name: its kind, buckets, tag sets and the retained points (numpy columns)."""
+
+    __slots__ = ("buckets", "chunks", "help", "kind", "name", "overflow_warned", "regular", "tagsets")
+
+    def __init__(self, name: str, kind: str, buckets: tuple[float, ...] | None, help: str | None) -> None:
+        self.name = name
+        self.kind = kind
+        self.help = help
+        self.buckets = np.asarray(buckets if buckets is not None else kinds.default_buckets(name), dtype=np.float64)
+        self.tagsets: dict[tuple[tuple[str, str], ...], TagSet] = {}
+        self.overflow_warned = False
+        self.regular = 0  # tag sets that count toward max_tag_sets
+        # retained points: list of (sid int64, value f64, ts f64, step int64, epoch int64)
+        self.chunks: list[tuple[np.ndarray, ...]] = []
+
+    def columns(self) -> tuple[np.ndarray, ...]:
+        """The retained points as one set of columns (chunks merged on demand)."""
+        if not self.chunks:
+            empty_i = np.empty(0, dtype=np.int64)
+            empty_f = np.empty(0, dtype=np.float64)
+            return (empty_i, empty_f, empty_f, empty_i, empty_i)
+        if len(self.chunks) > 1:
+            self.chunks = [tuple(np.concatenate(cols) for cols in zip(*self.chunks, strict=True))]
+        return self.chunks[0]
+
+    def stored(self) -> int:
+        """Points retained in memory."""
+        return sum(len(c[0]) for c in self.chunks)
+
+    def nbytes(self) -> int:
+        """Bytes of the retained points."""
+        return sum(a.nbytes for c in self.chunks for a in c)
+
+
+class Metrics:
+    """Counters, gauges and histograms of one ``Telemetry`` hub, kept in memory and in its store.
+
+    Module functions of :mod:`crucible_telemetry.metrics` act on ``Metrics.of(ct.default())``.
+
+    Args:
+        hub: the hub whose store receives the points and whose current experiment names the run.
+        retention_hours: points older than this are pruned from memory (the store keeps them).
+        max_tag_sets: distinct tag sets per metric; later new ones fold into an ``__overflow__`` series.
+        buckets: default histogram upper bounds (``+Inf`` is implied).
+        prune_interval: seconds between automatic prunes.
+        tick: seconds between drains of the hot-path buffer (live-update latency).
+        persist: write the raw points to the store's ``metrics`` dataset.
+
+    Example:
+        >>> m = Metrics.of(hub)
+        >>> m.increment("jobs_total", tags={"queue": "default"})
+        >>> m.rollup("jobs_total", group_by=["queue"], aggregations=["sum"])
+    """
+
+    def __init__(self, hub: Any, *, retention_hours: float = 24.0, max_tag_sets: int = 10_000,
+                 buckets: Any = None, prune_interval: float = 60.0, tick: float = 0.1, persist: bool = True) -> None:
+        self.hub = hub
+        self._current: Callable[[], Any] = hub.current_experiment
+        self._lock = threading.RLock()  # series creation and configuration
+        self._drain_lock = threading.RLock()  # drains, queries, persistence
+        self._rows: list[tuple[Any, ...]] = []
+        self._ids: dict[str, dict[Any, int]] = {COUNTER: {}, GAUGE: {}, HISTOGRAM: {}}
+        self._names: dict[str, MetricInfo] = {}
+        self._tagsets: list[TagSet] = []
+        self._series_by: dict[tuple[int, str], int] = {}
+        self._s_tagset: list[int] = []
+        self._s_run: list[str] = []
+        self._s_name: list[str] = []
+        self._arrays: tuple[int, np.ndarray, np.ndarray] = (0, np.empty(0, np.int64), np.empty(0, np.int64))
+        self._pending: list[tuple[np.ndarray, ...]] = []
+        self._subs: list[Any] = []
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._pid = os.getpid()
+        self._seq = 0
+        self._last_persist = time.monotonic()
+        self._last_prune = time.monotonic()
+        self.recorded = 0
+        self.pruned = 0
+        self.persisted = 0
+        self.dropped = 0
+        self.overflowed = 0
+        self.negative_increments = 0
+        self.handler_errors = 0
+        self.persist_errors: list[BaseException] = []
+        self.persist = persist
+        self.tick = float(tick)
+        self.configure(retention_hours=retention_hours, max_tag_sets=max_tag_sets, buckets=buckets,
+                       prune_interval=prune_interval)
+        _register(self)
+
+    # ------------------------------------------------------------------ setup
+
+    @classmethod
+    def of(cls, hub: Any) -> Metrics:
+        """The registry of ``hub``, created on first use."""
+        m = getattr(hub, "_crucible_metrics", None)
+        if m is None:
+            with _registry_lock:
+                m = getattr(hub, "_crucible_metrics", None)
+                if m is None:
+                    m = cls(hub)
+                    hub._crucible_metrics = m
+        return m  # type: ignore[no-any-return]
+
+    def configure(self, *, retention_hours: float | None = None, max_tag_sets: int | None = None,
+                  buckets: Any = None, prune_interval: float | None = None) -> None:
+        """Change retention, the cardinality bound, default buckets or the prune interval."""
+        if retention_hours is not None:
+            if isinstance(retention_hours, bool) or not isinstance(retention_hours, (int, float)) or not retention_hours > 0:
+                raise InvalidArgumentError("retention_hours", f"must be a number > 0, got {retention_hours!r}")
+            self.retention_hours = float(retention_hours)
+        if max_tag_sets is not None:
+            if isinstance(max_tag_sets, bool) or not isinstance(max_tag_sets, int) or max_tag_sets < 1:
+                raise InvalidArgumentError("max_tag_sets", f"must be an int >= 1, got {max_tag_sets!r}")
+            self.max_tag_sets = max_tag_sets
+        if buckets is not None:
+            self.default_buckets: tuple[float, ...] | None = kinds.check_buckets(buckets)
+        elif not hasattr(self, "default_buckets"):
+            self.default_buckets = None
+        if prune_interval is not None:
+            if isinstance(prune_interval, bool) or not isinstance(prune_interval, (int, float)) or not prune_interval > 0:
+                raise InvalidArgumentError("prune_interval", f"must be seconds > 0, got {prune_interval!r}")
+            self.prune_interval = float(prune_interval)
+
+    def define(self, name: str, kind: str, *, help: str | None = None, buckets: Any = None) -> None:
+        """Declare a metric's kind ahead of use, with its HELP text and histogram buckets."""
+        kinds.check_name(name)
+        if kind not in kinds.KINDS:
+            raise InvalidArgumentError("kind", f"unknown kind {kind!r}; valid: {', '.join(kinds.KINDS)}")
+        bs = kinds.check_buckets(buckets) if buckets is not None else None
+        with self._lock:
+            info = self._names.get(name)
+            if info is None:
+                self._names[name] = MetricInfo(name, kind, bs or self.default_buckets, help)
+                return
+            if info.kind != kind:
+                raise InvalidArgumentError("kind", f"metric {name!r} is already a {info.kind}")
+            if help is not None:
+                info.help = help
+            if bs is not None:
+                if info.tagsets and kind == HISTOGRAM and tuple(info.buckets) != bs:
+                    raise InvalidArgumentError("buckets", f"histogram {name!r} already has observations")
+                info.buckets = np.asarray(bs, dtype=np.float64)
+
+    def kind_of(self, name: str) -> str | None:
+        """The kind of a known metric, else None."""
+        info = self._names.get(name)
+        return info.kind if info is not None else None
+
+    def names(self) -> list[str]:
+        """Known metric names, in order of first use."""
+        return list(self._names)
+
+    # --------------------------------------------------------------- hot path
+
+    def increment(self, name: str, by: float = 1, tags: dict[str, Any] | None = None) -> None:
+        """Add ``by`` (>= 0) to a counter."""
+        try:
+            sid = self._ids[COUNTER][name, frozenset(tags.items()) if tags else None, self._current()]
+        except (KeyError, TypeError, AttributeError):
+            sid = self._new_series(COUNTER, name, tags, by, "by")
+        self._rows.append((sid, by, _time(), _NO, _NO))
+
+    def gauge(self, name: str, value: float, tags: dict[str, Any] | None = None) -> None:
+        """Set a gauge to ``value``."""
+        try:
+            sid = self._ids[GAUGE][name, frozenset(tags.items()) if tags else None, self._current()]
+        except (KeyError, TypeError, AttributeError):
+            sid = self._new_series(GAUGE, name, tags, value)
+        self._rows.append((sid, value, _time(), _NO, _NO))
+
+    def histogram(self, name: str, value: float, tags: dict[str, Any] | None = None) -> None:
+        """Observe ``value`` in a histogram."""
+        try:
+            sid = self._ids[HISTOGRAM][name, frozenset(tags.items()) if tags else None, self._current()]
+        except (KeyError, TypeError, AttributeError):
+            sid = self._new_series(HISTOGRAM, name, tags, value)
+        self._rows.append((sid, value, _time(), _NO, _NO))
+
+    def record(self, name: str, value: float, tags: dict[str, Any] | None = None, *, kind: str | None = None,
+               step: int | None = None, epoch: int | None = None, timestamp: float | None = None,
+               run_id: str | None = None) -> None:
+        """Record ``value`` under the metric's kind (declared, first used, or inferred from the name).
+
+        See :func:`crucible_telemetry.metrics.kinds.infer_kind` for the inference rules.
+        ``timestamp`` (epoch seconds) and ``run_id`` override the current time and experiment.
+        """
+        if kind is None:
+            info = self._names.get(name) if isinstance(name, str) else None
+            kind = info.kind if info is not None else kinds.infer_kind(kinds.check_name(name), value)
+        elif kind not in kinds.KINDS:
+            raise InvalidArgumentError("kind", f"unknown kind {kind!r}; valid: {', '.join(kinds.KINDS)}")
+        if run_id is not None:
+            from ..storage.segments import validate_partition_value
+
+            sid = self._series(kind, name, tags, validate_partition_value("run_id", run_id), value, "value")[0]
+        else:
+            try:
+                sid = self._ids[kind][name, frozenset(tags.items()) if tags else None, self._current()]
+            except (KeyError, TypeError, AttributeError):
+                sid = self._new_series(kind, name, tags, value)
+        self._rows.append((sid, value, _time() if timestamp is None else timestamp,
+                           _NO if step is None else step, _NO if epoch is None else epoch))
+
+    def _record_sid(self, sid: int, value: float, ts: float, step: int, epoch: int) -> None:
+        self._rows.append((sid, value, ts, step, epoch))
+
+    # ------------------------------------------------------------ slow path
+
+    def series_id(self, kind: str, name: str, tags: dict[str, Any] | None, run_id: str | None = None) -> int:
+        """The id of a series (created when new), ``run_id`` defaulting to the current experiment."""
+        return self._series(kind, name, tags, run_id, 0, "value")[0]
+
+    def _series(self, kind: str, name: str, tags: dict[str, Any] | None, run_id: str | None,
+                value: Any, argument: str) -> tuple[int, bool]:
+        kinds.check_name(name)
+        kinds.check_value(name, value, argument)
+        if kind == COUNTER and value < 0:
+            raise InvalidArgumentError(argument, f"counter {name!r} only goes up, got {value!r}; use gauge()")
+        if run_id is None:
+            exp = self._current()
+            run_id = exp.id if exp is not None else "global"
+        norm = kinds.normalize_tags(tags)
+        key = kinds.tags_key(norm)
+        with self._lock:
+            info = self._names.get(name)
+            if info is None:
+                info = self._names[name] = MetricInfo(name, kind, self.default_buckets, None)
+            elif info.kind != kind:
+                raise InvalidArgumentError("name", f"metric {name!r} is a {info.kind}, not a {kind}")
+            ts = info.tagsets.get(key)
+            folded = False
+            if ts is None:
+                if info.regular >= self.max_tag_sets:
+                    folded = True
+                    norm = {k: OVERFLOW for k in norm} or {"tags": OVERFLOW}
+                    key = kinds.tags_key(norm)
+                    ts = info.tagsets.get(key)
+                    if not info.overflow_warned:
+                        info.overflow_warned = True
+                        log.warning(
+                            "crucible_telemetry: metric %r reached max_tag_sets=%d distinct tag sets; new tag sets "
+                            "are folded into the %r series (raise it with metrics.configure(max_tag_sets=...))",
+                            name, self.max_tag_sets, OVERFLOW,
+                        )
+                if ts is None:
+                    ts = TagSet(len(self._tagsets), name, norm, key, len(info.buckets) if kind == HISTOGRAM else 0)
+                    self._tagsets.append(ts)
+                    info.tagsets[key] = ts
+                    if not folded:
+                        info.regular += 1
+            skey = (ts.id, run_id)
+            sid = self._series_by.get(skey)
+            if sid is None:
+                sid = len(self._s_tagset)
+                self._s_tagset.append(ts.id)
+                self._s_run.append(run_id)
+                self._s_name.append(name)
+                self._series_by[skey] = sid
+        self._ensure_thread()
+        return sid, folded
+
+    def _new_series(self, kind: str, name: str, tags: dict[str, Any] | None, value: Any, argument: str = "value") -> int:
+        exp = self._current()
+        run_id = exp.id if exp is not None else "global"
+        sid, folded = self._series(kind, name, tags, run_id, value, argument)
+        if folded:
+            self.overflowed += 1
+            return sid
+        try:
+            self._ids[kind][name, frozenset(tags.items()) if tags else None, exp] = sid
+        except (TypeError, AttributeError):
+            pass  # unhashable tag values: this tag set takes the slow path each time
+        return sid
+
+    # ------------------------------------------------------------------ drain
+
+    def _series_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        n = len(self._s_tagset)
+        if self._arrays[0] == n:
+            return self._arrays[1], self._arrays[2]
+        with self._lock:
+            n = len(self._s_tagset)
+            names = {nm: i for i, nm in enumerate(self._names)}
+            self._arrays = (n, np.asarray(self._s_tagset[:n], dtype=np.int64),
+                            np.asarray([names[s] for s in self._s_name[:n]], dtype=np.int64))
+        return self._arrays[1], self._arrays[2]
+
+    def drain(self) -> int:
+        """Move the hot-path buffer into the per-metric columns; returns the number of points."""
+        with self._drain_lock:
+            rows = self._rows
+            n = len(rows)
+            if not n:
+                return 0
+            chunk = rows[:n]
+            del rows[:n]
+            try:
+                arr = np.fromiter(chain.from_iterable(chunk), np.float64, count=5 * n).reshape(n, 5)
+            except (TypeError, ValueError, OverflowError):
+                arr = self._salvage(chunk)
+                n = len(arr)
+                if not n:
+                    return 0
+            sid = arr[:, 0].astype(np.int64)
+            cols = (sid, np.ascontiguousarray(arr[:, 1]), np.ascontiguousarray(arr[:, 2]),
+                    arr[:, 3].astype(np.int64), arr[:, 4].astype(np.int64))
+            self._ingest(cols)
+            return n
+
+    def _salvage(self, chunk: list[tuple[Any, ...]]) -> np.ndarray:
+        good = []
+        for row in chunk:
+            try:
+                good.append(tuple(float(x) for x in row))
+            except (TypeError, ValueError, OverflowError):
+                self.dropped += 1
+                if self.dropped == 1:
+                    log.warning("crucible_telemetry: metric value %r is not a number; dropped (counted in "
+                                "get_stats()['dropped'])", row[1])
+        return np.asarray(good, dtype=np.float64).reshape(len(good), 5)
+
+    def _ingest(self, cols: tuple[np.ndarray, ...]) -> None:
+        sid = cols[0]
+        s_tagset, s_name = self._series_arrays()
+        nidx = s_name[sid]
+        with self._lock:
+            names = list(self._names.values())
+        if nidx.min() == nidx.max():
+            groups = [(names[int(nidx[0])], cols)]
+        else:
+            order = np.argsort(nidx, kind="stable")
+            sorted_n = nidx[order]
+            cuts = np.flatnonzero(np.diff(sorted_n)) + 1
+            groups = []
+            for part in np.split(order, cuts):
+                groups.append((names[int(nidx[part[0]])], tuple(c[part] for c in cols)))
+        for info, gcols in groups:
+            info.chunks.append(gcols)
+            self._update_state(info, s_tagset[gcols[0]], gcols[1], gcols[2])
+        self.recorded += len(sid)
+        if self.persist:
+            self._pending.append(cols)
+        if self._subs:
+            from .live import publish
+
+            publish(self, cols)
+
+    def _update_state(self, info: MetricInfo, tsid: np.ndarray, val: np.ndarray, ts: np.ndarray) -> None:
+        """Cumulative Prometheus state per tag set (survives pruning, as Prometheus expects)."""
+        ok = ~np.isnan(val)
+        if info.kind == COUNTER:
+            neg = val < 0
+            if neg.any():
+                self.negative_increments += int(neg.sum())
+                ok &= ~neg
+        if not ok.all():
+            tsid, val, ts = tsid[ok], val[ok], ts[ok]
+        if not len(tsid):
+            return
+        u, inv = np.unique(tsid, return_inverse=True)
+        tagsets = self._tagsets
+        if info.kind == COUNTER:
+            sums = np.bincount(inv, weights=val, minlength=len(u))
+            for i, t in enumerate(u):
+                tagsets[t].total += float(sums[i])
+        elif info.kind == GAUGE:
+            # newest per tag set: the last occurrence of the greatest timestamp
+            order = np.lexsort((np.arange(len(ts)), ts, inv))
+            last_pos = order[np.r_[np.flatnonzero(np.diff(inv[order])), len(order) - 1]]
+            for p in last_pos:
+                t = tagsets[tsid[p]]
+                if ts[p] >= t.last_ts:
+                    t.last, t.last_ts = float(val[p]), float(ts[p])
+        else:
+            nb = len(info.buckets) + 1
+            b = np.searchsorted(info.buckets, val, side="left")
+            hist = np.bincount(inv * nb + b, minlength=len(u) * nb).reshape(len(u), nb)
+            sums = np.bincount(inv, weights=val, minlength=len(u))
+            cnts = np.bincount(inv, minlength=len(u))
+            for i, t in enumerate(u):
+                tag = tagsets[t]
+                if tag.hist is None or len(tag.hist) != nb:
+                    tag.hist = np.zeros(nb, dtype=np.int64)
+                tag.hist += hist[i]
+                tag.sum += float(sums[i])
+                tag.count += int(cnts[i])
+
+    # ------------------------------------------------------------ reading
+
+    def points(self, name: str, start: float = -math.inf, end: float = math.inf,
+               tags: dict[str, Any] | None = None) -> tuple[MetricInfo | None, tuple[np.ndarray, ...]]:
+        """The retained points of ``name`` with ``start <= ts < end`` (and matching ``tags``).
+
+        An unknown name has no points (its info is None), like a metric not recorded yet.
+        """
+        kinds.check_name(name)
+        self.drain()
+        with self._drain_lock:
+            info = self._names.get(name)
+            if info is None:
+                return None, MetricInfo(name, GAUGE, None, None).columns()
+            cols = info.columns()
+        ts = cols[2]
+        mask = None
+        if start > -math.inf or end < math.inf:
+            mask = (ts >= start) & (ts < end)
+        if tags:
+            want = kinds.normalize_tags(tags)
+            ok_sets = np.zeros(len(self._tagsets), dtype=bool)
+            for t in info.tagsets.values():
+                if all(t.tags.get(k) == v for k, v in want.items()):
+                    ok_sets[t.id] = True
+            s_tagset, _ = self._series_arrays()
+            m2 = ok_sets[s_tagset[cols[0]]]
+            mask = m2 if mask is None else mask & m2
+        if mask is not None:
+            cols = tuple(c[mask] for c in cols)
+        return info, cols
+
+    def series_tags(self, sid: int) -> dict[str, str]:
+        """The tags of a series."""
+        return self._tagsets[self._s_tagset[sid]].tags
+
+    def series_run(self, sid: int) -> str:
+        """The run id (experiment id or ``"global"``) of a series."""
+        return self._s_run[sid]
+
+    def tagsets(self, name: str | None = None) -> list[tuple[MetricInfo, list[TagSet]]]:
+        """Metrics (one, or all) with their tag sets, after a drain."""
+        self.drain()
+        with self._drain_lock:
+            infos = list(self._names.values()) if name is None else [self._names[name]] if name in self._names else []
+            return [(i, list(i.tagsets.values())) for i in infos]
+
+    # --------------------------------------------------------- maintenance
+
+    def prune(self, now: float | None = None) -> int:
+        """Drop points older than ``retention_hours`` from memory; returns how many."""
+        self.drain()
+        cutoff = (time.time() if now is None else now) - self.retention_hours * 3600
+        removed = 0
+        with self._drain_lock:
+            for info in self._names.values():
+                if not info.chunks:
+                    continue
+                cols = info.columns()
+                keep = cols[2] >= cutoff
+                k = int(keep.sum())
+                if k != len(keep):
+                    removed += len(keep) - k
+                    info.chunks = [tuple(c[keep] for c in cols)] if k else []
+            self.pruned += removed
+        self._last_prune = time.monotonic()
+        return removed
+
+    def flush(self) -> int:
+        """Drain and write pending points to the store now; returns the rows written."""
+        self.drain()
+        from .persist import write_pending
+
+        with self._drain_lock:
+            pending, self._pending = self._pending, []
+        if not pending:
+            return 0
+        try:
+            n = write_pending(self, pending)
+        except Exception as exc:  # the unwritten points went back to the pending list
+            self.persist_errors.append(exc)
+            if len(self.persist_errors) == 1:
+                log.warning("crucible_telemetry: could not write metrics to the store: %r; kept for retry", exc)
+            return 0
+        self.persisted += n
+        self._last_persist = time.monotonic()
+        return n
+
+    def next_seq(self, n: int) -> int:
+        """Reserve ``n`` row sequence numbers of the ``metrics`` dataset."""
+        with self._lock:
+            s = self._seq
+            self._seq += n
+            return s
+
+    def stats(self) -> dict[str, Any]:
+        """Counts and bytes: recorded, stored (in memory), pruned, persisted, pending, dropped ..."""
+        self.drain()
+        with self._drain_lock:
+            stored = sum(i.stored() for i in self._names.values())
+            mem = sum(i.nbytes() for i in self._names.values())
+            pending = sum(len(c[0]) for c in self._pending)
+        root = getattr(getattr(self.hub, "metrics_writer", None), "root", None)
+        store_bytes = 0
+        if root is not None and os.path.isdir(root):
+            for dirpath, _dirs, files in os.walk(root):
+                for f in files:
+                    try:
+                        store_bytes += os.path.getsize(os.path.join(dirpath, f))
+                    except OSError:
+                        pass
+        return {
+            "recorded": self.recorded,
+            "stored": stored,
+            "pruned": self.pruned,
+            "persisted": self.persisted,
+            "pending": pending,
+            "dropped": self.dropped,
+            "overflowed": self.overflowed,
+            "negative_increments": self.negative_increments,
+            "metrics": len(self._names),
+            "tag_sets": len(self._tagsets),
+            "series": len(self._s_tagset),
+            "memory_bytes": mem,
+            "store_bytes": store_bytes,
+            "bytes": mem + store_bytes,
+            "retention_hours": self.retention_hours,
+            "max_tag_sets": self.max_tag_sets,
+            "subscribers": len(self._subs),
+        }
+
+    # ------------------------------------------------------------- thread
+
+    def _ensure_thread(self) -> None:
+        t = self._thread
+        if t is not None and t.is_alive() and self._pid == os.getpid():
+            return
+        with self._lock:
+            t = self._thread
+            if t is not None and t.is_alive() and self._pid == os.getpid():
+                return
+            self._pid = os.getpid()
+            self._stop.clear()
+            t = threading.Thread(target=_loop, args=(weakref.ref(self), self._stop), name="crucible-metrics", daemon=True)
+            self._thread = t
+            t.start()
+
+    def close(self) -> None:
+        """Stop the background thread after a last drain and write."""
+        self._stop.set()
+        t = self._thread
+        if t is not None and t is not threading.current_thread() and t.is_alive():
+            t.join(timeout=10)
+        self._thread = None
+        if self.persist:
+            self.flush()
+        else:
+            self.drain()
+
+    def _after_fork(self) -> None:
+        self._thread = None
+        self._lock = threading.RLock()
+        self._drain_lock = threading.RLock()
+        self._rows.clear()
+        self._pending.clear()
+        self._pid = os.getpid()
+
+    def _step(self) -> None:
+        """One round of the background thread."""
+        self.drain()
+        now = time.monotonic()
+        if self.persist and now - self._last_persist >= getattr(self.hub, "flush_interval", 1.0):
+            self.flush()
+        if now - self._last_prune >= self.prune_interval:
+            self.prune()
+
+
+def _loop(ref: weakref.ref[Metrics], stop: threading.Event) -> None:
+    while True:
+        m = ref()
+        if m is None:
+            return
+        tick = m.tick
+        closed = bool(getattr(m.hub, "_closed", False))
+        try:
+            if closed:  # the hub closed: a last write, then this thread ends
+                m.flush() if m.persist else m.drain()
+                return
+            m._step()
+        except Exception as exc:  # the thread never dies; the error is kept and logged once
+            m.persist_errors.append(exc)
+            if len(m.persist_errors) == 1:
+                log.warning("crucible_telemetry: metrics background round failed: %r", exc)
+        del m
+        if stop.wait(tick):
+            return
+
+
+def _register(m: Metrics) -> None:
+    global _atexit_registered
+    _LIVE.add(m)
+    if not _atexit_registered:
+        _atexit_registered = True
+        # registered after the hub's own atexit hook, so this runs first: points reach the store
+        # before the hubs close and compact
+        atexit.register(_close_all)
+
+
+def _close_all() -> None:
+    for m in list(_LIVE):
+        try:
+            m.close()
+        except Exception as exc:
+            log.warning("crucible_telemetry: metrics close failed: %r", exc)
+
+
+def _after_fork_in_child() -> None:
+    for m in list(_LIVE):
+        m._after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def for_hub(hub: Any) -> Metrics:
+    """The :class:`Metrics` registry of ``hub`` (created on first use)."""
+    return Metrics.of(hub)
