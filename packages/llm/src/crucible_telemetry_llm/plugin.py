@@ -1,4 +1,4 @@
-"""Entry-point module of the llm plugin: registers its events with the core."""
+"""Entry-point module of the llm plugin: declares the events it adds to the standard ``req_llm.request.*``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,16 @@ from typing import Any
 
 from crucible_telemetry.hookspecs import hookimpl
 
+#: The openai client's framework floor (the ``openai`` extra of this distribution).
+OPENAI_FLOOR = "1.40"
+
 
 @hookimpl
 def register_events(register: Callable[..., Any]) -> None:
-    """Events specific to this plugin (the standard ones are in the core registry)."""
+    """``req_llm.request.retry``: one per retried HTTP attempt inside a call (the call's stop counts them too)."""
+    register(
+        ("req_llm", "request", "retry"),
+        "llm",
+        "An LLM request is retried by the client (after a 429, a 5xx or a timeout).",
+        ("model", "operation", "provider", "server_address", "attempt", "retries", "http_status"),
+    )

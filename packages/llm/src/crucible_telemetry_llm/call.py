@@ -1,0 +1,317 @@
+"""One instrumented LLM call: ``start`` at the call, then ``stop`` or ``exception`` exactly once.
+
+Everything here runs inside the user's call, so every step is guarded: a telemetry failure is
+logged once and the user's result (or the user's own exception) goes through unchanged.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from typing import TYPE_CHECKING, Any
+
+from . import extract
+from .extract import get
+from .privacy import capture_completion, warn_once
+
+if TYPE_CHECKING:
+    from .instrument import Instrumentation
+
+__all__ = ["EXCEPTION", "RETRY", "START", "STOP", "Call"]
+
+START = ("req_llm", "request", "start")
+STOP = ("req_llm", "request", "stop")
+EXCEPTION = ("req_llm", "request", "exception")
+RETRY = ("req_llm", "request", "retry")
+
+_now = time.monotonic_ns
+
+
+class Call:
+    """State of one call: timing, attempts, HTTP status and, for streams, what the chunks said."""
+
+    __slots__ = (
+        "attempts", "chars_out", "chunks", "done", "exp", "first_ns", "gap_max", "gap_n", "gap_sum", "hide_usage",
+        "hub", "inst", "kwargs", "last_ns", "meta", "op", "parts", "prompt", "reasons", "request_id",
+        "response_id", "response_model", "status", "stream", "t0", "usage",
+    )
+
+    def __init__(self, inst: Instrumentation, hub: Any, op: str, kwargs: dict[str, Any], meta: dict[str, Any], stream: bool) -> None:
+        self.inst = inst
+        self.hub = hub
+        self.op = op
+        self.kwargs = kwargs
+        self.meta = meta
+        self.stream = stream
+        self.attempts = 0
+        self.status: int | None = None
+        self.request_id: str | None = None
+        self.done = False
+        self.hide_usage = False
+        self.exp: Any = None
+        self.prompt: Any = None
+        self.usage: Any = None
+        self.response_model: str | None = None
+        self.response_id: str | None = None
+        self.reasons: list[str] | None = None
+        self.chunks = 0
+        self.first_ns = 0
+        self.last_ns = 0
+        self.gap_sum = 0
+        self.gap_n = 0
+        self.gap_max = 0
+        self.chars_out = 0
+        self.parts: list[str] | None = None
+        self.t0 = _now()
+
+    # ------------------------------------------------------------ http hooks
+
+    def on_attempt(self) -> None:
+        """An HTTP attempt leaves (hook); from the second on it is a retry."""
+        try:
+            self.attempts += 1
+            if self.attempts > 1:
+                m: dict[str, Any] = {"attempt": self.attempts, "retries": self.attempts - 1}
+                if self.status is not None:
+                    m["http_status"] = self.status
+                md = {"model": self.meta.get("model"), "operation": self.op, "provider": self.meta.get("provider"),
+                      "server_address": self.meta.get("server_address")}
+                self.hub.emit(RETRY, m, md)
+        except Exception as exc:
+            warn_once("retry", "could not record a retry", exc)
+
+    def on_response(self, response: Any) -> None:
+        """An HTTP answer arrives (hook): its status and request id."""
+        try:
+            self.status = response.status_code
+            rid = response.headers.get("x-request-id")
+            if rid is not None:
+                self.request_id = rid
+        except Exception as exc:
+            warn_once("response-hook", "could not read an HTTP response", exc)
+
+    # --------------------------------------------------------------- results
+
+    def finish(self, result: Any) -> Any:
+        """The call returned: a stream is wrapped (stop comes when it ends), anything else stops now."""
+        try:
+            if self.stream:
+                from .streams import wrap_stream
+
+                wrapped = wrap_stream(result, self)
+                if wrapped is not None:
+                    return wrapped
+            op = self.op
+            self.usage = get(result, "usage")
+            self.response_model = get(result, "model")
+            self.response_id = get(result, "id")
+            self.reasons = extract.finish_reasons(op, result) if op != "embeddings" else None
+            status = get(result, "status_code")  # a raw response (with_raw_response)
+            if type(status) is int:
+                self.status = status
+            recognised = self.usage is not None or get(result, "choices") is not None or get(result, "output") is not None \
+                or get(result, "data") is not None
+            text = extract.output_text(op, result) if recognised and (self.usage is None or self.inst.capture_content) else None
+            self._stop(_now(), text, recognised)
+        except Exception as exc:
+            warn_once("finish", "could not record a finished LLM call", exc)
+        return result
+
+    def fail(self, exc: BaseException) -> None:
+        """The call (or its stream) raised: emit ``exception`` with what is known; never raises."""
+        if self.done:
+            return
+        self.done = True
+        try:
+            end = _now()
+            m = self._timing(end)
+            if self.attempts:
+                m["retries"] = self.attempts - 1
+            status = getattr(exc, "status_code", None)
+            if type(status) is int:
+                self.status = status
+            if self.status is not None:
+                m["http_status"] = self.status
+            md = dict(self.meta)
+            scrub = self.inst.scrub
+            md["kind"] = type(exc).__name__
+            md["reason"] = scrub(str(exc))[:4000]
+            md["error.type"] = type(exc).__qualname__
+            md["stacktrace"] = scrub("".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=20)))
+            code = get(getattr(exc, "body", None), "code") if isinstance(getattr(exc, "body", None), dict) else None
+            if isinstance(code, str):
+                md["error_code"] = code
+            if self.request_id is not None:
+                md["request_id"] = self.request_id
+            if self.prompt is not None:
+                md["prompt"] = self.prompt
+            self._bind(md)
+            self.hub.emit(EXCEPTION, m, md)
+        except Exception as e:
+            warn_once("fail", "could not record a failed LLM call", e)
+
+    # --------------------------------------------------------------- streams
+
+    def observe(self, chunk: Any) -> bool:
+        """Read one streamed chunk; True when it is the usage-only chunk we asked for (hidden from the user)."""
+        now = _now()
+        self.chunks += 1
+        if self.op == "responses":
+            self._observe_event(chunk, now)
+            return False
+        if self.response_model is None:
+            self.response_model = get(chunk, "model")
+            self.response_id = get(chunk, "id")
+        usage = get(chunk, "usage")
+        if usage is not None:
+            self.usage = usage
+        choices = get(chunk, "choices")
+        if not choices:
+            return usage is not None and self.hide_usage
+        chat = self.op == "chat"
+        for c in choices:
+            if chat:
+                delta = get(c, "delta")
+                text = get(delta, "content")
+                if not text:
+                    text = get(delta, "refusal")
+                    if not text:
+                        text = "".join(a for tc in get(delta, "tool_calls") or ()
+                                       if isinstance(a := get(get(tc, "function"), "arguments"), str))
+            else:
+                text = get(c, "text")
+            if text:
+                self._token(now, text)
+            fr = get(c, "finish_reason")
+            if fr is not None:
+                if self.reasons is None:
+                    self.reasons = []
+                self.reasons.append(fr)
+        return False
+
+    def _observe_event(self, event: Any, now: int) -> None:
+        kind = get(event, "type")
+        if not isinstance(kind, str):
+            return
+        if kind.endswith(".delta"):
+            delta = get(event, "delta")
+            if isinstance(delta, str) and delta:
+                self._token(now, delta)
+        elif kind in ("response.completed", "response.incomplete", "response.failed", "response.created"):
+            resp = get(event, "response")
+            self.response_model = get(resp, "model") or self.response_model
+            self.response_id = get(resp, "id") or self.response_id
+            if kind != "response.created":
+                self.usage = get(resp, "usage")
+                self.reasons = extract.finish_reasons("responses", resp)
+
+    def _token(self, now: int, text: str) -> None:
+        if self.first_ns == 0:
+            self.first_ns = now
+        else:
+            gap = now - self.last_ns
+            self.gap_sum += gap
+            self.gap_n += 1
+            if gap > self.gap_max:
+                self.gap_max = gap
+        self.last_ns = now
+        self.chars_out += len(text)
+        if self.parts is not None:
+            self.parts.append(text)
+
+    def end_stream(self, abandoned: bool = False) -> None:
+        """The stream was exhausted, closed, or dropped unfinished: emit ``stop`` once."""
+        if self.done:
+            return
+        try:
+            end = (self.last_ns or _now()) if abandoned else _now()
+            if abandoned:
+                self.meta = {**self.meta, "stream_state": "abandoned"}
+            text = "".join(self.parts) if self.parts is not None else None
+            self._stop(end, text, True)
+        except Exception as exc:
+            warn_once("stream-end", "could not record the end of a stream", exc)
+
+    # -------------------------------------------------------------- emitting
+
+    def _timing(self, end: int) -> dict[str, Any]:
+        m: dict[str, Any] = {"duration": end - self.t0}
+        if self.stream:
+            m["chunks"] = self.chunks
+            if self.first_ns:
+                m["ttft_ns"] = self.first_ns - self.t0
+            if self.gap_n:
+                m["inter_chunk_mean_ns"] = self.gap_sum / self.gap_n
+                m["inter_chunk_max_ns"] = self.gap_max
+        return m
+
+    def _bind(self, md: dict[str, Any]) -> None:
+        """A stream may end in another context: keep its events in the experiment it started in."""
+        if self.stream and self.exp is not None and self.hub.current_experiment() is not self.exp:
+            md["experiment_id"] = self.exp.id
+
+    def _stop(self, end: int, text: str | None, recognised: bool) -> None:
+        self.done = True
+        inst = self.inst
+        m = self._timing(end)
+        md = dict(self.meta)
+        if self.attempts:
+            m["retries"] = self.attempts - 1
+        if self.status is not None:
+            m["http_status"] = self.status
+        rmodel = self.response_model
+        if isinstance(rmodel, str):
+            md["response_model"] = rmodel
+            md["gen_ai.response.model"] = rmodel
+        if isinstance(self.response_id, str):
+            md["gen_ai.response.id"] = self.response_id
+        if self.reasons:
+            md["finish_reason"] = self.reasons[0]
+            md["gen_ai.response.finish_reasons"] = self.reasons
+        if self.request_id is not None:
+            md["request_id"] = self.request_id
+        prompt = completion = total = cached = reasoning = None
+        if self.usage is not None:
+            prompt, completion, total, cached, reasoning = extract.usage_numbers(self.usage)
+        model = rmodel if isinstance(rmodel, str) else md.get("model")
+        if prompt is not None:
+            if completion is None:
+                completion = 0 if self.op == "embeddings" else None
+            md["tokens_source"] = "provider"
+            cost, source = inst.prices().cost(model, prompt, completion or 0, cached or 0)
+            if cost is None and model != md.get("model"):
+                cost, source = inst.prices().cost(md.get("model"), prompt, completion or 0, cached or 0)
+            if cost is not None:
+                m["cost_usd"] = cost
+            md["cost_source"] = source
+        elif recognised:
+            # No usage from the provider: tokens estimated from the text, never priced.
+            out_chars = self.chars_out if self.stream else len(text or "")
+            prompt = extract.estimate_tokens(extract.prompt_length(self.op, self.kwargs))
+            completion = extract.estimate_tokens(out_chars) if self.op != "embeddings" else 0
+            md["tokens_source"] = "estimated"
+            md["cost_source"] = "no_usage"
+        else:
+            md["cost_source"] = "no_usage"
+        md["price_table_version"] = inst.prices().version
+        if prompt is not None:
+            m["prompt_tokens"] = prompt
+            md["gen_ai.usage.input_tokens"] = prompt
+        if completion is not None:
+            m["completion_tokens"] = completion
+            md["gen_ai.usage.output_tokens"] = completion
+        if total is None and prompt is not None and completion is not None:
+            total = prompt + completion
+        if total is not None:
+            m["total_tokens"] = total
+        if cached is not None:
+            m["cached_tokens"] = cached
+        if reasoning:
+            m["reasoning_tokens"] = reasoning
+        if inst.capture_content:
+            if self.prompt is not None:
+                md["prompt"] = self.prompt
+            if text is not None and self.op != "embeddings":
+                md["completion"] = capture_completion(text, inst.mask, inst.scrub)
+        self._bind(md)
+        self.hub.emit(STOP, m, md)

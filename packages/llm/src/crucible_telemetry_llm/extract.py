@@ -1,0 +1,148 @@
+"""Reading requests and answers of the OpenAI wire format (objects or plain dicts) without copying them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["OTEL_OPERATION", "get", "output_text", "request_attributes", "text_length", "usage_numbers"]
+
+#: ``operation`` -> OpenTelemetry ``gen_ai.operation.name``.
+OTEL_OPERATION = {"chat": "chat", "completions": "text_completion", "responses": "chat", "embeddings": "embeddings"}
+
+# (keyword argument, gen_ai attribute), recorded when the user passed a plain value.
+_REQUEST_ATTRS = (
+    ("temperature", "gen_ai.request.temperature"),
+    ("top_p", "gen_ai.request.top_p"),
+    ("max_tokens", "gen_ai.request.max_tokens"),
+    ("max_completion_tokens", "gen_ai.request.max_tokens"),
+    ("max_output_tokens", "gen_ai.request.max_tokens"),
+    ("presence_penalty", "gen_ai.request.presence_penalty"),
+    ("frequency_penalty", "gen_ai.request.frequency_penalty"),
+    ("seed", "gen_ai.request.seed"),
+    ("service_tier", "openai.request.service_tier"),
+    ("dimensions", "gen_ai.embeddings.dimension.count"),
+)
+_PLAIN = (int, float, str, bool)
+
+
+def get(obj: Any, key: str) -> Any:
+    """``obj.key`` or ``obj[key]`` (dict answers of OpenAI-compatible clients); None when absent."""
+    if obj is None:
+        return None
+    if type(obj) is dict:
+        return obj.get(key)
+    return getattr(obj, key, None)
+
+
+def request_attributes(kwargs: dict[str, Any], meta: dict[str, Any]) -> None:
+    """Add the ``gen_ai.request.*`` attributes of the call's keyword arguments to ``meta``."""
+    for key, attr in _REQUEST_ATTRS:
+        v = kwargs.get(key)
+        if v is not None and type(v) in _PLAIN:
+            meta[attr] = v
+    stop = kwargs.get("stop")
+    if type(stop) is str:
+        meta["gen_ai.request.stop_sequences"] = [stop]
+    elif type(stop) is list:
+        meta["gen_ai.request.stop_sequences"] = [s for s in stop if type(s) is str]
+    n = kwargs.get("n")
+    if type(n) is int and n != 1:
+        meta["gen_ai.request.choice.count"] = n
+    fmt = kwargs.get("response_format")
+    if type(fmt) is dict and type(fmt.get("type")) is str:
+        meta["gen_ai.output.type"] = "json" if fmt["type"] in ("json_object", "json_schema") else fmt["type"]
+    enc = kwargs.get("encoding_format")
+    if type(enc) is str:
+        meta["gen_ai.request.encoding_formats"] = [enc]
+
+
+def usage_numbers(usage: Any) -> tuple[int | None, int | None, int | None, int | None, int | None]:
+    """``(prompt, completion, total, cached, reasoning)`` tokens of a chat/completions/responses/embeddings usage."""
+    p = get(usage, "prompt_tokens")
+    if p is None:
+        p = get(usage, "input_tokens")
+    c = get(usage, "completion_tokens")
+    if c is None:
+        c = get(usage, "output_tokens")
+    t = get(usage, "total_tokens")
+    details = get(usage, "prompt_tokens_details")
+    if details is None:
+        details = get(usage, "input_tokens_details")
+    out_details = get(usage, "completion_tokens_details")
+    if out_details is None:
+        out_details = get(usage, "output_tokens_details")
+    return _int(p), _int(c), _int(t), _int(get(details, "cached_tokens")), _int(get(out_details, "reasoning_tokens"))
+
+
+def _int(v: Any) -> int | None:
+    return v if type(v) is int else (int(v) if isinstance(v, float) and v == v else None)
+
+
+def finish_reasons(op: str, result: Any) -> list[str]:
+    """Finish reason of each choice (chat, completions), or the response status (responses)."""
+    if op == "responses":
+        details = get(result, "incomplete_details")
+        reason = get(details, "reason") if details is not None else get(result, "status")
+        return [reason] if isinstance(reason, str) else []
+    out = []
+    for c in get(result, "choices") or ():
+        fr = get(c, "finish_reason")
+        if isinstance(fr, str):
+            out.append(fr)
+    return out
+
+
+def output_text(op: str, result: Any) -> str:
+    """The generated text of a non-streamed answer (for capture and for estimating tokens)."""
+    if op == "chat":
+        parts = []
+        for c in get(result, "choices") or ():
+            msg = get(c, "message")
+            content = get(msg, "content")
+            if isinstance(content, str):
+                parts.append(content)
+            for tc in get(msg, "tool_calls") or ():
+                args = get(get(tc, "function"), "arguments")
+                if isinstance(args, str):
+                    parts.append(args)
+        return "".join(parts)
+    if op == "completions":
+        return "".join(t for c in get(result, "choices") or () if isinstance(t := get(c, "text"), str))
+    if op == "responses":
+        parts = []
+        for item in get(result, "output") or ():
+            for content in get(item, "content") or ():
+                text = get(content, "text")
+                if isinstance(text, str):
+                    parts.append(text)
+            args = get(item, "arguments")
+            if isinstance(args, str):
+                parts.append(args)
+        return "".join(parts)
+    return ""
+
+
+def text_length(value: Any) -> int:
+    """Characters of text in a prompt (messages, content parts, strings, lists of strings)."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(text_length(value.get(k)) for k in ("content", "text", "input") if k in value)
+    if isinstance(value, (list, tuple)):
+        return sum(text_length(v) for v in value)
+    return 0
+
+
+def prompt_length(op: str, kwargs: dict[str, Any]) -> int:
+    """Characters of the prompt of a call."""
+    if op == "chat":
+        return text_length(kwargs.get("messages"))
+    if op == "completions":
+        return text_length(kwargs.get("prompt"))
+    n = text_length(kwargs.get("input"))
+    return n + text_length(kwargs.get("instructions")) if op == "responses" else n
+
+
+def estimate_tokens(chars: int) -> int:
+    """About four characters per token (OpenAI's rule of thumb for English); used only without usage."""
+    return (chars + 3) // 4

@@ -1,0 +1,357 @@
+"""``instrument(client)`` / ``uninstrument(client)``: wrap an OpenAI-style client's endpoints in place.
+
+Only the given client object changes (instance attributes shadow the class's methods), so other
+clients are untouched; ``uninstrument`` deletes those attributes and restores the client exactly.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import crucible_telemetry as ct
+from crucible_telemetry import InvalidArgumentError
+
+from . import hooks
+from . import prices as price_tables
+from .call import START, Call
+from .extract import OTEL_OPERATION, request_attributes
+from .privacy import Scrubber, capture_prompt, warn_once
+
+__all__ = ["Instrumentation", "instrument", "is_instrumented", "uninstrument"]
+
+STATE_ATTR = "_crucible_llm"
+
+# (attribute path from the client, methods wrapped, operation)
+ENDPOINTS: tuple[tuple[tuple[str, ...], tuple[str, ...], str], ...] = (
+    (("chat", "completions"), ("create", "parse"), "chat"),
+    (("completions",), ("create",), "completions"),
+    (("responses",), ("create", "parse"), "responses"),
+    (("embeddings",), ("create",), "embeddings"),
+)
+
+# host suffix -> OpenTelemetry gen_ai.provider.name
+_PROVIDERS = (
+    ("api.openai.com", "openai"), (".openai.azure.com", "azure.ai.openai"), ("api.anthropic.com", "anthropic"),
+    ("generativelanguage.googleapis.com", "gcp.gemini"), ("aiplatform.googleapis.com", "gcp.vertex_ai"),
+    ("api.groq.com", "groq"), ("api.deepseek.com", "deepseek"), ("api.mistral.ai", "mistral_ai"),
+    ("api.x.ai", "x_ai"), ("api.perplexity.ai", "perplexity"), ("api.cohere.com", "cohere"),
+    ("openrouter.ai", "openrouter"), ("api.together.xyz", "together_ai"), ("api.fireworks.ai", "fireworks_ai"),
+)
+_SECRET_ATTRS = ("api_key", "admin_api_key", "webhook_secret", "_api_key", "token")
+_RAW_HEADER = "x-stainless-raw-response"
+
+
+def server_of(client: Any) -> tuple[str | None, int | None]:
+    """Host and port of the client's base URL (never its path, query or credentials)."""
+    base = getattr(client, "base_url", None)
+    if base is None:
+        return None, None
+    try:
+        parts = urlsplit(str(base))
+        return parts.hostname, parts.port
+    except ValueError:
+        return None, None
+
+
+def provider_of(host: str | None) -> str:
+    """The provider behind a host, by OpenTelemetry's ``gen_ai.provider.name`` values."""
+    if host:
+        h = host.lower()
+        for suffix, name in _PROVIDERS:
+            if h == suffix or h.endswith(suffix if suffix.startswith(".") else "." + suffix):
+                return name
+    return "openai_compatible"
+
+
+class Instrumentation:
+    """What ``instrument`` changed on one client, and the options its calls are recorded with."""
+
+    def __init__(self, client: Any, *, capture_content: bool, mask: Callable[[str], Any] | None,
+                 prices_: price_tables.PriceTable | None, include_usage: bool, provider: str | None, hub: Any) -> None:
+        self.capture_content = capture_content
+        self.mask = mask
+        self.include_usage = include_usage
+        self.hub = hub
+        self._prices = prices_
+        self.options = {"capture_content": capture_content, "mask": mask, "prices": prices_,
+                        "include_usage": include_usage, "provider": provider, "hub": hub}
+        ref = weakref.ref(client)
+        self.scrub = Scrubber(lambda: _secrets(ref()))
+        host, port = server_of(client)
+        name = provider or provider_of(host)
+        base: dict[str, Any] = {"provider": name, "gen_ai.provider.name": name}
+        if host:
+            base["server_address"] = host
+            base["server.address"] = host
+        if port:
+            base["server_port"] = port
+            base["server.port"] = port
+        self.base = base
+        self.patches: list[tuple[Any, str, bool, Any]] = []
+        self.populated: list[tuple[Any, str]] = []
+        self.http: Any = None
+
+    def prices(self) -> price_tables.PriceTable:
+        """The client's own table, or the process-wide one at the time of the call."""
+        return self._prices if self._prices is not None else price_tables.get_prices()
+
+    # ----------------------------------------------------------------- calls
+
+    def begin(self, op: str, kwargs: dict[str, Any]) -> Call | None:
+        """Emit ``start`` and return the call's record; None if telemetry itself failed."""
+        try:
+            hub = self.hub if self.hub is not None else ct.default()
+            model = kwargs.get("model")
+            stream = kwargs.get("stream") is True
+            meta = dict(self.base)
+            if isinstance(model, str):
+                meta["model"] = model
+                meta["gen_ai.request.model"] = model
+            meta["operation"] = op
+            meta["gen_ai.operation.name"] = OTEL_OPERATION[op]
+            if stream:
+                meta["stream"] = True
+            request_attributes(kwargs, meta)
+            call = Call(self, hub, op, kwargs, meta, stream)
+            if stream:
+                call.exp = hub.current_experiment()
+                if op in ("chat", "completions") and self.include_usage:
+                    call.hide_usage = _ask_for_usage(kwargs)
+                if self.capture_content:
+                    call.parts = []
+            if self.capture_content:
+                call.prompt = capture_prompt(op, kwargs, self.mask, self.scrub)
+            hub.emit(START, {"monotonic_time": call.t0}, dict(meta))
+            return call
+        except Exception as exc:
+            warn_once("begin", "could not record the start of an LLM call", exc)
+            return None
+
+
+def _secrets(client: Any) -> Iterator[str]:
+    if client is None:
+        return
+    for attr in _SECRET_ATTRS:
+        try:
+            v = client.__dict__.get(attr)
+            if v is None:
+                v = getattr(client, attr, None)
+        except Exception:
+            continue
+        if isinstance(v, str) and v:
+            yield v
+
+
+def _ask_for_usage(kwargs: dict[str, Any]) -> bool:
+    """Add ``stream_options.include_usage`` unless the user said something about it; True when we did."""
+    opts = kwargs.get("stream_options")
+    headers = kwargs.get("extra_headers")
+    if isinstance(headers, dict) and any(str(k).lower() == _RAW_HEADER for k in headers):
+        return False  # a raw response: the user reads bytes, we must not change them
+    if opts is None:
+        kwargs["stream_options"] = {"include_usage": True}
+        return True
+    if isinstance(opts, dict) and "include_usage" not in opts:
+        kwargs["stream_options"] = {**opts, "include_usage": True}
+        return True
+    return False
+
+
+def _sync_wrapper(original: Callable[..., Any], op: str, inst: Instrumentation) -> Callable[..., Any]:
+    cur = hooks.CURRENT
+
+    @functools.wraps(original)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        call = inst.begin(op, kwargs)
+        if call is None:
+            return original(*args, **kwargs)
+        token = cur.set(call)
+        try:
+            result = original(*args, **kwargs)
+        except BaseException as exc:
+            cur.reset(token)
+            call.fail(exc)
+            raise
+        cur.reset(token)
+        if inspect.isawaitable(result) and not hasattr(result, "__next__"):
+            return _finish_later(result, call)
+        return call.finish(result)
+
+    return wrapper
+
+
+async def _finish_later(awaitable: Any, call: Call) -> Any:
+    try:
+        result = await awaitable
+    except BaseException as exc:
+        call.fail(exc)
+        raise
+    return call.finish(result)
+
+
+def _async_wrapper(original: Callable[..., Any], op: str, inst: Instrumentation) -> Callable[..., Any]:
+    cur = hooks.CURRENT
+
+    @functools.wraps(original)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        call = inst.begin(op, kwargs)
+        if call is None:
+            return await original(*args, **kwargs)
+        token = cur.set(call)
+        try:
+            result = await original(*args, **kwargs)
+        except BaseException as exc:
+            cur.reset(token)
+            call.fail(exc)
+            raise
+        cur.reset(token)
+        return call.finish(result)
+
+    return wrapper
+
+
+def _patch(inst: Instrumentation, obj: Any, name: str, new: Any) -> None:
+    own = vars(obj)
+    had = name in own
+    inst.patches.append((obj, name, had, own.get(name)))
+    setattr(obj, name, new)
+
+
+def _resource(inst: Instrumentation, client: Any, path: tuple[str, ...]) -> Any:
+    obj = client
+    for attr in path:
+        try:
+            before = attr in vars(obj)
+        except TypeError:
+            before = True
+        try:
+            nxt = getattr(obj, attr)
+        except Exception:
+            return None
+        if not before and attr in getattr(obj, "__dict__", {}):
+            inst.populated.append((obj, attr))  # a cached_property we filled: emptied again on uninstrument
+        obj = nxt
+    return obj
+
+
+def instrument(client: Any, *, capture_content: bool = False, mask: Callable[[str], Any] | None = None,
+               prices: Any = None, include_usage: bool = True, provider: str | None = None, hub: Any = None) -> Any:
+    """Record every call of an OpenAI-style client as ``req_llm.request.*`` events; returns the client.
+
+    Wraps ``chat.completions.create/parse``, ``completions.create``, ``responses.create/parse`` and
+    ``embeddings.create`` of this client object, sync or async, streamed or not. Calling it twice
+    changes nothing (the first options stay; ``uninstrument`` first to change them).
+
+    Args:
+        client: ``openai.OpenAI``, ``openai.AsyncOpenAI`` or any object with those endpoints.
+        capture_content: record prompts and completions (off by default).
+        mask: ``fn(text) -> text`` run on every prompt and completion string before it is recorded.
+        prices: a ``{model: price}`` dict, a JSON file path or a ``PriceTable`` for this client
+            (laid over the built-in table); default: the process-wide table (``set_prices``).
+        include_usage: ask streams for usage (``stream_options.include_usage``) unless the call
+            says otherwise; the usage-only chunk is then consumed and not shown to the caller.
+        provider: the provider name recorded (default: from the base URL's host).
+        hub: a ``crucible_telemetry.Telemetry`` (default: the default hub at each call).
+
+    Example:
+        >>> client = instrument(OpenAI(base_url=server.url, api_key="sk-test"))  # doctest: +SKIP
+        >>> client.chat.completions.create(model="gpt-4o-mini", messages=[...])   # doctest: +SKIP
+    """
+    if client is None or isinstance(client, (str, bytes, int, float)):
+        raise InvalidArgumentError("client", f"expected an OpenAI-style client, got {type(client).__name__}")
+    if not isinstance(capture_content, bool):
+        raise InvalidArgumentError("capture_content", "expected True or False")
+    if mask is not None and not callable(mask):
+        raise InvalidArgumentError("mask", f"expected a function text -> text, got {type(mask).__name__}")
+    if provider is not None and (not isinstance(provider, str) or not provider):
+        raise InvalidArgumentError("provider", "expected a non-empty string")
+    if hub is not None and not isinstance(hub, ct.Telemetry):
+        raise InvalidArgumentError("hub", f"expected a crucible_telemetry.Telemetry, got {type(hub).__name__}")
+    if getattr(client, "__dict__", None) is None:
+        raise InvalidArgumentError("client", f"{type(client).__name__} objects cannot be instrumented (no __dict__)")
+    if STATE_ATTR in vars(client):
+        return client
+    table = price_tables.resolve(prices) if prices is not None else None
+    inst = Instrumentation(client, capture_content=capture_content, mask=mask, prices_=table,
+                           include_usage=include_usage, provider=provider, hub=hub)
+    try:
+        for path, methods, op in ENDPOINTS:
+            res = _resource(inst, client, path)
+            if res is None or getattr(res, "__dict__", None) is None:
+                continue
+            for name in methods:
+                fn = getattr(res, name, None)
+                if not callable(fn):
+                    continue
+                make = _async_wrapper if inspect.iscoroutinefunction(fn) else _sync_wrapper
+                _patch(inst, res, name, make(fn, op, inst))
+        if not inst.patches:
+            raise InvalidArgumentError("client", f"{type(client).__name__} has no OpenAI-style endpoint "
+                                       "(chat.completions.create, completions.create, responses.create, embeddings.create)")
+        for name in ("copy", "with_options"):
+            fn = getattr(client, name, None)
+            if callable(fn):
+                _patch(inst, client, name, _copying(fn, inst))
+        inst.http = hooks.attach(client)
+    except BaseException:
+        _restore(client, inst)
+        raise
+    setattr(client, STATE_ATTR, inst)
+    return client
+
+
+def _copying(original: Callable[..., Any], inst: Instrumentation) -> Callable[..., Any]:
+    """``client.with_options(...)`` / ``copy()`` return a new client: instrument it the same way."""
+
+    @functools.wraps(original)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        new = original(*args, **kwargs)
+        try:
+            opts = dict(inst.options)
+            table = opts.pop("prices")
+            instrument(new, **opts)
+            new_inst = vars(new).get(STATE_ATTR)
+            if new_inst is not None:
+                new_inst._prices = table
+        except Exception as exc:
+            warn_once("copy", "could not instrument a copied client", exc)
+        return new
+
+    return wrapper
+
+
+def _restore(client: Any, inst: Instrumentation) -> None:
+    for obj, name, had, old in reversed(inst.patches):
+        if had:
+            setattr(obj, name, old)
+        else:
+            try:
+                delattr(obj, name)
+            except AttributeError:
+                pass
+    inst.patches.clear()
+    for obj, attr in reversed(inst.populated):
+        vars(obj).pop(attr, None)
+    inst.populated.clear()
+    hooks.detach(inst.http)
+    inst.http = None
+
+
+def uninstrument(client: Any) -> Any:
+    """Undo ``instrument``: the client's attributes and its httpx hooks are as before; returns the client."""
+    own = getattr(client, "__dict__", None)
+    inst = own.pop(STATE_ATTR, None) if own is not None else None
+    if inst is not None:
+        _restore(client, inst)
+    return client
+
+
+def is_instrumented(client: Any) -> bool:
+    """Whether ``instrument`` is in effect on this client."""
+    own = getattr(client, "__dict__", None)
+    return own is not None and STATE_ATTR in own
