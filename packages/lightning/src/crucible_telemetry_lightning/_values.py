@@ -1,0 +1,110 @@
+"""Per-step numbers without a device sync: batch size, token count, gradient norm, lazy tensors.
+
+A value that lives on an accelerator is not turned into a float in the training loop (that
+``.item()`` would wait for the device every step). It is copied to the host without blocking and
+the event that carries it is emitted once the copy is done: at a later step, or at the latest at
+the end of the epoch. Values on the CPU are converted at once (no sync there).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+
+__all__ = ["Deferred", "batch_size", "grad_norm", "token_count"]
+
+_TOKEN_KEYS = ("input_ids", "tokens", "token_ids")
+
+
+def _first_tensor(batch: Any, depth: int = 0) -> torch.Tensor | None:
+    if isinstance(batch, torch.Tensor):
+        return batch
+    if depth > 2:
+        return None
+    if isinstance(batch, Mapping):
+        values: Any = batch.values()
+    elif isinstance(batch, (list, tuple)):
+        values = batch
+    else:
+        return None
+    for v in values:
+        t = _first_tensor(v, depth + 1)
+        if t is not None:
+            return t
+    return None
+
+
+def batch_size(batch: Any) -> int | None:
+    """Samples in a batch: the leading dimension of its first tensor (None when there is none)."""
+    t = _first_tensor(batch)
+    if t is None or t.dim() == 0:
+        return None
+    return int(t.shape[0])
+
+
+def token_count(batch: Any) -> int | None:
+    """Tokens in a batch whose mapping has ``input_ids`` (padding included: counting it needs no sync)."""
+    if isinstance(batch, Mapping):
+        for k in _TOKEN_KEYS:
+            t = batch.get(k)
+            if isinstance(t, torch.Tensor):
+                return int(t.numel())
+    return None
+
+
+_get_total_norm = getattr(torch.nn.utils, "get_total_norm", None)
+
+
+def grad_norm(params: list[torch.Tensor]) -> torch.Tensor | None:
+    """The global L2 norm of the gradients of ``params`` (a tensor, on their device)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return None
+    if _get_total_norm is not None:
+        return _get_total_norm(grads, 2.0)  # type: ignore[no-any-return]
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+
+
+class Deferred:
+    """Events whose measurements hold accelerator tensors, emitted once their host copies are ready."""
+
+    __slots__ = ("_emit", "_queue")
+
+    def __init__(self, emit: Callable[[Any, dict[str, Any], dict[str, Any] | None], None]) -> None:
+        self._emit = emit
+        self._queue: deque[tuple[Any, dict[str, Any], dict[str, Any] | None, dict[str, torch.Tensor], Any]] = deque()
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def push(self, name: Any, measurements: dict[str, Any], metadata: dict[str, Any] | None,
+             tensors: dict[str, torch.Tensor]) -> None:
+        """Start non-blocking host copies of ``tensors``; the event waits until they land."""
+        host = {k: t.detach().to("cpu", non_blocking=True) for k, t in tensors.items()}
+        ready: Any = True  # nothing to wait for: it only keeps its place in the queue
+        if any(t.is_cuda for t in tensors.values()):
+            ready = torch.cuda.Event()
+            ready.record()
+        elif tensors:
+            ready = None  # another accelerator: converted when forced (end of epoch)
+        self._queue.append((name, measurements, metadata, host, ready))
+
+    def drain(self, force: bool = False) -> None:
+        """Emit queued events in order: those whose copies are done, or all of them when ``force``."""
+        q = self._queue
+        while q:
+            name, m, md, host, ready = q[0]
+            if ready is None:
+                if not force:
+                    return
+            elif ready is not True:
+                if not force and not ready.query():
+                    return
+                ready.synchronize()
+            q.popleft()
+            for k, t in host.items():
+                m[k] = float(t)
+            self._emit(name, m, md)

@@ -1,0 +1,270 @@
+"""``CrucibleLogger``: a Lightning ``Logger`` whose ``self.log(...)`` values land in the ``metrics`` view."""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+import weakref
+from argparse import Namespace
+from collections.abc import Mapping
+from typing import Any
+
+from typing_extensions import override
+
+import crucible_telemetry as ct
+from crucible_telemetry.errors import InvalidArgumentError
+from crucible_telemetry.experiment import new_experiment_id
+from crucible_telemetry.storage.segments import validate_partition_value
+
+from . import _compat
+from ._guard import guarded
+
+__all__ = ["CrucibleLogger"]
+
+log = logging.getLogger("crucible_telemetry.lightning")
+
+
+class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
+    """Writes Lightning's logged metrics and hyper-parameters to the store's ``metrics`` dataset.
+
+    Each ``self.log(...)`` value Lightning hands over becomes one row ``(run_id, metric, value,
+    step, epoch, rank, node, ...)``; ``log_hyperparams`` writes rows of ``kind = 'hparam'``. With a
+    ``CrucibleCallback`` in the same Trainer the run id is the experiment id, so metrics join
+    events on ``run_id = experiment_id``; alone it is the live experiment's id, or a new id.
+
+    Resuming from a checkpoint appends to the same run and deletes nothing; a row whose
+    ``(metric, step)`` the run already holds for this rank (steps replayed after an older
+    checkpoint) is skipped, so ``(run_id, metric, step, rank)`` stays unique: the first write wins.
+    Like Lightning's own loggers it records on rank 0 only, unless ``all_ranks=True``.
+    Subclasses the ``Logger`` of every installed Lightning flavour, like ``CrucibleCallback``.
+
+    Args:
+        run_id: the run to write; default the ``CrucibleCallback``'s experiment id, else the live
+            experiment's id, else a new ``run-...`` id.
+        name: the logger's ``name`` (a folder name for Lightning's checkpoint path); default the
+            experiment's name, else ``"crucible"``.
+        hub: the ``ct.Telemetry`` to write to; default ``ct.default()`` at first use.
+        all_ranks: record on every rank (rows carry ``rank``) instead of rank 0 only.
+        prefix: put in front of every metric name.
+
+    Example:
+        >>> from lightning.pytorch import Trainer
+        >>> from crucible_telemetry_lightning import CrucibleCallback, CrucibleLogger
+        >>> trainer = Trainer(callbacks=[CrucibleCallback()], logger=CrucibleLogger())  # doctest: +SKIP
+        >>> # SQL: SELECT step, value FROM metrics WHERE run_id = ? AND metric = 'train_loss_step'
+    """
+
+    def __init__(
+        self,
+        run_id: str | None = None,
+        name: str | None = None,
+        *,
+        hub: ct.Telemetry | None = None,
+        all_ranks: bool = False,
+        prefix: str = "",
+    ) -> None:
+        super().__init__()
+        if run_id is not None:
+            if not isinstance(run_id, str):
+                raise InvalidArgumentError("run_id", f"expected a string, got {type(run_id).__name__}")
+            validate_partition_value("run_id", run_id)
+        if name is not None and (not isinstance(name, str) or not name):
+            raise InvalidArgumentError("name", "expected a non-empty string or None")
+        if hub is not None and not isinstance(hub, ct.Telemetry):
+            raise InvalidArgumentError("hub", f"expected a crucible_telemetry.Telemetry, got {type(hub).__name__}")
+        if not isinstance(prefix, str):
+            raise InvalidArgumentError("prefix", f"expected a string, got {type(prefix).__name__}")
+        self._explicit_run = run_id
+        self._run_id = run_id
+        self._name = name
+        self._hub = hub
+        self.all_ranks = bool(all_ranks)
+        self.prefix = prefix
+        self._rank: int | None = None
+        self._floor: dict[str, int] | None = None  # metric -> highest step the run held before this session
+        self._hparams_done: set[str] = set()
+        self._skipped = 0
+        self._callback: weakref.ref[Any] | None = None
+        self.errors: list[BaseException] = []
+
+    # -------------------------------------------------------------- identity
+
+    @property
+    def hub(self) -> ct.Telemetry:
+        """The hub rows go to."""
+        if self._hub is None:
+            self._hub = ct.default()
+        return self._hub
+
+    @property
+    def run_id(self) -> str:
+        """The run rows are written under (resolved on first use)."""
+        if self._run_id is None:
+            live = self.hub.current_experiment()
+            self._run_id = live.id if live is not None else new_experiment_id().replace("exp-", "run-", 1)
+        return self._run_id
+
+    @property
+    @override
+    def name(self) -> str:
+        """The experiment's name (or ``"crucible"``)."""
+        if self._name:
+            return self._name
+        try:
+            return self.hub.get_experiment(self.run_id).name or "crucible"
+        except Exception:
+            return "crucible"
+
+    @property
+    @override
+    def version(self) -> str:
+        """The run id."""
+        return self.run_id
+
+    @property
+    def experiment(self) -> ct.Telemetry:
+        """The hub itself (what ``trainer.logger.experiment`` hands out)."""
+        return self.hub
+
+    @property
+    def skipped(self) -> int:
+        """Rows skipped because the run already held that ``(metric, step)`` (resumed runs)."""
+        return self._skipped
+
+    def _adopt(self, run_id: str, hub: ct.Telemetry | None, resumed: bool, callback: Any = None) -> None:
+        """Called by ``CrucibleCallback``: write under the experiment's id (unless a run id was given)."""
+        self._callback = weakref.ref(callback) if callback is not None else None
+        if hub is not None and self._hub is None:
+            self._hub = hub
+        if self._explicit_run is None and run_id != self._run_id:
+            self._run_id = run_id
+            self._floor = None
+        if resumed:
+            self._floor = None
+
+    def _recording(self) -> bool:
+        if self.all_ranks:
+            return True
+        if self._rank is None:
+            self._rank = _compat.global_rank()
+        return self._rank == 0
+
+    def _load_floor(self) -> dict[str, int]:
+        """What this run already holds for this rank (empty for a new run: no query then)."""
+        floor: dict[str, int] = {}
+        hub, run_id = self.hub, self.run_id
+        if (hub.home / "metrics" / f"run_id={run_id}").exists():
+            rank = _compat.global_rank() if self.all_ranks else 0
+            rows = hub.store.execute(
+                "SELECT metric, max(step), bool_or(step IS NULL) FROM metrics "
+                "WHERE run_id = ? AND coalesce(rank, 0) = ? GROUP BY metric", [run_id, rank],
+            ).fetchall()
+            for metric, max_step, has_null in rows:
+                if max_step is not None:
+                    floor[metric] = int(max_step)
+                if has_null:
+                    self._hparams_done.add(metric)
+        self._floor = floor
+        return floor
+
+    # ---------------------------------------------------------------- logging
+
+    @override
+    @guarded
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """One row per metric with ``step`` and the ``epoch`` Lightning adds to every call."""
+        if not self._recording():
+            return
+        floor = self._floor if self._floor is not None else self._load_floor()
+        epoch = metrics.get("epoch")
+        epoch = int(epoch) if isinstance(epoch, numbers.Real) else None
+        step = int(step) if step is not None else None
+        record, run_id, prefix = self.hub.record_metric, self.run_id, self.prefix
+        for key, value in metrics.items():
+            if key == "epoch":
+                continue
+            metric = prefix + key
+            if step is not None and floor and step <= floor.get(metric, -1):
+                self._skipped += 1
+                continue
+            v = _number(value)
+            if v is None:
+                _warn_once(self, f"value:{key}", "metric %r is not a number (%s); not recorded", key,
+                           type(value).__name__)
+                continue
+            record(run_id, metric, v, step, epoch)
+
+    @override
+    @guarded
+    def log_hyperparams(self, params: Mapping[str, Any] | Namespace, *args: Any, **kwargs: Any) -> None:
+        """One row per (flattened) hyper-parameter, ``kind = 'hparam'``, ``step`` NULL; the value in metadata."""
+        if not self._recording():
+            return
+        if self._floor is None:
+            self._load_floor()
+        if isinstance(params, Namespace):
+            params = vars(params)
+        record, run_id = self.hub.record_metric, self.run_id
+        for key, value in _flatten(dict(params or {})).items():
+            metric = self.prefix + key
+            if metric in self._hparams_done:
+                continue
+            self._hparams_done.add(metric)
+            v = _number(value)
+            record(run_id, metric, math.nan if v is None else v, None, None, "hparam", None,
+                   {"value": value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)})
+
+    @override
+    @guarded
+    def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
+        """Lets the ``CrucibleCallback`` of this Trainer report ``checkpoint.saved`` as soon as the file exists."""
+        cb = self._callback() if self._callback is not None else None
+        if cb is not None:
+            cb._checkpoint_written()
+
+    @override
+    @guarded
+    def save(self) -> None:
+        """Rows are written by the hub's writer thread; nothing to do per save."""
+
+    @override
+    @guarded
+    def finalize(self, status: str) -> None:
+        """Flush what is buffered (end of fit, or a failure)."""
+        if self._hub is not None:
+            self._hub.flush()
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if hasattr(value, "numel"):
+        try:
+            if value.numel() == 1:
+                return float(value)
+        except (TypeError, ValueError, RuntimeError):
+            return None
+    return None
+
+
+def _flatten(params: Mapping[str, Any], parent: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in params.items():
+        key = f"{parent}/{k}" if parent else str(k)
+        if isinstance(v, Namespace):
+            v = vars(v)
+        if isinstance(v, Mapping) and v:
+            out.update(_flatten(v, key))
+        else:
+            out[key] = v
+    return out
+
+
+def _warn_once(owner: Any, key: str, msg: str, *args: Any) -> None:
+    warned = owner.__dict__.setdefault("_warned", set())
+    if key not in warned:
+        warned.add(key)
+        log.warning("crucible_telemetry: " + msg, *args)
