@@ -1,0 +1,74 @@
+"""The ``crucible`` argument parser and entry point: errors are one line on stderr and exit 1."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from . import analyze, data, look
+
+__all__ = ["build_parser", "main"]
+
+_EPILOG = """examples:
+  crucible runs
+  crucible show ID
+  crucible metrics ID
+  crucible compare ID_A ID_B --metric latency
+  crucible compare --conditions control treatment --metric latency
+  crucible sql "SELECT event, count(*) FROM events GROUP BY event"
+  crucible export ID --format parquet -o run.parquet
+  crucible plot RUN_A RUN_B --metric loss --smooth 0.6 -o loss.png
+  crucible report RUN_A RUN_B -o report.html
+
+The store is --home, else $CRUCIBLE_HOME, else ./.crucible."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser with every subcommand."""
+    from .. import __version__
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--home", default=argparse.SUPPRESS, metavar="DIR",
+                        help="store folder (default $CRUCIBLE_HOME or ./.crucible)")
+    parser = argparse.ArgumentParser(
+        prog="crucible", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG,
+        description="Look at, compare and report on crucible-telemetry experiments.")
+    parser.add_argument("--home", default=None, metavar="DIR", help="store folder (default $CRUCIBLE_HOME or ./.crucible)")
+    parser.add_argument("--version", action="version", version=f"crucible-telemetry {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    look.register(sub, common)
+    analyze.register(sub, common)
+    data.register(sub, common)
+    return parser
+
+
+def _fail(message: str, code: int = 1) -> int:
+    line = " ".join(str(message).split()) or "failed"
+    sys.stderr.write(f"crucible: error: {line}\n")
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``crucible`` command; returns the exit code (0 ok, 1 error, 2 usage)."""
+    import duckdb
+
+    from ..errors import CrucibleError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except CrucibleError as exc:
+        return _fail(str(exc))
+    except duckdb.Error as exc:
+        return _fail(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else exc!r}")
+    except BrokenPipeError:
+        return 0
+    except (OSError, ValueError) as exc:
+        return _fail(f"{type(exc).__name__}: {exc}")
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)

@@ -1,0 +1,189 @@
+"""``crucible sql``, ``export``, ``prune``, ``serve``: the store as data."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from ._common import CommandError, emit_rows, err_console, open_hub, out_console
+
+__all__ = ["register"]
+
+
+def _sql(args: argparse.Namespace) -> int:
+    hub = open_hub(args)
+    query = args.query
+    if query == "-":
+        query = sys.stdin.read()
+    if not query.strip():
+        raise CommandError("empty query")
+    con = hub.connect()
+    try:
+        rel = con.sql(query, params=args.param or None)
+        if rel is None:  # a statement without result (CREATE, SET ...)
+            out_console().print("ok")
+            return 0
+        tbl = rel.to_arrow_table()
+    finally:
+        con.close()
+    columns = tbl.column_names
+    rows = [tuple(r.values()) for r in tbl.to_pylist()]
+    emit_rows(columns, rows, args.format, args.output, max_rows=None if args.format != "table" else args.max_rows)
+    return 0
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def _export(args: argparse.Namespace) -> int:
+    from ..exporting import export
+
+    hub = open_hub(args)
+    hub.get_experiment(args.id)
+    total = hub.store.count(args.id)
+    out = Path(args.output) if args.output else None
+    errc = err_console()
+    if errc.is_terminal and total >= args.progress_over:
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        result: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                result["path"] = export(hub, args.id, args.format, out, args.overwrite)
+            except BaseException as exc:
+                result["error"] = exc
+
+        with Progress(SpinnerColumn(), TextColumn("[bold]exporting {task.description}"), BarColumn(),
+                      TextColumn("{task.fields[size]}"), TimeElapsedColumn(), console=errc, transient=True) as prog:
+            task = prog.add_task(f"{total:,} events to {args.format}", total=None, size="")
+            thread = threading.Thread(target=work, daemon=True)
+            thread.start()
+            while thread.is_alive():
+                thread.join(0.1)
+                folder = (out.parent if out else hub.home / "exports")
+                tmps = list(folder.glob(".*.tmp")) if folder.is_dir() else []
+                written = sum(p.stat().st_size for p in tmps if p.exists())
+                prog.update(task, size=_size(written) if written else "")
+        if "error" in result:
+            raise result["error"]
+        path = result["path"]
+    else:
+        path = export(hub, args.id, args.format, out, args.overwrite)
+    out_console().print(f"wrote {total:,} events of {args.id} to {path} ({_size(path.stat().st_size)})")
+    return 0
+
+
+def _metrics_retention(hub: Any) -> str | None:
+    """Run the metrics module's retention prune when that module provides one."""
+    try:
+        mod = importlib.import_module("crucible_telemetry.metrics")
+    except ImportError:
+        return None
+    fn = getattr(mod, "prune", None)
+    if fn is None:
+        try:
+            fn = getattr(importlib.import_module("crucible_telemetry.metrics.retention"), "prune", None)
+        except ImportError:
+            fn = None
+    if not callable(fn):
+        return None
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        params = {}  # type: ignore[assignment]
+    removed = fn(hub=hub) if "hub" in params else fn()
+    return f"metrics retention: {removed if removed is not None else 'done'}"
+
+
+def _prune(args: argparse.Namespace) -> int:
+    hub = open_hub(args)
+    before = hub.store.file_count()
+    removed = hub.store.compact()
+    if args.grace is not None:
+        removed += hub.events_writer.collect_garbage(grace=args.grace)
+        removed += hub.metrics_writer.collect_garbage(grace=args.grace)
+    after = hub.store.file_count()
+    con = out_console()
+    con.print(f"removed {removed} superseded file(s); {after} segment file(s) remain (were {before})")
+    note = _metrics_retention(hub)
+    if note:
+        con.print(note)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    open_hub(args)
+    try:
+        prometheus = importlib.import_module("crucible_telemetry.metrics.prometheus")
+    except ImportError as exc:
+        raise CommandError(f"the /metrics endpoint is not available: {exc}") from None
+    server = prometheus.serve(args.host, args.port)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    url = getattr(server, "url", None) or f"http://{args.host}:{server.port}/metrics"
+    print(f"serving {url} (Ctrl-C to stop)", flush=True)
+    try:
+        stop.wait()
+    finally:
+        server.close()
+    return 0
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add ``sql``, ``export``, ``prune`` and ``serve``."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = sub.add_parser("sql", parents=[common], formatter_class=fmt, help="run DuckDB SQL over the views",
+                       description="Run DuckDB SQL over the views experiments, events, metrics and runs. "
+                                   "Use ? placeholders with --param for values.",
+                       epilog="examples:\n"
+                              "  crucible sql \"SELECT event, count(*) FROM events GROUP BY event\"\n"
+                              "  crucible sql \"SELECT * FROM events WHERE experiment_id = ?\" --param ID --format csv "
+                              "-o events.csv")
+    p.add_argument("query", help="the SQL statement ('-' reads it from stdin)")
+    p.add_argument("--param", action="append", help="a value bound to the next ? placeholder (repeat)")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("-o", "--output", help="write to this file instead of stdout")
+    p.add_argument("--max-rows", type=int, default=200, help="rows shown in table format (default 200)")
+    p.set_defaults(func=_sql)
+
+    p = sub.add_parser("export", parents=[common], formatter_class=fmt, help="write an experiment's events to a file",
+                       description="Write an experiment's events as csv, jsonl or parquet (streamed by DuckDB).",
+                       epilog="examples:\n  crucible export exp-20250101T120000-1a2b3c4d --format parquet -o run.parquet\n"
+                              "  crucible export exp-20250101T120000-1a2b3c4d --format csv -o run.csv --overwrite")
+    p.add_argument("id", help="experiment id")
+    p.add_argument("--format", default="parquet", help="csv, jsonl, parquet (or a plugin's format)")
+    p.add_argument("-o", "--output", help="output path (default <home>/exports/<id>.<format>)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.add_argument("--progress-over", type=int, default=50_000, help=argparse.SUPPRESS)
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("prune", parents=[common], formatter_class=fmt, help="compact segments and delete garbage",
+                       description="Compact this store's segment files and delete superseded ones past their "
+                                   "grace period; apply the metrics retention.",
+                       epilog="examples:\n  crucible prune\n  crucible prune --grace 0")
+    p.add_argument("--grace", type=float, help="seconds a superseded file is kept for readers (default 120)")
+    p.set_defaults(func=_prune)
+
+    p = sub.add_parser("serve", parents=[common], formatter_class=fmt, help="serve the Prometheus /metrics endpoint",
+                       description="Serve the Prometheus /metrics endpoint until interrupted.",
+                       epilog="examples:\n  crucible serve --port 9464\n  crucible serve --host 0.0.0.0 --port 9464")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=9464, help="0 picks a free port")
+    p.set_defaults(func=_serve)
