@@ -20,7 +20,29 @@ __all__ = ["windowed_stats"]
 
 _GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
 _LOG_GAMMA = math.log(_GAMMA)
-_MAX_CELLS = 60_000_000
+_MAX_CELLS = 20_000_000
+_MAX_WINDOWS = 1_000_000
+
+
+def _exact(ts: np.ndarray[Any, Any], vals: np.ndarray[Any, Any], t0: int, window_us: int, step_us: int,
+           n_windows: int) -> list[dict[str, Any]]:
+    """Window by window (when window and step share no coarse grid): exact percentiles."""
+    starts = t0 + np.arange(n_windows, dtype=np.int64) * step_us
+    lo = np.searchsorted(ts, starts, side="left")
+    hi = np.searchsorted(ts, starts + window_us, side="left")
+    out: list[dict[str, Any]] = []
+    for i in range(n_windows):
+        sel = vals[lo[i]:hi[i]]
+        row: dict[str, Any] = {"window_start_us": int(starts[i]), "window_end_us": int(starts[i]) + window_us,
+                               "count": int(sel.size)}
+        if sel.size:
+            p50, p95, p99 = np.quantile(sel, [0.5, 0.95, 0.99], method="inverted_cdf")
+            row.update(mean=float(sel.mean()), min=float(sel.min()), max=float(sel.max()),
+                       p50=float(p50), p95=float(p95), p99=float(p99))
+        else:
+            row.update(mean=None, min=None, max=None, p50=None, p95=None, p99=None)
+        out.append(row)
+    return out
 
 
 def _bins(v: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
@@ -57,9 +79,11 @@ def windowed_stats(ts: np.ndarray[Any, Any], vals: np.ndarray[Any, Any], window_
     n_buckets = int(bucket[-1]) + 1
     w, s = window_us // g, step_us // g
     n_windows = (n_buckets - 1) // s + 1
+    if n_windows > _MAX_WINDOWS:
+        raise InvalidWindowError("step_us", f"{n_windows} windows is too many; use a larger step_us (at most {_MAX_WINDOWS})")
     binidx, reps = _bins(vals)
     if n_buckets * reps.size > _MAX_CELLS:
-        raise InvalidWindowError("step_us", f"{n_windows} windows x {reps.size} value bins is too fine; use a larger step_us")
+        return _exact(ts, vals, t0, window_us, step_us, n_windows)
     counts = np.bincount(bucket, minlength=n_buckets).astype(np.int64)
     sums = np.bincount(bucket, weights=vals, minlength=n_buckets)
     starts = np.searchsorted(bucket, np.arange(n_buckets))
