@@ -207,7 +207,8 @@ class CrucibleCallback(TrainerCallback):
         self._model_name = model_name
         self._start_md = {"framework": "transformers", "model_name": model_name, "parameters": params,
                           "trainable_parameters": trainable, "run_name": args.run_name,
-                          "output_dir": args.output_dir, "resumed_from": resume_from}
+                          "output_dir": args.output_dir, "resumed": resume_from is not None,
+                          "resumed_from": resume_from}
 
     # --------------------------------------------------------------- training
 
@@ -292,11 +293,12 @@ class CrucibleCallback(TrainerCallback):
         """Hold ``epoch.stop`` until the epoch-end log and evaluation have run."""
         if self.experiment is None:
             return
-        self._flush_batch()
         duration = time.monotonic_ns() - self._t_epoch if self._t_epoch else 0
         self._epoch_done = {"epoch": self._epoch, "global_step": state.global_step, "duration": duration}
         if self.log_epoch_loss and state.global_step > self._last_logged:
             control.should_log = True
+        if not control.should_log:  # else the epoch-end log carries the last step's loss
+            self._flush_batch()
 
     def _flush_epoch(self) -> None:
         done = self._epoch_done
@@ -311,9 +313,14 @@ class CrucibleCallback(TrainerCallback):
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
                **kwargs: Any) -> None:
         """Every scalar into the ``metrics`` view; the training loss onto its step and epoch."""
-        if self.experiment is None or not logs:
+        if not logs:
             return
-        if "train_runtime" in logs:  # the final summary of train()
+        if self.experiment is None:  # trainer.evaluate() / trainer.log() outside train()
+            exp = self._outside()
+            if exp is not None and self.record_metrics:
+                self._record(exp.id, logs, state.global_step, _epoch_index(state.epoch))
+            return
+        if "train_loss" in logs and "loss" not in logs:  # the final summary of train()
             self._flush_batch()
             self._flush_epoch()
             self._summary = {dst: f for src, dst in _SUMMARY.items()
@@ -328,11 +335,20 @@ class CrucibleCallback(TrainerCallback):
             if self._batch is not None and self._batch[0] == state.global_step:
                 self._flush_batch(logs)
         if self.record_metrics:
-            self._record(logs, state.global_step)
+            self._record(self.experiment.id, logs, state.global_step, self._epoch)
 
-    def _record(self, logs: dict[str, Any], step: int) -> None:
-        assert self._hub is not None and self.experiment is not None
-        run_id, epoch, record = self.experiment.id, self._epoch, self._hub.record_metric
+    def _outside(self) -> Experiment | None:
+        """The live experiment of the caller's context, for results reported outside ``train()``."""
+        hub = self._hub or ct.default()
+        exp = hub.current_experiment()
+        if exp is None or exp.status == "stopped":
+            return None
+        self._hub = hub
+        return exp
+
+    def _record(self, run_id: str, logs: dict[str, Any], step: int, epoch: int) -> None:
+        assert self._hub is not None
+        record = self._hub.record_metric
         for k, v in logs.items():
             f = _scalar(v)
             if f is None:
@@ -348,15 +364,16 @@ class CrucibleCallback(TrainerCallback):
     def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None,
                     **kwargs: Any) -> None:
         """``validation.stop`` with each metric as ``val_<name>``; also onto the epoch's ``epoch.stop``."""
-        if self.experiment is None or not metrics:
+        if not metrics or (self.experiment is None and self._outside() is None):
             return
+        epoch = self._epoch if self.experiment is not None else _epoch_index(state.epoch)
         self._flush_batch()
         vals: dict[str, float] = {}
         for k, v in metrics.items():
             f = _scalar(v)
             if f is not None and k != "epoch":
                 vals["val_" + (k[5:] if k.startswith("eval_") else k)] = f
-        m: dict[str, Any] = {**vals, "epoch": self._epoch, "global_step": state.global_step}
+        m: dict[str, Any] = {**vals, "epoch": epoch, "global_step": state.global_step}
         runtime = vals.get("val_runtime")
         if runtime is not None:
             m["duration"] = int(runtime * 1e9)

@@ -16,15 +16,8 @@ EXCEPTION = ("crucible_train", "training", "exception")
 @hookimpl
 def register_events(register: Callable[..., Any]) -> None:
     """``crucible_train.validation.stop`` (evaluation results) and ``crucible_train.training.exception``."""
-    register(
-        VALIDATION_STOP,
-        "training",
-        "An evaluation pass ends; its metrics as val_<name> (val_loss, ...).",
-        enriched_fields=("duration", "val_loss", "epoch", "global_step"),
-    )
-    register(
-        EXCEPTION,
-        "training",
-        "A training run failed; the error's kind, reason and stacktrace.",
-        enriched_fields=("kind", "reason", "stacktrace", "epoch", "global_step"),
-    )
+    # Word for word what the Lightning plugin registers: whichever loads last, the registry reads the same.
+    register(VALIDATION_STOP, "training", "A validation run ended; its metrics as val_<name>.",
+             ("duration", "epoch", "global_step"))
+    register(EXCEPTION, "training", "A training run failed; kind, reason and stacktrace of the exception.",
+             ("duration", "epoch", "global_step", "kind", "reason", "stacktrace"))
