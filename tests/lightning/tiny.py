@@ -45,7 +45,9 @@ def module_class(name: str) -> type:
             self.log("val_loss", loss)
 
         def configure_optimizers(self) -> Any:
-            return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+            first, last = self.net[0], self.net[2]  # two param groups: learning_rate and learning_rate_pg1
+            return torch.optim.SGD([{"params": first.parameters()},
+                                    {"params": last.parameters(), "lr": self.hparams.lr / 2}], lr=self.hparams.lr)
 
     return TinyRegressor
 
