@@ -50,13 +50,13 @@ def test_context_manager_binds_and_stops(hub: ct.Telemetry) -> None:
 
 
 def test_bad_arguments_raise_clear_errors(hub: ct.Telemetry) -> None:
-    with pytest.raises(ct.InvalidArgumentError, match="^name"):
+    with pytest.raises(ct.InvalidArgumentError, match=r"^name"):
         ct.start_experiment("")
-    with pytest.raises(ct.InvalidArgumentError, match="^tags"):
+    with pytest.raises(ct.InvalidArgumentError, match=r"^tags"):
         ct.start_experiment("x", tags=[1])  # type: ignore[list-item]
-    with pytest.raises(ct.InvalidArgumentError, match="^condition"):
+    with pytest.raises(ct.InvalidArgumentError, match=r"^condition"):
         ct.start_experiment("x", condition=3)  # type: ignore[arg-type]
-    with pytest.raises(ct.InvalidArgumentError, match="^experiment_id"):
+    with pytest.raises(ct.InvalidArgumentError, match=r"^experiment_id"):
         ct.start_experiment("x", experiment_id="../../etc")
     with pytest.raises(ct.UnknownExperimentError, match="experiment_id"):
         ct.stop_experiment("exp-nope")

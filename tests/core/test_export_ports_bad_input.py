@@ -147,13 +147,13 @@ def test_duckdb_metrics_adapter(hub: ct.Telemetry) -> None:
 def test_metrics_store_bad_input(hub: ct.Telemetry, tmp_path: Path) -> None:
     adapter = (ct.JSONLMetrics, {"path": str(tmp_path / "m.jsonl")})
     ct.MetricsStore.record(adapter, "r", "ok", 1.0)
-    with pytest.raises(ct.InvalidArgumentError, match="^value"):
+    with pytest.raises(ct.InvalidArgumentError, match=r"^value"):
         ct.MetricsStore.record(adapter, "r", "loss", "high")
-    with pytest.raises(ct.InvalidArgumentError, match="^metric"):
+    with pytest.raises(ct.InvalidArgumentError, match=r"^metric"):
         ct.MetricsStore.record(adapter, "r", "", 1.0)
-    with pytest.raises(ct.InvalidArgumentError, match="^run_id"):
+    with pytest.raises(ct.InvalidArgumentError, match=r"^run_id"):
         ct.MetricsStore.record("duckdb", "../x", "loss", 1.0)
-    with pytest.raises(ct.InvalidArgumentError, match="^adapter"):
+    with pytest.raises(ct.InvalidArgumentError, match=r"^adapter"):
         ct.MetricsStore.record("nope", "r", "loss", 1.0)
     assert [r["metric"] for r in ct.MetricsStore.read(adapter, "r")] == ["ok"]  # nothing lost
 

@@ -14,7 +14,13 @@ from typing import Any
 from . import events
 from ._hubs import configure, default, set_default
 from .bus import Handler
-from .errors import CrucibleError, ExportExistsError, InvalidArgumentError, InvalidWindowError, UnknownExperimentError
+from .errors import (
+    CrucibleError,
+    ExportExistsError,
+    InvalidArgumentError,
+    InvalidWindowError,
+    UnknownExperimentError,
+)
 from .events import EventInfo, event_info
 from .experiment import Experiment
 from .hub import Telemetry

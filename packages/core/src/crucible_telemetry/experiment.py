@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import os
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,8 +39,10 @@ def check_tags(tags: object) -> tuple[str, ...]:
         return ()
     if isinstance(tags, str):
         return (tags,)
+    if not isinstance(tags, Iterable):
+        raise InvalidArgumentError("tags", f"expected an iterable of strings, got {type(tags).__name__}")
     try:
-        out = tuple(tags)  # type: ignore[call-overload]
+        out: tuple[Any, ...] = tuple(tags)
     except TypeError:
         raise InvalidArgumentError("tags", f"expected an iterable of strings, got {type(tags).__name__}") from None
     for t in out:

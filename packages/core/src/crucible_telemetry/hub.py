@@ -23,13 +23,22 @@ from . import collector, plugins
 from .bus import Handler, HandlerFn, HandlerTable
 from .environment import HOSTNAME, capture_environment, distributed_identity
 from .errors import InvalidArgumentError, UnknownExperimentError
-from .experiment import PAUSED, RUNNING, STOPPED, Experiment, check_tags, new_experiment_id, read_record, write_record
+from .experiment import (
+    PAUSED,
+    RUNNING,
+    STOPPED,
+    Experiment,
+    check_tags,
+    new_experiment_id,
+    read_record,
+    write_record,
+)
+from .live import Streaming
 from .names import _CACHE as _NAMES
 from .names import normalize
 from .span import Span
 from .storage.schema import EVENTS_SCHEMA, METRICS_SCHEMA
 from .storage.segments import SegmentWriter, validate_partition_value
-from .live import Streaming
 
 __all__ = ["Telemetry", "default_home"]
 

@@ -23,7 +23,7 @@ __all__ = ["SeriesStats", "Streaming"]
 class SeriesStats:
     """Running statistics of one numeric series."""
 
-    __slots__ = ("count", "max", "mean", "min", "m2", "nonfinite", "sketch", "sum")
+    __slots__ = ("count", "m2", "max", "mean", "min", "nonfinite", "sketch", "sum")
 
     def __init__(self) -> None:
         self.count = 0

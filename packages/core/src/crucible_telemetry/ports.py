@@ -125,7 +125,7 @@ class DuckDBMetrics:
 
     def read(self, run_id: str) -> list[dict[str, Any]]:
         """Rows of ``run_id`` ordered by time: ``run_id, metric, value, step, timestamp, metadata`` and more."""
-        rows = self.hub.store.arrow(
+        rows: list[dict[str, Any]] = self.hub.store.arrow(
             "SELECT run_id, metric, value, step, epoch, kind, ts AS timestamp, rank, node, metadata "
             "FROM metrics WHERE run_id = ? ORDER BY ts, host, pid, seq", [run_id]
         ).to_pylist()

@@ -134,7 +134,8 @@ class Store:
             desc = cur.description
             return Result(desc, cur.fetchall() if desc else [])
 
-        return self._retry(run)
+        result: Result = self._retry(run)
+        return result
 
     def arrow(self, sql: str, params: list[Any] | None = None) -> Any:
         """Run SQL and return a ``pyarrow.Table``, after flushing this process."""
