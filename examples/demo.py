@@ -16,7 +16,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import crucible_telemetry as ct  # noqa: E402
+import crucible_telemetry as ct
 
 
 def _section(module: str, *args: Any) -> Any:

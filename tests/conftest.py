@@ -12,7 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("CRUCIBLE_STRICT", "1")
 
-import crucible_telemetry as ct  # noqa: E402
+import crucible_telemetry as ct
 
 
 @pytest.fixture
