@@ -14,6 +14,7 @@ from typing_extensions import override
 
 import crucible_telemetry as ct
 from crucible_telemetry.errors import InvalidArgumentError
+from crucible_telemetry.experiment import RUNNING as _RUNNING
 from crucible_telemetry.experiment import STOPPED as _STOPPED
 from crucible_telemetry.experiment import check_tags, new_experiment_id
 from crucible_telemetry.storage.segments import validate_partition_value
@@ -197,6 +198,10 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
         self._deferred = Deferred(self._emit_now)
 
     def _bind(self, exp: ct.Experiment) -> None:
+        if exp.state == _STOPPED:
+            # Resumed in the process that ran the first fit: the core hands back its stopped object
+            # (another process gets a running copy from the record); reopen it the same way.
+            exp.state, exp.stopped_at = _RUNNING, None
         exp.__enter__()
         self._bound = True
         self.experiment = exp

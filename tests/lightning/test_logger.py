@@ -1,0 +1,99 @@
+"""CrucibleLogger on real Trainers: rows in the metrics view, hyper-parameters, resume without loss or duplicates."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+import crucible_telemetry as ct
+from crucible_telemetry_lightning import CrucibleCallback, CrucibleLogger
+
+from . import tiny
+from .helpers import duplicates, events, metrics
+
+FLAVOURS = pytest.mark.parametrize("flavour", tiny.FLAVOURS)
+
+
+def _session(flavour: str, root: Path, max_epochs: int, ckpt_path: str | None = None):
+    pl = tiny.flavour(flavour)
+    cb, lg = CrucibleCallback(), CrucibleLogger()
+    keep_all = pl.callbacks.ModelCheckpoint(dirpath=root / "ckpt", save_top_k=-1)
+    trainer = tiny.trainer(flavour, root, callbacks=[cb, keep_all], logger=lg, max_epochs=max_epochs)
+    model = tiny.module_class(flavour)()
+    trainer.fit(model, *tiny.loaders(), ckpt_path=ckpt_path)
+    assert cb.errors == [] and lg.errors == []
+    return cb, lg, model
+
+
+@FLAVOURS
+def test_resume_appends_to_the_same_run_without_duplicates(hub: ct.Telemetry, tmp_path: Path, flavour: str) -> None:
+    cb_a, lg_a, model_a = _session(flavour, tmp_path, max_epochs=2)
+    run = cb_a._exp_id
+    assert lg_a.version == run
+    before = metrics(hub, run)
+    assert sorted(r["step"] for r in before if r["metric"] == "train_loss_step") == list(range(10))
+
+    # Resume from the end of epoch 0: epoch 1 (steps 5-9) is replayed, epoch 2 (steps 10-14) is new.
+    cb_b, lg_b, model_b = _session(flavour, tmp_path, max_epochs=3, ckpt_path=str(tmp_path / "ckpt" / "epoch=0-step=5.ckpt"))
+    assert cb_b._exp_id == run and lg_b.version == run
+    after = metrics(hub, run)
+
+    key = lambda r: (r["metric"], r["step"], r["epoch"], r["kind"], r["value"])  # noqa: E731
+    assert not Counter(map(key, before)) - Counter(map(key, after)), "rows from before the resume were lost"
+    assert duplicates(hub, run) == []
+    steps = {r["step"]: r["value"] for r in after if r["metric"] == "train_loss_step"}
+    assert sorted(steps) == list(range(15))
+    assert [steps[s] for s in range(10)] == pytest.approx(model_a.step_losses)  # the first write wins
+    assert [steps[s] for s in range(10, 15)] == pytest.approx(model_b.step_losses[5:])  # the new epoch
+    assert lg_b.skipped > 0  # the replayed steps 5-9: the first write wins
+    assert sorted(r["epoch"] for r in after if r["metric"] == "train_loss_epoch") == [0, 1, 2]
+    assert Counter(r["metric"] for r in after if r["kind"] == "hparam") == {"lr": 1, "hidden": 1, "fail_at": 1}
+
+    evs = events(hub, run)
+    starts = [json.loads(e["metadata"]) for e in evs if e["event"] == "crucible_train.training.start"]
+    assert [s["resumed"] for s in starts] == [False, True]
+    assert [e["epoch"] for e in evs if e["event"] == "crucible_train.epoch.stop"] == [0, 1, 1, 2]
+    assert [e.id for e in ct.list_experiments()] == [run]
+    assert hub.get_experiment(run).status == "stopped"
+
+
+@FLAVOURS
+def test_logger_alone_writes_under_the_live_experiment(hub: ct.Telemetry, tmp_path: Path, flavour: str) -> None:
+    lg = CrucibleLogger()
+    with ct.experiment("solo") as exp:
+        trainer = tiny.trainer(flavour, tmp_path, logger=lg, max_epochs=1)
+        trainer.fit(tiny.module_class(flavour)(), *tiny.loaders())
+    assert lg.run_id == exp.id and lg.name == "solo"
+    rows = metrics(hub, exp.id)
+    train = [r for r in rows if r["metric"] == "train_loss_step"]
+    assert [(r["step"], r["epoch"]) for r in train] == [(s, 0) for s in range(5)]
+    assert {r["metric"] for r in rows} == {"train_loss_step", "train_loss_epoch", "train_acc", "val_loss",
+                                          "lr", "hidden", "fail_at"}
+    assert lg.errors == []
+
+
+def test_logger_without_experiment_and_direct_calls(hub: ct.Telemetry, tmp_path: Path) -> None:
+    lg = CrucibleLogger(run_id="my-run", name="named", prefix="m/")
+    lg.log_hyperparams({"optimizer": "adam", "sched": {"warmup": 3, "kind": None}, "flag": True})
+    lg.log_metrics({"loss": 0.5, "epoch": 2}, step=7)
+    lg.log_metrics({"loss": 0.25, "bad": "x"}, step=8)
+    lg.finalize("success")
+    assert lg.name == "named" and lg.version == "my-run" and lg.experiment is hub
+    rows = {(r["metric"], r["step"]): r for r in metrics(hub, "my-run")}
+    assert rows[("m/loss", 7)]["value"] == 0.5 and rows[("m/loss", 7)]["epoch"] == 2
+    assert rows[("m/loss", 8)]["value"] == 0.25 and ("m/bad", 8) not in rows
+    assert rows[("m/sched/warmup", None)]["value"] == 3.0 and rows[("m/flag", None)]["value"] == 1.0
+    assert math.isnan(rows[("m/optimizer", None)]["value"]) and rows[("m/optimizer", None)]["kind"] == "hparam"
+    md = hub.store.execute("SELECT json_extract_string(metadata, '$.value') FROM metrics "
+                           "WHERE run_id = 'my-run' AND metric = 'm/optimizer'").fetchall()
+    assert md == [("adam",)]
+    # Through the MetricsStore port too.
+    read = ct.MetricsStore.read(ct.DuckDBMetrics(hub=hub), "my-run")
+    assert {(r["metric"], r["step"]) for r in read} == set(rows)
+
+    auto = CrucibleLogger()
+    assert auto.run_id.startswith("run-") and auto.name == "crucible"
