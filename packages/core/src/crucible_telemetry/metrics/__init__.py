@@ -74,10 +74,10 @@ def registry(hub: Any = None) -> Metrics:
     """The metrics registry of ``hub`` (default: the default hub)."""
     global _cache
     if hub is None:
+        c = _cache
+        if c[0] is _hubs._default and c[1] is not None:
+            return c[1]
         hub = _hubs.default()
-    c = _cache
-    if c[0] is hub and c[1] is not None:
-        return c[1]
     m = Metrics.of(hub)
     _cache = (hub, m)
     return m
@@ -96,17 +96,20 @@ def record(name: str, value: float, tags: dict[str, Any] | None = None, *, kind:
 
 def increment(name: str, by: float = 1, tags: dict[str, Any] | None = None) -> None:
     """Add ``by`` (>= 0, default 1) to a counter."""
-    registry().increment(name, by, tags)
+    c = _cache
+    (c[1] if c[0] is _hubs._default and c[1] is not None else registry()).increment(name, by, tags)
 
 
 def gauge(name: str, value: float, tags: dict[str, Any] | None = None) -> None:
     """Set a gauge (a level: queue depth, GPU memory, loss)."""
-    registry().gauge(name, value, tags)
+    c = _cache
+    (c[1] if c[0] is _hubs._default and c[1] is not None else registry()).gauge(name, value, tags)
 
 
 def histogram(name: str, value: float, tags: dict[str, Any] | None = None) -> None:
     """Observe a value of a distribution (latency, tokens per request)."""
-    registry().histogram(name, value, tags)
+    c = _cache
+    (c[1] if c[0] is _hubs._default and c[1] is not None else registry()).histogram(name, value, tags)
 
 
 class _Measure:

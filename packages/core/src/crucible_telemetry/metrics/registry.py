@@ -17,7 +17,6 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -117,7 +116,10 @@ class Metrics:
         self._lock = threading.RLock()  # series creation and configuration
         self._drain_lock = threading.RLock()  # drains, queries, persistence
         self._rows: list[tuple[Any, ...]] = []
-        self._ids: dict[str, dict[Any, int]] = {COUNTER: {}, GAUGE: {}, HISTOGRAM: {}}
+        self._ids: dict[str, dict[Any, tuple[Callable[[Any], None], Callable[[Any], None]]]] = {
+            COUNTER: {}, GAUGE: {}, HISTOGRAM: {}}
+        # per series: (values, wall times) appended by the hot path; the drain takes a prefix
+        self._s_buf: list[tuple[list[Any], list[float]]] = []
         self._names: dict[str, MetricInfo] = {}
         self._tagsets: list[TagSet] = []
         self._series_by: dict[tuple[int, str], int] = {}
@@ -215,26 +217,29 @@ class Metrics:
     def increment(self, name: str, by: float = 1, tags: dict[str, Any] | None = None) -> None:
         """Add ``by`` (>= 0) to a counter."""
         try:
-            sid = self._ids[COUNTER][name, frozenset(tags.items()) if tags else None, self._current()]
+            va, ta = self._ids[COUNTER][name, tuple(tags.items()) if tags else None, self._current()]
         except (KeyError, TypeError, AttributeError):
-            sid = self._new_series(COUNTER, name, tags, by, "by")
-        self._rows.append((sid, by, _time(), _NO, _NO))
+            va, ta = self._new_series(COUNTER, name, tags, by, "by")
+        va(by)
+        ta(_time())
 
     def gauge(self, name: str, value: float, tags: dict[str, Any] | None = None) -> None:
         """Set a gauge to ``value``."""
         try:
-            sid = self._ids[GAUGE][name, frozenset(tags.items()) if tags else None, self._current()]
+            va, ta = self._ids[GAUGE][name, tuple(tags.items()) if tags else None, self._current()]
         except (KeyError, TypeError, AttributeError):
-            sid = self._new_series(GAUGE, name, tags, value)
-        self._rows.append((sid, value, _time(), _NO, _NO))
+            va, ta = self._new_series(GAUGE, name, tags, value)
+        va(value)
+        ta(_time())
 
     def histogram(self, name: str, value: float, tags: dict[str, Any] | None = None) -> None:
         """Observe ``value`` in a histogram."""
         try:
-            sid = self._ids[HISTOGRAM][name, frozenset(tags.items()) if tags else None, self._current()]
+            va, ta = self._ids[HISTOGRAM][name, tuple(tags.items()) if tags else None, self._current()]
         except (KeyError, TypeError, AttributeError):
-            sid = self._new_series(HISTOGRAM, name, tags, value)
-        self._rows.append((sid, value, _time(), _NO, _NO))
+            va, ta = self._new_series(HISTOGRAM, name, tags, value)
+        va(value)
+        ta(_time())
 
     def record(self, name: str, value: float, tags: dict[str, Any] | None = None, *, kind: str | None = None,
                step: int | None = None, epoch: int | None = None, timestamp: float | None = None,
@@ -249,20 +254,24 @@ class Metrics:
             kind = info.kind if info is not None else kinds.infer_kind(kinds.check_name(name), value)
         elif kind not in kinds.KINDS:
             raise InvalidArgumentError("kind", f"unknown kind {kind!r}; valid: {', '.join(kinds.KINDS)}")
-        if run_id is not None:
+        if run_id is None and step is None and epoch is None and timestamp is None:
+            try:
+                va, ta = self._ids[kind][name, tuple(tags.items()) if tags else None, self._current()]
+            except (KeyError, TypeError, AttributeError):
+                va, ta = self._new_series(kind, name, tags, value)
+            va(value)
+            ta(_time())
+            return
+        if run_id is None:
+            exp = self._current()
+            run_id = exp.id if exp is not None else "global"
+        else:
             from ..storage.segments import validate_partition_value
 
-            sid = self._series(kind, name, tags, validate_partition_value("run_id", run_id), value, "value")[0]
-        else:
-            try:
-                sid = self._ids[kind][name, frozenset(tags.items()) if tags else None, self._current()]
-            except (KeyError, TypeError, AttributeError):
-                sid = self._new_series(kind, name, tags, value)
+            validate_partition_value("run_id", run_id)
+        sid = self._series(kind, name, tags, run_id, value, "value")[0]
         self._rows.append((sid, value, _time() if timestamp is None else timestamp,
                            _NO if step is None else step, _NO if epoch is None else epoch))
-
-    def _record_sid(self, sid: int, value: float, ts: float, step: int, epoch: int) -> None:
-        self._rows.append((sid, value, ts, step, epoch))
 
     # ------------------------------------------------------------ slow path
 
@@ -315,22 +324,27 @@ class Metrics:
                 self._s_tagset.append(ts.id)
                 self._s_run.append(run_id)
                 self._s_name.append(name)
+                self._s_buf.append(([], []))
                 self._series_by[skey] = sid
         self._ensure_thread()
         return sid, folded
 
-    def _new_series(self, kind: str, name: str, tags: dict[str, Any] | None, value: Any, argument: str = "value") -> int:
+    def _new_series(self, kind: str, name: str, tags: dict[str, Any] | None, value: Any,
+                    argument: str = "value") -> tuple[Callable[[Any], None], Callable[[Any], None]]:
+        """The appenders of a series' value and time lists, cached for the next call when possible."""
         exp = self._current()
         run_id = exp.id if exp is not None else "global"
         sid, folded = self._series(kind, name, tags, run_id, value, argument)
+        vals, times = self._s_buf[sid]
+        appenders = (vals.append, times.append)
         if folded:
             self.overflowed += 1
-            return sid
+            return appenders
         try:
-            self._ids[kind][name, frozenset(tags.items()) if tags else None, exp] = sid
+            self._ids[kind][name, tuple(tags.items()) if tags else None, exp] = appenders
         except (TypeError, AttributeError):
             pass  # unhashable tag values: this tag set takes the slow path each time
-        return sid
+        return appenders
 
     # ------------------------------------------------------------------ drain
 
@@ -346,26 +360,54 @@ class Metrics:
         return self._arrays[1], self._arrays[2]
 
     def drain(self) -> int:
-        """Move the hot-path buffer into the per-metric columns; returns the number of points."""
+        """Move the hot-path buffers into the per-metric columns; returns the number of points.
+
+        Each series has a value list and a time list (time appended second); the drain takes
+        the first ``len(times)`` of both and deletes exactly those, so concurrent appends are kept.
+        """
         with self._drain_lock:
+            parts: list[tuple[np.ndarray, ...]] = []
+            bufs = self._s_buf
+            for sid in range(len(bufs)):
+                vals, times = bufs[sid]
+                n = len(times)
+                if not n:
+                    continue
+                v = vals[:n]
+                del vals[:n]
+                t = times[:n]
+                del times[:n]
+                try:
+                    va = np.array(v, dtype=np.float64)
+                except (TypeError, ValueError, OverflowError):
+                    arr = self._salvage([(sid, x, y, _NO, _NO) for x, y in zip(v, t, strict=True)])
+                    parts.append(tuple(arr[:, i].astype(np.int64) if i in (0, 3, 4) else arr[:, i].copy()
+                                       for i in range(5)))
+                    continue
+                ones = np.full(n, _NO, dtype=np.int64)
+                parts.append((np.full(n, sid, dtype=np.int64), va, np.array(t, dtype=np.float64), ones, ones))
             rows = self._rows
             n = len(rows)
-            if not n:
+            if n:
+                chunk = rows[:n]
+                del rows[:n]
+                try:
+                    arr = np.array(chunk, dtype=np.float64).reshape(n, 5)
+                except (TypeError, ValueError, OverflowError):
+                    arr = self._salvage(chunk)
+                if len(arr):
+                    parts.append((arr[:, 0].astype(np.int64), np.ascontiguousarray(arr[:, 1]),
+                                  np.ascontiguousarray(arr[:, 2]), arr[:, 3].astype(np.int64), arr[:, 4].astype(np.int64)))
+            if not parts:
                 return 0
-            chunk = rows[:n]
-            del rows[:n]
-            try:
-                arr = np.fromiter(chain.from_iterable(chunk), np.float64, count=5 * n).reshape(n, 5)
-            except (TypeError, ValueError, OverflowError):
-                arr = self._salvage(chunk)
-                n = len(arr)
-                if not n:
-                    return 0
-            sid = arr[:, 0].astype(np.int64)
-            cols = (sid, np.ascontiguousarray(arr[:, 1]), np.ascontiguousarray(arr[:, 2]),
-                    arr[:, 3].astype(np.int64), arr[:, 4].astype(np.int64))
+            if len(parts) == 1:
+                cols = parts[0]
+            else:  # time order across series (subscribers and the store see points as they happened)
+                cols = tuple(np.concatenate(c) for c in zip(*parts, strict=True))
+                order = np.argsort(cols[2], kind="stable")
+                cols = tuple(c[order] for c in cols)
             self._ingest(cols)
-            return n
+            return len(cols[0])
 
     def _salvage(self, chunk: list[tuple[Any, ...]]) -> np.ndarray:
         good = []
@@ -609,6 +651,9 @@ class Metrics:
         self._lock = threading.RLock()
         self._drain_lock = threading.RLock()
         self._rows.clear()
+        for vals, times in self._s_buf:
+            vals.clear()
+            times.clear()
         self._pending.clear()
         self._pid = os.getpid()
 
