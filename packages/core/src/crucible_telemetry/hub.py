@@ -92,7 +92,9 @@ class Telemetry:
         self._seq = 0
         self._mseq = 0
         self.dropped_overflow = 0
-        self.write_errors: list[BaseException] = []
+        self.write_errors: deque[BaseException] = deque(maxlen=100)  # the latest problems, bounded
+        self.error_count = 0
+        self._logged: set[str] = set()
         self.events_written = 0
         self.events_writer = SegmentWriter(self.home, "events", "experiment_id", EVENTS_SCHEMA)
         self.metrics_writer = SegmentWriter(self.home, "metrics", "run_id", METRICS_SCHEMA)
@@ -113,7 +115,7 @@ class Telemetry:
             try:
                 dotted, parts = normalize(name)
             except Exception as exc:
-                self.write_errors.append(exc)
+                self._record_error(exc)
                 return
         hs = self._handlers.table.get(dotted)
         if hs is not None:
@@ -136,6 +138,15 @@ class Telemetry:
             self.dropped_overflow += 1
             return
         buf.append((exp, dotted, measurements, metadata, _wall_ns(), _mono_ns()))
+
+    def _record_error(self, exc: BaseException) -> None:
+        """Keep a problem for inspection and log its kind once; never raise into the caller."""
+        self.error_count += 1
+        self.write_errors.append(exc)
+        key = f"{type(exc).__name__}:{str(exc)[:60]}"
+        if key not in self._logged:
+            self._logged.add(key)
+            log.warning("crucible_telemetry: %s (recorded, not raised; see Telemetry.write_errors)", exc)
 
     def _explicit(self, exp_id: Any, current: Experiment) -> Experiment | None:
         exp = self._experiments.get(exp_id) if isinstance(exp_id, str) else None
@@ -352,7 +363,7 @@ class Telemetry:
                 try:
                     self.flush()
                 except Exception as exc:  # never dies: the error is recorded and retried next round
-                    self.write_errors.append(exc)
+                    self._record_error(exc)
                     log.warning("crucible_telemetry: flush failed: %r", exc)
 
     def flush(self) -> int:
@@ -385,7 +396,7 @@ class Telemetry:
             try:
                 self.events_writer.write(exp_id, batch.table)
             except Exception as exc:
-                self.write_errors.append(exc)
+                self._record_error(exc)
                 log.warning("crucible_telemetry: could not write %d events of %s: %r; kept for retry", len(grows), exp_id, exc)
                 for r in reversed(grows):
                     self._buf.appendleft(r)
@@ -411,7 +422,7 @@ class Telemetry:
             try:
                 self.metrics_writer.write(run_id, collector.build_metrics(grows, seqs, ident))
             except Exception as exc:
-                self.write_errors.append(exc)
+                self._record_error(exc)
                 log.warning("crucible_telemetry: could not write %d metrics of %s: %r", len(grows), run_id, exc)
         return len(rows)
 
