@@ -120,13 +120,13 @@ class Instrumentation:
             call = Call(self, hub, op, kwargs, meta, stream)
             if stream:
                 call.exp = hub.current_experiment()
-                if op in ("chat", "completions") and self.include_usage:
-                    call.hide_usage = _ask_for_usage(kwargs)
                 if self.capture_content:
                     call.parts = []
             if self.capture_content:
                 call.prompt = capture_prompt(op, kwargs, self.mask, self.scrub)
             hub.emit(START, {"monotonic_time": call.t0}, dict(meta))
+            if stream and self.include_usage and op in ("chat", "completions"):
+                call.hide_usage = _ask_for_usage(kwargs)  # last: a failed start leaves the call as the user wrote it
             return call
         except Exception as exc:
             warn_once("begin", "could not record the start of an LLM call", exc)
@@ -186,12 +186,21 @@ def _sync_wrapper(original: Callable[..., Any], op: str, inst: Instrumentation) 
 
 
 async def _finish_later(awaitable: Any, call: Call) -> Any:
+    """A sync-looking method that returned an awaitable: the request is sent when it is awaited."""
+    token = hooks.CURRENT.set(call)
     try:
         result = await awaitable
     except BaseException as exc:
+        hooks.CURRENT.reset(token)
         call.fail(exc)
         raise
+    hooks.CURRENT.reset(token)
     return call.finish(result)
+
+
+def _is_async(fn: Any) -> bool:
+    """``async def``, also under decorators that keep ``__wrapped__`` (openai's ``required_args``)."""
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(inspect.unwrap(fn))
 
 
 def _async_wrapper(original: Callable[..., Any], op: str, inst: Instrumentation) -> Callable[..., Any]:
@@ -288,7 +297,7 @@ def instrument(client: Any, *, capture_content: bool = False, mask: Callable[[st
                 fn = getattr(res, name, None)
                 if not callable(fn):
                     continue
-                make = _async_wrapper if inspect.iscoroutinefunction(fn) else _sync_wrapper
+                make = _async_wrapper if _is_async(fn) else _sync_wrapper
                 _patch(inst, res, name, make(fn, op, inst))
         if not inst.patches:
             raise InvalidArgumentError("client", f"{type(client).__name__} has no OpenAI-style endpoint "
