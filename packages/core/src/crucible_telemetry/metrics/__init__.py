@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from .. import _hubs
 from . import prometheus
-from . import query as _q
+from . import reads as _q
 from . import telemetry as _t
 from .aggregate import AGGREGATIONS, INTERVALS, WINDOWS
 from .kinds import COUNTER, DEFAULT_BUCKETS, GAUGE, HISTOGRAM, KINDS, OVERFLOW, infer_kind

@@ -57,7 +57,7 @@ class TagSet:
 class MetricInfo:
     """One metric name: its kind, buckets, tag sets and the retained points (numpy columns)."""
 
-    __slots__ = ("buckets", "chunks", "help", "kind", "name", "overflow_warned", "regular", "tagsets")
+    __slots__ = ("buckets", "chunks", "help", "kind", "name", "overflow_warned", "regular", "sids", "tagsets")
 
     def __init__(self, name: str, kind: str, buckets: tuple[float, ...] | None, help: str | None) -> None:
         self.name = name
@@ -67,6 +67,7 @@ class MetricInfo:
         self.tagsets: dict[tuple[tuple[str, str], ...], TagSet] = {}
         self.overflow_warned = False
         self.regular = 0  # tag sets that count toward max_tag_sets
+        self.sids: list[int] = []  # series (tag set x run) of this metric
         # retained points: list of (sid int64, value f64, ts f64, step int64, epoch int64)
         self.chunks: list[tuple[np.ndarray, ...]] = []
 
@@ -326,6 +327,7 @@ class Metrics:
                 self._s_name.append(name)
                 self._s_buf.append(([], []))
                 self._series_by[skey] = sid
+                info.sids.append(sid)
         self._ensure_thread()
         return sid, folded
 
@@ -490,34 +492,50 @@ class Metrics:
     # ------------------------------------------------------------ reading
 
     def points(self, name: str, start: float = -math.inf, end: float = math.inf,
-               tags: dict[str, Any] | None = None) -> tuple[MetricInfo | None, tuple[np.ndarray, ...]]:
-        """The retained points of ``name`` with ``start <= ts < end`` (and matching ``tags``).
+               tags: dict[str, Any] | None = None, columns: tuple[int, ...] = (0, 1, 2, 3, 4),
+               ) -> tuple[MetricInfo | None, tuple[np.ndarray, ...]]:
+        """The retained points of ``name`` with ``start <= ts < end`` and matching ``tags``.
 
+        ``columns`` picks among (series id, value, ts, step, epoch). ``tags`` may name ``run_id``.
         An unknown name has no points (its info is None), like a metric not recorded yet.
         """
         kinds.check_name(name)
         self.drain()
         with self._drain_lock:
             info = self._names.get(name)
-            if info is None:
-                return None, MetricInfo(name, GAUGE, None, None).columns()
-            cols = info.columns()
+            cols = info.columns() if info is not None else MetricInfo(name, GAUGE, None, None).columns()
+        if info is None:
+            return None, tuple(cols[i] for i in columns)
         ts = cols[2]
         mask = None
-        if start > -math.inf or end < math.inf:
+        if len(ts) and (start > -math.inf or end < math.inf) and not (start <= ts.min() and ts.max() < end):
             mask = (ts >= start) & (ts < end)
         if tags:
             want = kinds.normalize_tags(tags)
-            ok_sets = np.zeros(len(self._tagsets), dtype=bool)
-            for t in info.tagsets.values():
-                if all(t.tags.get(k) == v for k, v in want.items()):
-                    ok_sets[t.id] = True
-            s_tagset, _ = self._series_arrays()
-            m2 = ok_sets[s_tagset[cols[0]]]
+            run = want.pop("run_id", None)
+            ok = np.zeros(len(self._s_tagset), dtype=bool)
+            for sid in info.sids:
+                stags = self._tagsets[self._s_tagset[sid]].tags
+                if (run is None or self._s_run[sid] == run or stags.get("run_id") == run) and all(
+                        stags.get(k) == v for k, v in want.items()):
+                    ok[sid] = True
+            m2 = ok[cols[0]]
             mask = m2 if mask is None else mask & m2
         if mask is not None:
-            cols = tuple(c[mask] for c in cols)
-        return info, cols
+            return info, tuple(cols[i][mask] for i in columns)
+        return info, tuple(cols[i] for i in columns)
+
+    def series_group(self, info: MetricInfo, group_by: tuple[str, ...]) -> tuple[np.ndarray, list[tuple[str, ...]]]:
+        """Group id per series id (a lookup array) and each group's tag values, for ``group_by``."""
+        keys: dict[tuple[str, ...], int] = {}
+        sids = list(info.sids)
+        lookup = np.zeros(max(sids) + 1 if sids else 0, dtype=np.int64)
+        for sid in sids:
+            tags = self._tagsets[self._s_tagset[sid]].tags
+            run = self._s_run[sid]
+            key = tuple(run if g == "run_id" and g not in tags else tags.get(g, "") for g in group_by)
+            lookup[sid] = keys.setdefault(key, len(keys))
+        return lookup, list(keys)
 
     def series_tags(self, sid: int) -> dict[str, str]:
         """The tags of a series."""
@@ -533,6 +551,33 @@ class Metrics:
         with self._drain_lock:
             infos = list(self._names.values()) if name is None else [self._names[name]] if name in self._names else []
             return [(i, list(i.tagsets.values())) for i in infos]
+
+    def get_metrics(self, name: str | None = None, limit: int = 100) -> dict[str, Any]:
+        """See :func:`crucible_telemetry.metrics.get_metrics`."""
+        from .reads import get_metrics
+
+        return get_metrics(self, name, limit)
+
+    def query(self, name: str, group_by: Any = None, aggregation: str = "mean", window: Any = "last_24h",
+              tags: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """See :func:`crucible_telemetry.metrics.query`."""
+        from .reads import query
+
+        return query(self, name, group_by, aggregation, window, tags)
+
+    def time_series(self, name: str, interval: str = "hour", aggregation: str = "count", window: Any = "last_24h",
+                    tags: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """See :func:`crucible_telemetry.metrics.time_series`."""
+        from .reads import time_series
+
+        return time_series(self, name, interval, aggregation, window, tags)
+
+    def rollup(self, name: str, group_by: Any = None, aggregations: Any = ("mean", "count"), window: Any = "last_24h",
+               tags: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+        """See :func:`crucible_telemetry.metrics.rollup`."""
+        from .reads import rollup
+
+        return rollup(self, name, group_by, aggregations, window, tags)
 
     # --------------------------------------------------------- maintenance
 

@@ -46,32 +46,18 @@ def _check_group_by(group_by: Any) -> tuple[str, ...]:
     return out
 
 
-def _groups(m: Metrics, sid: np.ndarray, group_by: Sequence[str]) -> tuple[np.ndarray, list[tuple[str, ...]]]:
-    """Group id per point and the tag values of each group, in order of first appearance."""
-    if not group_by:
+def _groups(m: Metrics, info: Any, sid: np.ndarray, group_by: Sequence[str]) -> tuple[np.ndarray, list[tuple[str, ...]]]:
+    """Group id per point and the tag values of each group."""
+    if not group_by or info is None:
         return np.zeros(len(sid), dtype=np.int64), [()]
-    u, inv = np.unique(sid, return_inverse=True)
-    keys: dict[tuple[str, ...], int] = {}
-    series_group = np.empty(len(u), dtype=np.int64)
-    for i, s in enumerate(u):
-        tags = m.series_tags(int(s))
-        run = m.series_run(int(s))
-        key = tuple(run if g == RUN_ID and g not in tags else tags.get(g, "") for g in group_by)
-        series_group[i] = keys.setdefault(key, len(keys))
-    return series_group[inv], list(keys)
+    lookup, keys = m.series_group(info, tuple(group_by))
+    return lookup[sid], keys
 
 
-def _filter(m: Metrics, name: str, window: Any, tags: dict[str, Any] | None) -> tuple[Any, tuple[np.ndarray, ...]]:
+def _filter(m: Metrics, name: str, window: Any, tags: dict[str, Any] | None,
+            columns: tuple[int, ...] = (0, 1)) -> tuple[Any, tuple[np.ndarray, ...]]:
     start, end = resolve_window(window)
-    run = None
-    if tags and RUN_ID in tags:
-        tags = dict(tags)
-        run = str(tags.pop(RUN_ID))
-    info, cols = m.points(name, start, end, tags)
-    if run is not None and len(cols[0]):
-        keep = np.asarray([m.series_run(int(s)) == run for s in range(len(m._s_run))], dtype=bool)[cols[0]]
-        cols = tuple(c[keep] for c in cols)
-    return info, cols
+    return m.points(name, start, end, tags, columns)
 
 
 def query(m: Metrics, name: str, group_by: Any = None, aggregation: str = "mean", window: Any = "last_24h",
@@ -79,8 +65,8 @@ def query(m: Metrics, name: str, group_by: Any = None, aggregation: str = "mean"
     """One row per group: the group's tag values, ``aggregation: value``, ``count``, ``nan_excluded``."""
     agg = check_aggregation(aggregation)
     gb = _check_group_by(group_by)
-    _info, cols = _filter(m, name, window, tags)
-    gid, keys = _groups(m, cols[0], gb)
+    info, cols = _filter(m, name, window, tags)
+    gid, keys = _groups(m, info, cols[0], gb)
     st = group_stats(gid, cols[1], len(keys), (agg,))
     rows = []
     for i, key in enumerate(keys):
@@ -102,8 +88,8 @@ def rollup(m: Metrics, name: str, group_by: Any = None, aggregations: Any = ("me
     """
     aggs = check_aggregations(aggregations)
     gb = _check_group_by(group_by)
-    _info, cols = _filter(m, name, window, tags)
-    gid, keys = _groups(m, cols[0], gb)
+    info, cols = _filter(m, name, window, tags)
+    gid, keys = _groups(m, info, cols[0], gb)
     st = group_stats(gid, cols[1], len(keys), aggs)
     out: dict[str, dict[str, Any]] = {}
     for i, key in enumerate(keys):
@@ -126,7 +112,7 @@ def time_series(m: Metrics, name: str, interval: str = "hour", aggregation: str 
     step = check_interval(interval)
     agg = check_aggregation(aggregation)
     start, end = resolve_window(window)
-    _info, cols = _filter(m, name, window, tags)
+    _info, cols = _filter(m, name, window, tags, (0, 1, 2))
     ts = cols[2]
     if not math.isfinite(start):
         if not len(ts):
