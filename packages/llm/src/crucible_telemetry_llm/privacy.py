@@ -19,7 +19,7 @@ log = logging.getLogger("crucible_telemetry.llm")
 REDACTED = "[REDACTED]"
 _PATTERNS = re.compile(
     r"(?i)(bearer\s+)[^\s'\",}]+"                 # Authorization: Bearer <token>
-    r"|(authorization['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"
+    r"|(authorization['\"]?\s*[:=]\s*['\"]?(?:bearer\s+|basic\s+|token\s+)?)[^\s'\",}]+"
     r"|(api[_-]?key['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"
     r"|()\bsk-[A-Za-z0-9_\-]{6,}"                 # OpenAI-style secret keys
 )
