@@ -579,6 +579,18 @@ class Metrics:
 
         return rollup(self, name, group_by, aggregations, window, tags)
 
+    def attach_telemetry(self, specs: Any, **options: Any) -> str:
+        """See :func:`crucible_telemetry.metrics.attach_telemetry`."""
+        from .telemetry import attach_telemetry
+
+        return attach_telemetry(self, specs, **options)
+
+    def export(self, name: str | None = None) -> str:
+        """The Prometheus text exposition (see :mod:`crucible_telemetry.metrics.prometheus`)."""
+        from .prometheus import render
+
+        return render(self, name)
+
     # --------------------------------------------------------- maintenance
 
     def prune(self, now: float | None = None) -> int:
