@@ -34,7 +34,8 @@ class Handler:
 class HandlerTable:
     """``dotted name -> tuple of handlers``, rebuilt on attach/detach, read lock-free by emit."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_change: Callable[[dict[str, tuple[Handler, ...]]], None] | None = None) -> None:
+        self._on_change = on_change
         self._lock = threading.Lock()
         self._handlers: dict[str, Handler] = {}
         self.table: dict[str, tuple[Handler, ...]] = {}
@@ -78,6 +79,8 @@ class HandlerTable:
             for n in h.event_names:
                 table.setdefault(".".join(n), []).append(h)
         self.table = {k: tuple(v) for k, v in table.items()}
+        if self._on_change is not None:
+            self._on_change(self.table)
 
     def dispatch(self, handlers: tuple[Handler, ...], parts: tuple[str, ...], measurements: dict[str, Any], metadata: dict[str, Any] | None) -> None:
         """Call each handler; one that raises is detached and logged once."""

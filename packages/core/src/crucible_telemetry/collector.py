@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import numbers
+import time
 from collections.abc import Callable, Sequence
 from itertools import chain
 from operator import itemgetter
@@ -115,8 +116,14 @@ def build_events(
     ident: tuple[str, int, int | None, int | None, int | None, int | None],
     tags: Sequence[str],
     enrichers: Sequence[Callable[..., Any]] = (),
+    wall_offset_ns: int | None = None,
 ) -> EventBatch:
-    """Rows are ``(experiment, dotted, measurements, metadata, wall_ns, mono_ns)``; vectorised where it can be."""
+    """Rows are ``(experiment, dotted, measurements, metadata, mono_ns)``; vectorised where it can be.
+
+    Wall-clock time is ``mono_ns + wall_offset_ns`` (default: the offset now).
+    """
+    if wall_offset_ns is None:
+        wall_offset_ns = time.time_ns() - time.monotonic_ns()
     n = len(rows)
     names = list(map(itemgetter(1), rows))
     ms: list[Any] = [m if m else _EMPTY for m in map(itemgetter(2), rows)]
@@ -148,6 +155,7 @@ def build_events(
     duration = pc.map_lookup(measurements, "duration", "first") if "duration" in keyset else pa.nulls(n, pa.float64())
     metas = pa.array(_dumps_all(mds), pa.binary()).cast(pa.string())
     host, pid, rank, local_rank, node, world = ident
+    mono = np.fromiter(map(itemgetter(4), rows), dtype=np.int64, count=n)
     name_arr = pa.array(names, pa.string())
     counts: dict[str, int] = {}
     for nm in names:
@@ -157,8 +165,8 @@ def build_events(
         [
             name_arr,
             pa.array([cats[nm] for nm in names], pa.string()) if len(cats) > 1 else pa.array([cats[names[0]]] * n, pa.string()),
-            pa.array(np.fromiter(map(itemgetter(4), rows), dtype=np.int64, count=n) // 1000, pa.timestamp("us", tz="UTC")),
-            pa.array(np.fromiter(map(itemgetter(5), rows), dtype=np.int64, count=n)),
+            pa.array((mono + wall_offset_ns) // 1000, pa.timestamp("us", tz="UTC")),
+            pa.array(mono),
             pa.array(np.asarray(seqs, dtype=np.int64)),
             pa.array([host] * n, pa.string()),
             pa.array([pid] * n, pa.int32()),

@@ -79,7 +79,8 @@ class Telemetry:
         self.flush_interval = float(flush_interval)
         self.batch_size = int(batch_size)
         self.buffer_limit = int(buffer_limit)
-        self._handlers = HandlerTable()
+        self._handlers = HandlerTable(on_change=self._set_table)
+        self._table: dict[str, tuple[Handler, ...]] = {}
         self._current: contextvars.ContextVar[Experiment | None] = contextvars.ContextVar("crucible_experiment", default=None)
         self._experiments: dict[str, Experiment] = {}
         self._fallback: Experiment | None = None
@@ -108,7 +109,11 @@ class Telemetry:
     # ------------------------------------------------------------------ events
 
     def emit(self, name: Any, measurements: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
-        """Record one event: the hot path (no I/O, no locks, no pluggy)."""
+        """Record one event: the hot path (no I/O, no locks, no pluggy).
+
+        ``measurements`` and ``metadata`` are read later by the writer thread: pass fresh
+        dicts rather than mutating one after emitting it.
+        """
         try:
             dotted, parts = _NAMES[name]
         except (KeyError, TypeError):
@@ -117,27 +122,34 @@ class Telemetry:
             except Exception as exc:
                 self._record_error(exc)
                 return
-        hs = self._handlers.table.get(dotted)
+        hs = self._table.get(dotted)
         if hs is not None:
             self._handlers.dispatch(hs, parts, measurements, metadata)
         exp = self._current.get()
-        if exp is None or exp.state == STOPPED:
-            exp = self._fallback
+        if exp is None or exp.state:
+            exp = self._resolve(exp)
             if exp is None:
                 return
         if metadata is not None and "experiment_id" in metadata:
             exp = self._explicit(metadata["experiment_id"], exp)
             if exp is None:
                 return
-        if exp.state:
-            if exp.state == PAUSED:
-                exp.dropped_paused += 1
-            return
         buf = self._buf
-        if len(buf) >= self.buffer_limit:
+        if len(buf) < self.buffer_limit:
+            buf.append((exp, dotted, measurements, metadata, _mono_ns()))
+        else:
             self.dropped_overflow += 1
-            return
-        buf.append((exp, dotted, measurements, metadata, _wall_ns(), _mono_ns()))
+
+    def _resolve(self, exp: Experiment | None) -> Experiment | None:
+        """Slow path of emit: a stopped context experiment falls back; a paused one counts the drop."""
+        if exp is None or exp.state == STOPPED:
+            exp = self._fallback
+            if exp is None:
+                return None
+        if exp.state == PAUSED:
+            exp.dropped_paused += 1
+            return None
+        return exp if exp.state == RUNNING else None
 
     def _record_error(self, exc: BaseException) -> None:
         """Keep a problem for inspection and log its kind once; never raise into the caller."""
@@ -156,6 +168,9 @@ class Telemetry:
             except Exception:
                 return None
         return exp
+
+    def _set_table(self, table: dict[str, tuple[Handler, ...]]) -> None:
+        self._table = table
 
     def span(self, prefix: Any, metadata: dict[str, Any] | None = None) -> Span:
         """Context manager (sync and async): ``prefix.start`` then ``.stop`` (duration ns) or ``.exception``."""
@@ -389,10 +404,13 @@ class Telemetry:
             g[1].append(row)
             g[2].append(seq0 + i)
         host_ident = self._ident()
+        # wall time = monotonic + offset taken now: one clock read per event on the hot path, and
+        # the offset only moves if the system clock is stepped within one flush interval
+        wall_offset = time.time_ns() - time.monotonic_ns()
         enrichers = list(plugins.ENRICHERS.values())
         written = 0
         for exp_id, (exp, grows, seqs) in groups.items():
-            batch = collector.build_events(grows, seqs, host_ident, exp.tags, enrichers)
+            batch = collector.build_events(grows, seqs, host_ident, exp.tags, enrichers, wall_offset)
             try:
                 self.events_writer.write(exp_id, batch.table)
             except Exception as exc:
