@@ -155,14 +155,14 @@ class Metrics:
     @classmethod
     def of(cls, hub: Any) -> Metrics:
         """The registry of ``hub``, created on first use."""
-        m = getattr(hub, "_crucible_metrics", None)
+        m: Metrics | None = getattr(hub, "_crucible_metrics", None)
         if m is None:
             with _registry_lock:
                 m = getattr(hub, "_crucible_metrics", None)
                 if m is None:
                     m = cls(hub)
                     hub._crucible_metrics = m
-        return m  # type: ignore[no-any-return]
+        return m
 
     def configure(self, *, retention_hours: float | None = None, max_tag_sets: int | None = None,
                   buckets: Any = None, prune_interval: float | None = None) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import numbers
 import time
 from collections.abc import Iterable
@@ -38,7 +39,7 @@ DEFAULT_TAGS = ("model", "provider", "operation", "dataset", "condition", "statu
 HANDLER_ID = "crucible_metrics"
 
 
-def standard_specs() -> list[tuple[str, str]]:
+def standard_specs() -> list[tuple[Any, ...]]:
     """The standard LLM and training events as metrics: request counts and latencies, losses, epochs."""
     return [
         ("req_llm.request.stop", COUNTER),
@@ -174,8 +175,10 @@ def attach_telemetry(m: Metrics, specs: Any, *, measurement: str | None = None, 
 
 
 def _int(v: Any) -> int | None:
-    if isinstance(v, numbers.Real) and not isinstance(v, bool) and v == v and abs(v) < 2**53:
-        return int(v)
+    if isinstance(v, numbers.Real) and not isinstance(v, bool):
+        f = float(v)
+        if math.isfinite(f) and abs(f) < 2**53:
+            return int(f)
     return None
 
 
