@@ -128,3 +128,47 @@ async def test_stream_filters_by_name_and_ends_on_close(hub: ct.Telemetry) -> No
     await s.aclose()
     with pytest.raises(StopAsyncIteration):
         await asyncio.wait_for(s.__anext__(), 5)
+
+
+def test_concurrent_threads_lose_no_points(hub: ct.Telemetry) -> None:
+    n, k = 20_000, 4
+
+    def work(i: int) -> None:
+        for j in range(n):
+            metrics.increment("hits_total", tags={"shard": str(j % 2)})
+            if j % 1000 == 0:
+                metrics.histogram("x_seconds", float(i))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(k)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    r = metrics.rollup("hits_total", ["shard"], ["sum", "count"])
+    assert r["0"]["sum"] + r["1"]["sum"] == n * k and r["0"]["count"] == n * k // 2
+    assert "hits_total{shard=\"1\"} 40000.0" in metrics.prometheus.export("hits_total")
+    metrics.flush()  # waits for a write the background thread may have in flight
+    assert metrics.get_stats()["persisted"] == n * k + k * n // 1000
+    with hub.connect() as con:
+        assert con.sql("SELECT count(*), sum(value) FROM metrics WHERE metric = 'hits_total'").fetchall() == [
+            (n * k, float(n * k))]
+
+
+def test_points_reach_the_store_when_the_hub_closes(tmp_path: object) -> None:
+    from pathlib import Path
+
+    home = Path(str(tmp_path)) / "closing"
+    h = ct.Telemetry(home, flush_interval=30)
+    m = Metrics.of(h)
+    for i in range(100):
+        m.histogram("late_seconds", i / 100)
+    h.close()  # the metrics thread notices and writes what it holds
+    deadline = time.monotonic() + 10
+    rows = 0
+    while time.monotonic() < deadline:
+        with ct.Telemetry(home).connect() as con:
+            rows = con.sql("SELECT count(*) FROM metrics WHERE metric = 'late_seconds'").fetchall()[0][0]
+        if rows == 100:
+            break
+        time.sleep(0.1)
+    assert rows == 100

@@ -81,7 +81,9 @@ def write_pending(m: Metrics, pending: list[tuple[np.ndarray, ...]]) -> int:
             writer.write(run_id, table)
         except Exception:
             with m._drain_lock:  # what was not written is retried on the next round
-                m._pending[:0] = [g for _, g in groups[i:]]
+                back = [g for _, g in groups[i:]]
+                m._pending[:0] = back
+                m._pending_points += sum(len(g[0]) for g in back)
             raise
         written += table.num_rows
     return written

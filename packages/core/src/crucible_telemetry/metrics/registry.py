@@ -116,6 +116,7 @@ class Metrics:
         self._current: Callable[[], Any] = hub.current_experiment
         self._lock = threading.RLock()  # series creation and configuration
         self._drain_lock = threading.RLock()  # drains, queries, persistence
+        self._persist_lock = threading.Lock()  # one writer to the store at a time
         self._rows: list[tuple[Any, ...]] = []
         self._ids: dict[str, dict[Any, tuple[Callable[[Any], None], Callable[[Any], None]]]] = {
             COUNTER: {}, GAUGE: {}, HISTOGRAM: {}}
@@ -145,6 +146,10 @@ class Metrics:
         self.handler_errors = 0
         self.persist_errors: list[BaseException] = []
         self.persist = persist
+        self.max_pending = 5_000_000  # points waiting for the store before the oldest are dropped
+        self._pending_points = 0
+        self.persist_dropped = 0
+        self._warned_pending = False
         self.tick = float(tick)
         self.configure(retention_hours=retention_hours, max_tag_sets=max_tag_sets, buckets=buckets,
                        prune_interval=prune_interval)
@@ -444,6 +449,16 @@ class Metrics:
         self.recorded += len(sid)
         if self.persist:
             self._pending.append(cols)
+            self._pending_points += len(sid)
+            while self._pending_points > self.max_pending and len(self._pending) > 1:
+                lost = self._pending.pop(0)  # the store falls behind: drop the oldest, keep memory bounded
+                self._pending_points -= len(lost[0])
+                self.persist_dropped += len(lost[0])
+                if not self._warned_pending:
+                    self._warned_pending = True
+                    log.warning("crucible_telemetry: metric points arrive faster than the store takes them; "
+                                "more than max_pending=%d wait, the oldest are not persisted (they stay queryable "
+                                "in memory; see get_stats()['persist_dropped'])", self.max_pending)
         if self._subs:
             from .live import publish
 
@@ -613,24 +628,31 @@ class Metrics:
         return removed
 
     def flush(self) -> int:
-        """Drain and write pending points to the store now; returns the rows written."""
-        self.drain()
-        from .persist import write_pending
+        """Drain and write pending points to the store now; returns the rows written.
 
-        with self._drain_lock:
-            pending, self._pending = self._pending, []
-        if not pending:
-            return 0
-        try:
-            n = write_pending(self, pending)
-        except Exception as exc:  # the unwritten points went back to the pending list
-            self.persist_errors.append(exc)
-            if len(self.persist_errors) == 1:
-                log.warning("crucible_telemetry: could not write metrics to the store: %r; kept for retry", exc)
-            return 0
-        self.persisted += n
-        self._last_persist = time.monotonic()
-        return n
+        Flushes are serialised: when this returns, every point recorded before the call is in
+        the store (or kept for retry after a write error), even if the background thread was
+        writing at the same time.
+        """
+        with self._persist_lock:
+            self.drain()
+            from .persist import write_pending
+
+            with self._drain_lock:
+                pending, self._pending = self._pending, []
+                self._pending_points = 0
+            if not pending:
+                return 0
+            try:
+                n = write_pending(self, pending)
+            except Exception as exc:  # the unwritten points went back to the pending list
+                self.persist_errors.append(exc)
+                if len(self.persist_errors) == 1:
+                    log.warning("crucible_telemetry: could not write metrics to the store: %r; kept for retry", exc)
+                return 0
+            self.persisted += n
+            self._last_persist = time.monotonic()
+            return n
 
     def next_seq(self, n: int) -> int:
         """Reserve ``n`` row sequence numbers of the ``metrics`` dataset."""
@@ -662,6 +684,7 @@ class Metrics:
             "persisted": self.persisted,
             "pending": pending,
             "dropped": self.dropped,
+            "persist_dropped": self.persist_dropped,
             "overflowed": self.overflowed,
             "negative_increments": self.negative_increments,
             "metrics": len(self._names),
@@ -707,6 +730,7 @@ class Metrics:
         self._thread = None
         self._lock = threading.RLock()
         self._drain_lock = threading.RLock()
+        self._persist_lock = threading.Lock()
         self._rows.clear()
         for vals, times in self._s_buf:
             vals.clear()
