@@ -123,3 +123,15 @@ def test_time_series_has_empty_buckets_as_zero_count_rows(hub: ct.Telemetry) -> 
     assert sum(r["count"] for r in daily) == 5 and len(daily) in (7, 8)
     tagged = metrics.time_series("lat_seconds", interval="minute", window=window, tags={"model": "x"})
     assert sum(r["count"] for r in tagged) == 0 and len(tagged) == 6
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 100, 1001])
+def test_small_group_percentiles_equal_numpy_for_any_size(size: int) -> None:
+    rng = np.random.default_rng(size)
+    vals = np.round(rng.normal(size=size * 3), 1)  # ties included
+    gid = np.repeat(np.arange(3), size)
+    st = group_stats(gid, vals, 3, AGGS)
+    for g in range(3):
+        _close({a: st.value(a, g) for a in AGGS}, _numpy(vals[gid == g]))
+    one = group_stats(np.zeros(size, dtype=np.int64), vals[:size].copy(), 1, AGGS)
+    _close({a: one.value(a, 0) for a in AGGS}, _numpy(vals[:size]))

@@ -156,7 +156,7 @@ def _small(gid: np.ndarray, values: np.ndarray, count: np.ndarray, n: int, aggs:
     """Few groups: a stable (radix) sort by group, then partition-based percentiles per group."""
     res = {a: np.full(n, np.nan) for a in aggs}
     if n == 1:
-        slices = [(0, values)]
+        slices = [(0, values.copy())]  # partitioned in place below
     else:
         order = np.argsort(gid.astype(_group_dtype(n), copy=False), kind="stable")
         vs = values[order]
@@ -166,15 +166,47 @@ def _small(gid: np.ndarray, values: np.ndarray, count: np.ndarray, n: int, aggs:
     for g, v in slices:
         if not len(v):
             continue
-        if "min" in res:
-            res["min"][g] = v.min()
-        if "max" in res:
-            res["max"][g] = v.max()
         if qs:
-            pv = np.percentile(v, [100 * _QUANTILES[q] for q in qs])
-            for q, x in zip(qs, pv, strict=True):
+            got = _order_stats(v, [_QUANTILES[q] for q in qs], "min" in res, "max" in res)
+            for q, x in zip(qs, got[2:], strict=True):
                 res[q][g] = x
+            if "min" in res:
+                res["min"][g] = got[0]
+            if "max" in res:
+                res["max"][g] = got[1]
+        else:
+            if "min" in res:
+                res["min"][g] = v.min()
+            if "max" in res:
+                res["max"][g] = v.max()
     out.update(res)
+
+
+def _lerp(a: float, b: float, t: float) -> float:
+    """numpy's linear interpolation (``np.percentile(method="linear")``), bit for bit."""
+    d = b - a
+    return b - d * (1 - t) if t >= 0.5 else a + d * t
+
+
+def _order_stats(v: np.ndarray, qs: Sequence[float], want_min: bool, want_max: bool) -> list[float]:
+    """``[min, max, *quantiles]`` of a NaN-free array (reordered in place) from one partition."""
+    n = len(v)
+    pos = [(n - 1) * q for q in qs]
+    los = sorted({math.floor(p) for p in pos})
+    v.partition(los)
+    part = v
+    out = [part[: los[0] + 1].min() if want_min else math.nan, part[los[-1]:].max() if want_max else math.nan]
+    for p in pos:
+        lo = math.floor(p)
+        t = p - lo
+        a = float(part[lo])
+        if t == 0 or lo + 1 >= n:
+            out.append(a)
+            continue
+        nxt = next((k for k in los if k > lo), n - 1)
+        b = float(part[lo + 1: nxt + 1].min())
+        out.append(_lerp(a, b, t))
+    return out
 
 
 def _large(gid: np.ndarray, values: np.ndarray, count: np.ndarray, n: int, aggs: Sequence[str],
