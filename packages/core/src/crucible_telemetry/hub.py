@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from . import collector, plugins
 from .bus import Handler, HandlerFn, HandlerTable
 from .environment import HOSTNAME, capture_environment, distributed_identity
@@ -47,6 +49,7 @@ log = logging.getLogger("crucible_telemetry")
 _wall_ns = time.time_ns
 _mono_ns = time.monotonic_ns
 _HUBS: weakref.WeakSet[Telemetry] = weakref.WeakSet()
+DRAIN_AT = 20_000  # buffered events that the writer turns into Arrow columns before the interval
 
 
 def default_home() -> Path:
@@ -79,12 +82,15 @@ class Telemetry:
         self.flush_interval = float(flush_interval)
         self.batch_size = int(batch_size)
         self.buffer_limit = int(buffer_limit)
+        self._limit = self.buffer_limit
         self._handlers = HandlerTable(on_change=self._set_table)
         self._table: dict[str, tuple[Handler, ...]] = {}
         self._current: contextvars.ContextVar[Experiment | None] = contextvars.ContextVar("crucible_experiment", default=None)
         self._experiments: dict[str, Experiment] = {}
         self._fallback: Experiment | None = None
         self._buf: deque[tuple[Any, ...]] = deque()
+        self._pending: dict[str, list[pa.Table]] = {}
+        self._pending_rows = 0
         self._mbuf: deque[tuple[Any, ...]] = deque()
         self._flush_lock = threading.RLock()
         self._wake = threading.Event()
@@ -135,7 +141,7 @@ class Telemetry:
             if exp is None:
                 return
         buf = self._buf
-        if len(buf) < self.buffer_limit:
+        if len(buf) < self._limit:
             buf.append((exp, dotted, measurements, metadata, _mono_ns()))
         else:
             self.dropped_overflow += 1
@@ -373,27 +379,32 @@ class Telemetry:
             self._wake.wait(poll)
             self._wake.clear()
             now = time.monotonic()
-            if now - last >= self.flush_interval or len(self._buf) >= self.batch_size or len(self._mbuf) >= self.batch_size:
-                last = now
-                try:
+            try:
+                if now - last >= self.flush_interval or self._pending_rows >= self.batch_size or len(self._mbuf) >= self.batch_size:
+                    last = now
                     self.flush()
-                except Exception as exc:  # never dies: the error is recorded and retried next round
-                    self._record_error(exc)
-                    log.warning("crucible_telemetry: flush failed: %r", exc)
+                elif len(self._buf) >= DRAIN_AT:
+                    # turn buffered dicts into compact Arrow columns early; the segment is written at the interval
+                    with self._flush_lock:
+                        self._build_pending()
+            except Exception as exc:  # never dies: the error is recorded and retried next round
+                self._record_error(exc)
 
     def flush(self) -> int:
         """Write everything buffered to the store now; returns the number of events written."""
         with self._flush_lock:
-            return self._flush_events() + self._flush_metrics()
+            self._build_pending()
+            return self._write_pending() + self._flush_metrics()
 
     def _drain(self, buf: deque[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         pop = buf.popleft
         return [pop() for _ in range(len(buf))]
 
-    def _flush_events(self) -> int:
+    def _build_pending(self) -> None:
+        """Drain the buffer into per-experiment Arrow tables and fold them into the live stats."""
         rows = self._drain(self._buf)
         if not rows:
-            return 0
+            return
         seq0 = self._seq
         self._seq += len(rows)
         groups: dict[str, tuple[Experiment, list[tuple[Any, ...]], list[int]]] = {}
@@ -403,24 +414,35 @@ class Telemetry:
                 g = groups[row[0].id] = (row[0], [], [])
             g[1].append(row)
             g[2].append(seq0 + i)
+        del rows
         host_ident = self._ident()
         # wall time = monotonic + offset taken now: one clock read per event on the hot path, and
         # the offset only moves if the system clock is stepped within one flush interval
         wall_offset = time.time_ns() - time.monotonic_ns()
         enrichers = list(plugins.ENRICHERS.values())
-        written = 0
         for exp_id, (exp, grows, seqs) in groups.items():
             batch = collector.build_events(grows, seqs, host_ident, exp.tags, enrichers, wall_offset)
-            try:
-                self.events_writer.write(exp_id, batch.table)
-            except Exception as exc:
-                self._record_error(exc)
-                log.warning("crucible_telemetry: could not write %d events of %s: %r; kept for retry", len(grows), exp_id, exc)
-                for r in reversed(grows):
-                    self._buf.appendleft(r)
-                continue
-            written += len(grows)
+            self._pending.setdefault(exp_id, []).append(batch.table)
+            self._pending_rows += batch.table.num_rows
             self.streaming.update(exp_id, batch.counts, batch.series)
+
+    def _write_pending(self) -> int:
+        written = 0
+        for exp_id in list(self._pending):
+            tables = self._pending[exp_id]
+            table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+            try:
+                self.events_writer.write(exp_id, table)
+            except Exception as exc:  # kept for the next round, within the buffer limit
+                self._record_error(exc)
+                if self._pending_rows > self.buffer_limit:
+                    dropped = tables.pop(0).num_rows
+                    self._pending_rows -= dropped
+                    self.dropped_overflow += dropped
+                continue
+            del self._pending[exp_id]
+            self._pending_rows -= table.num_rows
+            written += table.num_rows
         self.events_written += written
         return written
 
@@ -472,6 +494,8 @@ class Telemetry:
         self._flush_lock = threading.RLock()
         self._buf.clear()
         self._mbuf.clear()
+        self._pending.clear()
+        self._pending_rows = 0
         self.events_writer._lock = threading.Lock()
         self.metrics_writer._lock = threading.Lock()
         if any(e.state != STOPPED for e in self._experiments.values()):
