@@ -172,3 +172,15 @@ def test_points_reach_the_store_when_the_hub_closes(tmp_path: object) -> None:
             break
         time.sleep(0.1)
     assert rows == 100
+
+
+def test_max_points_bounds_memory_oldest_first(hub: ct.Telemetry) -> None:
+    metrics.configure(max_points=100)
+    m = Metrics.of(hub)
+    now = time.time()
+    for i in range(250):
+        m.record("g", float(i), kind="gauge", timestamp=now - 250 + i)
+    assert metrics.prune() == 150
+    assert sorted(p["value"] for p in metrics.get_metrics("g", limit=1000)["metrics"]) == [float(i) for i in range(150, 250)]
+    with pytest.raises(ct.InvalidArgumentError, match="max_points"):
+        metrics.configure(max_points=0)

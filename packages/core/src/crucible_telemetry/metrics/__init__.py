@@ -155,10 +155,12 @@ def define(name: str, kind: str, *, help: str | None = None, buckets: Iterable[f
 
 
 def configure(*, retention_hours: float | None = None, max_tag_sets: int | None = None,
-              buckets: Iterable[float] | None = None, prune_interval: float | None = None) -> None:
-    """Retention (default 24 h), tag sets per metric (default 10,000), default buckets, prune interval."""
+              buckets: Iterable[float] | None = None, prune_interval: float | None = None,
+              max_points: int | None = None) -> None:
+    """Retention (default 24 h), tag sets per metric (default 10,000), default buckets, prune
+    interval (default 60 s), points kept in memory per metric (default 10M)."""
     registry().configure(retention_hours=retention_hours, max_tag_sets=max_tag_sets, buckets=buckets,
-                         prune_interval=prune_interval)
+                         prune_interval=prune_interval, max_points=max_points)
 
 
 def get_metrics(name: str | None = None, limit: int = 100) -> dict[str, Any]:

@@ -170,8 +170,15 @@ class Metrics:
         return m
 
     def configure(self, *, retention_hours: float | None = None, max_tag_sets: int | None = None,
-                  buckets: Any = None, prune_interval: float | None = None) -> None:
-        """Change retention, the cardinality bound, default buckets or the prune interval."""
+                  buckets: Any = None, prune_interval: float | None = None, max_points: int | None = None) -> None:
+        """Change retention, the cardinality bound, default buckets, the prune interval or
+        ``max_points`` (points kept in memory per metric, default 10M; the oldest go first)."""
+        if max_points is not None:
+            if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 1:
+                raise InvalidArgumentError("max_points", f"must be an int >= 1, got {max_points!r}")
+            self.max_points = max_points
+        elif not hasattr(self, "max_points"):
+            self.max_points = 10_000_000
         if retention_hours is not None:
             if isinstance(retention_hours, bool) or not isinstance(retention_hours, (int, float)) or not retention_hours > 0:
                 raise InvalidArgumentError("retention_hours", f"must be a number > 0, got {retention_hours!r}")
@@ -619,6 +626,8 @@ class Metrics:
                     continue
                 cols = info.columns()
                 keep = cols[2] >= cutoff
+                if len(keep) > self.max_points:  # beyond the memory bound the oldest go too
+                    keep &= cols[2] >= np.partition(cols[2], len(keep) - self.max_points)[len(keep) - self.max_points]
                 k = int(keep.sum())
                 if k != len(keep):
                     removed += len(keep) - k
@@ -695,6 +704,7 @@ class Metrics:
             "bytes": mem + store_bytes,
             "retention_hours": self.retention_hours,
             "max_tag_sets": self.max_tag_sets,
+            "max_points": self.max_points,
             "subscribers": len(self._subs),
         }
 
@@ -744,7 +754,8 @@ class Metrics:
         now = time.monotonic()
         if self.persist and now - self._last_persist >= getattr(self.hub, "flush_interval", 1.0):
             self.flush()
-        if now - self._last_prune >= self.prune_interval:
+        if now - self._last_prune >= self.prune_interval or any(
+                len(c[0]) > self.max_points for i in list(self._names.values()) for c in i.chunks[:1]):
             self.prune()
 
 
