@@ -9,7 +9,6 @@ subscribers, writes the raw points to the store's ``metrics`` dataset every
 
 from __future__ import annotations
 
-import atexit
 import logging
 import math
 import os
@@ -23,7 +22,9 @@ import numpy as np
 
 from ..errors import InvalidArgumentError
 from . import kinds
+from .background import loop, register
 from .kinds import COUNTER, GAUGE, HISTOGRAM, OVERFLOW
+from .series import MetricInfo, TagSet, update_state
 
 __all__ = ["Metrics", "for_hub"]
 
@@ -31,63 +32,7 @@ log = logging.getLogger("crucible_telemetry")
 
 _time = time.time
 _NO = -1  # step/epoch sentinel for "none"
-_LIVE: weakref.WeakSet[Metrics] = weakref.WeakSet()
-_atexit_registered = False
 _registry_lock = threading.Lock()
-
-
-class TagSet:
-    """One (metric name, tag set): the unit of cardinality and of Prometheus exposition."""
-
-    __slots__ = ("count", "hist", "id", "key", "last", "last_ts", "name", "sum", "tags", "total")
-
-    def __init__(self, id: int, name: str, tags: dict[str, str], key: tuple[tuple[str, str], ...], nbuckets: int) -> None:
-        self.id = id
-        self.name = name
-        self.tags = tags
-        self.key = key
-        self.total = 0.0  # counter: sum of increments ever recorded (never pruned)
-        self.last = math.nan  # gauge: newest value
-        self.last_ts = -math.inf
-        self.hist = np.zeros(nbuckets + 1, dtype=np.int64) if nbuckets else None  # per-bucket (not cumulative)
-        self.sum = 0.0
-        self.count = 0
-
-
-class MetricInfo:
-    """One metric name: its kind, buckets, tag sets and the retained points (numpy columns)."""
-
-    __slots__ = ("buckets", "chunks", "help", "kind", "name", "overflow_warned", "regular", "sids", "tagsets")
-
-    def __init__(self, name: str, kind: str, buckets: tuple[float, ...] | None, help: str | None) -> None:
-        self.name = name
-        self.kind = kind
-        self.help = help
-        self.buckets = np.asarray(buckets if buckets is not None else kinds.default_buckets(name), dtype=np.float64)
-        self.tagsets: dict[tuple[tuple[str, str], ...], TagSet] = {}
-        self.overflow_warned = False
-        self.regular = 0  # tag sets that count toward max_tag_sets
-        self.sids: list[int] = []  # series (tag set x run) of this metric
-        # retained points: list of (sid int64, value f64, ts f64, step int64, epoch int64)
-        self.chunks: list[tuple[np.ndarray, ...]] = []
-
-    def columns(self) -> tuple[np.ndarray, ...]:
-        """The retained points as one set of columns (chunks merged on demand)."""
-        if not self.chunks:
-            empty_i = np.empty(0, dtype=np.int64)
-            empty_f = np.empty(0, dtype=np.float64)
-            return (empty_i, empty_f, empty_f, empty_i, empty_i)
-        if len(self.chunks) > 1:
-            self.chunks = [tuple(np.concatenate(cols) for cols in zip(*self.chunks, strict=True))]
-        return self.chunks[0]
-
-    def stored(self) -> int:
-        """Points retained in memory."""
-        return sum(len(c[0]) for c in self.chunks)
-
-    def nbytes(self) -> int:
-        """Bytes of the retained points."""
-        return sum(a.nbytes for c in self.chunks for a in c)
 
 
 class Metrics:
@@ -153,7 +98,7 @@ class Metrics:
         self.tick = float(tick)
         self.configure(retention_hours=retention_hours, max_tag_sets=max_tag_sets, buckets=buckets,
                        prune_interval=prune_interval)
-        _register(self)
+        register(self)
 
     # ------------------------------------------------------------------ setup
 
@@ -452,7 +397,7 @@ class Metrics:
                 groups.append((names[int(nidx[part[0]])], tuple(c[part] for c in cols)))
         for info, gcols in groups:
             info.chunks.append(gcols)
-            self._update_state(info, s_tagset[gcols[0]], gcols[1], gcols[2])
+            self.negative_increments += update_state(info, self._tagsets, s_tagset[gcols[0]], gcols[1], gcols[2])
         self.recorded += len(sid)
         if self.persist:
             self._pending.append(cols)
@@ -470,46 +415,6 @@ class Metrics:
             from .live import publish
 
             publish(self, cols)
-
-    def _update_state(self, info: MetricInfo, tsid: np.ndarray, val: np.ndarray, ts: np.ndarray) -> None:
-        """Cumulative Prometheus state per tag set (survives pruning, as Prometheus expects)."""
-        ok = ~np.isnan(val)
-        if info.kind == COUNTER:
-            neg = val < 0
-            if neg.any():
-                self.negative_increments += int(neg.sum())
-                ok &= ~neg
-        if not ok.all():
-            tsid, val, ts = tsid[ok], val[ok], ts[ok]
-        if not len(tsid):
-            return
-        u, inv = np.unique(tsid, return_inverse=True)
-        tagsets = self._tagsets
-        if info.kind == COUNTER:
-            sums = np.bincount(inv, weights=val, minlength=len(u))
-            for i, t in enumerate(u):
-                tagsets[t].total += float(sums[i])
-        elif info.kind == GAUGE:
-            # newest per tag set: the last occurrence of the greatest timestamp
-            order = np.lexsort((np.arange(len(ts)), ts, inv))
-            last_pos = order[np.r_[np.flatnonzero(np.diff(inv[order])), len(order) - 1]]
-            for p in last_pos:
-                t = tagsets[tsid[p]]
-                if ts[p] >= t.last_ts:
-                    t.last, t.last_ts = float(val[p]), float(ts[p])
-        else:
-            nb = len(info.buckets) + 1
-            b = np.searchsorted(info.buckets, val, side="left")
-            hist = np.bincount(inv * nb + b, minlength=len(u) * nb).reshape(len(u), nb)
-            sums = np.bincount(inv, weights=val, minlength=len(u))
-            cnts = np.bincount(inv, minlength=len(u))
-            for i, t in enumerate(u):
-                tag = tagsets[t]
-                if tag.hist is None or len(tag.hist) != nb:
-                    tag.hist = np.zeros(nb, dtype=np.int64)
-                tag.hist += hist[i]
-                tag.sum += float(sums[i])
-                tag.count += int(cnts[i])
 
     # ------------------------------------------------------------ reading
 
@@ -720,7 +625,7 @@ class Metrics:
                 return
             self._pid = os.getpid()
             self._stop.clear()
-            t = threading.Thread(target=_loop, args=(weakref.ref(self), self._stop), name="crucible-metrics", daemon=True)
+            t = threading.Thread(target=loop, args=(weakref.ref(self), self._stop), name="crucible-metrics", daemon=True)
             self._thread = t
             t.start()
 
@@ -757,53 +662,6 @@ class Metrics:
         if now - self._last_prune >= self.prune_interval or any(
                 len(c[0]) > self.max_points for i in list(self._names.values()) for c in i.chunks[:1]):
             self.prune()
-
-
-def _loop(ref: weakref.ref[Metrics], stop: threading.Event) -> None:
-    while True:
-        m = ref()
-        if m is None:
-            return
-        tick = m.tick
-        closed = bool(getattr(m.hub, "_closed", False))
-        try:
-            if closed:  # the hub closed: a last write, then this thread ends
-                m.flush() if m.persist else m.drain()
-                return
-            m._step()
-        except Exception as exc:  # the thread never dies; the error is kept and logged once
-            m.persist_errors.append(exc)
-            if len(m.persist_errors) == 1:
-                log.warning("crucible_telemetry: metrics background round failed: %r", exc)
-        del m
-        if stop.wait(tick):
-            return
-
-
-def _register(m: Metrics) -> None:
-    global _atexit_registered
-    _LIVE.add(m)
-    if not _atexit_registered:
-        _atexit_registered = True
-        # registered after the hub's own atexit hook, so this runs first: points reach the store
-        # before the hubs close and compact
-        atexit.register(_close_all)
-
-
-def _close_all() -> None:
-    for m in list(_LIVE):
-        try:
-            m.close()
-        except Exception as exc:
-            log.warning("crucible_telemetry: metrics close failed: %r", exc)
-
-
-def _after_fork_in_child() -> None:
-    for m in list(_LIVE):
-        m._after_fork()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def for_hub(hub: Any) -> Metrics:
