@@ -118,3 +118,27 @@ def test_backfill_replays_stored_events_with_their_time_and_run(hub: ct.Telemetr
                            params=[exp.id]).fetchall()[0][0]
     oldest = min(p["timestamp"] for p in metrics.get_metrics()["metrics"])
     assert oldest.timestamp() == pytest.approx(first_us / 1e6, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_a_forked_child_keeps_recording_into_the_store(hub: ct.Telemetry) -> None:
+    import multiprocessing as mp
+    import os
+    import time
+
+    metrics.increment("forked_total", tags={"who": "x"})
+    metrics.flush()
+
+    def child() -> None:
+        for _ in range(10):
+            metrics.increment("forked_total", tags={"who": "x"})  # a cached series: the hot path only
+        time.sleep(2.0)  # the child's own background thread writes it (flush_interval 0.2 s)
+        os._exit(0)
+
+    proc = mp.get_context("fork").Process(target=child)
+    proc.start()
+    proc.join(30)
+    assert proc.exitcode == 0
+    with hub.connect() as con:
+        rows = dict(con.sql("SELECT pid, count(*) FROM metrics WHERE metric = 'forked_total' GROUP BY pid").fetchall())
+    assert rows == {os.getpid(): 1, proc.pid: 10}

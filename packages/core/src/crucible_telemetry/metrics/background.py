@@ -48,6 +48,7 @@ def register(m: Metrics) -> None:
         # registered after the hub's own atexit hook, so this runs first: points reach the store
         # before the hubs close and compact
         atexit.register(_close_all)
+        os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _close_all() -> None:
@@ -63,4 +64,3 @@ def _after_fork_in_child() -> None:
         m._after_fork()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)

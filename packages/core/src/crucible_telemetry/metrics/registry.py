@@ -65,6 +65,7 @@ class Metrics:
         self._rows: list[tuple[Any, ...]] = []
         self._ids: dict[str, dict[Any, tuple[Callable[[Any], None], Callable[[Any], None]]]] = {
             COUNTER: {}, GAUGE: {}, HISTOGRAM: {}}
+        self._ext_ids: dict[Any, int] = {}  # (kind, name, tags, run_id) -> series, for record(step=...)
         # per series: (values, wall times) appended by the hot path; the drain takes a prefix
         self._s_buf: list[tuple[list[Any], list[float]]] = []
         self._names: dict[str, MetricInfo] = {}
@@ -227,7 +228,15 @@ class Metrics:
             from ..storage.segments import validate_partition_value
 
             validate_partition_value("run_id", run_id)
-        sid = self._series(kind, name, tags, run_id, value, "value")[0]
+        try:
+            sid = self._ext_ids[kind, name, tuple(tags.items()) if tags else None, run_id]
+        except (KeyError, TypeError, AttributeError):
+            sid, folded = self._series(kind, name, tags, run_id, value, "value")
+            if not folded:
+                try:
+                    self._ext_ids[kind, name, tuple(tags.items()) if tags else None, run_id] = sid
+                except (TypeError, AttributeError):
+                    pass
         self._rows.append((sid, value, _time() if timestamp is None else timestamp,
                            _NO if step is None else step, _NO if epoch is None else epoch))
 
@@ -651,7 +660,10 @@ class Metrics:
             vals.clear()
             times.clear()
         self._pending.clear()
-        self._pid = os.getpid()
+        self._pending_points = 0
+        self._pid = -1
+        if self._s_tagset:  # cached series never reach the slow path that starts the thread
+            self._ensure_thread()
 
     def _step(self) -> None:
         """One round of the background thread."""
