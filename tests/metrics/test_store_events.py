@@ -142,3 +142,31 @@ def test_a_forked_child_keeps_recording_into_the_store(hub: ct.Telemetry) -> Non
     with hub.connect() as con:
         rows = dict(con.sql("SELECT pid, count(*) FROM metrics WHERE metric = 'forked_total' GROUP BY pid").fetchall())
     assert rows == {os.getpid(): 1, proc.pid: 10}
+
+
+def test_a_core_flush_hook_when_present_writes_metric_points(tmp_path: object) -> None:
+    """The contract for ``Telemetry.add_flush_hook`` (asked of the core): ``hub.flush()`` writes our points."""
+    from pathlib import Path
+
+    class HookedHub(ct.Telemetry):
+        def __init__(self, home: Path) -> None:
+            self.hooks: list[object] = []
+            super().__init__(home, flush_interval=60)
+
+        def add_flush_hook(self, fn: object) -> None:
+            self.hooks.append(fn)
+
+        def flush(self) -> int:
+            for fn in self.hooks:
+                fn()  # type: ignore[operator]
+            return super().flush()
+
+    h = HookedHub(Path(str(tmp_path)) / "hooked")
+    try:
+        m = metrics.registry(h)
+        m.tick = 60  # the background thread would not write before the assertion
+        m.increment("hooked_total", 5)
+        with h.connect() as con:  # connect() flushes the hub, which flushes the metrics
+            assert con.sql("SELECT sum(value) FROM metrics WHERE metric = 'hooked_total'").fetchall() == [(5.0,)]
+    finally:
+        h.close()

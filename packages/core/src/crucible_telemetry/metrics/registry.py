@@ -100,6 +100,9 @@ class Metrics:
         self.configure(retention_hours=retention_hours, max_tag_sets=max_tag_sets, buckets=buckets,
                        prune_interval=prune_interval)
         register(self)
+        add_hook = getattr(hub, "add_flush_hook", None)
+        if callable(add_hook):  # a core hook, when present: ct.flush() and hub.close() write our points too
+            add_hook(self._flush_hook)
 
     # ------------------------------------------------------------------ setup
 
@@ -576,6 +579,13 @@ class Metrics:
             self.persisted += n
             self._last_persist = time.monotonic()
             return n
+
+    def _flush_hook(self) -> None:
+        try:
+            if self.persist:
+                self.flush()
+        except Exception as exc:  # never into the hub's flush
+            self.persist_errors.append(exc)
 
     def next_seq(self, n: int) -> int:
         """Reserve ``n`` row sequence numbers of the ``metrics`` dataset."""
