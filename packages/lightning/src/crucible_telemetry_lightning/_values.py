@@ -8,6 +8,7 @@ the end of the epoch. Values on the CPU are converted at once (no sync there).
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -19,8 +20,16 @@ __all__ = ["Deferred", "batch_size", "grad_norm", "token_count"]
 _TOKEN_KEYS = ("input_ids", "tokens", "token_ids")
 
 
+_Tensor = torch.Tensor
+
+
 def _first_tensor(batch: Any, depth: int = 0) -> torch.Tensor | None:
-    if isinstance(batch, torch.Tensor):
+    t = type(batch)
+    if t is tuple or t is list:  # the common (x, y) batch first: no ABC checks
+        for v in batch:
+            if isinstance(v, _Tensor):
+                return v
+    if isinstance(batch, _Tensor):
         return batch
     if depth > 2:
         return None
@@ -47,6 +56,9 @@ def batch_size(batch: Any) -> int | None:
 
 def token_count(batch: Any) -> int | None:
     """Tokens in a batch whose mapping has ``input_ids`` (padding included: counting it needs no sync)."""
+    t = type(batch)
+    if t is tuple or t is list:
+        return None
     if isinstance(batch, Mapping):
         for k in _TOKEN_KEYS:
             t = batch.get(k)
@@ -55,17 +67,30 @@ def token_count(batch: Any) -> int | None:
     return None
 
 
-_get_total_norm = getattr(torch.nn.utils, "get_total_norm", None)
+_foreach_norm = getattr(torch, "_foreach_norm", None)
+_vector_norm = torch.linalg.vector_norm
+_stack = torch.stack
 
 
-def grad_norm(params: list[torch.Tensor]) -> torch.Tensor | None:
-    """The global L2 norm of the gradients of ``params`` (a tensor, on their device)."""
+def grad_norm(params: list[torch.Tensor]) -> torch.Tensor | float | None:
+    """The global L2 norm of the gradients of ``params``: a float on the CPU, else a tensor (not synced).
+
+    One fused ``_foreach_norm`` (about 3x cheaper than ``clip_grad``'s ``get_total_norm`` on a
+    small model), combined in Python for a few CPU tensors; gradients of mixed devices or dtypes
+    take the per-tensor path.
+    """
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return None
-    if _get_total_norm is not None:
-        return _get_total_norm(grads, 2.0)  # type: ignore[no-any-return]
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    if _foreach_norm is not None:
+        try:
+            norms = _foreach_norm(grads)
+            if len(norms) <= 64 and grads[0].device.type == "cpu":
+                return math.sqrt(sum(n.item() ** 2 for n in norms))
+            return _vector_norm(_stack(norms))
+        except (RuntimeError, TypeError):
+            pass
+    return _vector_norm(_stack([_vector_norm(g).float().to(grads[0].device) for g in grads]))
 
 
 class Deferred:

@@ -59,12 +59,17 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
 
     Args:
         experiment_name: name of the experiment it starts; default the LightningModule's class name.
+        experiment_id: record into this experiment (joined when it exists, else created under this
+            id); default a live experiment, else ``$CRUCIBLE_EXPERIMENT_ID``, else a new id.
         hypothesis: hypothesis recorded on the experiment it starts.
         condition: A/B condition recorded on the experiment it starts.
         tags: tags of the experiment it starts.
         metadata: extra metadata of the experiment it starts.
         hub: the ``ct.Telemetry`` to record into; default ``ct.default()`` at ``fit`` time.
-        gradient_norm: compute the global L2 norm of the gradients before each optimizer step.
+        gradient_norm: when to compute the global L2 norm of the gradients (before the optimizer
+            step): ``True`` on the steps Lightning logs (every ``log_every_n_steps``), an int ``n``
+            every ``n`` optimizer steps (1: every step), ``False`` never. It reads every gradient,
+            so it is not free on a large model.
         all_ranks: emit training events from every rank (default) or from rank 0 only.
 
     Example:
@@ -77,27 +82,37 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
         self,
         experiment_name: str | None = None,
         *,
+        experiment_id: str | None = None,
         hypothesis: str | None = None,
         condition: str | None = None,
         tags: Iterable[str] = (),
         metadata: dict[str, Any] | None = None,
         hub: ct.Telemetry | None = None,
-        gradient_norm: bool = True,
+        gradient_norm: bool | int = True,
         all_ranks: bool = True,
     ) -> None:
         super().__init__()
         if experiment_name is not None and (not isinstance(experiment_name, str) or not experiment_name.strip()):
             raise InvalidArgumentError("experiment_name", "expected a non-empty string or None")
+        if experiment_id is not None:
+            if not isinstance(experiment_id, str):
+                raise InvalidArgumentError("experiment_id", f"expected a string, got {type(experiment_id).__name__}")
+            validate_partition_value("experiment_id", experiment_id)
         if metadata is not None and not isinstance(metadata, dict):
             raise InvalidArgumentError("metadata", f"expected a dict, got {type(metadata).__name__}")
         if hub is not None and not isinstance(hub, ct.Telemetry):
             raise InvalidArgumentError("hub", f"expected a crucible_telemetry.Telemetry, got {type(hub).__name__}")
         self.experiment_name = experiment_name
+        self._pinned_id = experiment_id
         self.hypothesis = hypothesis
         self.condition = condition
         self.tags = check_tags(tags)
         self.metadata = dict(metadata or {})
-        self.gradient_norm = bool(gradient_norm)
+        if isinstance(gradient_norm, bool) or gradient_norm is None:
+            pass
+        elif not isinstance(gradient_norm, int) or gradient_norm < 0:
+            raise InvalidArgumentError("gradient_norm", f"expected a bool or an int >= 0, got {gradient_norm!r}")
+        self.gradient_norm = gradient_norm
         self.all_ranks = bool(all_ranks)
         self._hub_arg = hub
         self.hub: ct.Telemetry | None = None
@@ -105,6 +120,11 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
         #: Exceptions raised inside hooks (recorded, never raised into the training loop).
         self.errors: list[BaseException] = []
         self._reset_run()
+
+    @property
+    def experiment_id(self) -> str | None:
+        """The id of the experiment of the current (or last) fit."""
+        return self._exp_id
 
     def _reset_run(self) -> None:
         self._exp_id: str | None = None
@@ -127,7 +147,8 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
         self._accum = 1
         self._params: list[Tensor] = []
         self._opt: Any = None
-        self._gnorm: Tensor | None = None
+        self._gnorm: Tensor | float | None = None
+        self._gn_every = 0
         self._loss_sum = 0.0
         self._loss_n = 0
 
@@ -144,7 +165,9 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
         self._rank, self._world = int(trainer.global_rank), int(trainer.world_size)
         self._emitting = self.all_ranks or self._rank == 0
         live = self.hub.current_experiment()
-        if live is not None and live.state != _STOPPED:
+        if self._pinned_id is not None:
+            choice = (self._pinned_id, live is not None and live.id == self._pinned_id and live.state != _STOPPED)
+        elif live is not None and live.state != _STOPPED:
             choice = (live.id, True)
         else:
             choice = (os.environ.get(ENV_EXPERIMENT_ID) or new_experiment_id(), False)
@@ -301,6 +324,8 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
         self._opt = opts[0] if opts else None
         self._params = [p for opt in opts for g in opt.param_groups for p in g["params"]]
         self._watch = CheckpointWatch(getattr(trainer, "checkpoint_callbacks", ()))
+        gn = self.gradient_norm
+        self._gn_every = int(getattr(trainer, "log_every_n_steps", 50) or 0) if gn is True else int(gn or 0)
         self._trainer = weakref.proxy(trainer)
         if not self._emitting:
             return
@@ -342,7 +367,8 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
     @guarded
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
         """Gradient norm (a tensor, not synced) just before the optimizer steps."""
-        if self.gradient_norm and self._emitting:
+        n = self._gn_every
+        if n and self._emitting and (self._step0 + 1) % n == 0:  # Lightning's own logging cadence
             self._gnorm = grad_norm(self._params)
 
     @override
@@ -365,7 +391,9 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
         g = self._gnorm
         if g is not None:
             self._gnorm = None
-            if g.device.type == "cpu":
+            if type(g) is float:
+                m["gradient_norm"] = g
+            elif g.device.type == "cpu":
                 m["gradient_norm"] = g.item()
             else:
                 tensors = {**(tensors or {}), "gradient_norm": g}

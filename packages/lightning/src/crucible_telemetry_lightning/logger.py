@@ -237,6 +237,8 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
 
 
 def _number(value: Any) -> float | None:
+    if type(value) is float:
+        return value  # type: ignore[no-any-return]
     if isinstance(value, bool):
         return float(value)
     if isinstance(value, numbers.Real):

@@ -1,0 +1,176 @@
+"""Lightning benchmark: per-step cost of CrucibleCallback + CrucibleLogger on a tiny-MLP Trainer.
+
+The same fit runs with no logger, with CrucibleCallback + CrucibleLogger, with Lightning's
+CSVLogger and with its TensorBoardLogger; runs are interleaved round by round and each figure is
+the median over rounds of a fit's mean step time, reported as a ratio (these machines are shared
+and noisy, so absolute times vary more than ratios). Two cadences: Lightning's default
+``log_every_n_steps=50`` (the target) and ``log_every_n_steps=1``, the stress case where every
+step is logged and the gradient norm is computed on every step. Step time runs from batch WARMUP
+to the last batch, so start-up (experiment record, environment capture, warm-up) is excluded; the
+hub's writer thread runs during the window and is included.
+
+Run with ``nox -s bench`` or ``python bench/bench_lightning.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import statistics
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+import crucible_telemetry as ct
+
+warnings.filterwarnings("ignore")
+
+import lightning.pytorch as pl  # noqa: E402
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
+
+from crucible_telemetry_lightning import CrucibleCallback, CrucibleLogger  # noqa: E402
+
+for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+    logging.getLogger(_name).setLevel(logging.ERROR)
+
+STEPS = int(os.environ.get("BENCH_LIGHTNING_STEPS", "400"))
+ROUNDS = int(os.environ.get("BENCH_LIGHTNING_ROUNDS", "7"))
+WARMUP = 20
+
+
+class MLP(pl.LightningModule):
+    """Two-layer MLP; logs its loss every step like a typical training_step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 1))
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        loss = torch.nn.functional.mse_loss(self.net(x), y)
+        self.log("train_loss", loss, on_step=True, on_epoch=True)
+        return loss
+
+    def configure_optimizers(self) -> Any:
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+class StepClock(pl.Callback):
+    """Wall and CPU time from batch WARMUP's start to the last batch's end (present in every config)."""
+
+    def __init__(self) -> None:
+        self.t0 = self.t1 = self.c0 = self.c1 = 0.0
+
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        if batch_idx == WARMUP:
+            self.t0, self.c0 = time.perf_counter(), time.process_time()
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.t1, self.c1 = time.perf_counter(), time.process_time()
+
+
+def run(config: str, root: Path, data: DataLoader[Any], every: int = 50,
+        extra: list[Any] | None = None) -> tuple[float, float]:
+    """One fit; returns (wall µs per step, process CPU µs per step)."""
+    clock = StepClock()
+    callbacks: list[Any] = [clock]
+    logger: Any = False
+    if config == "crucible":
+        cb, logger = extra if extra else (CrucibleCallback(experiment_name="bench"), CrucibleLogger())
+        callbacks.insert(0, cb)
+    elif config == "csv":
+        logger = CSVLogger(root / "csv")
+    elif config == "tensorboard":
+        logger = TensorBoardLogger(root / "tb")
+    trainer = pl.Trainer(
+        accelerator="cpu", devices=1, max_epochs=1, limit_train_batches=STEPS, log_every_n_steps=every,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        num_sanity_val_steps=0, logger=logger, callbacks=callbacks, default_root_dir=str(root),
+    )
+    trainer.fit(MLP(), data)
+    n = STEPS - WARMUP
+    return (clock.t1 - clock.t0) / n * 1e6, (clock.c1 - clock.c0) / n * 1e6
+
+
+def hook_cost(root: Path, data: DataLoader[Any], every: int) -> float:
+    """CPU µs per step spent inside the callback's and logger's own per-step methods (thread time)."""
+    cb, lg = CrucibleCallback(experiment_name="bench-hooks"), CrucibleLogger()
+    spent = [0]
+    for obj, name in ((cb, "on_train_batch_start"), (cb, "on_before_optimizer_step"),
+                      (cb, "on_train_batch_end"), (lg, "log_metrics")):
+        fn = getattr(obj, name)
+
+        def timed(*a: Any, _fn: Any = fn, **k: Any) -> Any:
+            t = time.thread_time_ns()
+            try:
+                return _fn(*a, **k)
+            finally:
+                spent[0] += time.thread_time_ns() - t
+
+        setattr(obj, name, timed)
+    run("crucible", root, data, every, extra=[cb, lg])
+    return spent[0] / STEPS / 1e3
+
+
+def line(name: str, value: float, target: str, ok: bool) -> None:
+    """One figure beside its target."""
+    print(f"{name:<52} {value:7.3f}x   target {target:<8} {'OK' if ok else 'MISSED'}")
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    ds = TensorDataset(torch.randn(STEPS * 16, 32), torch.randn(STEPS * 16, 1))
+    data = DataLoader(ds, batch_size=16)
+    configs = ("none", "crucible", "csv", "tensorboard")
+    cadences = (50, 1)
+    wall = {(c, e): [] for c in configs for e in cadences}
+    cpu = {(c, e): [] for c in configs for e in cadences}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        hub = ct.configure(root / "crucible")
+        run("none", root, data)  # warm-up: imports, allocator, first Trainer
+        for r in range(ROUNDS):
+            order = [(c, e) for e in cadences for c in configs]
+            for c, e in order if r % 2 == 0 else reversed(order):
+                w, p = run(c, root, data, e)
+                wall[c, e].append(w)
+                cpu[c, e].append(p)
+        hooks = {e: statistics.median(hook_cost(root, data, e) for _ in range(3)) for e in cadences}
+        hub.flush()
+        (rows,) = hub.store.execute("SELECT count(*) FROM events WHERE event = 'crucible_train.batch.stop' "
+                                    "AND experiment_id IN (SELECT experiment_id FROM experiments "
+                                    "WHERE name = 'bench')").fetchone()
+        (metric_rows,) = hub.store.execute("SELECT count(*) FROM metrics WHERE metric = 'train_loss_step'").fetchone()
+        hub.close()
+
+    print(f"tiny MLP (32-64-1), {STEPS} steps per fit ({WARMUP} warm-up), {ROUNDS} interleaved rounds")
+    for e in cadences:
+        for c in configs:
+            print(f"  log_every_n_steps={e:<3} {c:<12} step {statistics.median(wall[c, e]):8.1f} us wall "
+                  f"{statistics.median(cpu[c, e]):8.1f} us CPU (median of {ROUNDS})")
+    print(f"  recorded: {rows} batch.stop events (expected {2 * ROUNDS * STEPS}), {metric_rows} train_loss_step "
+          f"rows (all runs with a logger)")
+    for e in cadences:
+        med = {c: statistics.median(wall[c, e]) for c in configs}
+        med_cpu = {c: statistics.median(cpu[c, e]) for c in configs}
+        tag = f"[log_every_n_steps={e}]"
+        print(tag)
+        r_none, r_csv, r_tb = med["crucible"] / med["none"], med["crucible"] / med["csv"], med["crucible"] / med["tensorboard"]
+        line("  crucible / no logger (wall, per step)", r_none, "<= 1.05x", r_none <= 1.05)
+        line("  crucible / CSVLogger (wall, per step)", r_csv, "< 1.00x", r_csv < 1.0)
+        line("  crucible / TensorBoardLogger (wall, per step)", r_tb, "< 1.00x", r_tb < 1.0)
+        r_cpu = med_cpu["crucible"] / med_cpu["none"]
+        line("  crucible / no logger (process CPU, per step)", r_cpu, "<= 1.05x", r_cpu <= 1.05)
+        share = hooks[e] / med_cpu["none"]
+        print(f"  {'time inside the callback and logger hooks':<50} {hooks[e]:7.1f} us/step "
+              f"= {share:.1%} of a no-logger step (target <= 5%) {'OK' if share <= 0.05 else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()
