@@ -56,10 +56,23 @@ def _ids(experiment_ids: Iterable[str] | str) -> list[str]:
     return ids
 
 
-def _labels(hub: Telemetry, ids: list[str]) -> list[str]:
+def _labels(hub: Telemetry, ids: list[str], by: str = "experiment") -> list[str]:
+    """Legend label of each experiment: its name, or its condition when grouping by condition."""
+    if by not in ("experiment", "condition"):
+        raise InvalidArgumentError("by", f"expected 'experiment' or 'condition', got {by!r}")
     exps = [hub.get_experiment(i) for i in ids]
+    if by == "condition":
+        return [e.condition or "(no condition)" for e in exps]
     names = [e.name for e in exps]
     return names if len(set(names)) == len(names) else [f"{e.name} ({e.id})" for e in exps]
+
+
+def _colors(labels: list[str]) -> list[str]:
+    """One color per distinct label, in order of first appearance."""
+    order: dict[str, str] = {}
+    for label in labels:
+        order.setdefault(label, COLORS[len(order) % len(COLORS)])
+    return [order[label] for label in labels]
 
 
 def _figure(width: float, height: float, dpi: int) -> Figure:
@@ -97,7 +110,8 @@ def _by_step(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def plot_metric(experiment_ids: Iterable[str] | str, metric: str | MetricSpec = "loss", *, x: str = "step",
-                smooth: float | None = None, kind: str = "auto", out: str | os.PathLike[str] | None = None,
+                smooth: float | None = None, kind: str = "auto", by: str = "experiment",
+                out: str | os.PathLike[str] | None = None,
                 hub: Telemetry | None = None, title: str | None = None, width: float = 8.0, height: float = 4.5,
                 dpi: int = 100) -> Figure | Path:
     """Curves of a metric for several experiments overlaid (or histograms for request metrics).
@@ -108,6 +122,8 @@ def plot_metric(experiment_ids: Iterable[str] | str, metric: str | MetricSpec = 
         x: ``"step"`` (global step, or event index) or ``"time"`` (seconds since the first value).
         smooth: EMA factor in [0, 1) drawn over the faded raw curve; None draws the raw curve.
         kind: ``"line"``, ``"hist"``, or ``"auto"`` (histograms for latency, ttft, cost, tokens).
+        by: ``"experiment"`` (a color each) or ``"condition"`` (a color per condition; seeds
+            share it, and histograms pool them).
         out: where to write the image (PNG, SVG or PDF by suffix); None returns the ``Figure``.
         hub: the ``Telemetry`` to read; default ``ct.default()``.
         title: figure title; default from the metric.
@@ -130,26 +146,29 @@ def plot_metric(experiment_ids: Iterable[str] | str, metric: str | MetricSpec = 
     if smooth is not None:
         ema(np.zeros(1), smooth)  # validates the factor before any work
     if kind == "hist" or (kind == "auto" and spec.histogram):
-        return plot_histogram(ids, spec, out=out, hub=h, title=title, width=width, height=height, dpi=dpi)
+        return plot_histogram(ids, spec, by=by, out=out, hub=h, title=title, width=width, height=height, dpi=dpi)
     series = load_series(h, ids, spec)
-    labels = _labels(h, ids)
+    labels = _labels(h, ids, by)
+    colors = _colors(labels)
     fig = _figure(width, height, dpi)
     ax = fig.add_subplot()
     drawn = 0
-    for i, (exp_id, label) in enumerate(zip(ids, labels)):
+    seen: set[str] = set()
+    for exp_id, label, color in zip(ids, labels, colors):
         s = series[exp_id]
         if not s.values.size:
             continue
-        color = COLORS[i % len(COLORS)]
+        legend = label if label not in seen else None
+        seen.add(label)
         if x == "step":
             xs, ys = _by_step(s.steps, s.values)
         else:
             xs, ys = s.seconds, s.values
         if smooth:
             ax.plot(xs, ys, color=color, alpha=0.25, linewidth=1)
-            ax.plot(xs, ema(ys, smooth), color=color, linewidth=2, label=label)
+            ax.plot(xs, ema(ys, smooth), color=color, linewidth=2, label=legend)
         else:
-            ax.plot(xs, ys, color=color, linewidth=2, label=label)
+            ax.plot(xs, ys, color=color, linewidth=2, label=legend)
         drawn += 1
     if not drawn:
         raise InvalidArgumentError("metric", f"no {spec.name!r} values in {', '.join(ids)}")
@@ -162,9 +181,12 @@ def plot_metric(experiment_ids: Iterable[str] | str, metric: str | MetricSpec = 
 
 
 def plot_histogram(experiment_ids: Iterable[str] | str, metric: str | MetricSpec = "latency", *, bins: int = 40,
-                   out: str | os.PathLike[str] | None = None, hub: Telemetry | None = None,
+                   by: str = "experiment", out: str | os.PathLike[str] | None = None, hub: Telemetry | None = None,
                    title: str | None = None, width: float = 8.0, height: float = 4.5, dpi: int = 100) -> Figure | Path:
-    """Histograms of a per-event metric (latency by default) for several experiments, on shared bins."""
+    """Histograms of a per-event metric (latency by default) for several experiments, on shared bins.
+
+    ``by="condition"`` pools each condition's experiments into one histogram.
+    """
     from .analysis.metrics import load_values, metric_spec
 
     h = _hub(hub)
@@ -177,13 +199,15 @@ def plot_histogram(experiment_ids: Iterable[str] | str, metric: str | MetricSpec
     allv = np.concatenate(present)
     lo, hi = float(allv.min()), float(allv.max())
     edges = np.linspace(lo, hi if hi > lo else lo + 1.0, max(2, bins) + 1)
+    pooled: dict[str, list[np.ndarray]] = {}
+    for exp_id, label in zip(ids, _labels(h, ids, by)):
+        pooled.setdefault(label, []).append(values[exp_id])
     fig = _figure(width, height, dpi)
     ax = fig.add_subplot()
-    for i, (exp_id, label) in enumerate(zip(ids, _labels(h, ids))):
-        v = values[exp_id]
+    for label, color in zip(pooled, COLORS * (len(pooled) // len(COLORS) + 1)):
+        v = np.concatenate(pooled[label])
         if not v.size:
             continue
-        color = COLORS[i % len(COLORS)]
         ax.hist(v, bins=edges.tolist(), color=color, alpha=0.35, histtype="stepfilled")
         ax.hist(v, bins=edges.tolist(), color=color, linewidth=2, histtype="step",
                 label=f"{label} (n={v.size}, p50={np.median(v):.3g})")

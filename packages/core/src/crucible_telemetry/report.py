@@ -113,6 +113,8 @@ def _data_kinds(hub: Telemetry, ids: list[str]) -> tuple[bool, bool]:
 
 
 def _comparison_html(result: Comparison) -> str:
+    from .analysis import SampleTest
+
     spec = result.metric
     parts = [f"<h3>{_e(spec.label)}{_e(' (' + spec.unit + ')' if spec.unit else '')} by {_e(result.by)}</h3>"]
     for p in result.pairs:
@@ -131,11 +133,18 @@ def _comparison_html(result: Comparison) -> str:
     for p in result.pairs:
         t = p.test
         eff_name, eff = t.effect
-        prow.append([f"{p.b} vs {p.a}", t.difference, _ci(t.difference_ci.low, t.difference_ci.high), t.test,
-                     t.p_value, p.p_adjusted if result.correction else "", f"{eff_name} = {_n(eff)}",
-                     _n(getattr(t, "cliffs_delta", None)), _n(getattr(t, "mannwhitney_p", None))])
-    parts.append(_table(["pair", "difference", conf, "test", "p", "p (Holm)" if result.correction else "",
-                         "effect", "Cliff's δ", "Mann-Whitney p"], prow))
+        row = [f"{p.b} vs {p.a}", t.difference, _ci(t.difference_ci.low, t.difference_ci.high), t.test, t.p_value]
+        row += [p.p_adjusted] if result.correction else []
+        row += [f"{eff_name} = {_n(eff)}"]
+        if isinstance(t, SampleTest):
+            row += [_n(t.cliffs_delta), _n(t.mannwhitney_p)]
+        else:
+            row += [_n(t.odds_ratio), ""]
+        prow.append(row)
+    binary = any(not isinstance(p.test, SampleTest) for p in result.pairs)
+    parts.append(_table(["pair", "difference", conf, "test", "p", *(["p (Holm)"] if result.correction else []),
+                         "effect", "odds ratio" if binary else "Cliff's δ", "" if binary else "Mann-Whitney p"],
+                        prow))
     return "".join(parts)
 
 
@@ -186,7 +195,7 @@ def render_report(hub: Telemetry, experiment_ids: Sequence[str], *, metrics: Seq
         body.append("<h2>Plots</h2>")
         for spec in plots:
             try:
-                fig = plot_metric(ids, spec, hub=hub, smooth=0.6 if not spec.histogram else None)
+                fig = plot_metric(ids, spec, hub=hub, smooth=0.6 if not spec.histogram else None, by=by)
             except CrucibleError as exc:
                 body.append(f"<p>{_e(spec.label)}: no plot ({_e(exc)})</p>")
                 continue

@@ -8,6 +8,7 @@ larger, Mann-Whitney's U is the U of ``b`` and Cliff's delta is ``P(b > a) - P(b
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -228,15 +229,18 @@ def compare_samples(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.nda
     diff = mean_b - mean_a if mean_a is not None and mean_b is not None else None
     t = df = p = None
     ci = Interval(None, None, confidence)
-    if x.size >= 2 and y.size >= 2 and (x.var(ddof=1) > 0 or y.var(ddof=1) > 0):
-        res = stats.ttest_ind(y, x, equal_var=False)
-        t, p, df = _f(res.statistic), _f(res.pvalue), _f(res.df)
-        lo, hi = res.confidence_interval(confidence_level=confidence)
-        ci = Interval(_f(lo), _f(hi), confidence)
     u = pu = None
-    if x.size >= 1 and y.size >= 1 and not (x.size == 1 and y.size == 1):
-        mw = stats.mannwhitneyu(y, x, alternative="two-sided", method="auto")
-        u, pu = _f(mw.statistic), _f(mw.pvalue)
+    with warnings.catch_warnings():
+        # scipy warns of precision loss when a sample is (nearly) constant: the result stands.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if x.size >= 2 and y.size >= 2 and (x.var(ddof=1) > 0 or y.var(ddof=1) > 0):
+            res = stats.ttest_ind(y, x, equal_var=False)
+            t, p, df = _f(res.statistic), _f(res.pvalue), _f(res.df)
+            lo, hi = res.confidence_interval(confidence_level=confidence)
+            ci = Interval(_f(lo), _f(hi), confidence)
+        if x.size >= 1 and y.size >= 1 and not (x.size == 1 and y.size == 1):
+            mw = stats.mannwhitneyu(y, x, alternative="two-sided", method="auto")
+            u, pu = _f(mw.statistic), _f(mw.pvalue)
     return SampleTest(
         n_a=int(x.size), n_b=int(y.size), mean_a=mean_a, mean_b=mean_b, difference=diff, difference_ci=ci,
         welch_t=t, welch_df=df, welch_p=p, mannwhitney_u=u, mannwhitney_p=pu,

@@ -114,7 +114,7 @@ def _plot(args: argparse.Namespace) -> int:
 
     hub = open_hub(args)
     out = Path(args.output or f"{args.metric.replace(':', '_').replace('/', '_')}.png")
-    path = plot_metric(args.ids, args.metric, x=args.x, smooth=args.smooth, kind=args.kind, out=out, hub=hub,
+    path = plot_metric(args.ids, args.metric, x=args.x, smooth=args.smooth, kind=args.kind, by=args.by, out=out, hub=hub,
                        title=args.title, width=args.width / args.dpi, height=args.height / args.dpi, dpi=args.dpi)
     out_console().print(f"wrote {path} ({args.width}x{args.height} px)")
     return 0
@@ -166,6 +166,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--x", choices=["step", "time"], default="step", help="x axis: global step or wall seconds")
     p.add_argument("--smooth", type=float, help="EMA factor in [0, 1), e.g. 0.6")
     p.add_argument("--kind", choices=["auto", "line", "hist"], default="auto")
+    p.add_argument("--by", choices=["experiment", "condition"], default="experiment",
+                   help="condition: one color per condition (seeds share it; histograms pooled)")
     p.add_argument("--title")
     p.add_argument("--width", type=int, default=800, help="pixels (default 800)")
     p.add_argument("--height", type=int, default=450, help="pixels (default 450)")

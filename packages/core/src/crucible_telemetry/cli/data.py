@@ -32,8 +32,16 @@ def _sql(args: argparse.Namespace) -> int:
         tbl = rel.to_arrow_table()
     finally:
         con.close()
+    import pyarrow as pa
+
     columns = tbl.column_names
-    rows = [tuple(r.values()) for r in tbl.to_pylist()]
+    maps = [c for c in columns if pa.types.is_map(tbl.schema.field(c).type)]
+    records = tbl.to_pylist()
+    for r in records:
+        for c in maps:  # MAP values arrive as lists of (key, value) pairs
+            if r[c] is not None:
+                r[c] = dict(r[c])
+    rows = [tuple(r.values()) for r in records]
     emit_rows(columns, rows, args.format, args.output, max_rows=None if args.format != "table" else args.max_rows)
     return 0
 
@@ -53,6 +61,8 @@ def _export(args: argparse.Namespace) -> int:
     hub.get_experiment(args.id)
     total = hub.store.count(args.id)
     out = Path(args.output) if args.output else None
+    if out is not None and out.exists() and not args.overwrite:
+        raise CommandError(f"{out} exists; pass --overwrite to replace it")
     errc = err_console()
     if errc.is_terminal and total >= args.progress_over:
         from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -104,7 +114,9 @@ def _metrics_retention(hub: Any) -> str | None:
     except (TypeError, ValueError):
         params = {}  # type: ignore[assignment]
     removed = fn(hub=hub) if "hub" in params else fn()
-    return f"metrics retention: {removed if removed is not None else 'done'}"
+    if isinstance(removed, int):
+        return f"metrics retention: dropped {removed} point(s) past the retention window"
+    return "metrics retention: applied"
 
 
 def _prune(args: argparse.Namespace) -> int:
@@ -124,12 +136,16 @@ def _prune(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    open_hub(args)
+    hub = open_hub(args)
     try:
         prometheus = importlib.import_module("crucible_telemetry.metrics.prometheus")
     except ImportError as exc:
         raise CommandError(f"the /metrics endpoint is not available: {exc}") from None
-    server = prometheus.serve(args.host, args.port)
+    try:
+        takes_hub = "hub" in inspect.signature(prometheus.serve).parameters
+    except (TypeError, ValueError):
+        takes_hub = False
+    server = prometheus.serve(args.host, args.port, hub=hub) if takes_hub else prometheus.serve(args.host, args.port)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
