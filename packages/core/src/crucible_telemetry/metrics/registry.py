@@ -66,6 +66,7 @@ class Metrics:
         self._ids: dict[str, dict[Any, tuple[Callable[[Any], None], Callable[[Any], None]]]] = {
             COUNTER: {}, GAUGE: {}, HISTOGRAM: {}}
         self._ext_ids: dict[Any, int] = {}  # (kind, name, tags, run_id) -> series, for record(step=...)
+        self._cids, self._gids, self._hids = self._ids[COUNTER], self._ids[GAUGE], self._ids[HISTOGRAM]
         # per series: (values, wall times) appended by the hot path; the drain takes a prefix
         self._s_buf: list[tuple[list[Any], list[float]]] = []
         self._names: dict[str, MetricInfo] = {}
@@ -179,7 +180,7 @@ class Metrics:
     def increment(self, name: str, by: float = 1, tags: dict[str, Any] | None = None) -> None:
         """Add ``by`` (>= 0) to a counter."""
         try:
-            va, ta = self._ids[COUNTER][name, tuple(tags.items()) if tags else None, self._current()]
+            va, ta = self._cids[name, tuple(tags.items()) if tags else None, self._current()]
         except (KeyError, TypeError, AttributeError):
             va, ta = self._new_series(COUNTER, name, tags, by, "by")
         va(by)
@@ -188,7 +189,7 @@ class Metrics:
     def gauge(self, name: str, value: float, tags: dict[str, Any] | None = None) -> None:
         """Set a gauge to ``value``."""
         try:
-            va, ta = self._ids[GAUGE][name, tuple(tags.items()) if tags else None, self._current()]
+            va, ta = self._gids[name, tuple(tags.items()) if tags else None, self._current()]
         except (KeyError, TypeError, AttributeError):
             va, ta = self._new_series(GAUGE, name, tags, value)
         va(value)
@@ -197,7 +198,7 @@ class Metrics:
     def histogram(self, name: str, value: float, tags: dict[str, Any] | None = None) -> None:
         """Observe ``value`` in a histogram."""
         try:
-            va, ta = self._ids[HISTOGRAM][name, tuple(tags.items()) if tags else None, self._current()]
+            va, ta = self._hids[name, tuple(tags.items()) if tags else None, self._current()]
         except (KeyError, TypeError, AttributeError):
             va, ta = self._new_series(HISTOGRAM, name, tags, value)
         va(value)
