@@ -21,16 +21,17 @@ def test_cardinality_bound_folds_into_overflow_with_one_warning(hub: ct.Telemetr
         for i in range(25):
             metrics.increment("requests_total", tags={"user": f"u{i}"})
         metrics.increment("requests_total", tags={"user": "u24"})
+        metrics.increment("requests_total", tags={"client": "c1", "user": "u99"})  # other keys: same series
         metrics.increment("other_total", tags={"user": "u0"})
     warnings = [r for r in caplog.records if "max_tag_sets" in r.message]
     assert len(warnings) == 1 and "requests_total" in warnings[0].message
     r = metrics.rollup("requests_total", ["user"], ["sum"])
-    assert len(r) == 11 and r["__overflow__"]["sum"] == 16.0
+    assert len(r) == 11 and r["__overflow__"]["sum"] == 17.0
     assert all(r[f"u{i}"]["sum"] == 1.0 for i in range(10))
     stats = metrics.get_stats()
-    assert stats["overflowed"] == 16 and stats["tag_sets"] == 12  # 10 + overflow + other_total
+    assert stats["overflowed"] == 17 and stats["tag_sets"] == 12  # 10 + overflow + other_total
     text = metrics.prometheus.export("requests_total")
-    assert 'requests_total{user="__overflow__"} 16.0' in text
+    assert 'requests_total{user="__overflow__"} 17.0' in text
 
 
 def test_retention_prunes_on_demand_and_on_a_timer(hub: ct.Telemetry) -> None:

@@ -272,9 +272,12 @@ class Metrics:
             if ts is None:
                 if info.regular >= self.max_tag_sets:
                     folded = True
-                    norm = {k: OVERFLOW for k in norm} or {"tags": OVERFLOW}
-                    key = kinds.tags_key(norm)
-                    ts = info.tagsets.get(key)
+                    # one overflow series per metric, labelled with the keys of the first folded tag set
+                    ts = info.overflow
+                    if ts is None:
+                        norm = {k: OVERFLOW for k in norm} or {"tags": OVERFLOW}
+                        key = kinds.tags_key(norm)
+                        ts = info.tagsets.get(key)
                     if not info.overflow_warned:
                         info.overflow_warned = True
                         log.warning(
@@ -286,7 +289,9 @@ class Metrics:
                     ts = TagSet(len(self._tagsets), name, norm, key, len(info.buckets) if kind == HISTOGRAM else 0)
                     self._tagsets.append(ts)
                     info.tagsets[key] = ts
-                    if not folded:
+                    if folded:
+                        info.overflow = ts
+                    else:
                         info.regular += 1
             skey = (ts.id, run_id)
             sid = self._series_by.get(skey)

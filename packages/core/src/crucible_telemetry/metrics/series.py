@@ -33,7 +33,8 @@ class TagSet:
 class MetricInfo:
     """One metric name: its kind, buckets, tag sets and the retained points (numpy columns)."""
 
-    __slots__ = ("buckets", "chunks", "help", "kind", "name", "overflow_warned", "regular", "sids", "tagsets")
+    __slots__ = ("buckets", "chunks", "help", "kind", "name", "overflow", "overflow_warned", "regular", "sids",
+                 "tagsets")
 
     def __init__(self, name: str, kind: str, buckets: tuple[float, ...] | None, help: str | None) -> None:
         self.name = name
@@ -42,6 +43,7 @@ class MetricInfo:
         self.buckets = np.asarray(buckets if buckets is not None else kinds.default_buckets(name), dtype=np.float64)
         self.tagsets: dict[tuple[tuple[str, str], ...], TagSet] = {}
         self.overflow_warned = False
+        self.overflow: TagSet | None = None  # the series new tag sets fold into past max_tag_sets
         self.regular = 0  # tag sets that count toward max_tag_sets
         self.sids: list[int] = []  # series (tag set x run) of this metric
         # retained points: list of (sid int64, value f64, ts f64, step int64, epoch int64)
