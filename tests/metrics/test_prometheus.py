@@ -101,10 +101,11 @@ def test_a_real_prometheus_scrapes_and_answers_queries(hub: ct.Telemetry, tmp_pa
         "scrape_configs:\n  - job_name: crucible\n    scrape_interval: 1s\n"
         f"    static_configs:\n      - targets: ['127.0.0.1:{srv.port}']\n"
     )
+    log = (tmp_path / "prometheus.log").open("wb")
     proc = subprocess.Popen(
         ["prometheus", f"--config.file={cfg}", f"--storage.tsdb.path={tmp_path / 'data'}",
          f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=log, stderr=subprocess.STDOUT,
     )
     api = f"http://127.0.0.1:{prom_port}/api/v1/query"
 
@@ -125,7 +126,7 @@ def test_a_real_prometheus_scrapes_and_answers_queries(hub: ct.Telemetry, tmp_pa
             if total is not None and p50 is not None:
                 break
             time.sleep(0.5)
-        assert total == 100.0
+        assert total == 100.0, (tmp_path / "prometheus.log").read_text()[-2000:]
         # 50 of 100 observations are <= 0.1: Prometheus interpolates the median at the bucket bound
         assert p50 == pytest.approx(0.1)
         p90 = ask('histogram_quantile(0.9, sum by (le) (llm_request_seconds_bucket{model="llama-3.1"}))')
@@ -139,6 +140,7 @@ def test_a_real_prometheus_scrapes_and_answers_queries(hub: ct.Telemetry, tmp_pa
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+        log.close()
         srv.close()
 
 
