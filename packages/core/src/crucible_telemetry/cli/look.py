@@ -96,7 +96,8 @@ def _runs(args: argparse.Namespace) -> int:
                 "started": r["started_at"].strftime("%Y-%m-%d %H:%M") if r["started_at"] else "",
                 "tags": ", ".join(r["tags"] or []), "metrics": headline(r)}
         table_rows.append([cell[c] for c in cols])
-    emit_rows(cols, table_rows, "table", args.output, title=f"experiments in {hub.home}", no_wrap=("id",))
+    keep = [c for c in cols if c not in ("metrics", "tags")]  # only these two fold
+    emit_rows(cols, table_rows, "table", args.output, title=f"experiments in {hub.home}", no_wrap=keep)
     return 0
 
 
