@@ -1,0 +1,29 @@
+"""One rank of the torchrun test: the tiny Trainer under DDP (gloo, CPU) with CrucibleCallback."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch.distributed as dist
+
+import crucible_telemetry as ct
+from crucible_telemetry_hf import CrucibleCallback
+
+from ._tiny import tiny_trainer
+
+
+def main(home: str, out: str) -> None:
+    hub = ct.configure(home, flush_interval=0.2)
+    cb = CrucibleCallback()
+    trainer = tiny_trainer(Path(out), [cb], eval_strategy="epoch", ddp_backend="gloo")
+    trainer.train()
+    rank = dist.get_rank() if dist.is_initialized() else -1
+    hub.close()
+    print("RESULT " + json.dumps({"rank": rank, "errors": [repr(e) for _, e in cb.errors],
+                                  "steps": trainer.state.global_step}), flush=True)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])
