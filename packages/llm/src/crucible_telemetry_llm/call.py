@@ -30,11 +30,26 @@ _now = time.monotonic_ns
 class Call:
     """State of one call: timing, attempts, HTTP status and, for streams, what the chunks said."""
 
-    __slots__ = (
-        "attempts", "chars_out", "chunks", "done", "exp", "first_ns", "gap_max", "gap_n", "gap_sum", "hide_usage",
-        "hub", "inst", "kwargs", "last_ns", "meta", "op", "parts", "prompt", "reasons", "request_id",
-        "response_id", "response_model", "status", "stream", "t0", "usage",
-    )
+    # Class-level defaults: a call sets only what it sees (cheaper than assigning every field).
+    attempts = 0
+    status: int | None = None
+    request_id: str | None = None
+    done = False
+    hide_usage = False
+    exp: Any = None
+    prompt: Any = None
+    usage: Any = None
+    response_model: str | None = None
+    response_id: str | None = None
+    reasons: list[str] | None = None
+    chunks = 0
+    first_ns = 0
+    last_ns = 0
+    gap_sum = 0
+    gap_n = 0
+    gap_max = 0
+    chars_out = 0
+    parts: list[str] | None = None
 
     def __init__(self, inst: Instrumentation, hub: Any, op: str, kwargs: dict[str, Any], meta: dict[str, Any], stream: bool) -> None:
         self.inst = inst
@@ -43,25 +58,6 @@ class Call:
         self.kwargs = kwargs
         self.meta = meta
         self.stream = stream
-        self.attempts = 0
-        self.status: int | None = None
-        self.request_id: str | None = None
-        self.done = False
-        self.hide_usage = False
-        self.exp: Any = None
-        self.prompt: Any = None
-        self.usage: Any = None
-        self.response_model: str | None = None
-        self.response_id: str | None = None
-        self.reasons: list[str] | None = None
-        self.chunks = 0
-        self.first_ns = 0
-        self.last_ns = 0
-        self.gap_sum = 0
-        self.gap_n = 0
-        self.gap_max = 0
-        self.chars_out = 0
-        self.parts: list[str] | None = None
         self.t0 = _now()
 
     # ------------------------------------------------------------ http hooks
@@ -132,7 +128,7 @@ class Call:
                 self.status = status
             if self.status is not None:
                 m["http_status"] = self.status
-            md = dict(self.meta)
+            md = self.meta
             scrub = self.inst.scrub
             md["kind"] = type(exc).__name__
             md["reason"] = scrub(str(exc))[:4000]
@@ -154,34 +150,67 @@ class Call:
 
     def observe(self, chunk: Any) -> bool:
         """Read one streamed chunk; True when it is the usage-only chunk we asked for (hidden from the user)."""
-        now = _now()
         self.chunks += 1
         if self.op == "responses":
-            self._observe_event(chunk, now)
+            self._observe_event(chunk, _now())
             return False
+        if type(chunk) is dict:
+            return self._observe_dict(chunk)
         if self.response_model is None:
-            self.response_model = get(chunk, "model")
-            self.response_id = get(chunk, "id")
-        usage = get(chunk, "usage")
+            self.response_model = getattr(chunk, "model", None)
+            self.response_id = getattr(chunk, "id", None)
+        usage = getattr(chunk, "usage", None)
         if usage is not None:
             self.usage = usage
-        choices = get(chunk, "choices")
+        choices = getattr(chunk, "choices", None)
         if not choices:
             return usage is not None and self.hide_usage
         chat = self.op == "chat"
         for c in choices:
             if chat:
+                delta = getattr(c, "delta", None)
+                text = getattr(delta, "content", None)
+                if not text and delta is not None:
+                    text = self._other_delta(delta)
+            else:
+                text = getattr(c, "text", None)
+            if text:
+                self._token(_now(), text)
+            fr = getattr(c, "finish_reason", None)
+            if fr is not None:
+                if self.reasons is None:
+                    self.reasons = []
+                self.reasons.append(fr)
+        return False
+
+    @staticmethod
+    def _other_delta(delta: Any) -> str:
+        """Refusal text or tool-call arguments: tokens too."""
+        text = get(delta, "refusal")
+        if text:
+            return str(text)
+        return "".join(a for tc in get(delta, "tool_calls") or ()
+                       if isinstance(a := get(get(tc, "function"), "arguments"), str))
+
+    def _observe_dict(self, chunk: dict[str, Any]) -> bool:
+        """The same for chunks given as plain dicts (OpenAI-compatible clients without models)."""
+        if self.response_model is None:
+            self.response_model = chunk.get("model")
+            self.response_id = chunk.get("id")
+        usage = chunk.get("usage")
+        if usage is not None:
+            self.usage = usage
+        choices = chunk.get("choices")
+        if not choices:
+            return usage is not None and self.hide_usage
+        for c in choices:
+            if self.op == "chat":
                 delta = get(c, "delta")
-                text = get(delta, "content")
-                if not text:
-                    text = get(delta, "refusal")
-                    if not text:
-                        text = "".join(a for tc in get(delta, "tool_calls") or ()
-                                       if isinstance(a := get(get(tc, "function"), "arguments"), str))
+                text = get(delta, "content") or (self._other_delta(delta) if delta is not None else None)
             else:
                 text = get(c, "text")
             if text:
-                self._token(now, text)
+                self._token(_now(), text)
             fr = get(c, "finish_reason")
             if fr is not None:
                 if self.reasons is None:
@@ -253,8 +282,9 @@ class Call:
     def _stop(self, end: int, text: str | None, recognised: bool) -> None:
         self.done = True
         inst = self.inst
+        table = inst.prices()
         m = self._timing(end)
-        md = dict(self.meta)
+        md = self.meta  # this call's own dict (the start event got another): filled in place, emitted once
         if self.attempts:
             m["retries"] = self.attempts - 1
         if self.status is not None:
@@ -278,9 +308,9 @@ class Call:
             if completion is None:
                 completion = 0 if self.op == "embeddings" else None
             md["tokens_source"] = "provider"
-            cost, source = inst.prices().cost(model, prompt, completion or 0, cached or 0)
+            cost, source = table.cost(model, prompt, completion or 0, cached or 0)
             if cost is None and model != md.get("model"):
-                cost, source = inst.prices().cost(md.get("model"), prompt, completion or 0, cached or 0)
+                cost, source = table.cost(md.get("model"), prompt, completion or 0, cached or 0)
             if cost is not None:
                 m["cost_usd"] = cost
             md["cost_source"] = source
@@ -293,7 +323,7 @@ class Call:
             md["cost_source"] = "no_usage"
         else:
             md["cost_source"] = "no_usage"
-        md["price_table_version"] = inst.prices().version
+        md["price_table_version"] = table.version
         if prompt is not None:
             m["prompt_tokens"] = prompt
             md["gen_ai.usage.input_tokens"] = prompt

@@ -25,12 +25,27 @@ _REQUEST_ATTRS = (
 _PLAIN = (int, float, str, bool)
 
 
+_MISSING = object()
+
+
 def get(obj: Any, key: str) -> Any:
-    """``obj.key`` or ``obj[key]`` (dict answers of OpenAI-compatible clients); None when absent."""
+    """``obj.key`` or ``obj[key]`` (dict answers of OpenAI-compatible clients); None when absent.
+
+    Pydantic models answer from their ``__dict__`` (and extras): probing a missing field through
+    ``getattr`` would raise and catch an AttributeError inside ``__getattr__``, slow on the hot path.
+    """
     if obj is None:
         return None
     if type(obj) is dict:
         return obj.get(key)
+    d = getattr(obj, "__dict__", None)
+    if d is not None:
+        v = d.get(key, _MISSING)
+        if v is not _MISSING:
+            return v
+        if not hasattr(type(obj), key):
+            extra = getattr(obj, "__pydantic_extra__", None)
+            return extra.get(key) if type(extra) is dict else None
     return getattr(obj, key, None)
 
 

@@ -92,6 +92,8 @@ class Instrumentation:
             base["server_port"] = port
             base["server.port"] = port
         self.base = base
+        # the start event carries the standard keys only (the stop event has them all)
+        self.start_base = {k: base[k] for k in ("provider", "server_address") if k in base}
         self.patches: list[tuple[Any, str, bool, Any]] = []
         self.populated: list[tuple[Any, str]] = []
         self.http: Any = None
@@ -108,15 +110,17 @@ class Instrumentation:
             hub = self.hub if self.hub is not None else ct.default()
             model = kwargs.get("model")
             stream = kwargs.get("stream") is True
+            start: dict[str, Any] = dict(self.start_base)
             meta = dict(self.base)
             if isinstance(model, str):
-                meta["model"] = model
-                meta["gen_ai.request.model"] = model
-            meta["operation"] = op
-            meta["gen_ai.operation.name"] = OTEL_OPERATION[op]
+                start["model"] = meta["model"] = model
+                start["gen_ai.request.model"] = meta["gen_ai.request.model"] = model
+            start["operation"] = meta["operation"] = op
+            start["gen_ai.operation.name"] = meta["gen_ai.operation.name"] = OTEL_OPERATION[op]
             if stream:
-                meta["stream"] = True
-            request_attributes(kwargs, meta)
+                start["stream"] = meta["stream"] = True
+            if len(kwargs) > 2:  # beyond model + prompt: sampling options to record
+                request_attributes(kwargs, meta)
             call = Call(self, hub, op, kwargs, meta, stream)
             if stream:
                 call.exp = hub.current_experiment()
@@ -124,7 +128,7 @@ class Instrumentation:
                     call.parts = []
             if self.capture_content:
                 call.prompt = capture_prompt(op, kwargs, self.mask, self.scrub)
-            hub.emit(START, {"monotonic_time": call.t0}, dict(meta))
+            hub.emit(START, {"monotonic_time": call.t0}, start)
             if stream and self.include_usage and op in ("chat", "completions"):
                 call.hide_usage = _ask_for_usage(kwargs)  # last: a failed start leaves the call as the user wrote it
             return call

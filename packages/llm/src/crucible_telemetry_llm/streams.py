@@ -18,14 +18,6 @@ if TYPE_CHECKING:
 __all__ = ["InstrumentedAsyncStream", "InstrumentedStream", "wrap_stream"]
 
 
-def _observe(call: Call, chunk: Any) -> bool:
-    try:
-        return call.observe(chunk)
-    except Exception as exc:
-        warn_once("observe", "could not read a streamed chunk", exc)
-        return False
-
-
 class _Base:
     __slots__ = ("__weakref__", "_call", "_finalizer", "_stream")
 
@@ -72,7 +64,11 @@ class InstrumentedStream(_Base):
                 self._finalizer.detach()
                 call.fail(exc)
                 raise
-            if not _observe(call, chunk):
+            try:
+                if not call.observe(chunk):
+                    return chunk
+            except Exception as exc:
+                warn_once("observe", "could not read a streamed chunk", exc)
                 return chunk
 
     def close(self) -> None:
@@ -111,7 +107,11 @@ class InstrumentedAsyncStream(_Base):
                 self._finalizer.detach()
                 call.fail(exc)
                 raise
-            if not _observe(call, chunk):
+            try:
+                if not call.observe(chunk):
+                    return chunk
+            except Exception as exc:
+                warn_once("observe", "could not read a streamed chunk", exc)
                 return chunk
 
     async def close(self) -> None:

@@ -438,3 +438,25 @@ class FakeOpenAIServer:
             seen = self._attempts.get(k, 0)
             self._attempts[k] = seen + 1
             return int(status) if seen < n else 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m crucible_telemetry_llm.testing [--port N]``: serve until interrupted; prints the base URL."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description="An OpenAI-compatible fake server on 127.0.0.1.")
+    ap.add_argument("--delay", type=float, default=0.0, help="seconds before every answer")
+    ap.add_argument("--first-token-delay", type=float, default=0.0, help="seconds before a stream's first token")
+    args = ap.parse_args(argv)
+    server = FakeOpenAIServer(delay=args.delay, first_token_delay=args.first_token_delay).start()
+    print(server.url, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
