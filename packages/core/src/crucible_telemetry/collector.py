@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .events import category_of
 from .storage.schema import EVENTS_SCHEMA, METRICS_SCHEMA
@@ -97,15 +96,38 @@ _EMPTY: dict[str, Any] = {}
 _ROW_KEYS = ("epoch", "global_step", "batch")
 
 
-def _int_column(from_map: pa.Array | None, mds: list[Any], key: str, md_keys: set[Any]) -> pa.Array:
+class _Keys:
+    """The flattened measurement keys of a batch, dictionary-encoded once."""
+
+    __slots__ = ("codes", "names", "row", "values")
+
+    def __init__(self, key_arr: pa.Array, values: pa.Array, lens: np.ndarray[Any, Any]) -> None:
+        enc = key_arr.dictionary_encode()
+        self.names: list[str] = enc.dictionary.to_pylist()
+        self.codes = enc.indices.to_numpy(zero_copy_only=False)
+        self.values = values.to_numpy(zero_copy_only=False)
+        self.row = np.repeat(np.arange(lens.size), lens)
+
+    def column(self, key: str, n: int) -> np.ndarray[Any, Any] | None:
+        """One measurement as a float column (NaN where absent), or None when no event has it."""
+        try:
+            code = self.names.index(key)
+        except ValueError:
+            return None
+        sel = self.codes == code
+        out = np.full(n, np.nan)
+        out[self.row[sel]] = self.values[sel]
+        return out
+
+
+def _int_column(f: np.ndarray[Any, Any] | None, mds: list[Any], key: str, md_keys: set[Any]) -> pa.Array:
     n = len(mds)
     if key in md_keys:
-        vals: list[Any] = from_map.to_pylist() if from_map is not None else [None] * n
-        vals = [v if v is not None else (md.get(key) if md else None) for v, md in zip(vals, mds)]
+        vals: list[Any] = f.tolist() if f is not None else [None] * n
+        vals = [v if v is not None and v == v else (md.get(key) if md else None) for v, md in zip(vals, mds)]
         return pa.array([v if v is None or type(v) is int else _as_int(v) for v in vals], pa.int64())
-    if from_map is None:
+    if f is None:
         return pa.nulls(n, pa.int64())
-    f = from_map.to_numpy(zero_copy_only=False)
     ok = np.isfinite(f) & (np.floor(f) == f) & (np.abs(f) < 2**62)
     return pa.array(np.where(ok, f, 0).astype(np.int64), pa.int64(), mask=~ok)
 
@@ -144,15 +166,13 @@ def build_events(
     np.cumsum(lens, out=offsets[1:])
     key_arr = pa.array(keys, pa.string())
     measurements = pa.MapArray.from_arrays(pa.array(offsets), key_arr, values)
-    keyset = set(keys)
+    kx = _Keys(key_arr, values, lens)
     md_keys: set[Any] = set()
     if any(mds):
         md_keys = set(chain.from_iterable(md for md in mds if md)) & set(_ROW_KEYS)
-    ints = [
-        _int_column(pc.map_lookup(measurements, k, "first") if k in keyset else None, mds, k, md_keys)
-        for k in _ROW_KEYS
-    ]
-    duration = pc.map_lookup(measurements, "duration", "first") if "duration" in keyset else pa.nulls(n, pa.float64())
+    ints = [_int_column(kx.column(k, n), mds, k, md_keys) for k in _ROW_KEYS]
+    dur = kx.column("duration", n)
+    duration = pa.array(dur, pa.float64(), mask=np.isnan(dur) & ~_nan_given(kx, "duration", n)) if dur is not None else pa.nulls(n, pa.float64())
     metas = pa.array(_dumps_all(mds), pa.binary()).cast(pa.string())
     host, pid, rank, local_rank, node, world = ident
     mono = np.fromiter(map(itemgetter(4), rows), dtype=np.int64, count=n)
@@ -182,7 +202,7 @@ def build_events(
         ],
         schema=EVENTS_SCHEMA,
     )
-    series = _series(names, lens, key_arr, values)
+    series = _series(names, kx)
     return EventBatch(table, counts, series, nonnumeric)
 
 
@@ -208,46 +228,48 @@ def _slow_path(names: list[str], ms: list[Any], mds: list[Any], enrichers: Seque
 
 
 def _dumps_all(mds: list[Any]) -> list[bytes | None]:
-    """JSON of each metadata dict; a dict object shared by several events is encoded once."""
-    cache: dict[int, bytes] = {}
-    out: list[bytes | None] = []
+    """JSON of each metadata dict (one C call each); a dict orjson refuses goes the careful way."""
     dumps = orjson.dumps
-    for md in mds:
-        if not md:
-            out.append(None)
-            continue
-        key = id(md)
-        b = cache.get(key)
-        if b is None:
+    try:
+        return [dumps(md, default=repr) if md else None for md in mds]
+    except (TypeError, orjson.JSONEncodeError):
+        out: list[bytes | None] = []
+        for md in mds:
+            if not md:
+                out.append(None)
+                continue
             try:
-                b = dumps(md, default=repr)
+                out.append(dumps(md, default=repr))
             except (TypeError, orjson.JSONEncodeError):
-                b = (to_json(md) or "null").encode()
-            cache[key] = b
-        out.append(b)
+                out.append((to_json(md) or "null").encode())
+        return out
+
+
+def _nan_given(kx: _Keys, key: str, n: int) -> np.ndarray[Any, Any]:
+    """Rows where ``key`` was given as NaN (kept as NaN, not turned into NULL)."""
+    out = np.zeros(n, dtype=bool)
+    code = kx.names.index(key)
+    sel = (kx.codes == code) & np.isnan(kx.values)
+    out[kx.row[sel]] = True
     return out
 
 
-def _series(names: list[str], lens: np.ndarray[Any, Any], key_arr: pa.Array, values: pa.Array) -> dict[tuple[str, str], Any]:
+def _series(names: list[str], kx: _Keys) -> dict[tuple[str, str], Any]:
     """Values grouped by (event, measurement key), as numpy arrays, for the streaming stats."""
-    if len(key_arr) == 0:
+    if kx.codes.size == 0:
         return {}
     name_enc = pa.array(names, pa.string()).dictionary_encode()
-    key_enc = key_arr.dictionary_encode()
-    name_codes = np.repeat(name_enc.indices.to_numpy(zero_copy_only=False), lens)
-    key_codes = key_enc.indices.to_numpy(zero_copy_only=False)
-    nkeys = len(key_enc.dictionary)
-    combined = name_codes.astype(np.int64) * nkeys + key_codes
-    vals = values.to_numpy(zero_copy_only=False)
+    name_codes = name_enc.indices.to_numpy(zero_copy_only=False)[kx.row]
+    nkeys = len(kx.names)
+    combined = name_codes.astype(np.int64) * nkeys + kx.codes
     order = np.argsort(combined, kind="stable")
     sorted_codes = combined[order]
     uniq, starts = np.unique(sorted_codes, return_index=True)
     bounds = [*starts.tolist(), len(sorted_codes)]
     nd = name_enc.dictionary.to_pylist()
-    kd = key_enc.dictionary.to_pylist()
     out: dict[tuple[str, str], Any] = {}
     for i, code in enumerate(uniq.tolist()):
-        out[(nd[code // nkeys], kd[code % nkeys])] = vals[order[bounds[i]:bounds[i + 1]]]
+        out[(nd[code // nkeys], kx.names[code % nkeys])] = kx.values[order[bounds[i]:bounds[i + 1]]]
     return out
 
 

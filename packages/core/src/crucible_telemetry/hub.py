@@ -14,7 +14,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -91,6 +91,7 @@ class Telemetry:
         self._buf: deque[tuple[Any, ...]] = deque()
         self._pending: dict[str, list[pa.Table]] = {}
         self._pending_rows = 0
+        self._flush_hooks: list[Callable[[], object]] = []
         self._mbuf: deque[tuple[Any, ...]] = deque()
         self._flush_lock = threading.RLock()
         self._wake = threading.Event()
@@ -390,8 +391,17 @@ class Telemetry:
             except Exception as exc:  # never dies: the error is recorded and retried next round
                 self._record_error(exc)
 
+    def add_flush_hook(self, fn: Callable[[], object]) -> None:
+        """Call ``fn()`` at the start of every flush (so ``connect()`` and ``close()`` too)."""
+        self._flush_hooks.append(fn)
+
     def flush(self) -> int:
         """Write everything buffered to the store now; returns the number of events written."""
+        for fn in list(self._flush_hooks):
+            try:
+                fn()
+            except Exception as exc:
+                self._record_error(exc)
         with self._flush_lock:
             self._build_pending()
             return self._write_pending() + self._flush_metrics()
