@@ -7,11 +7,12 @@ from typing import Any
 import crucible_telemetry as ct
 
 PER_EPOCH_LOSS = """
-    SELECT r.name, json_extract_string(any_value(e.metadata), '$.framework') AS framework,
-           e.epoch, round(avg(e.measurements['loss']), 4) AS loss
-    FROM events e JOIN runs r USING (experiment_id)
+    WITH fw AS (SELECT experiment_id, any_value(json_extract_string(metadata, '$.framework')) AS framework
+                FROM events WHERE event = 'crucible_train.training.start' GROUP BY experiment_id)
+    SELECT r.name, fw.framework, e.epoch, round(avg(e.measurements['loss']), 4) AS loss
+    FROM events e JOIN runs r USING (experiment_id) LEFT JOIN fw USING (experiment_id)
     WHERE e.event = 'crucible_train.epoch.stop' AND e.experiment_id IN (?, ?)
-    GROUP BY r.name, e.epoch ORDER BY r.name, e.epoch
+    GROUP BY ALL ORDER BY r.name, e.epoch
 """
 
 
