@@ -1,0 +1,5 @@
+"""``python -m crucible_telemetry.cli``: the same as the ``crucible`` script."""
+
+from . import main
+
+main()
