@@ -242,3 +242,16 @@ def test_plugin_registers_its_events_through_the_entry_point() -> None:
         assert info.category == category == "training"
         assert set(fields) <= set(info.enriched_fields)
     assert "stacktrace" in ct.event_info("crucible_train.training.exception").enriched_fields
+
+
+def test_experiment_id_from_the_argument_or_the_environment(hub: ct.Telemetry, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny_trainer(tmp_path / "a", [CrucibleCallback(experiment_id="hf-pinned")], num_train_epochs=1).train()
+    monkeypatch.setenv("CRUCIBLE_EXPERIMENT_ID", "hf-from-env")
+    cb = CrucibleCallback()
+    tiny_trainer(tmp_path / "b", [cb], num_train_epochs=1).train()
+    assert sorted(e.id for e in hub.list_experiments()) == ["hf-from-env", "hf-pinned"]
+    assert sum(e["event"] == "batch.stop" for e in events(hub, "hf-from-env")) == 4
+    monkeypatch.delenv("CRUCIBLE_EXPERIMENT_ID")
+    tiny_trainer(tmp_path / "c", [cb], num_train_epochs=1).train()  # the same callback, a second run
+    assert len(hub.list_experiments()) == 3

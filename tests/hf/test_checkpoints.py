@@ -70,3 +70,19 @@ def test_resume_from_checkpoint_appends_without_duplicates(hub: ct.Telemetry, ho
     resumed = [e for e in evs if e["event"] == "batch.stop" and e["global_step"] > 4]
     logged = [h for h in child["log_history"] if "loss" in h and h["step"] > 4]
     assert [e["m"]["loss"] for e in resumed] == pytest.approx([h["loss"] for h in logged])
+
+
+def test_resume_in_the_same_process_appends_to_the_stopped_experiment(hub: ct.Telemetry, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    tiny_trainer(out, [CrucibleCallback()], num_train_epochs=1, save_strategy="steps", save_steps=2).train()
+    (exp,) = hub.list_experiments()
+    assert exp.status == "stopped"
+    # A notebook resumes the finished run for one more epoch from its last checkpoint.
+    cb = CrucibleCallback()
+    tiny_trainer(out, [cb], num_train_epochs=2, save_strategy="steps", save_steps=2).train(
+        resume_from_checkpoint=str(out / "checkpoint-4"))
+    assert cb.errors == [] and [e.id for e in hub.list_experiments()] == [exp.id]
+    assert exp.status == "stopped"
+    evs = events(hub, exp.id)
+    assert [e["global_step"] for e in evs if e["event"] == "batch.stop"] == list(range(1, 9))
+    assert [e["event"] for e in evs].count("training.stop") == 2

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from crucible_telemetry import Experiment, Telemetry, UnknownExperimentError
+from crucible_telemetry.experiment import RUNNING, STOPPED
 
 __all__ = ["MARKER", "find_in_stack", "read_marker", "resolve_experiment", "write_marker"]
 
@@ -81,9 +82,13 @@ def _open(hub: Telemetry, exp_id: str | None, name: str, metadata: dict[str, Any
     """Join ``exp_id`` if its record exists, else start it (or a new experiment)."""
     if exp_id is not None:
         try:
-            return hub.join_experiment(exp_id)
+            exp = hub.join_experiment(exp_id)
         except UnknownExperimentError:
             pass
+        else:
+            if exp.state == STOPPED:  # stopped earlier in this process (a notebook resuming): reopen it
+                exp.state, exp.stopped_at = RUNNING, None
+            return exp
     return hub.start_experiment(name, hypothesis, condition, tags, metadata, experiment_id=exp_id)
 
 
@@ -95,8 +100,7 @@ def resolve_experiment(hub: Telemetry, *, explicit_id: str | None, resume_from: 
     wanted = explicit_id or os.environ.get(ENV_ID) or None
     dist = _dist()
     if dist is None:
-        if wanted is None and _live(current):
-            assert current is not None
+        if wanted is None and current is not None and _live(current):
             return current, False
         wanted = wanted or read_marker(resume_from)
         return _open(hub, wanted, name, metadata, tags, hypothesis, condition), True
@@ -106,7 +110,7 @@ def resolve_experiment(hub: Telemetry, *, explicit_id: str | None, resume_from: 
     owned = True
     if zero:
         try:
-            if wanted is None and _live(current):
+            if wanted is None and current is not None and _live(current):
                 exp, owned = current, False
             else:
                 exp = _open(hub, wanted or read_marker(resume_from), name, metadata, tags, hypothesis, condition)
