@@ -277,3 +277,45 @@ def test_training_report_has_the_loss_plot(crucible: Any, store: Store, tmp_path
     assert "learning-rate warmup lowers the training loss" in text
     assert "warmup-lr lower training loss than baseline-lr" in text
     assert text.count("data:image/png;base64,") == 1
+
+
+def test_usage_errors_are_one_line_with_exit_code_2(crucible: Any) -> None:
+    for args in (("bogus",), ("plot",), ("runs", "--status", "bad")):
+        r = crucible(*args)
+        assert r.rc == 2
+        assert r.err.count("\n") == 1 and "error:" in r.err and "--help" in r.err, r.err
+
+
+def test_export_shows_progress_on_a_terminal(store: Store, tmp_path: Path) -> None:
+    import os
+    import pty
+
+    master, slave = pty.openpty()
+    out = tmp_path / "tty.csv"
+    proc = subprocess.Popen([crucible_exe(), "export", store.ids["llm_control"][0], "--home", str(store.home),
+                             "--format", "csv", "-o", str(out), "--progress-over", "0"],
+                            stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    stdout, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert b"exporting 120 events to csv" in b"".join(chunks)  # the live progress line on the terminal
+    assert b"wrote 120 events" in stdout and len(list(csv.DictReader(out.open()))) == 120
+
+
+def test_report_of_one_experiment_has_no_comparison(crucible: Any, store: Store, tmp_path: Path) -> None:
+    out = tmp_path / "one.html"
+    r = crucible("report", store.ids["llm_treatment"][0], "-o", str(out))
+    assert r.rc == 0, r.err
+    text = out.read_text()
+    assert "llm-treatment-s0" in text and "<h2>Comparison</h2>" not in text
+    assert "latency (ms) distribution" in text and "Headline metrics" in text

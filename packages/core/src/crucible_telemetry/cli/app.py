@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from . import analyze, data, look
 
@@ -24,14 +25,22 @@ _EPILOG = """examples:
 The store is --home, else $CRUCIBLE_HOME, else ./.crucible."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (with where to look), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        line = " ".join(message.split())
+        self.exit(2, f"{self.prog}: error: {line} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser with every subcommand."""
     from .. import __version__
 
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--home", default=argparse.SUPPRESS, metavar="DIR",
                         help="store folder (default $CRUCIBLE_HOME or ./.crucible)")
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="crucible", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG,
         description="Look at, compare and report on crucible-telemetry experiments.")
     parser.add_argument("--home", default=None, metavar="DIR", help="store folder (default $CRUCIBLE_HOME or ./.crucible)")
