@@ -165,15 +165,15 @@ def load_series(hub: Telemetry, experiment_ids: list[str], metric: str | MetricS
            f"SELECT *, {vsql} AS v FROM events WHERE {isql} AND {esql}) "
            "WHERE v IS NOT NULL AND isfinite(v) ORDER BY experiment_id, ts, host, pid, seq")
     tbl = hub.store.arrow(sql, vparams + iparams + eparams)
+    import pyarrow.compute as pc
+
     out: dict[str, Series] = {}
-    if tbl.num_rows == 0:
-        return {i: Series(i, np.empty(0), np.empty(0), np.empty(0)) for i in experiment_ids}
-    ids = np.asarray(tbl.column("experiment_id").to_pylist(), dtype=object)
+    ids = tbl.column("experiment_id")
     vals = tbl.column("v").to_numpy(zero_copy_only=False).astype(np.float64) * spec.scale
-    steps = np.asarray(tbl.column("step").to_pylist(), dtype=np.float64)
+    steps = tbl.column("step").to_numpy(zero_copy_only=False).astype(np.float64)  # nulls -> NaN
     ts = tbl.column("t").to_numpy(zero_copy_only=False).astype(np.float64)
     for exp_id in experiment_ids:
-        m = ids == exp_id
+        m = pc.equal(ids, exp_id).to_numpy(zero_copy_only=False) if tbl.num_rows else np.zeros(0, dtype=bool)
         t = ts[m]
         out[exp_id] = Series(exp_id, vals[m], steps[m], (t - t.min()) / 1e6 if t.size else t)
     return out
