@@ -146,10 +146,16 @@ def _verdict(spec: MetricSpec, a: Group, b: Group, test: SampleTest | Proportion
         tests = test.test
     else:
         assert test.mean_a is not None and test.mean_b is not None and test.difference is not None
-        values = f"{_num(test.mean_b, spec.unit)} vs {_num(test.mean_a, spec.unit)}"
-        diff = f"difference {test.difference:+.4g}{' ' + spec.unit if spec.unit else ''}"
-        if ci.low is not None and ci.high is not None:
-            diff += f", {conf}% CI {ci.low:+.4g} to {ci.high:+.4g}"
+        if spec.binary:  # success rates per seed, compared as numbers
+            values = f"{test.mean_b:.1%} vs {test.mean_a:.1%}"
+            diff = f"difference {test.difference * 100:+.1f} pts"
+            if ci.low is not None and ci.high is not None:
+                diff += f", {conf}% CI {ci.low * 100:+.1f} to {ci.high * 100:+.1f}"
+        else:
+            values = f"{_num(test.mean_b, spec.unit)} vs {_num(test.mean_a, spec.unit)}"
+            diff = f"difference {test.difference:+.4g}{' ' + spec.unit if spec.unit else ''}"
+            if ci.low is not None and ci.high is not None:
+                diff += f", {conf}% CI {ci.low:+.4g} to {ci.high:+.4g}"
         tests = "Welch t"
         if test.mannwhitney_p is not None:
             tests += f"; Mann-Whitney {format_p(test.mannwhitney_p)}"
