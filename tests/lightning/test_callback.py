@@ -184,6 +184,48 @@ def test_rank_zero_only_option_and_no_gradient_norm(hub: ct.Telemetry, tmp_path:
     assert len(batches) == 5 and not any("gradient_norm" in e["measurements"] for e in batches)
 
 
+def test_gradient_norm_cadence(hub: ct.Telemetry, tmp_path: Path) -> None:
+    cb = CrucibleCallback(gradient_norm=2)
+    _fit("lightning.pytorch", tmp_path, cb, max_epochs=1)
+    batches = [e for e in events(hub, cb.experiment_id) if e["event"] == "crucible_train.batch.stop"]
+    assert [e["global_step"] for e in batches if "gradient_norm" in e["measurements"]] == [1, 3]
+    cb = CrucibleCallback()  # True: on the steps Lightning logs
+    _fit("lightning.pytorch", tmp_path, cb, CrucibleLogger(), max_epochs=1, log_every_n_steps=2)
+    batches = [e for e in events(hub, cb.experiment_id) if e["event"] == "crucible_train.batch.stop"]
+    assert [e["global_step"] for e in batches if "gradient_norm" in e["measurements"]] == [1, 3]
+    steps = {r["step"] for r in metrics(hub, cb.experiment_id) if r["metric"] == "train_loss_step"}
+    assert steps == {1, 3}  # the same cadence as the logger's rows
+
+
+def test_pinned_experiment_id_and_environment(hub: ct.Telemetry, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    cb = CrucibleCallback(experiment_id="pinned-run")
+    _fit("lightning.pytorch", tmp_path, cb, CrucibleLogger(), max_epochs=1)
+    monkeypatch.setenv("CRUCIBLE_EXPERIMENT_ID", "from-env")
+    cb2 = CrucibleCallback()
+    _fit("pytorch_lightning", tmp_path, cb2, max_epochs=1)
+    assert (cb.experiment_id, cb2.experiment_id) == ("pinned-run", "from-env")
+    assert sorted(e.id for e in ct.list_experiments()) == ["from-env", "pinned-run"]
+    assert len(metrics(hub, "pinned-run")) > 0
+    with pytest.raises(InvalidArgumentError, match="experiment_id"):
+        CrucibleCallback(experiment_id="no/slashes")
+
+
+def test_deferred_keeps_order_and_waits_for_host_copies() -> None:
+    import torch
+
+    from crucible_telemetry_lightning._values import Deferred
+
+    got: list[tuple[object, dict[str, float]]] = []
+    d = Deferred(lambda name, m, md: got.append((name, dict(m))))
+    d.push("a", {"step": 0}, None, {"loss": torch.tensor(1.5)})  # not CUDA: converted when forced
+    d.push("b", {"step": 1}, None, {})  # nothing to wait for, but it keeps its place behind "a"
+    d.drain()
+    assert got == [] and len(d) == 2
+    d.drain(force=True)
+    assert got == [("a", {"step": 0, "loss": 1.5}), ("b", {"step": 1})] and len(d) == 0
+
+
 def test_invalid_arguments() -> None:
     with pytest.raises(InvalidArgumentError, match="experiment_name"):
         CrucibleCallback(experiment_name="")
@@ -195,6 +237,8 @@ def test_invalid_arguments() -> None:
         CrucibleCallback(tags=[1])  # type: ignore[list-item]
     with pytest.raises(InvalidArgumentError, match="run_id"):
         CrucibleLogger(run_id="bad/id")
+    with pytest.raises(InvalidArgumentError, match="gradient_norm"):
+        CrucibleCallback(gradient_norm=-1)
 
 
 def test_plugin_registers_its_events() -> None:

@@ -149,6 +149,7 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
         self._opt: Any = None
         self._gnorm: Tensor | float | None = None
         self._gn_every = 0
+        self._epoch_lrs: dict[str, float] | None = None  # learning rates at the epoch's start
         self._loss_sum = 0.0
         self._loss_n = 0
 
@@ -349,6 +350,8 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
         self._epoch = trainer.current_epoch
         self._t_epoch = _mono()
         self._loss_sum, self._loss_n = 0.0, 0
+        # Epoch-interval schedulers step before on_train_epoch_end: keep the rates this epoch ran with.
+        self._epoch_lrs = learning_rates(self._opt)
         self._poll_checkpoints(trainer)
         if self._emit is not None and self._emitting:
             self._emit(_EPOCH_START, {"epoch": self._epoch, "global_step": trainer.global_step}, None)
@@ -441,7 +444,8 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
     @override
     @guarded
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        """``epoch.stop``: epoch loss (the logged one, else the mean of the step losses), accuracy, lr, val_*."""
+        """``epoch.stop``: epoch loss (the logged one, else the mean of the step losses), accuracy, val_*,
+        and the learning rate of each param group as the epoch ran with it (at its start)."""
         if self._emit is None or not self._emitting:
             return
         if self._deferred:
@@ -449,7 +453,7 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
         self._poll_checkpoints(trainer)
         mean = self._loss_sum / self._loss_n if self._loss_n else None
         m = epoch_summary(trainer.callback_metrics, mean)
-        m.update(learning_rates(self._opt))
+        m.update(self._epoch_lrs if self._epoch_lrs is not None else learning_rates(self._opt))
         m.update(epoch=self._epoch, global_step=trainer.global_step, duration=_mono() - self._t_epoch)
         self._emit(_EPOCH_STOP, m, None)
 

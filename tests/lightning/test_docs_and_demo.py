@@ -1,0 +1,48 @@
+"""The README section's example runs as-is, and the demo section returns what it recorded."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import crucible_telemetry as ct
+
+ROOT = Path(__file__).resolve().parents[2]
+DOC = ROOT / "docs" / "readme" / "lightning.md"
+
+
+def test_readme_example_runs_standalone(tmp_path: Path) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
+    assert len(blocks) == 1
+    script = tmp_path / "example.py"
+    script.write_text(blocks[0])
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "CRUCIBLE_STRICT": "1"}
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=240, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    epochs = ast.literal_eval(lines[-2])  # [(epoch, loss, val_loss), ...]
+    assert [e[0] for e in epochs] == [0, 1, 2] and all(e[1] > 0 and e[2] > 0 for e in epochs)
+    assert "train_loss_step" in lines[-1] and "val_loss" in lines[-1]
+    assert (tmp_path / ".crucible" / "experiments").is_dir()
+
+
+def test_demo_section(hub: ct.Telemetry, capsys: pytest.CaptureFixture[str]) -> None:
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        import demo_lightning
+    finally:
+        sys.path.remove(str(ROOT / "examples"))
+    result = demo_lightning.run(hub)
+    out = capsys.readouterr().out
+    assert result["errors"] == 0 and result["global_step"] == 48 and result["steps"] == 48
+    assert len(result["epoch_loss"]) == 3 and result["epoch_loss"][-1] < result["epoch_loss"][0]
+    assert result["learning_rate"] == pytest.approx([0.05, 0.035, 0.0245])
+    assert result["checkpoints"] >= 1 and result["metrics"] > 0
+    assert hub.get_experiment(result["experiment_id"]).name == "Regressor"
+    assert "per epoch" in out and "metrics view" in out
