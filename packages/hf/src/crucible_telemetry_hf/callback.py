@@ -118,8 +118,8 @@ class CrucibleCallback(TrainerCallback):
         self.record_metrics = bool(record_metrics)
         self.errors: list[tuple[str, BaseException]] = []
         self.skipped: set[str] = set()
-        self._hub = hub
-        self._watched = False
+        self._hub_arg = hub
+        self._hub: Telemetry | None = hub
         self._warned: set[str] = set()
         self._reset()
 
@@ -162,7 +162,6 @@ class CrucibleCallback(TrainerCallback):
         trainer = find_in_stack("self", lambda v: isinstance(v, Trainer))
         if trainer is not None:
             self._watch(trainer, "train")
-            self._watched = True
 
     def _watch(self, trainer: Any, method: str) -> None:
         """Wrap ``trainer.<method>`` so that a failure is recorded, then re-raised unchanged."""
@@ -182,7 +181,7 @@ class CrucibleCallback(TrainerCallback):
         setattr(trainer, method, watched)
 
     def _setup(self, args: Any, state: Any, model: Any) -> None:
-        self._hub = self._hub or ct.default()
+        self._hub = self._hub_arg or ct.default()
         model_name = type(model).__name__ if model is not None else "model"
         params = trainable = None
         if model is not None:
@@ -215,18 +214,19 @@ class CrucibleCallback(TrainerCallback):
     @_guard
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Start or reuse the experiment, emit ``training.start``."""
+        if self.experiment is not None:  # the last run ended without on_train_end or an exception we saw
+            self._finish()
         self._reset()
         self._setup(args, state, kwargs.get("model"))
         self._t_train = time.monotonic_ns()
         self._last_logged = state.global_step
         self._epoch = _epoch_index(state.epoch)
         self._emit(TRAINING_START, {"global_step": state.global_step, "epoch": self._epoch}, self._start_md)
-        if not self._watched:  # added after the Trainer was built: watch its training steps instead
-            from transformers import Trainer
+        from transformers import Trainer
 
-            trainer = find_in_stack("self", lambda v: isinstance(v, Trainer))
-            if trainer is not None:
-                self._watch(trainer, "training_step")
+        trainer = find_in_stack("self", lambda v: isinstance(v, Trainer))
+        if trainer is not None and getattr(trainer.train, "__crucible_watched__", None) is not self:
+            self._watch(trainer, "training_step")  # added after the Trainer was built: watch its steps
 
     @_guard
     def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -339,7 +339,7 @@ class CrucibleCallback(TrainerCallback):
 
     def _outside(self) -> Experiment | None:
         """The live experiment of the caller's context, for results reported outside ``train()``."""
-        hub = self._hub or ct.default()
+        hub = self._hub_arg or ct.default()
         exp = hub.current_experiment()
         if exp is None or exp.status == "stopped":
             return None
