@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
-import numbers
 import os
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from transformers import TrainerCallback
@@ -18,6 +16,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 import crucible_telemetry as ct
 from crucible_telemetry import Experiment, InvalidArgumentError, Telemetry
 
+from ._helpers import epoch_index, guard, scalar, watch
 from ._setup import find_in_stack, resolve_experiment, write_marker
 from .plugin import EXCEPTION, VALIDATION_STOP
 
@@ -37,35 +36,6 @@ _META = {"framework": "transformers"}
 _SUMMARY = {"train_loss": "loss", "train_samples_per_second": "samples_per_second",
             "train_steps_per_second": "steps_per_second", "train_tokens_per_second": "tokens_per_second",
             "total_flos": "total_flos"}
-
-
-def _scalar(value: Any) -> float | None:
-    """``value`` as a float, or None when it is not one number."""
-    t = type(value)
-    if t is float or t is int or t is bool or isinstance(value, numbers.Real):
-        return float(value)
-    numel = getattr(value, "numel", None)
-    if numel is not None and callable(numel) and numel() == 1:
-        return float(value.item())
-    return None
-
-
-def _epoch_index(epoch: float | None) -> int:
-    """The Trainer's fractional ``state.epoch`` as the index of the epoch under way (0-based)."""
-    return math.floor(epoch + 1e-9) if epoch else 0
-
-
-def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Run a callback body; a failure is recorded and logged once, never raised into the Trainer."""
-
-    @functools.wraps(fn)
-    def wrapper(self: CrucibleCallback, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        try:
-            fn(self, args, state, control, **kwargs)
-        except Exception as exc:
-            self._failed(fn.__name__, exc)
-
-    return wrapper
 
 
 class CrucibleCallback(TrainerCallback):
@@ -154,31 +124,14 @@ class CrucibleCallback(TrainerCallback):
 
     # ------------------------------------------------------------------ setup
 
-    @_guard
+    @guard
     def on_init_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Find the Trainer being built and record an exception event if its ``train`` fails."""
         from transformers import Trainer
 
         trainer = find_in_stack("self", lambda v: isinstance(v, Trainer))
         if trainer is not None:
-            self._watch(trainer, "train")
-
-    def _watch(self, trainer: Any, method: str) -> None:
-        """Wrap ``trainer.<method>`` so that a failure is recorded, then re-raised unchanged."""
-        original = getattr(trainer, method)
-        if getattr(original, "__crucible_watched__", None) is self:
-            return
-
-        @functools.wraps(original)
-        def watched(*a: Any, **kw: Any) -> Any:
-            try:
-                return original(*a, **kw)
-            except BaseException as exc:
-                self._on_exception(trainer, exc)
-                raise
-
-        watched.__crucible_watched__ = self  # type: ignore[attr-defined]
-        setattr(trainer, method, watched)
+            watch(trainer, "train", self, self._on_exception)
 
     def _setup(self, args: Any, state: Any, model: Any) -> None:
         self._hub = self._hub_arg or ct.default()
@@ -211,7 +164,7 @@ class CrucibleCallback(TrainerCallback):
 
     # --------------------------------------------------------------- training
 
-    @_guard
+    @guard
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Start or reuse the experiment, emit ``training.start``."""
         if self.experiment is not None:  # the last run ended without on_train_end or an exception we saw
@@ -220,29 +173,30 @@ class CrucibleCallback(TrainerCallback):
         self._setup(args, state, kwargs.get("model"))
         self._t_train = time.monotonic_ns()
         self._last_logged = state.global_step
-        self._epoch = _epoch_index(state.epoch)
+        self._epoch = epoch_index(state.epoch)
         self._emit(TRAINING_START, {"global_step": state.global_step, "epoch": self._epoch}, self._start_md)
         from transformers import Trainer
 
         trainer = find_in_stack("self", lambda v: isinstance(v, Trainer))
         if trainer is not None and getattr(trainer.train, "__crucible_watched__", None) is not self:
-            self._watch(trainer, "training_step")  # added after the Trainer was built: watch its steps
+            # Added after the Trainer was built: watch its training steps instead of train().
+            watch(trainer, "training_step", self, self._on_exception)
 
-    @_guard
+    @guard
     def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """``epoch.start`` with the integer epoch index."""
         if self.experiment is None:
             return
         self._flush_batch()
         self._flush_epoch()
-        self._epoch = _epoch_index(state.epoch)
+        self._epoch = epoch_index(state.epoch)
         self._t_epoch = time.monotonic_ns()
         self._micro = 0
         self._epoch_sum, self._epoch_steps = 0.0, 0
         md = _META if (state.epoch or 0) == self._epoch else {**_META, "resumed": True}
         self._emit(EPOCH_START, {"epoch": self._epoch, "global_step": state.global_step}, md)
 
-    @_guard
+    @guard
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Time the optimizer step (all its micro-batches)."""
         if self._batch is not None:
@@ -250,12 +204,12 @@ class CrucibleCallback(TrainerCallback):
         self._t_step = time.monotonic_ns()
         self._tokens_step = state.num_input_tokens_seen
 
-    @_guard
+    @guard
     def on_substep_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Count a micro-batch that did not step the optimizer."""
         self._micro += 1
 
-    @_guard
+    @guard
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Hold the step's ``batch.stop`` until the Trainer logs it (or not)."""
         if self.experiment is None:
@@ -283,12 +237,12 @@ class CrucibleCallback(TrainerCallback):
                              ("num_input_tokens_seen", "tokens_seen")):
                 v = logs.get(src)
                 if v is not None:
-                    f = _scalar(v)
+                    f = scalar(v)
                     if f is not None:
                         m[dst] = f
         self._emit(BATCH_STOP, m)
 
-    @_guard
+    @guard
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Hold ``epoch.stop`` until the epoch-end log and evaluation have run."""
         if self.experiment is None:
@@ -309,7 +263,7 @@ class CrucibleCallback(TrainerCallback):
             done["loss"] = self._epoch_sum / self._epoch_steps
         self._emit(EPOCH_STOP, done)
 
-    @_guard
+    @guard
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
                **kwargs: Any) -> None:
         """Every scalar into the ``metrics`` view; the training loss onto its step and epoch."""
@@ -318,15 +272,15 @@ class CrucibleCallback(TrainerCallback):
         if self.experiment is None:  # trainer.evaluate() / trainer.log() outside train()
             exp = self._outside()
             if exp is not None and self.record_metrics:
-                self._record(exp.id, logs, state.global_step, _epoch_index(state.epoch))
+                self._record(exp.id, logs, state.global_step, epoch_index(state.epoch))
             return
         if "train_loss" in logs and "loss" not in logs:  # the final summary of train()
             self._flush_batch()
             self._flush_epoch()
             self._summary = {dst: f for src, dst in _SUMMARY.items()
-                             if src in logs and (f := _scalar(logs[src])) is not None}
+                             if src in logs and (f := scalar(logs[src])) is not None}
         elif "loss" in logs:
-            loss = _scalar(logs["loss"])
+            loss = scalar(logs["loss"])
             steps = state.global_step - self._last_logged
             self._last_logged = state.global_step
             if loss is not None and steps > 0 and math.isfinite(loss):
@@ -350,7 +304,7 @@ class CrucibleCallback(TrainerCallback):
         assert self._hub is not None
         record = self._hub.record_metric
         for k, v in logs.items():
-            f = _scalar(v)
+            f = scalar(v)
             if f is None:
                 if k not in self.skipped:
                     self.skipped.add(k)
@@ -360,17 +314,17 @@ class CrucibleCallback(TrainerCallback):
                 continue
             record(run_id, str(k), f, step, epoch)
 
-    @_guard
+    @guard
     def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None,
                     **kwargs: Any) -> None:
         """``validation.stop`` with each metric as ``val_<name>``; also onto the epoch's ``epoch.stop``."""
         if not metrics or (self.experiment is None and self._outside() is None):
             return
-        epoch = self._epoch if self.experiment is not None else _epoch_index(state.epoch)
+        epoch = self._epoch if self.experiment is not None else epoch_index(state.epoch)
         self._flush_batch()
         vals: dict[str, float] = {}
         for k, v in metrics.items():
-            f = _scalar(v)
+            f = scalar(v)
             if f is not None and k != "epoch":
                 vals["val_" + (k[5:] if k.startswith("eval_") else k)] = f
         m: dict[str, Any] = {**vals, "epoch": epoch, "global_step": state.global_step}
@@ -381,7 +335,7 @@ class CrucibleCallback(TrainerCallback):
         if self._epoch_done is not None:
             self._epoch_done.update(vals)
 
-    @_guard
+    @guard
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """``checkpoint.saved`` with the checkpoint folder, from the process that wrote it."""
         if self.experiment is None or not args.should_save:
@@ -393,7 +347,7 @@ class CrucibleCallback(TrainerCallback):
         self._emit(CHECKPOINT_SAVED, {"global_step": state.global_step, "epoch": self._epoch},
                    {**_META, "checkpoint_path": folder})
 
-    @_guard
+    @guard
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """``training.stop``; stop the experiment if this callback started it."""
         if self.experiment is None:
