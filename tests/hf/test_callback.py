@@ -255,3 +255,16 @@ def test_experiment_id_from_the_argument_or_the_environment(hub: ct.Telemetry, t
     monkeypatch.delenv("CRUCIBLE_EXPERIMENT_ID")
     tiny_trainer(tmp_path / "c", [cb], num_train_epochs=1).train()  # the same callback, a second run
     assert len(hub.list_experiments()) == 3
+
+
+def test_evaluate_alone_records_nothing_and_creates_no_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CRUCIBLE_HOME", raising=False)
+    prev = ct.set_default(None)
+    try:
+        cb = CrucibleCallback()
+        metrics = tiny_trainer(tmp_path / "out", [cb]).evaluate()
+    finally:
+        ct.set_default(prev)
+    assert "eval_loss" in metrics and cb.errors == []
+    assert not (tmp_path / ".crucible").exists()

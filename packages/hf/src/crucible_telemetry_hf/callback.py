@@ -293,8 +293,9 @@ class CrucibleCallback(TrainerCallback):
 
     def _outside(self) -> Experiment | None:
         """The live experiment of the caller's context, for results reported outside ``train()``."""
-        hub = self._hub_arg or ct.default()
-        exp = hub.current_experiment()
+        # Only a hub that exists already: trainer.evaluate() alone must not create a store folder.
+        hub = self._hub_arg or getattr(ct._hubs, "_default", None)
+        exp = hub.current_experiment() if hub is not None else None
         if exp is None or exp.status == "stopped":
             return None
         self._hub = hub
