@@ -43,7 +43,6 @@ def test_chat_completion_records_model_tokens_cost_status_and_gen_ai_names(clien
     assert md["finish_reason"] == "stop" == r.choices[0].finish_reason
     assert md["provider"] == "openai_compatible"
     assert md["server_port"] == server.port
-    assert md["request_id"].startswith("req_")
     # OpenTelemetry GenAI attribute names
     assert md["gen_ai.operation.name"] == "chat"
     assert md["gen_ai.request.model"] == "gpt-4o-mini"

@@ -42,6 +42,7 @@ def test_500_until_retries_exhausted_gives_exception_with_the_users_error(client
     assert md["kind"] == "InternalServerError" and md["error.type"] == "InternalServerError"
     assert "The server had an error (fake)." in md["reason"]
     assert md["model"] == "gpt-4o-mini" and md["operation"] == "chat"
+    assert md["request_id"].startswith("req_")  # the provider's id, for support tickets
     assert m["duration"] > 0
 
 

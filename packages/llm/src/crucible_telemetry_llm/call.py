@@ -33,7 +33,7 @@ class Call:
     # Class-level defaults: a call sets only what it sees (cheaper than assigning every field).
     attempts = 0
     status: int | None = None
-    request_id: str | None = None
+    response: Any = None
     done = False
     hide_usage = False
     exp: Any = None
@@ -77,14 +77,20 @@ class Call:
             warn_once("retry", "could not record a retry", exc)
 
     def on_response(self, response: Any) -> None:
-        """An HTTP answer arrives (hook): its status and request id."""
+        """An HTTP answer arrives (hook): its status; the response is kept for its request id on failure."""
         try:
             self.status = response.status_code
-            rid = response.headers.get("x-request-id")
-            if rid is not None:
-                self.request_id = rid
+            self.response = response
         except Exception as exc:
             warn_once("response-hook", "could not read an HTTP response", exc)
+
+    def _request_id(self) -> str | None:
+        """The provider's ``x-request-id`` of the last answer (read on failures only: headers cost)."""
+        try:
+            rid = self.response.headers.get("x-request-id") if self.response is not None else None
+            return rid if isinstance(rid, str) else None
+        except Exception:
+            return None
 
     # --------------------------------------------------------------- results
 
@@ -98,15 +104,18 @@ class Call:
                 if wrapped is not None:
                     return wrapped
             op = self.op
-            self.usage = get(result, "usage")
-            self.response_model = get(result, "model")
-            self.response_id = get(result, "id")
-            self.reasons = extract.finish_reasons(op, result) if op != "embeddings" else None
-            status = get(result, "status_code")  # a raw response (with_raw_response)
-            if type(status) is int:
-                self.status = status
-            recognised = self.usage is not None or get(result, "choices") is not None or get(result, "output") is not None \
-                or get(result, "data") is not None
+            f = extract.fields(result)
+            self.usage = f.get("usage")
+            self.response_model = f.get("model")
+            self.response_id = f.get("id")
+            if op != "embeddings":
+                self.reasons = extract.finish_reasons(op, f)
+            recognised = self.usage is not None or f.get("choices") is not None or f.get("output") is not None \
+                or f.get("data") is not None
+            if not recognised:
+                status = getattr(result, "status_code", None)  # a raw response (with_raw_response)
+                if type(status) is int:
+                    self.status = status
             text = extract.output_text(op, result) if recognised and (self.usage is None or self.inst.capture_content) else None
             self._stop(_now(), text, recognised)
         except Exception as exc:
@@ -137,8 +146,9 @@ class Call:
             code = get(getattr(exc, "body", None), "code") if isinstance(getattr(exc, "body", None), dict) else None
             if isinstance(code, str):
                 md["error_code"] = code
-            if self.request_id is not None:
-                md["request_id"] = self.request_id
+            rid = self._request_id()
+            if rid is not None:
+                md["request_id"] = rid
             if self.prompt is not None:
                 md["prompt"] = self.prompt
             self._bind(md)
@@ -232,7 +242,7 @@ class Call:
             self.response_id = get(resp, "id") or self.response_id
             if kind != "response.created":
                 self.usage = get(resp, "usage")
-                self.reasons = extract.finish_reasons("responses", resp)
+                self.reasons = extract.finish_reasons("responses", extract.fields(resp))
 
     def _token(self, now: int, text: str) -> None:
         if self.first_ns == 0:
@@ -298,8 +308,6 @@ class Call:
         if self.reasons:
             md["finish_reason"] = self.reasons[0]
             md["gen_ai.response.finish_reasons"] = self.reasons
-        if self.request_id is not None:
-            md["request_id"] = self.request_id
         prompt = completion = total = cached = reasoning = None
         if self.usage is not None:
             prompt, completion, total, cached, reasoning = extract.usage_numbers(self.usage)

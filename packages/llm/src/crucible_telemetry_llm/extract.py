@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["OTEL_OPERATION", "get", "output_text", "request_attributes", "text_length", "usage_numbers"]
+__all__ = ["OTEL_OPERATION", "fields", "get", "output_text", "request_attributes", "text_length", "usage_numbers"]
 
 #: ``operation`` -> OpenTelemetry ``gen_ai.operation.name``.
 OTEL_OPERATION = {"chat": "chat", "completions": "text_completion", "responses": "chat", "embeddings": "embeddings"}
@@ -71,37 +71,48 @@ def request_attributes(kwargs: dict[str, Any], meta: dict[str, Any]) -> None:
         meta["gen_ai.request.encoding_formats"] = [enc]
 
 
+_EMPTY: dict[str, Any] = {}
+
+
+def fields(obj: Any) -> dict[str, Any]:
+    """The field values of an answer object as a dict: pydantic models keep them in ``__dict__``."""
+    if type(obj) is dict:
+        return obj
+    d = getattr(obj, "__dict__", None)
+    return d if type(d) is dict else _EMPTY
+
+
 def usage_numbers(usage: Any) -> tuple[int | None, int | None, int | None, int | None, int | None]:
     """``(prompt, completion, total, cached, reasoning)`` tokens of a chat/completions/responses/embeddings usage."""
-    p = get(usage, "prompt_tokens")
-    if p is None:
-        p = get(usage, "input_tokens")
-    c = get(usage, "completion_tokens")
-    if c is None:
-        c = get(usage, "output_tokens")
-    t = get(usage, "total_tokens")
-    details = get(usage, "prompt_tokens_details")
-    if details is None:
-        details = get(usage, "input_tokens_details")
-    out_details = get(usage, "completion_tokens_details")
-    if out_details is None:
-        out_details = get(usage, "output_tokens_details")
-    return _int(p), _int(c), _int(t), _int(get(details, "cached_tokens")), _int(get(out_details, "reasoning_tokens"))
+    u = fields(usage)
+    p = u.get("prompt_tokens")
+    if p is None:  # the responses API names them input/output
+        p = u.get("input_tokens")
+        c = u.get("output_tokens")
+        details = u.get("input_tokens_details")
+        out_details = u.get("output_tokens_details")
+    else:
+        c = u.get("completion_tokens")
+        details = u.get("prompt_tokens_details")
+        out_details = u.get("completion_tokens_details")
+    cached = fields(details).get("cached_tokens") if details is not None else None
+    reasoning = fields(out_details).get("reasoning_tokens") if out_details is not None else None
+    return _int(p), _int(c), _int(u.get("total_tokens")), _int(cached), _int(reasoning)
 
 
 def _int(v: Any) -> int | None:
     return v if type(v) is int else (int(v) if isinstance(v, float) and v == v else None)
 
 
-def finish_reasons(op: str, result: Any) -> list[str]:
-    """Finish reason of each choice (chat, completions), or the response status (responses)."""
+def finish_reasons(op: str, result: dict[str, Any]) -> list[str]:
+    """Finish reason of each choice (chat, completions), or the response status (responses); ``result`` as fields."""
     if op == "responses":
-        details = get(result, "incomplete_details")
-        reason = get(details, "reason") if details is not None else get(result, "status")
+        details = result.get("incomplete_details")
+        reason = fields(details).get("reason") if details is not None else result.get("status")
         return [reason] if isinstance(reason, str) else []
     out = []
-    for c in get(result, "choices") or ():
-        fr = get(c, "finish_reason")
+    for c in result.get("choices") or ():
+        fr = fields(c).get("finish_reason")
         if isinstance(fr, str):
             out.append(fr)
     return out

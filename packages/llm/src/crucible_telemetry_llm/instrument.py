@@ -92,8 +92,8 @@ class Instrumentation:
             base["server_port"] = port
             base["server.port"] = port
         self.base = base
-        # the start event carries the standard keys only (the stop event has them all)
-        self.start_base = {k: base[k] for k in ("provider", "server_address") if k in base}
+        self.provider = name
+        self.host = host  # the start event carries the standard keys only (the stop event has them all)
         self.patches: list[tuple[Any, str, bool, Any]] = []
         self.populated: list[tuple[Any, str]] = []
         self.http: Any = None
@@ -110,13 +110,14 @@ class Instrumentation:
             hub = self.hub if self.hub is not None else ct.default()
             model = kwargs.get("model")
             stream = kwargs.get("stream") is True
-            start: dict[str, Any] = dict(self.start_base)
-            meta = dict(self.base)
-            if isinstance(model, str):
-                start["model"] = meta["model"] = model
-                start["gen_ai.request.model"] = meta["gen_ai.request.model"] = model
-            start["operation"] = meta["operation"] = op
-            start["gen_ai.operation.name"] = meta["gen_ai.operation.name"] = OTEL_OPERATION[op]
+            otel = OTEL_OPERATION[op]
+            if not isinstance(model, str):
+                model = None
+            start: dict[str, Any] = {"model": model, "operation": op, "provider": self.provider,
+                                     "server_address": self.host, "gen_ai.operation.name": otel,
+                                     "gen_ai.request.model": model}
+            meta = {**self.base, "model": model, "operation": op, "gen_ai.operation.name": otel,
+                    "gen_ai.request.model": model}
             if stream:
                 start["stream"] = meta["stream"] = True
             if len(kwargs) > 2:  # beyond model + prompt: sampling options to record
@@ -182,7 +183,7 @@ def _sync_wrapper(original: Callable[..., Any], op: str, inst: Instrumentation) 
             call.fail(exc)
             raise
         cur.reset(token)
-        if inspect.isawaitable(result) and not hasattr(result, "__next__"):
+        if hasattr(type(result), "__await__"):  # a sync-looking method of an async client
             return _finish_later(result, call)
         return call.finish(result)
 
