@@ -232,3 +232,12 @@ def test_runs_view_summarises_experiments(hub: ct.Telemetry) -> None:
     con = ct.connect()
     row = con.execute("SELECT name, condition, status, events, exceptions, max_global_step, duration_s > 0 FROM runs").fetchone()
     assert row == ("runs", "control", "stopped", 6, 1, 4, True)
+
+
+def test_sql_rows_with_timestamps_fetch_as_python_datetimes(hub: ct.Telemetry) -> None:
+    exp = ct.start_experiment("tz")
+    ct.emit("a.b", {"v": 1})
+    con = ct.connect()
+    (ts, started), = con.execute("SELECT e.ts, x.started_at FROM events e JOIN experiments x USING (experiment_id)").fetchall()
+    assert ts.tzinfo is not None and started.tzinfo is not None
+    assert ct.store.execute("SELECT ts FROM events WHERE experiment_id = ?", [exp.id]).fetchone()[0] == ts
