@@ -61,6 +61,33 @@ def test_resume_appends_to_the_same_run_without_duplicates(hub: ct.Telemetry, tm
     assert hub.get_experiment(run).status == "stopped"
 
 
+def test_resume_with_a_strategy_that_restores_after_setup(hub: ct.Telemetry, tmp_path: Path) -> None:
+    """DeepSpeed/FSDP-like strategies load the checkpoint after on_fit_start: the run still continues."""
+    import lightning.pytorch as pl
+
+    class LateRestore(pl.strategies.SingleDeviceStrategy):
+        @property
+        def restore_checkpoint_after_setup(self) -> bool:
+            return True
+
+    cb_a, _, _ = _session("lightning.pytorch", tmp_path, max_epochs=1)
+    cb, lg = CrucibleCallback(), CrucibleLogger()
+    trainer = tiny.trainer("lightning.pytorch", tmp_path, callbacks=[cb], logger=lg, max_epochs=2,
+                           strategy=LateRestore(device="cpu"), accelerator=None, devices=None)
+    trainer.fit(tiny.module_class("lightning.pytorch")(), *tiny.loaders(),
+                ckpt_path=str(tmp_path / "ckpt" / "epoch=0-step=5.ckpt"))
+    assert cb.errors == [] and lg.errors == []
+    run = cb_a.experiment_id
+    assert cb.experiment_id == run and lg.run_id == run
+    starts = [e for e in events(hub, run) if e["event"] == "crucible_train.training.start"]
+    assert len(starts) == 2
+    assert sorted(r["step"] for r in metrics(hub, run) if r["metric"] == "train_loss_step") == list(range(10))
+    assert duplicates(hub, run) == []
+    # The provisional experiment opened before the late restore is closed with no events in it.
+    (fresh,) = [e for e in ct.list_experiments() if e.id != run]
+    assert fresh.status == "stopped" and events(hub, fresh.id) == []
+
+
 @FLAVOURS
 def test_logger_alone_writes_under_the_live_experiment(hub: ct.Telemetry, tmp_path: Path, flavour: str) -> None:
     lg = CrucibleLogger()

@@ -70,4 +70,4 @@ def trainer(name: str, root: Any, **kw: Any) -> Any:
         default_root_dir=str(root),
     )
     opts.update(kw)
-    return pl.Trainer(**opts)
+    return pl.Trainer(**{k: v for k, v in opts.items() if v is not None})

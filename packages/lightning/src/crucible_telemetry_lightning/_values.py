@@ -24,8 +24,8 @@ _Tensor = torch.Tensor
 
 
 def _first_tensor(batch: Any, depth: int = 0) -> torch.Tensor | None:
-    t = type(batch)
-    if t is tuple or t is list:  # the common (x, y) batch first: no ABC checks
+    kind = type(batch)
+    if kind is tuple or kind is list:  # the common (x, y) batch first: no ABC checks
         for v in batch:
             if isinstance(v, _Tensor):
                 return v
@@ -56,8 +56,8 @@ def batch_size(batch: Any) -> int | None:
 
 def token_count(batch: Any) -> int | None:
     """Tokens in a batch whose mapping has ``input_ids`` (padding included: counting it needs no sync)."""
-    t = type(batch)
-    if t is tuple or t is list:
+    kind = type(batch)
+    if kind is tuple or kind is list:
         return None
     if isinstance(batch, Mapping):
         for k in _TOKEN_KEYS:
@@ -86,11 +86,13 @@ def grad_norm(params: list[torch.Tensor]) -> torch.Tensor | float | None:
         try:
             norms = _foreach_norm(grads)
             if len(norms) <= 64 and grads[0].device.type == "cpu":
-                return math.sqrt(sum(n.item() ** 2 for n in norms))
-            return _vector_norm(_stack(norms))
+                return math.sqrt(sum(float(n.item()) ** 2 for n in norms))
+            total: torch.Tensor = _vector_norm(_stack(norms))
+            return total
         except (RuntimeError, TypeError):
             pass
-    return _vector_norm(_stack([_vector_norm(g).float().to(grads[0].device) for g in grads]))
+    fallback: torch.Tensor = _vector_norm(_stack([_vector_norm(g).float().to(grads[0].device) for g in grads]))
+    return fallback
 
 
 class Deferred:
@@ -111,7 +113,7 @@ class Deferred:
         host = {k: t.detach().to("cpu", non_blocking=True) for k, t in tensors.items()}
         ready: Any = True  # nothing to wait for: it only keeps its place in the queue
         if any(t.is_cuda for t in tensors.values()):
-            ready = torch.cuda.Event()
+            ready = torch.cuda.Event()  # type: ignore[no-untyped-call]
             ready.record()
         elif tensors:
             ready = None  # another accelerator: converted when forced (end of epoch)

@@ -128,8 +128,8 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
 
     def _reset_run(self) -> None:
         self._exp_id: str | None = None
+        self._exp_name: str | None = None
         self._user_exp = False  # the experiment was live before fit: used, never stopped
-        self._owned = False  # this process created the experiment record
         self._bound = False
         self._loaded: dict[str, Any] | None = None
         self._resumed = False
@@ -162,19 +162,24 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
         if stage != "fit":
             return
         self._reset_run()
+        self._trainer = weakref.proxy(trainer)
         self.hub = self._hub_arg or ct.default()
         self._rank, self._world = int(trainer.global_rank), int(trainer.world_size)
         self._emitting = self.all_ranks or self._rank == 0
         live = self.hub.current_experiment()
+        if live is not None and live.state == _STOPPED:
+            live = None
+        name = self.experiment_name or type(pl_module).__name__
         if self._pinned_id is not None:
-            choice = (self._pinned_id, live is not None and live.id == self._pinned_id and live.state != _STOPPED)
-        elif live is not None and live.state != _STOPPED:
-            choice = (live.id, True)
+            mine = live is not None and live.id == self._pinned_id
+            choice = (self._pinned_id, mine, live.name if live is not None and mine else name)
+        elif live is not None:
+            choice = (live.id, True, live.name)
         else:
-            choice = (os.environ.get(ENV_EXPERIMENT_ID) or new_experiment_id(), False)
+            choice = (os.environ.get(ENV_EXPERIMENT_ID) or new_experiment_id(), False, name)
         if self._world > 1:
             choice = trainer.strategy.broadcast(choice, src=0)
-        self._exp_id, self._user_exp = choice
+        self._exp_id, self._user_exp, self._exp_name = choice
         validate_partition_value("experiment_id", self._exp_id)
         self._tell_loggers(trainer)
 
@@ -213,7 +218,6 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
                 self.experiment_name or type(pl_module).__name__, self.hypothesis, self.condition,
                 self.tags, self._experiment_metadata(trainer, pl_module), experiment_id=self._exp_id, bind=False,
             )
-            self._owned = True
             exp.owner = True  # a resumed experiment is ours again: its record gets the final status
             self._bind(exp)
         else:
@@ -246,7 +250,7 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
 
         for lg in getattr(trainer, "loggers", ()):
             if isinstance(lg, CrucibleLogger) and self._exp_id is not None:
-                lg._adopt(self._exp_id, self.hub, resumed=self._resumed, callback=self)
+                lg._adopt(self._exp_id, self.hub, resumed=self._resumed, callback=self, name=self._exp_name)
 
     def _close(self) -> None:
         exp, self.experiment = self.experiment, None
@@ -287,19 +291,22 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
         self._loaded = dict(state_dict)
         if self.experiment is not None and self.experiment.id != exp_id and self.hub is not None:
             # A strategy that restores after on_fit_start: move over to the resumed experiment.
-            fresh = self.experiment
+            # (Hyper-parameters were logged before this point: they stay with the fresh run.)
+            trainer = self._trainer
             self._close()
-            self._exp_id, self._resumed = exp_id, True
-            self._open_resumed(fresh)
+            self._trainer, self._exp_id, self._resumed = trainer, exp_id, True
+            self._open_resumed()
 
-    def _open_resumed(self, fresh: ct.Experiment) -> None:
+    def _open_resumed(self) -> None:
         assert self.hub is not None
         exp = self.hub.join_experiment(self._exp_id or "", bind=False)
         if self._rank == 0:
-            exp.owner, self._owned = True, True
+            exp.owner = True
         self._bind(exp)
         self._emit = self.hub.emit
         self._deferred = Deferred(self._emit_now)
+        if self._trainer is not None:
+            self._tell_loggers(self._trainer)
 
     # -------------------------------------------------------------------- training
 
@@ -327,7 +334,6 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
         self._watch = CheckpointWatch(getattr(trainer, "checkpoint_callbacks", ()))
         gn = self.gradient_norm
         self._gn_every = int(getattr(trainer, "log_every_n_steps", 50) or 0) if gn is True else int(gn or 0)
-        self._trainer = weakref.proxy(trainer)
         if not self._emitting:
             return
         self._emit(_TRAINING_START, {"epoch": trainer.current_epoch, "global_step": trainer.global_step}, {
@@ -394,7 +400,7 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
         g = self._gnorm
         if g is not None:
             self._gnorm = None
-            if type(g) is float:
+            if isinstance(g, float):
                 m["gradient_norm"] = g
             elif g.device.type == "cpu":
                 m["gradient_norm"] = g.item()

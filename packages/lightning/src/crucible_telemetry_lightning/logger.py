@@ -86,6 +86,7 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
         self._hparams_done: set[str] = set()
         self._skipped = 0
         self._callback: weakref.ref[Any] | None = None
+        self._adopted_name: str | None = None
         self.errors: list[BaseException] = []
 
     # -------------------------------------------------------------- identity
@@ -111,6 +112,8 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
         """The experiment's name (or ``"crucible"``)."""
         if self._name:
             return self._name
+        if self._adopted_name and self._explicit_run is None:
+            return self._adopted_name
         try:
             return self.hub.get_experiment(self.run_id).name or "crucible"
         except Exception:
@@ -132,8 +135,10 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
         """Rows skipped because the run already held that ``(metric, step)`` (resumed runs)."""
         return self._skipped
 
-    def _adopt(self, run_id: str, hub: ct.Telemetry | None, resumed: bool, callback: Any = None) -> None:
+    def _adopt(self, run_id: str, hub: ct.Telemetry | None, resumed: bool, callback: Any = None,
+               name: str | None = None) -> None:
         """Called by ``CrucibleCallback``: write under the experiment's id (unless a run id was given)."""
+        self._adopted_name = name
         self._callback = weakref.ref(callback) if callback is not None else None
         if hub is not None and self._hub is None:
             self._hub = hub
@@ -177,8 +182,8 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
         if not self._recording():
             return
         floor = self._floor if self._floor is not None else self._load_floor()
-        epoch = metrics.get("epoch")
-        epoch = int(epoch) if isinstance(epoch, numbers.Real) else None
+        raw_epoch = metrics.get("epoch")
+        epoch = int(raw_epoch) if isinstance(raw_epoch, (int, float)) else None
         step = int(step) if step is not None else None
         record, run_id, prefix = self.hub.record_metric, self.run_id, self.prefix
         for key, value in metrics.items():
@@ -238,7 +243,7 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
 
 def _number(value: Any) -> float | None:
     if type(value) is float:
-        return value  # type: ignore[no-any-return]
+        return value
     if isinstance(value, bool):
         return float(value)
     if isinstance(value, numbers.Real):
