@@ -45,8 +45,7 @@ class Call:
     chunks = 0
     first_ns = 0
     last_ns = 0
-    gap_sum = 0
-    gap_n = 0
+    tokens = 0
     gap_max = 0
     chars_out = 0
     parts: list[str] | None = None
@@ -249,11 +248,10 @@ class Call:
             self.first_ns = now
         else:
             gap = now - self.last_ns
-            self.gap_sum += gap
-            self.gap_n += 1
             if gap > self.gap_max:
                 self.gap_max = gap
         self.last_ns = now
+        self.tokens += 1
         self.chars_out += len(text)
         if self.parts is not None:
             self.parts.append(text)
@@ -279,8 +277,8 @@ class Call:
             m["chunks"] = self.chunks
             if self.first_ns:
                 m["ttft_ns"] = self.first_ns - self.t0
-            if self.gap_n:
-                m["inter_chunk_mean_ns"] = self.gap_sum / self.gap_n
+            if self.tokens > 1:
+                m["inter_chunk_mean_ns"] = (self.last_ns - self.first_ns) / (self.tokens - 1)
                 m["inter_chunk_max_ns"] = self.gap_max
         return m
 
