@@ -124,3 +124,18 @@ def test_logger_without_experiment_and_direct_calls(hub: ct.Telemetry, tmp_path:
 
     auto = CrucibleLogger()
     assert auto.run_id.startswith("run-") and auto.name == "crucible"
+
+
+def test_callback_and_logger_pickle_for_ddp_spawn(hub: ct.Telemetry, tmp_path: Path) -> None:
+    import pickle
+
+    cb, lg = CrucibleCallback(hub=hub, tags=["t"]), CrucibleLogger(hub=hub, prefix="p/")
+    _session_cb = tiny.trainer("lightning.pytorch", tmp_path, callbacks=[cb], logger=lg, max_epochs=1)
+    _session_cb.fit(tiny.module_class("lightning.pytorch")(), *tiny.loaders())
+    cb2, lg2 = pickle.loads(pickle.dumps(cb)), pickle.loads(pickle.dumps(lg))
+    assert cb2._hub_arg is hub and lg2.hub is hub  # same home in this process: the same hub
+    assert cb2.tags == ("t",) and lg2.prefix == "p/" and cb2.experiment is None
+    trainer = tiny.trainer("lightning.pytorch", tmp_path, callbacks=[cb2], logger=lg2, max_epochs=1)
+    trainer.fit(tiny.module_class("lightning.pytorch")(), *tiny.loaders())
+    assert cb2.errors == [] and cb2.experiment_id != cb.experiment_id
+    assert any(r["metric"] == "p/train_loss_step" for r in metrics(hub, lg2.run_id))

@@ -121,6 +121,27 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
         self.errors: list[BaseException] = []
         self._reset_run()
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickles (``ddp_spawn``) the configuration only: the hub and run state are per process."""
+        state = self.__dict__.copy()
+        state["_hub_arg"] = None if self._hub_arg is None else str(self._hub_arg.home)
+        state["hub"] = state["experiment"] = None
+        for k in ("_trainer", "_emit", "_deferred", "_watch", "_opt", "_gnorm"):
+            state[k] = None
+        state["_params"] = []
+        for k in ("log", "log_dict"):  # the model's logging methods Lightning attaches at fit time
+            state.pop(k, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Rebuild on the other side; a hub given by its home is reopened there."""
+        home = state.get("_hub_arg")
+        if isinstance(home, str):
+            from crucible_telemetry._hubs import hub_for
+
+            state["_hub_arg"] = hub_for(home)
+        self.__dict__.update(state)
+
     @property
     def experiment_id(self) -> str | None:
         """The id of the experiment of the current (or last) fit."""

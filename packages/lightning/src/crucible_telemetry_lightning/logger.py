@@ -89,6 +89,22 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
         self._adopted_name: str | None = None
         self.errors: list[BaseException] = []
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickles (``ddp_spawn``) the configuration only: the hub is reopened by its home."""
+        state = self.__dict__.copy()
+        state["_hub"] = None if self._hub is None else str(self._hub.home)
+        state["_callback"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Rebuild on the other side."""
+        home = state.get("_hub")
+        if isinstance(home, str):
+            from crucible_telemetry._hubs import hub_for
+
+            state["_hub"] = hub_for(home)
+        self.__dict__.update(state)
+
     # -------------------------------------------------------------- identity
 
     @property
