@@ -210,3 +210,24 @@ def test_duck_typed_stream_yields_the_very_same_objects(hub: ct.Telemetry) -> No
     stop = llm_events(exp.id)[-1]
     assert stop["event"] == "req_llm.request.stop" and stop["measurements"]["chunks"] == 2
     assert stop["metadata"]["tokens_source"] == "estimated"
+
+
+def test_stream_helper_and_raw_responses_keep_working(client: Any) -> None:
+    with ct.experiment("helpers") as exp:
+        with client.chat.completions.stream(model="gpt-4o", messages=MESSAGES) as helper:
+            for _ in helper:
+                pass
+            final = helper.get_final_completion()
+        raw = client.chat.completions.with_raw_response.create(model="gpt-4o", messages=MESSAGES)
+        raw_stream = client.chat.completions.with_raw_response.create(model="gpt-4o", messages=MESSAGES, stream=True)
+        raw_chunks = list(raw_stream.parse())
+    assert final.choices[0].message.content.startswith("Hello")
+    assert raw.parse().usage.total_tokens > 0 and raw.http_response.status_code == 200
+    assert raw_chunks[-1].choices, "a raw stream is not asked for usage: its bytes are the user's"
+    stops = [e for e in llm_events(exp.id) if e["event"] == "req_llm.request.stop"]
+    assert len(stops) == 3
+    helper_stop = stops[0]
+    assert helper_stop["metadata"]["tokens_source"] == "provider"  # usage asked for the helper, hidden from it
+    assert helper_stop["measurements"]["ttft_ns"] > 0
+    assert all(s["measurements"]["http_status"] == 200 for s in stops)
+    assert "chunks" not in stops[2]["measurements"]

@@ -102,6 +102,7 @@ class Call:
                 wrapped = wrap_stream(result, self)
                 if wrapped is not None:
                     return wrapped
+                self.stream = False  # a raw response: the user reads the bytes, there are no chunks to time
             op = self.op
             f = extract.fields(result)
             self.usage = f.get("usage")

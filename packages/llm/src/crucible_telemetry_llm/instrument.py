@@ -158,7 +158,7 @@ def _ask_for_usage(kwargs: dict[str, Any]) -> bool:
     headers = kwargs.get("extra_headers")
     if isinstance(headers, dict) and any(str(k).lower() == _RAW_HEADER for k in headers):
         return False  # a raw response: the user reads bytes, we must not change them
-    if opts is None:
+    if opts is None or type(opts).__name__ in ("NotGiven", "Omit"):  # openai's "not given" sentinels
         kwargs["stream_options"] = {"include_usage": True}
         return True
     if isinstance(opts, dict) and "include_usage" not in opts:
