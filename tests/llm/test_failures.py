@@ -128,3 +128,29 @@ def test_telemetry_failure_never_reaches_the_user(client: Any, hub: ct.Telemetry
     assert chunks and all(c.choices for c in chunks)
     assert FAILURES, "the failures are recorded"
     FAILURES.clear()
+
+
+def test_timeouts_are_retried_and_recorded(server: FakeOpenAIServer, hub: ct.Telemetry) -> None:
+    client = instrument(openai.OpenAI(base_url=server.url, api_key=API_KEY, max_retries=1, timeout=0.1))
+    with ct.experiment("timeout") as exp, pytest.raises(openai.APITimeoutError):
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES, extra_headers={"x-fake-delay": "0.4"})
+    client.close()
+    ex = events(exp.id, "request.exception")[0]
+    assert ex["metadata"]["kind"] == "APITimeoutError"
+    assert ex["measurements"]["retries"] == 1 and "http_status" not in ex["measurements"]
+    assert ex["measurements"]["duration"] >= 0.2e9  # two attempts of 0.1 s each, at least
+
+
+async def test_cancelled_async_call_is_recorded_and_cancellation_propagates(aclient: Any) -> None:
+    import asyncio
+
+    with ct.experiment("cancelled") as exp:
+        task = asyncio.ensure_future(aclient.chat.completions.create(
+            model="gpt-4o", messages=MESSAGES, extra_headers={"x-fake-delay": "0.5"}))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    evs = llm_events(exp.id)
+    assert [e["event"] for e in evs] == ["req_llm.request.start", "req_llm.request.exception"]
+    assert evs[1]["metadata"]["kind"] == "CancelledError"
