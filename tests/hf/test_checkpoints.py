@@ -43,17 +43,17 @@ def test_save_steps_gives_checkpoint_saved_with_an_existing_folder(hub: ct.Telem
 def test_resume_from_checkpoint_appends_without_duplicates(hub: ct.Telemetry, home: Path, tmp_path: Path) -> None:
     class Crash(TrainerCallback):
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if state.global_step == 5:
-                raise KeyboardInterrupt  # the run is killed after checkpoint-4
+            if state.global_step == 3:
+                raise KeyboardInterrupt  # the run is killed mid-epoch, after checkpoint-2
 
     out = tmp_path / "out"
     first = tiny_trainer(out, [Crash(), CrucibleCallback()], save_strategy="steps", save_steps=2)
     with pytest.raises(KeyboardInterrupt):
         first.train()
     (exp,) = hub.list_experiments()
-    # A new process resumes from checkpoint-4 with a fresh Trainer and callback.
+    # A new process resumes from checkpoint-2 (mid-epoch 0) with a fresh Trainer and callback.
     proc = subprocess.run([sys.executable, "-m", "tests.hf._resume_child", str(home), str(out),
-                           str(out / "checkpoint-4")], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                           str(out / "checkpoint-2")], cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     child = json.loads(proc.stdout.rsplit("RESULT ", 1)[1])
@@ -62,13 +62,16 @@ def test_resume_from_checkpoint_appends_without_duplicates(hub: ct.Telemetry, ho
     evs = events(hub, exp.id)
     steps = [e["global_step"] for e in evs if e["event"] == "batch.stop"]
     assert steps == list(range(1, 9))  # every optimizer step once
+    assert [e["batch"] for e in evs if e["event"] == "batch.stop"] == [1, 3, 5, 7] * 2
     assert [e["global_step"] for e in evs if e["event"] == "checkpoint.saved"] == [2, 4, 6, 8]
     assert [e["epoch"] for e in evs if e["event"] == "epoch.stop"] == [0, 1]
     assert [e["event"] for e in evs].count("training.exception") == 1
     starts = [json.loads(e["md"]) for e in evs if e["event"] == "training.start"]
     assert [s["resumed"] for s in starts] == [False, True]
-    resumed = [e for e in evs if e["event"] == "batch.stop" and e["global_step"] > 4]
-    logged = [h for h in child["log_history"] if "loss" in h and h["step"] > 4]
+    assert [json.loads(e["md"]).get("resumed", False) for e in evs if e["event"] == "epoch.start"] == [
+        False, True, False]
+    resumed = [e for e in evs if e["event"] == "batch.stop" and e["global_step"] > 2]
+    logged = [h for h in child["log_history"] if "loss" in h and h["step"] > 2]
     assert [e["m"]["loss"] for e in resumed] == pytest.approx([h["loss"] for h in logged])
 
 

@@ -193,7 +193,12 @@ class CrucibleCallback(TrainerCallback):
         self._t_epoch = time.monotonic_ns()
         self._micro = 0
         self._epoch_sum, self._epoch_steps = 0.0, 0
-        md = _META if (state.epoch or 0) == self._epoch else {**_META, "resumed": True}
+        md = _META
+        if (state.epoch or 0) != self._epoch:  # resumed mid-epoch: the Trainer skips the batches already seen
+            md = {**_META, "resumed": True}
+            loader = kwargs.get("train_dataloader")
+            if loader is not None and hasattr(loader, "__len__"):
+                self._micro = round((state.epoch - self._epoch) * len(loader))
         self._emit(EPOCH_START, {"epoch": self._epoch, "global_step": state.global_step}, md)
 
     @guard
