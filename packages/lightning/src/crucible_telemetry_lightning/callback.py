@@ -22,8 +22,8 @@ from crucible_telemetry.storage.segments import validate_partition_value
 from . import _compat
 from ._checkpoints import CheckpointWatch
 from ._guard import guarded, run_guarded
+from ._logged import epoch_summary, learning_rates, scalar, validation_metrics
 from ._values import Deferred, batch_size, grad_norm, token_count
-from .metrics import epoch_summary, learning_rates, scalar, validation_metrics
 
 __all__ = ["CrucibleCallback"]
 
