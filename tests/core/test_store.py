@@ -241,3 +241,28 @@ def test_sql_rows_with_timestamps_fetch_as_python_datetimes(hub: ct.Telemetry) -
     (ts, started), = con.execute("SELECT e.ts, x.started_at FROM events e JOIN experiments x USING (experiment_id)").fetchall()
     assert ts.tzinfo is not None and started.tzinfo is not None
     assert ct.store.execute("SELECT ts FROM events WHERE experiment_id = ?", [exp.id]).fetchone()[0] == ts
+
+
+def test_two_hubs_in_one_process_on_one_home_keep_all_rows(hub: ct.Telemetry) -> None:
+    other = ct.Telemetry(hub.home)
+    a = hub.start_experiment("a", bind=False)
+    b = other.start_experiment("b", bind=False)
+    for i in range(3):
+        hub.emit("x.y", {"i": i}, {"experiment_id": a.id})
+        hub.flush()
+        other.emit("x.y", {"i": i}, {"experiment_id": b.id})
+        other.flush()
+    other.close()
+    assert len(hub.store.get_all(a.id)) == 3
+    assert len(hub.store.get_all(b.id)) == 3
+
+
+def test_joining_a_stopped_experiment_reopens_it(hub: ct.Telemetry) -> None:
+    exp = ct.start_experiment("resumable")
+    ct.emit("x.y", {"i": 0})
+    ct.stop_experiment(exp.id)
+    again = ct.join_experiment(exp.id)
+    assert again is exp and exp.status == "running" and exp.stopped_at is None
+    ct.emit("x.y", {"i": 1})
+    assert [r["measurements"]["i"] for r in ct.store.get_all(exp.id)] == [0, 1]
+    assert ct.default(create=False) is hub

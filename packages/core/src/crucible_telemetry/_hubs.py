@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from .hub import Telemetry, default_home
 
@@ -16,11 +16,21 @@ _default: Telemetry | None = None
 _others: dict[Path, Telemetry] = {}
 
 
-def default() -> Telemetry:
-    """The default hub (``$CRUCIBLE_HOME`` or ``./.crucible``)."""
+@overload
+def default() -> Telemetry: ...
+@overload
+def default(create: Literal[True]) -> Telemetry: ...
+@overload
+def default(create: bool) -> Telemetry | None: ...
+
+
+def default(create: bool = True) -> Telemetry | None:
+    """The default hub (``$CRUCIBLE_HOME`` or ``./.crucible``); ``create=False`` never makes one."""
     global _default
     hub = _default
     if hub is None:
+        if not create:
+            return None
         with _lock:
             if _default is None:
                 _default = Telemetry()

@@ -257,6 +257,11 @@ class Telemetry:
             exp.state = RUNNING
             exp.dropped_paused = 0
             self._experiments[exp.id] = exp
+        elif exp.state == STOPPED:  # joined again after it stopped here (a resumed run): reopen it
+            exp.state = RUNNING
+            exp.stopped_at = None
+            if exp.owner:
+                write_record(self.home / "experiments", exp)
         self._ensure_writer()
         self._fallback = exp
         if bind:

@@ -35,17 +35,10 @@ GRACE_SECONDS = 120.0
 COMPACT_EVERY = 32  # small segments per partition before they are merged
 MERGE_COMPACTED_OVER = 4  # compacted files per partition before they are merged again
 
-_proc: tuple[int, str] | None = None
-
-
 def process_id() -> str:
-    """``host-pid-nonce`` of this process; a new one after fork."""
-    global _proc
-    pid = os.getpid()
-    if _proc is None or _proc[0] != pid:
-        host = re.sub(r"[^A-Za-z0-9.-]", "-", HOSTNAME) or "host"
-        _proc = (pid, f"{host}-{pid}-{secrets.token_hex(4)}")
-    return _proc[1]
+    """A fresh ``host-pid-nonce`` writer id: one per writer and process (a new one after fork)."""
+    host = re.sub(r"[^A-Za-z0-9.-]", "-", HOSTNAME) or "host"
+    return f"{host}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
 def validate_partition_value(argument: str, value: object) -> str:
@@ -128,6 +121,7 @@ class SegmentWriter:
         self.schema = schema
         self._lock = threading.Lock()
         self._proc = ""
+        self._pid = -1
         self._counter: dict[str, int] = {}
         self._small: dict[str, list[_Seg]] = {}
         self._compacted: dict[str, list[_Seg]] = {}
@@ -147,9 +141,9 @@ class SegmentWriter:
         os.replace(tmp, path)
 
     def _reset_if_forked(self) -> None:
-        proc = process_id()
-        if proc != self._proc:
-            self._proc = proc
+        if self._pid != os.getpid():  # first use, or a forked child: never reuse the parent's names
+            self._pid = os.getpid()
+            self._proc = process_id()
             self._counter.clear()
             self._small.clear()
             self._compacted.clear()
