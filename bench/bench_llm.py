@@ -97,7 +97,7 @@ def _process_cpu(bare: Callable[[], Any], inst: Callable[[], Any], blocks: int, 
 
 def _own_work(client: Any, n: int) -> float:
     """µs of instrumentation work per call in a tight loop: start + stop on a real parsed answer, no HTTP."""
-    from crucible_telemetry_llm.instrument import STATE_ATTR
+    from crucible_telemetry_llm.instrumentation import STATE_ATTR
 
     inst = vars(client)[STATE_ATTR]
     answer = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES).parse()

@@ -167,7 +167,7 @@ def test_explicit_hub_and_provider_override(server: FakeOpenAIServer, tmp_path: 
 
 
 def test_openai_host_is_named_openai_without_network(hub: ct.Telemetry) -> None:
-    from crucible_telemetry_llm.instrument import provider_of, server_of
+    from crucible_telemetry_llm.instrumentation import provider_of, server_of
 
     c = openai.OpenAI(api_key=API_KEY)
     assert server_of(c) == ("api.openai.com", None)

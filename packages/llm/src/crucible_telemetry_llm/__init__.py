@@ -7,7 +7,7 @@ completions only on opt-in. Prices come from a versioned built-in table the user
 
 from __future__ import annotations
 
-from .instrument import instrument, is_instrumented, uninstrument
+from .instrumentation import instrument, is_instrumented, uninstrument
 from .prices import (
     BUILTIN_PRICES,
     BUILTIN_VERSION,

@@ -11,11 +11,12 @@ import traceback
 from typing import TYPE_CHECKING, Any
 
 from . import extract
+from . import prices as price_tables
 from .extract import get
 from .privacy import capture_completion, warn_once
 
 if TYPE_CHECKING:
-    from .instrument import Instrumentation
+    from .instrumentation import Instrumentation
 
 __all__ = ["EXCEPTION", "RETRY", "START", "STOP", "Call"]
 
@@ -25,6 +26,13 @@ EXCEPTION = ("req_llm", "request", "exception")
 RETRY = ("req_llm", "request", "retry")
 
 _now = time.monotonic_ns
+
+
+def _reasoning(usage: Any) -> Any:
+    """Reasoning tokens of a usage (chat: completion details; responses: output details), if any."""
+    u = extract.fields(usage)
+    out = u.get("completion_tokens_details") or u.get("output_tokens_details")
+    return extract.fields(out).get("reasoning_tokens") if out is not None else None
 
 
 class Call:
@@ -289,38 +297,58 @@ class Call:
             md["experiment_id"] = self.exp.id
 
     def _stop(self, end: int, text: str | None, recognised: bool) -> None:
+        """Emit ``stop``: one straight pass (it runs inside every call), helpers only off the common path."""
         self.done = True
         inst = self.inst
-        table = inst.prices()
-        m = self._timing(end)
+        table = inst._prices or price_tables.get_prices()
+        m: dict[str, Any] = {"duration": end - self.t0} if not self.stream else self._timing(end)
         md = self.meta  # this call's own dict (the start event got another): filled in place, emitted once
         if self.attempts:
             m["retries"] = self.attempts - 1
         if self.status is not None:
             m["http_status"] = self.status
         rmodel = self.response_model
-        if isinstance(rmodel, str):
-            md["response_model"] = rmodel
-            md["gen_ai.response.model"] = rmodel
-        if isinstance(self.response_id, str):
+        model: Any
+        if type(rmodel) is str:
+            md["response_model"] = md["gen_ai.response.model"] = rmodel
+            model = rmodel
+        else:
+            model = md.get("model")
+        if type(self.response_id) is str:
             md["gen_ai.response.id"] = self.response_id
-        if self.reasons:
-            md["finish_reason"] = self.reasons[0]
-            md["gen_ai.response.finish_reasons"] = self.reasons
-        prompt = completion = total = cached = reasoning = None
-        if self.usage is not None:
-            prompt, completion, total, cached, reasoning = extract.usage_numbers(self.usage)
-        model = rmodel if isinstance(rmodel, str) else md.get("model")
+        reasons = self.reasons
+        if reasons:
+            md["finish_reason"] = reasons[0]
+            md["gen_ai.response.finish_reasons"] = reasons
+        usage = self.usage
+        prompt = completion = total = cached = None
+        if usage is not None:
+            u = usage if type(usage) is dict else extract.fields(usage)
+            prompt = u.get("prompt_tokens")
+            if prompt is not None:
+                completion = u.get("completion_tokens")
+                details = u.get("prompt_tokens_details")
+            else:  # the responses API says input/output
+                prompt = u.get("input_tokens")
+                completion = u.get("output_tokens")
+                details = u.get("input_tokens_details")
+            total = u.get("total_tokens")
+            if details is not None:
+                cached = extract.fields(details).get("cached_tokens")
+            if type(prompt) is not int or type(completion) not in (int, type(None)):
+                prompt, completion, total, cached, _ = extract.usage_numbers(usage)
         if prompt is not None:
-            if completion is None:
-                completion = 0 if self.op == "embeddings" else None
+            if completion is None and self.op == "embeddings":
+                completion = 0
             md["tokens_source"] = "provider"
-            cost, source = table.cost(model, prompt, completion or 0, cached or 0)
-            if cost is None and model != md.get("model"):
-                cost, source = table.cost(md.get("model"), prompt, completion or 0, cached or 0)
-            if cost is not None:
-                m["cost_usd"] = cost
-            md["cost_source"] = source
+            found = table.lookup(model)
+            if found is None and model != md.get("model"):
+                found = table.lookup(md.get("model"))
+            if found is not None:
+                m["cost_usd"] = found[0].cost(prompt, completion or 0, cached or 0)
+                md["cost_source"] = found[1]
+            else:
+                md["cost_source"] = "unknown"
         elif recognised:
             # No usage from the provider: tokens estimated from the text, never priced.
             out_chars = self.chars_out if self.stream else len(text or "")
@@ -332,23 +360,24 @@ class Call:
             md["cost_source"] = "no_usage"
         md["price_table_version"] = table.version
         if prompt is not None:
-            m["prompt_tokens"] = prompt
-            md["gen_ai.usage.input_tokens"] = prompt
+            m["prompt_tokens"] = md["gen_ai.usage.input_tokens"] = prompt
         if completion is not None:
-            m["completion_tokens"] = completion
-            md["gen_ai.usage.output_tokens"] = completion
+            m["completion_tokens"] = md["gen_ai.usage.output_tokens"] = completion
         if total is None and prompt is not None and completion is not None:
             total = prompt + completion
         if total is not None:
             m["total_tokens"] = total
         if cached is not None:
             m["cached_tokens"] = cached
-        if reasoning:
-            m["reasoning_tokens"] = reasoning
+        if usage is not None and self.op != "embeddings":
+            reasoning = _reasoning(usage)
+            if reasoning:
+                m["reasoning_tokens"] = reasoning
         if inst.capture_content:
             if self.prompt is not None:
                 md["prompt"] = self.prompt
             if text is not None and self.op != "embeddings":
                 md["completion"] = capture_completion(text, inst.mask, inst.scrub)
-        self._bind(md)
+        if self.stream:
+            self._bind(md)
         self.hub.emit(STOP, m, md)
