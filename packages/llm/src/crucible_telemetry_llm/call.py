@@ -14,6 +14,7 @@ from . import extract
 from . import prices as price_tables
 from .extract import get
 from .privacy import capture_completion, warn_once
+from .streams import wrap_stream
 
 if TYPE_CHECKING:
     from .instrumentation import Instrumentation
@@ -105,8 +106,6 @@ class Call:
         """The call returned: a stream is wrapped (stop comes when it ends), anything else stops now."""
         try:
             if self.stream:
-                from .streams import wrap_stream
-
                 wrapped = wrap_stream(result, self)
                 if wrapped is not None:
                     return wrapped

@@ -63,7 +63,8 @@ def provider_of(host: str | None) -> str:
     if host:
         h = host.lower()
         for suffix, name in _PROVIDERS:
-            if h == suffix or h.endswith(suffix if suffix.startswith(".") else "." + suffix):
+            bare = suffix.lstrip(".")
+            if h == bare or h.endswith("." + bare) or h.endswith("-" + bare):  # regional hosts: us-east-...
                 return name
     return "openai_compatible"
 
@@ -80,7 +81,10 @@ class Instrumentation:
         self._prices = prices_
         self.options = {"capture_content": capture_content, "mask": mask, "prices": prices_,
                         "include_usage": include_usage, "provider": provider, "hub": hub}
-        ref = weakref.ref(client)
+        try:
+            ref: Callable[[], Any] = weakref.ref(client)
+        except TypeError:  # a client class without weak references
+            ref = functools.partial(lambda c: c, client)
         self.scrub = Scrubber(lambda: _secrets(ref()))
         host, port = server_of(client)
         name = provider or provider_of(host)
