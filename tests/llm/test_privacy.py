@@ -54,15 +54,19 @@ def _all_calls(client: Any) -> None:
 
 
 def test_key_never_in_store_exports_or_logs(server: FakeOpenAIServer, hub: ct.Telemetry, home: Path, tmp_path: Path,
-                                            caplog: pytest.LogCaptureFixture) -> None:
+                                            caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     server.echo_auth_on_401 = True
+    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
     client = instrument(openai.OpenAI(base_url=server.url, api_key=API_KEY, max_retries=1))
+    from_env = instrument(openai.OpenAI(base_url=server.url, max_retries=1))  # the key from the environment
     with caplog.at_level(logging.DEBUG, logger="crucible_telemetry"), ct.experiment("privacy") as exp:
         _all_calls(client)
+        _all_calls(from_env)
         # Positive control: content captured on opt-in is found by the same search.
         instrument(openai.OpenAI(base_url=server.url, api_key=API_KEY), capture_content=True) \
             .chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": CANARY}])
     client.close()
+    from_env.close()
     auth = events(exp.id, "request.exception")
     assert any(REDACTED in e["metadata"]["reason"] for e in auth), "the echoed key was scrubbed, not dropped"
     exports = tmp_path / "exports"
