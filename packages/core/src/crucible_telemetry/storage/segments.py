@@ -1,11 +1,13 @@
 """Immutable Parquet segments, one writer per process, compacted without double reads.
 
-A segment is named ``<proc>_<first>_<last>.parquet``: ``proc`` is host-pid-nonce and
-``[first, last]`` the range of this process's flush numbers it holds. Compaction writes a
-file whose range covers several segments; readers drop any file whose range another file
-of the same process covers, so a row is never read twice, whatever moment they list the
-folder. Superseded files are deleted only after a grace period, so a reader that listed
-them can still open them.
+A segment is named ``<proc>_<first>_<last>_<created_ms>.parquet``: ``proc`` is
+host-pid-nonce (one per writer), ``[first, last]`` the range of that writer's flush numbers
+it holds and ``created_ms`` when it was written. Compaction writes a file whose range covers
+several segments. A reader ignores a covering file until it is ``MATURITY_SECONDS`` old and,
+once it is, drops every file it covers. Both rules depend only on names and the query's start
+time, so a reader that lists the folder twice (DuckDB binds ``read_parquet`` and runs
+``glob()`` at different moments) never reads a row twice and never misses one. Covered
+files are deleted only after a grace period, long after their cover matured.
 """
 
 from __future__ import annotations
@@ -29,11 +31,13 @@ __all__ = ["SegmentWriter", "live_files", "process_id", "validate_partition_valu
 
 log = logging.getLogger("crucible_telemetry")
 
-SEGMENT_RE = re.compile(r"^(?P<proc>.+)_(?P<a>\d+)_(?P<b>\d+)\.parquet$")
+SEGMENT_RE = re.compile(r"^(?P<proc>.+)_(?P<a>\d+)_(?P<b>\d+)_(?P<c>\d+)\.parquet$")
 _VALUE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+@-]{0,199}$")
 GRACE_SECONDS = 120.0
+MATURITY_SECONDS = 5.0  # a covering file is used by readers once this old (clock skew must stay below it)
 COMPACT_EVERY = 32  # small segments per partition before they are merged
 MERGE_COMPACTED_OVER = 4  # compacted files per partition before they are merged again
+
 
 def process_id() -> str:
     """A fresh ``host-pid-nonce`` writer id: one per writer and process (a new one after fork)."""
@@ -57,58 +61,66 @@ class _Seg:
     path: Path
 
 
-def _parse(name: str) -> tuple[str, int, int] | None:
+@dataclass(frozen=True)
+class _Name:
+    proc: str
+    a: int
+    b: int
+    created: float  # seconds
+    path: Path
+
+
+def _parse(folder: Path, name: str) -> _Name | None:
     m = SEGMENT_RE.match(name)
     if m is None:
         return None
-    return m["proc"], int(m["a"]), int(m["b"])
+    return _Name(m["proc"], int(m["a"]), int(m["b"]), int(m["c"]) / 1000, folder / name)
 
 
-def live_files(folder: Path) -> list[Path]:
-    """The segments of a partition folder that no other file of the same process covers."""
-    parsed: dict[str, list[tuple[int, int, Path]]] = {}
+def _names(folder: Path) -> dict[str, list[_Name]]:
+    groups: dict[str, list[_Name]] = {}
     try:
         names = os.listdir(folder)
     except FileNotFoundError:
-        return []
+        return groups
     for name in names:
-        p = _parse(name)
+        p = _parse(folder, name)
         if p is not None:
-            parsed.setdefault(p[0], []).append((p[1], p[2], folder / name))
+            groups.setdefault(p.proc, []).append(p)
+    return groups
+
+
+def _covers(g: _Name, f: _Name) -> bool:
+    return g.a <= f.a and g.b >= f.b and (g.a, g.b) != (f.a, f.b)
+
+
+def live_files(folder: Path, now: float | None = None) -> list[Path]:
+    """The files a reader starting at ``now`` reads: matured covers and what they do not cover."""
+    now = time.time() if now is None else now
     out: list[Path] = []
-    for segs in parsed.values():
-        for a, b, path in segs:
-            if not any(a2 <= a and b2 >= b and (a2, b2) != (a, b) for a2, b2, _ in segs):
-                out.append(path)
+    for segs in _names(folder).values():
+        usable = [s for s in segs if s.a == s.b or s.created <= now - MATURITY_SECONDS]
+        out += [f.path for f in usable if not any(_covers(g, f) for g in usable)]
     return out
 
 
 def _superseded(folder: Path) -> list[tuple[Path, float]]:
-    """Files a reader skips, each with the time it became skippable (the covering file's mtime)."""
+    """Files no reader needs once their cover matured, each with the time it became so."""
     out: list[tuple[Path, float]] = []
-    groups: dict[str, list[tuple[int, int, Path]]] = {}
-    for name in os.listdir(folder):
-        path = folder / name
-        if name.endswith(".tmp"):
-            try:
-                out.append((path, path.stat().st_mtime))
-            except FileNotFoundError:
-                pass
-            continue
-        p = _parse(name)
-        if p is not None:
-            groups.setdefault(p[0], []).append((p[1], p[2], path))
-    for segs in groups.values():
-        for a, b, path in segs:
-            covers = [p2 for a2, b2, p2 in segs if a2 <= a and b2 >= b and (a2, b2) != (a, b)]
-            since = []
-            for c in covers:
+    try:
+        for name in os.listdir(folder):
+            if name.endswith(".tmp"):
                 try:
-                    since.append(c.stat().st_mtime)
+                    out.append((folder / name, (folder / name).stat().st_mtime))
                 except FileNotFoundError:
                     pass
-            if since:
-                out.append((path, min(since)))
+    except FileNotFoundError:
+        return out
+    for segs in _names(folder).values():
+        for f in segs:
+            covers = [g.created for g in segs if _covers(g, f)]
+            if covers:
+                out.append((f.path, min(covers) + MATURITY_SECONDS))
     return out
 
 
@@ -132,7 +144,7 @@ class SegmentWriter:
     def _ensure_schema_file(self) -> None:
         """An empty segment in a reserved partition, so views have a schema before any data."""
         folder = self.root / f"{self.partition_key}=__schema__"
-        path = folder / "schema_0_0.parquet"
+        path = folder / "schema_0_0_0.parquet"
         if path.exists():
             return
         folder.mkdir(parents=True, exist_ok=True)
@@ -154,7 +166,7 @@ class SegmentWriter:
 
     def _write(self, folder: Path, a: int, b: int, table: pa.Table) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{self._proc}_{a:010d}_{b:010d}.parquet"
+        path = folder / f"{self._proc}_{a:010d}_{b:010d}_{time.time_ns() // 1_000_000}.parquet"
         tmp = path.with_name(path.name + f".{secrets.token_hex(3)}.tmp")
         pq.write_table(table, tmp, compression="zstd", row_group_size=256_000)
         os.replace(tmp, path)
@@ -213,7 +225,7 @@ class SegmentWriter:
                 self._compact(v)
 
     def collect_garbage(self, value: str | None = None, grace: float = GRACE_SECONDS) -> int:
-        """Delete superseded segments and stale temp files older than ``grace`` seconds."""
+        """Delete covered segments ``grace`` seconds after their cover matured, and stale temp files."""
         folders = [self.folder(value)] if value is not None else [p for p in self.root.glob(f"{self.partition_key}=*") if p.is_dir()]
         now = time.time()
         removed = 0

@@ -7,11 +7,13 @@ from typing import Any
 
 import duckdb
 
+from . import segments
+
 __all__ = ["VIEW_NAMES", "connect", "create_views"]
 
 VIEW_NAMES = ("experiments", "events", "metrics", "runs")
 
-_SEGMENT = r"([^/\\]+)_(\d+)_(\d+)\.parquet$"
+_SEGMENT = r"([^/\\]+)_(\d+)_(\d+)_(\d+)\.parquet$"
 
 _EXPERIMENT_COLUMNS = (
     "{experiment_id: 'VARCHAR', name: 'VARCHAR', hypothesis: 'VARCHAR', condition: 'VARCHAR', "
@@ -26,21 +28,26 @@ def _lit(s: str) -> str:
 
 
 def _live_files_sql(pattern: str, key: str) -> str:
-    # A file is live unless another file of the same process and partition covers its range.
+    # The rule of segments.live_files, from names and now() alone: a covering file counts once it
+    # is MATURITY_SECONDS old, and then hides what it covers (see segments.py for why).
+    maturity_ms = int(segments.MATURITY_SECONDS * 1000)
     return f"""
         WITH f AS (
             SELECT file,
                    regexp_extract(file, '{key}=([^/\\\\]+)', 1) AS part,
                    regexp_extract(file, '{_SEGMENT}', 1) AS proc,
-                   CAST(regexp_extract(file, '{_SEGMENT}', 2) AS BIGINT) AS a,
-                   CAST(regexp_extract(file, '{_SEGMENT}', 3) AS BIGINT) AS b
+                   TRY_CAST(regexp_extract(file, '{_SEGMENT}', 2) AS BIGINT) AS a,
+                   TRY_CAST(regexp_extract(file, '{_SEGMENT}', 3) AS BIGINT) AS b,
+                   TRY_CAST(regexp_extract(file, '{_SEGMENT}', 4) AS BIGINT) AS c
             FROM glob({_lit(pattern)})
+        ), u AS (
+            SELECT * FROM f WHERE a = b OR c <= epoch_ms(now()) - {maturity_ms}
         )
-        SELECT file FROM f
+        SELECT file FROM u
         WHERE NOT EXISTS (
-            SELECT 1 FROM f g
-            WHERE g.part = f.part AND g.proc = f.proc AND g.a <= f.a AND g.b >= f.b
-              AND (g.a <> f.a OR g.b <> f.b)
+            SELECT 1 FROM u g
+            WHERE g.part = u.part AND g.proc = u.proc AND g.a <= u.a AND g.b >= u.b
+              AND (g.a <> u.a OR g.b <> u.b)
         )"""
 
 
