@@ -59,11 +59,14 @@ def test_errors_retry_after_and_fail_next() -> None:
         server.fail_next(429, times=2)
         statuses = [http.post("/embeddings", json={"model": "m", "input": "x"}).status_code for _ in range(3)]
         assert statuses == [429, 429, 200]
-        r = http.post("/chat/completions", json=BODY, headers={"x-fake-fail": "500:1", "Idempotency-Key": "k1"})
+        r = http.post("/chat/completions", json=BODY, headers={"x-fake-fail": "500:1", "x-stainless-retry-count": "0"})
         assert r.status_code == 500 and r.headers["retry-after-ms"] == "3"
         assert r.json()["error"]["type"] == "server_error"
-        again = http.post("/chat/completions", json=BODY, headers={"x-fake-fail": "500:1", "Idempotency-Key": "k1"})
+        again = http.post("/chat/completions", json=BODY, headers={"x-fake-fail": "500:1", "x-stainless-retry-count": "1"})
         assert again.status_code == 200  # the retry of the same request succeeds
+        keyed = [http.post("/completions", json=BODY, headers={"x-fake-fail": "429:1", "x-fake-key": "k"}).status_code
+                 for _ in range(2)]
+        assert keyed == [429, 200]  # no retry-count header: attempts counted per key
         assert http.post("/nowhere", json={}).status_code == 404
         assert http.post("/chat/completions", content=b"{not json").status_code == 400
         assert http.get("/models").json()["data"][0]["id"] == "fake-model"

@@ -83,3 +83,21 @@ async def test_200_concurrent_calls_in_two_experiments_side_by_side(aclient: Any
         assert all(e["duration"] >= 0.02e9 for e in stops)
         res = ct.calculate_metrics(exp_id)
         assert res["reliability"]["success_count"] == 100 and res["time_to_first_token"]["count"] == 25
+
+
+def test_threads_share_a_sync_client_and_each_call_keeps_its_own_retries(client: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(i: int) -> Any:
+        headers = {"x-fake-fail": "429:1"} if i % 3 == 0 else {}
+        return client.chat.completions.create(model=f"model-{i}", messages=MESSAGES, extra_headers=headers)
+
+    with ct.experiment("threads") as exp, ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(one, range(48)))
+    assert len(results) == 48
+    stops = events(exp.id, "request.stop")
+    assert len(stops) == 48
+    for s in stops:
+        i = int(s["metadata"]["model"].split("-")[1])
+        assert s["measurements"]["retries"] == (1 if i % 3 == 0 else 0), s["metadata"]["model"]
+    assert len(events(exp.id, "request.retry")) == 16

@@ -147,7 +147,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         path = self.path.split("?", 1)[0].rstrip("/")
         fake._count(path)
-        status = fake._failure(self.headers.get("x-fake-fail"), self.headers.get("Idempotency-Key"))
+        status = fake._failure(self.headers.get("x-fake-fail"), self.headers.get("x-stainless-retry-count"),
+                               self.headers.get("Idempotency-Key") or self.headers.get("x-fake-key"))
         _pause(self._opt("x-fake-delay", fake.delay))
         if status:
             self._error(status)
@@ -319,7 +320,7 @@ class FakeOpenAIServer:
     Per-request ``x-fake-*`` headers override the server-wide settings: ``x-fake-delay``,
     ``x-fake-first-token-delay``, ``x-fake-chunk-delay`` (seconds), ``x-fake-cut-after`` (chunks),
     ``x-fake-fail`` (``"429"`` or ``"500:2"``: fail the first N attempts of this request, retries
-    included, recognised by the client's ``Idempotency-Key``), ``x-fake-reply``, ``x-fake-usage: 0``,
+    included, by the openai client's ``x-stainless-retry-count``), ``x-fake-reply``, ``x-fake-usage: 0``,
     ``x-fake-cached-tokens``.
 
     Args:
@@ -426,7 +427,13 @@ class FakeOpenAIServer:
         with self._lock:
             self.requests[path] = self.requests.get(path, 0) + 1
 
-    def _failure(self, header: str | None, key: str | None) -> int:
+    def _failure(self, header: str | None, retry_count: str | None, key: str | None) -> int:
+        """Status to fail this attempt with (0: answer normally).
+
+        ``x-fake-fail: STATUS[:N]`` fails the first N attempts of one request: the attempt number is
+        the openai client's ``x-stainless-retry-count`` header (stateless, safe under concurrency),
+        else attempts are counted per ``Idempotency-Key`` / ``x-fake-key``.
+        """
         with self._lock:
             if self._fail_queue:
                 return self._fail_queue.pop(0)
@@ -434,6 +441,8 @@ class FakeOpenAIServer:
                 return 0
             status, _, times = header.partition(":")
             n = int(times or 1)
+            if retry_count is not None and retry_count.isdigit():
+                return int(status) if int(retry_count) < n else 0
             k = key or "-"
             seen = self._attempts.get(k, 0)
             self._attempts[k] = seen + 1
@@ -441,7 +450,7 @@ class FakeOpenAIServer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m crucible_telemetry_llm.testing [--port N]``: serve until interrupted; prints the base URL."""
+    """``python -m crucible_telemetry_llm.testing``: serve until interrupted; prints the base URL."""
     import argparse
 
     ap = argparse.ArgumentParser(description="An OpenAI-compatible fake server on 127.0.0.1.")
