@@ -241,6 +241,18 @@ def test_invalid_arguments() -> None:
         CrucibleCallback(gradient_norm=-1)
 
 
+def test_plugin_module_does_not_import_lightning() -> None:
+    """The core imports every plugin module when it builds its tables: that must stay cheap."""
+    import subprocess
+    import sys
+
+    code = ("import sys, crucible_telemetry_lightning, crucible_telemetry_lightning.plugin as p; "
+            "p.register_events(lambda *a: None); "
+            "print(sorted(m for m in ('lightning', 'pytorch_lightning', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_plugin_registers_its_events() -> None:
     for name in ("crucible_train.validation.stop", "crucible_train.training.exception"):
         info = ct.events.event_info(name)

@@ -94,6 +94,7 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
         state = self.__dict__.copy()
         state["_hub"] = None if self._hub is None else str(self._hub.home)
         state["_callback"] = None
+        state["_rank"] = state["_floor"] = None  # per process: read again where it lands
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
