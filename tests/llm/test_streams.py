@@ -46,6 +46,7 @@ def test_sync_stream_same_chunks_ttft_and_usage(client: Any, server: FakeOpenAIS
     assert m["chunks"] == words + 3            # role chunk, one per word, finish chunk, usage chunk
     assert m["inter_chunk_mean_ns"] > 0 and m["inter_chunk_max_ns"] >= m["inter_chunk_mean_ns"]
     assert md["finish_reason"] == "stop" and md["stream"] is True and m["http_status"] == 200
+    assert md["stream_state"] == "completed"
 
 
 def test_user_asked_for_usage_sees_the_usage_chunk(client: Any) -> None:
@@ -77,6 +78,7 @@ def test_stream_closed_early_by_context_manager_stops(client: Any) -> None:
     evs = llm_events(exp.id)
     assert [e["event"] for e in evs] == ["req_llm.request.start", "req_llm.request.stop"]
     assert evs[1]["measurements"]["chunks"] == 3
+    assert evs[1]["metadata"]["stream_state"] == "closed"
 
 
 def test_stream_close_method_stops_once(client: Any) -> None:

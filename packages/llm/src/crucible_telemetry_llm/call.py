@@ -264,14 +264,15 @@ class Call:
         if self.parts is not None:
             self.parts.append(text)
 
-    def end_stream(self, abandoned: bool = False) -> None:
-        """The stream was exhausted, closed, or dropped unfinished: emit ``stop`` once."""
+    def end_stream(self, state: str = "completed") -> None:
+        """The stream was exhausted (``completed``), ``closed`` early, or dropped unfinished (``abandoned``):
+        emit ``stop`` once, with that ``stream_state``."""
         if self.done:
             return
         try:
+            abandoned = state == "abandoned"
             end = (self.last_ns or _now()) if abandoned else _now()
-            if abandoned:
-                self.meta = {**self.meta, "stream_state": "abandoned"}
+            self.meta["stream_state"] = state
             text = "".join(self.parts) if self.parts is not None else None
             self._stop(end, text, True)
         except Exception as exc:

@@ -24,7 +24,7 @@ class _Base:
     def __init__(self, stream: Any, call: Call) -> None:
         self._stream = stream
         self._call = call
-        self._finalizer = weakref.finalize(self, call.end_stream, True)
+        self._finalizer = weakref.finalize(self, call.end_stream, "abandoned")
         self._finalizer.atexit = False
 
     @property  # type: ignore[misc]
@@ -39,9 +39,9 @@ class _Base:
     def __repr__(self) -> str:
         return f"<instrumented {self._stream!r}>"
 
-    def _end(self) -> None:
+    def _end(self, state: str) -> None:
         self._finalizer.detach()
-        self._call.end_stream()
+        self._call.end_stream(state)
 
 
 class InstrumentedStream(_Base):
@@ -58,7 +58,7 @@ class InstrumentedStream(_Base):
             try:
                 chunk = self._stream.__next__()
             except StopIteration:
-                self._end()
+                self._end("completed")
                 raise
             except BaseException as exc:
                 self._finalizer.detach()
@@ -78,7 +78,7 @@ class InstrumentedStream(_Base):
             if close is not None:
                 close()
         finally:
-            self._end()
+            self._end("closed")
 
     def __enter__(self) -> InstrumentedStream:
         return self
@@ -101,7 +101,7 @@ class InstrumentedAsyncStream(_Base):
             try:
                 chunk = await self._stream.__anext__()
             except StopAsyncIteration:
-                self._end()
+                self._end("completed")
                 raise
             except BaseException as exc:
                 self._finalizer.detach()
@@ -123,7 +123,7 @@ class InstrumentedAsyncStream(_Base):
                 if hasattr(res, "__await__"):
                     await res
         finally:
-            self._end()
+            self._end("closed")
 
     async def __aenter__(self) -> InstrumentedAsyncStream:
         return self
