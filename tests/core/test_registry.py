@@ -94,3 +94,13 @@ def test_every_hook_is_documented_in_the_readme() -> None:
     assert hooks, "no hooks found"
     missing = [h for h in hooks if not re.search(rf"\b{h}\b", readme)]
     assert missing == [], f"hooks missing from README: {missing}"
+
+
+def test_loading_plugins_imports_no_framework() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, crucible_telemetry as ct; ct.event_info('a.b'); "
+            "print(sorted(m for m in ('torch', 'transformers', 'lightning', 'openai') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
