@@ -210,3 +210,12 @@ def test_ranks_join_one_experiment_from_other_processes(hub: ct.Telemetry) -> No
     res = ct.store.execute("SELECT rank, count(*) FROM events WHERE experiment_id = ? GROUP BY rank ORDER BY rank", [exp.id])
     assert res.fetchall() == [(1, 500), (2, 500)]
     assert len(ct.list_experiments()) == 1
+
+
+def test_environment_never_records_secrets_from_argv() -> None:
+    from crucible_telemetry.environment import scrub_argv
+
+    argv = ["train.py", "--api-key", "sk-live-123", "--token=abc", "--lr", "0.1", "sk-proj-xyz",
+            "--hf_token", "hf_abcdef", "data/file.csv"]
+    assert scrub_argv(argv) == ["train.py", "--api-key", "***", "--token=***", "--lr", "0.1", "***",
+                                "--hf_token", "***", "data/file.csv"]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
 from importlib import metadata
 from typing import Any
 
-__all__ = ["capture_environment", "distributed_identity"]
+__all__ = ["capture_environment", "distributed_identity", "scrub_argv"]
 
 _PACKAGES = (
     "crucible-telemetry", "crucible-telemetry-lightning", "crucible-telemetry-hf", "crucible-telemetry-llm",
@@ -19,6 +20,30 @@ _PACKAGES = (
 )
 
 HOSTNAME = socket.gethostname()
+
+_SECRET_FLAG = re.compile(r"(key|token|secret|passw|auth|credential)", re.I)
+_SECRET_VALUE = re.compile(r"^(sk-|sk_|hf_|ghp_|xox[abp]-|Bearer\s)|^[A-Za-z0-9_\-]{32,}$")
+
+
+def scrub_argv(argv: list[str]) -> list[str]:
+    """argv with values that look like secrets (after --api-key, sk-..., long tokens) masked."""
+    out: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next:
+            out.append("***")
+            hide_next = False
+            continue
+        flag, eq, value = arg.partition("=")
+        if arg.startswith("-") and _SECRET_FLAG.search(flag):
+            if eq:
+                out.append(f"{flag}=***")
+            else:
+                out.append(arg)
+                hide_next = True
+            continue
+        out.append("***" if _SECRET_VALUE.search(value if eq else arg) else arg)
+    return out
 
 
 def _git_commit(cwd: str) -> dict[str, Any] | None:
@@ -53,7 +78,7 @@ def capture_environment() -> dict[str, Any]:
         "hostname": HOSTNAME,
         "pid": os.getpid(),
         "cwd": cwd,
-        "argv": list(sys.argv),
+        "argv": scrub_argv(list(sys.argv)),
         "packages": packages,
         "git": _git_commit(cwd),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
