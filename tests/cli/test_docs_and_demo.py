@@ -11,14 +11,16 @@ from pathlib import Path
 import matplotlib.image as mpimg
 import pytest
 
+from tests._readme import section
+
 ROOT = Path(__file__).resolve().parents[2]
-DOC = ROOT / "docs" / "readme" / "cli.md"
+DOC_TEXT = section('The `crucible` command')
 
 pytestmark = pytest.mark.slow
 
 
 def test_cli_readme_python_example_runs(tmp_path: Path) -> None:
-    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)
+    blocks = re.findall(r"```python\n(.*?)```", DOC_TEXT, re.S)
     assert len(blocks) == 1
     script = tmp_path / "example.py"
     script.write_text(blocks[0])
@@ -28,7 +30,7 @@ def test_cli_readme_python_example_runs(tmp_path: Path) -> None:
 
 
 def test_readme_lists_every_command() -> None:
-    text = DOC.read_text()
+    text = DOC_TEXT
     for cmd in ("runs", "show", "metrics", "compare", "sql", "export", "plot", "report", "prune", "serve"):
         assert f"`crucible {cmd}" in text
 

@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 
 import crucible_telemetry as ct
+from tests._readme import section
 
 ROOT = Path(__file__).resolve().parents[2]
-DOC = ROOT / "docs" / "readme" / "llm.md"
+DOC_TEXT = section('LLM calls')
 
 
 def test_readme_example_runs_standalone(tmp_path: Path) -> None:
-    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
+    blocks = re.findall(r"```python\n(.*?)```", DOC_TEXT, flags=re.S)
     assert len(blocks) == 1
     script = tmp_path / "example.py"
     script.write_text(blocks[0])

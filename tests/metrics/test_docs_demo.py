@@ -10,12 +10,13 @@ from pathlib import Path
 
 import crucible_telemetry as ct
 from crucible_telemetry import metrics
+from tests._readme import section
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_readme_section_example_runs(tmp_path: Path) -> None:
-    text = (ROOT / "docs" / "readme" / "metrics.md").read_text()
+    text = section("Counters, gauges and histograms")
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     assert len(blocks) == 1
     env = {**os.environ, "CRUCIBLE_HOME": str(tmp_path / "home")}
