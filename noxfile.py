@@ -74,9 +74,10 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """Mypy, strict on packages/core; the noxfile too."""
+    """Mypy: strict on packages/core and the noxfile, default strictness on the three plugins."""
     _install(session, "mypy", "nox", "pytest")
     session.run("mypy", "packages/core/src/crucible_telemetry", "noxfile.py", *session.posargs)
+    session.run("mypy", "packages/lightning/src", "packages/hf/src", "packages/llm/src")
 
 
 @nox.session

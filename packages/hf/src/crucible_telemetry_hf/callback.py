@@ -193,7 +193,7 @@ class CrucibleCallback(TrainerCallback):
         self._t_epoch = time.monotonic_ns()
         self._micro = 0
         self._epoch_sum, self._epoch_steps = 0.0, 0
-        md = _META
+        md: dict[str, Any] = _META
         if (state.epoch or 0) != self._epoch:  # resumed mid-epoch: the Trainer skips the batches already seen
             md = {**_META, "resumed": True}
             loader = kwargs.get("train_dataloader")
