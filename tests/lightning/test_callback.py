@@ -54,7 +54,7 @@ def test_event_sequence_counts_and_values(hub: ct.Telemetry, tmp_path: Path, fla
     batches = [e for e in evs if e["event"] == "crucible_train.batch.stop"]
     assert [e["measurements"]["loss"] for e in batches] == pytest.approx(model.step_losses, rel=1e-6)
     assert [(e["epoch"], e["batch"], e["global_step"]) for e in batches] == [
-        (ep, b, ep * 5 + b) for ep in (0, 1) for b in range(5)]
+        (ep, b, ep * 5 + b + 1) for ep in (0, 1) for b in range(5)]
     for e in batches:
         m = e["measurements"]
         assert m["gradient_norm"] > 0 and m["duration"] > 0 and m["samples_per_second"] > 0
@@ -123,7 +123,7 @@ def test_gradient_accumulation_keeps_step_and_micro_batch_apart(hub: ct.Telemetr
     cb, lg = CrucibleCallback(), CrucibleLogger()
     trainer, model = _fit(flavour, tmp_path, cb, lg, max_epochs=1, limit_train_batches=4, accumulate_grad_batches=2)
     batches = [e for e in events(hub, cb._exp_id) if e["event"] == "crucible_train.batch.stop"]
-    assert [(e["batch"], e["global_step"]) for e in batches] == [(0, 0), (1, 0), (2, 1), (3, 1)]
+    assert [(e["batch"], e["global_step"]) for e in batches] == [(0, 1), (1, 1), (2, 2), (3, 2)]
     assert [e["measurements"]["loss"] for e in batches] == pytest.approx(model.step_losses, rel=1e-6)
     assert ["gradient_norm" in e["measurements"] for e in batches] == [False, True, False, True]
     steps = {r["step"]: r["value"] for r in metrics(hub, cb._exp_id) if r["metric"] == "train_loss_step"}
@@ -188,11 +188,11 @@ def test_gradient_norm_cadence(hub: ct.Telemetry, tmp_path: Path) -> None:
     cb = CrucibleCallback(gradient_norm=2)
     _fit("lightning.pytorch", tmp_path, cb, max_epochs=1)
     batches = [e for e in events(hub, cb.experiment_id) if e["event"] == "crucible_train.batch.stop"]
-    assert [e["global_step"] for e in batches if "gradient_norm" in e["measurements"]] == [1, 3]
+    assert [e["global_step"] for e in batches if "gradient_norm" in e["measurements"]] == [2, 4]
     cb = CrucibleCallback()  # True: on the steps Lightning logs
     _fit("lightning.pytorch", tmp_path, cb, CrucibleLogger(), max_epochs=1, log_every_n_steps=2)
     batches = [e for e in events(hub, cb.experiment_id) if e["event"] == "crucible_train.batch.stop"]
-    assert [e["global_step"] for e in batches if "gradient_norm" in e["measurements"]] == [1, 3]
+    assert [e["global_step"] for e in batches if "gradient_norm" in e["measurements"]] == [2, 4]
     steps = {r["step"] for r in metrics(hub, cb.experiment_id) if r["metric"] == "train_loss_step"}
     assert steps == {1, 3}  # the same cadence as the logger's rows
 

@@ -46,7 +46,7 @@ def test_ddp_two_ranks_one_experiment(hub: ct.Telemetry, tmp_path: Path) -> None
     for r in (0, 1):
         steps = sorted((e["epoch"], e["batch"], e["global_step"]) for e in evs
                        if e["rank"] == r and e["event"] == "crucible_train.batch.stop")
-        assert steps == [(ep, b, ep * 5 + b) for ep in (0, 1) for b in range(5)]
+        assert steps == [(ep, b, ep * 5 + b + 1) for ep in (0, 1) for b in range(5)]
 
     # self.log metrics: rank 0 only by default; every rank with all_ranks=True.
     rows = metrics(hub, exp_id)

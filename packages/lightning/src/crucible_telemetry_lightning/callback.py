@@ -53,9 +53,10 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
 
     Per step nothing waits for the device: losses and gradient norms on an accelerator are
     copied to the host without blocking and their ``batch.stop`` event is emitted once the copy
-    has landed (at the latest at the end of the epoch). ``global_step`` is the index of the
-    optimizer step a micro-batch belongs to (Lightning's logger ``step``) and ``batch`` the
-    micro-batch index in the epoch, so curves align under gradient accumulation.
+    has landed (at the latest at the end of the epoch). ``global_step`` on ``batch.stop`` is the
+    number of optimizer steps done once the step this micro-batch feeds completes (the Hugging
+    Face Trainer's ``global_step``; Lightning's logger ``step`` plus one), and ``batch`` the
+    micro-batch index in the epoch, so curves align under gradient accumulation and across trainers.
 
     Args:
         experiment_name: name of the experiment it starts; default the LightningModule's class name.
@@ -408,7 +409,7 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
         if self._emit is None or not self._emitting:
             return
         dur = _mono() - self._t0
-        m: dict[str, Any] = {"epoch": self._epoch, "batch": batch_idx, "global_step": self._step0, "duration": dur}
+        m: dict[str, Any] = {"epoch": self._epoch, "batch": batch_idx, "global_step": self._step0 + 1, "duration": dur}
         tensors: dict[str, Tensor] | None = None
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         if isinstance(loss, Tensor):

@@ -31,7 +31,8 @@ __all__ = ["SegmentWriter", "live_files", "process_id", "validate_partition_valu
 
 log = logging.getLogger("crucible_telemetry")
 
-SEGMENT_RE = re.compile(r"^(?P<proc>.+)_(?P<a>\d+)_(?P<b>\d+)_(?P<c>\d+)\.parquet$")
+# ``_<created_ms>`` is absent from files of the first releases: such covers count as mature
+SEGMENT_RE = re.compile(r"^(?P<proc>.+?)_(?P<a>\d+)_(?P<b>\d+)(?:_(?P<c>\d+))?\.parquet$")
 _VALUE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+@-]{0,199}$")
 GRACE_SECONDS = 120.0
 MATURITY_SECONDS = 5.0  # a covering file is used by readers once this old (clock skew must stay below it)
@@ -74,7 +75,7 @@ def _parse(folder: Path, name: str) -> _Name | None:
     m = SEGMENT_RE.match(name)
     if m is None:
         return None
-    return _Name(m["proc"], int(m["a"]), int(m["b"]), int(m["c"]) / 1000, folder / name)
+    return _Name(m["proc"], int(m["a"]), int(m["b"]), int(m["c"] or 0) / 1000, folder / name)
 
 
 def _names(folder: Path) -> dict[str, list[_Name]]:

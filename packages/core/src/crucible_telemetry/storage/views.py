@@ -13,7 +13,7 @@ __all__ = ["VIEW_NAMES", "connect", "create_views"]
 
 VIEW_NAMES = ("experiments", "events", "metrics", "runs")
 
-_SEGMENT = r"([^/\\]+)_(\d+)_(\d+)_(\d+)\.parquet$"
+_SEGMENT = r"([^/\\]+?)_(\d+)_(\d+)(?:_(\d+))?\.parquet$"
 
 _EXPERIMENT_COLUMNS = (
     "{experiment_id: 'VARCHAR', name: 'VARCHAR', hypothesis: 'VARCHAR', condition: 'VARCHAR', "
@@ -41,7 +41,7 @@ def _live_files_sql(pattern: str, key: str) -> str:
                    TRY_CAST(regexp_extract(file, '{_SEGMENT}', 4) AS BIGINT) AS c
             FROM glob({_lit(pattern)})
         ), u AS (
-            SELECT * FROM f WHERE a = b OR c <= epoch_ms(now()) - {maturity_ms}
+            SELECT * FROM f WHERE a = b OR coalesce(c, 0) <= epoch_ms(now()) - {maturity_ms}
         )
         SELECT file FROM u
         WHERE NOT EXISTS (
