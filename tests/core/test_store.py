@@ -298,3 +298,14 @@ def test_a_cover_is_ignored_until_mature_then_hides_what_it_covers(hub: ct.Telem
     old = {p.name for p in segments.live_files(folder)}
     assert len(old) == 1 and "_0000000001_0000000003_" in next(iter(old))
     assert ct.store.count(exp.id) == 3
+
+
+def test_windowed_metrics_of_a_signed_measurement(hub: ct.Telemetry) -> None:
+    exp = ct.start_experiment("signed")
+    values = [-5.0, -1.0, 0.0, 2.0, 8.0, float("nan")]
+    for v in values:
+        ct.emit("pnl.tick", {"delta": v})
+    (w,) = ct.store.windowed_metrics(exp.id, 3_600_000_000, 3_600_000_000, event="pnl.tick", measurement="delta")
+    assert (w["count"], w["min"], w["max"], w["mean"]) == (5, -5.0, 8.0, pytest.approx(0.8))
+    assert w["p50"] == pytest.approx(0.0, abs=1e-12)
+    assert w["p99"] == pytest.approx(8.0, rel=0.0101)

@@ -240,7 +240,7 @@ class Store:
             s, p = self._event_filter(event)
             sql += s
             params += p
-        sql += " AND v IS NOT NULL ORDER BY t"
+        sql += " AND v IS NOT NULL"  # windowed_stats sorts only when the files interleave
         tbl = self.arrow(sql, params)
         ts = tbl.column("t").to_numpy()
         vals = tbl.column("v").to_numpy().astype(np.float64, copy=False)

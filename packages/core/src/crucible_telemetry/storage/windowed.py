@@ -46,7 +46,13 @@ def _exact(ts: np.ndarray[Any, Any], vals: np.ndarray[Any, Any], t0: int, window
 
 
 def _bins(v: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-    """Signed log-bin index of each value, and the representative value of each used bin."""
+    """Log-bin index of each value, and the representative value of each bin (ascending)."""
+    if v.size and v.min() > 0:  # the usual case (durations, tokens, costs): a dense range of bins
+        key = np.ceil(np.log(v) / _LOG_GAMMA).astype(np.int64)
+        lo, hi = int(key.min()), int(key.max())
+        if hi - lo < 100_000:
+            reps = 2 * _GAMMA ** np.arange(lo, hi + 1, dtype=np.float64) / (1 + _GAMMA)
+            return key - lo, reps
     key = np.zeros(v.shape, dtype=np.int64)
     nz = v != 0
     key[nz] = np.ceil(np.log(np.abs(v[nz])) / _LOG_GAMMA).astype(np.int64)
@@ -71,6 +77,9 @@ def windowed_stats(ts: np.ndarray[Any, Any], vals: np.ndarray[Any, Any], window_
     finite = np.isfinite(vals)
     ts = ts[finite]
     vals = vals[finite]
+    if ts.size > 1 and not bool(np.all(ts[1:] >= ts[:-1])):  # several writers interleave
+        order = np.argsort(ts, kind="stable")
+        ts, vals = ts[order], vals[order]
     if ts.size == 0:
         return []
     g = math.gcd(window_us, step_us)
@@ -92,8 +101,8 @@ def windowed_stats(ts: np.ndarray[Any, Any], vals: np.ndarray[Any, Any], window_
     maxs = np.full(n_buckets, -np.inf)
     mins[nonempty] = np.minimum.reduceat(vals, starts[nonempty])
     maxs[nonempty] = np.maximum.reduceat(vals, starts[nonempty])
-    hist = np.zeros((n_buckets + w, reps.size), dtype=np.int64)
-    np.add.at(hist, (bucket, binidx), 1)
+    hist = np.bincount(bucket * reps.size + binidx, minlength=n_buckets * reps.size)
+    hist = np.concatenate([hist.reshape(n_buckets, reps.size), np.zeros((w, reps.size), dtype=np.int64)])
     pad = w - 1
     idx = np.arange(n_windows) * s
     csum = np.concatenate([[0], np.cumsum(counts), np.full(pad, counts.sum())])
