@@ -19,7 +19,7 @@ PACKAGES = [
     "-e", "packages/hf",
     "-e", "packages/llm[openai]",
 ]
-TEST_DEPS = ["pytest", "pytest-asyncio", "prometheus_client", "psutil", "tensorboard", "accelerate", "pandas"]
+TEST_DEPS = ["pytest", "pytest-asyncio", "prometheus_client", "psutil", "tensorboard", "accelerate", "pandas", "httpx"]
 ENV = {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
