@@ -61,7 +61,7 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def demo(session: nox.Session) -> None:
     """Run the end-to-end demo: training runs, LLM calls, queries, metrics, exports and reports."""
-    _install(session)
+    _install(session, "accelerate")  # the Hugging Face Trainer needs it
     session.run("python", "examples/demo.py", *session.posargs, env={**ENV, "CRUCIBLE_STRICT": "0"})
 
 
