@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .events import category_of
 from .storage.schema import EVENTS_SCHEMA, METRICS_SCHEMA
@@ -120,16 +121,25 @@ class _Keys:
         return out
 
 
-def _int_column(f: np.ndarray[Any, Any] | None, mds: list[Any], key: str, md_keys: set[Any]) -> pa.Array:
-    n = len(mds)
-    if key in md_keys:
-        vals: list[Any] = f.tolist() if f is not None else [None] * n
-        vals = [v if v is not None and v == v else (md.get(key) if md else None) for v, md in zip(vals, mds)]
-        return pa.array([v if v is None or type(v) is int else _as_int(v) for v in vals], pa.int64())
-    if f is None:
-        return pa.nulls(n, pa.int64())
+def _ints_from_floats(f: np.ndarray[Any, Any]) -> pa.Array:
     ok = np.isfinite(f) & (np.floor(f) == f) & (np.abs(f) < 2**62)
     return pa.array(np.where(ok, f, 0).astype(np.int64), pa.int64(), mask=~ok)
+
+
+def _int_column(f: np.ndarray[Any, Any] | None, mds: list[Any], key: str, md_keys: set[Any]) -> pa.Array:
+    """An int column from a measurement (preferred) or, where it is absent, the metadata key."""
+    n = len(mds)
+    from_map = _ints_from_floats(f) if f is not None else None
+    if key not in md_keys:
+        return from_map if from_map is not None else pa.nulls(n, pa.int64())
+    raw = [md.get(key) if md else None for md in mds]
+    try:
+        from_md = pa.array(raw, pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError, ValueError):
+        from_md = pa.array([_as_int(v) for v in raw], pa.int64())
+    if from_map is None:
+        return from_md
+    return pc.if_else(pc.is_valid(from_map), from_map, from_md)
 
 
 def build_events(
@@ -173,7 +183,7 @@ def build_events(
     ints = [_int_column(kx.column(k, n), mds, k, md_keys) for k in _ROW_KEYS]
     dur = kx.column("duration", n)
     duration = pa.array(dur, pa.float64(), mask=np.isnan(dur) & ~_nan_given(kx, "duration", n)) if dur is not None else pa.nulls(n, pa.float64())
-    metas = pa.array(_dumps_all(mds), pa.binary()).cast(pa.string())
+    metas = _metadata_column(mds)
     host, pid, rank, local_rank, node, world = ident
     mono = np.fromiter(map(itemgetter(4), rows), dtype=np.int64, count=n)
     name_arr = pa.array(names, pa.string())
@@ -227,22 +237,45 @@ def _slow_path(names: list[str], ms: list[Any], mds: list[Any], enrichers: Seque
     return out_m, out_md, moved_total
 
 
-def _dumps_all(mds: list[Any]) -> list[bytes | None]:
-    """JSON of each metadata dict (one C call each); a dict orjson refuses goes the careful way."""
-    dumps = orjson.dumps
+def _json_one(md: Any) -> bytes:
     try:
-        return [dumps(md, default=repr) if md else None for md in mds]
+        return orjson.dumps(md, default=repr)
     except (TypeError, orjson.JSONEncodeError):
-        out: list[bytes | None] = []
-        for md in mds:
-            if not md:
-                out.append(None)
-                continue
+        return (to_json(md) or "null").encode()
+
+
+def _metadata_column(mds: list[Any]) -> pa.Array:
+    """JSON text of each metadata dict as one Arrow string column (NULL for none).
+
+    Each encoding is copied into one growing buffer and dropped at once: keeping hundreds of
+    thousands of small bytes objects alive fragments the heap and costs microseconds a row.
+    """
+    n = len(mds)
+    buf = bytearray()
+    extend = buf.extend
+    dumps = orjson.dumps
+    lens: list[int] = []
+    add = lens.append
+    for md in mds:
+        if md:
             try:
-                out.append(dumps(md, default=repr))
+                b = dumps(md, default=repr)
             except (TypeError, orjson.JSONEncodeError):
-                out.append((to_json(md) or "null").encode())
-        return out
+                b = _json_one(md)
+            extend(b)
+            add(len(b))
+        else:
+            add(-1)
+    ln = np.asarray(lens, dtype=np.int64)
+    valid = ln >= 0
+    lens_np = np.where(valid, ln, 0)
+    if len(buf) >= 2**31:  # int32 offsets: fall back to a large_string column cast down per chunk
+        return pa.array([_json_one(md).decode() if md else None for md in mds], pa.string())
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(lens_np, out=offsets[1:])
+    mask = pa.array(valid).buffers()[1] if not valid.all() else None
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(bytes(buf)), mask,
+                                       null_count=int(n - valid.sum()))
 
 
 def _nan_given(kx: _Keys, key: str, n: int) -> np.ndarray[Any, Any]:

@@ -1,11 +1,21 @@
-"""``export``: an experiment's events to csv, jsonl or parquet, streamed by DuckDB's COPY."""
+"""``export``: an experiment's events to csv, jsonl or parquet, in time order, in bounded memory.
+
+The events are cut into time slices of at most ``CHUNK_ROWS`` rows; each slice is sorted and
+streamed to the file as Arrow record batches, so memory stays flat in the number of events.
+"""
 
 from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from . import plugins
 from .errors import ExportExistsError, InvalidArgumentError
@@ -16,17 +26,66 @@ if TYPE_CHECKING:
 __all__ = ["FORMATS", "export"]
 
 FORMATS = ("csv", "jsonl", "parquet")
+CHUNK_ROWS = 50_000
+BATCH_ROWS = 10_000
+_CSV = pacsv.WriteOptions(quoting_style="needed", include_header=False)
 
-_FLAT = ("SELECT experiment_id, event, category, ts, mono_ns, seq, host, pid, rank, local_rank, node, world_size, "
-         "epoch, global_step, batch, duration, to_json(measurements) AS measurements, metadata, "
-         "to_json(tags) AS tags FROM events WHERE experiment_id = ? ORDER BY ts, host, pid, seq")
-_NESTED = ("SELECT * REPLACE (CAST(metadata AS JSON) AS metadata) FROM events WHERE experiment_id = ? "
-           "ORDER BY ts, host, pid, seq")
+_COLUMNS = {
+    # csv has no nested types: maps and lists as JSON text
+    "csv": ("experiment_id, event, category, ts, mono_ns, seq, host, pid, rank, local_rank, node, world_size, "
+            "epoch, global_step, batch, duration, to_json(measurements) AS measurements, metadata, "
+            "to_json(tags) AS tags"),
+    "jsonl": "to_json(t) AS line",
+    "parquet": "*",
+}
+_ORDER = " ORDER BY ts, host, pid, seq"
 
 
-def _copy(con: Any, sql: str, params: list[Any], path: Path, options: str) -> None:
-    lit = "'" + str(path).replace("'", "''") + "'"
-    con.execute(f"COPY ({sql}) TO {lit} ({options})", params)
+def _slices(con: Any, exp_id: str) -> list[tuple[Any, Any]]:
+    """Half-open ``[t0, t1)`` time slices of about ``CHUNK_ROWS`` events each (the last one closed)."""
+    n, t_min = con.execute("SELECT count(*), min(ts) FROM events WHERE experiment_id = ?",
+                                  [exp_id]).fetchall()[0]
+    if not n:
+        return []
+    k = -(-n // CHUNK_ROWS)
+    if k == 1:
+        return [(t_min, None)]
+    qs = [i / k for i in range(1, k)]
+    cuts = con.execute("SELECT quantile_disc(ts, ?) FROM events WHERE experiment_id = ?", [qs, exp_id]).fetchall()[0][0]
+    bounds = [t_min, *sorted(set(cuts))]
+    return [*pairwise(bounds), (bounds[-1], None)]
+
+
+def _batches(con: Any, exp_id: str, fmt: str) -> Iterator[pa.RecordBatch]:
+    for t0, t1 in _slices(con, exp_id):
+        where = "experiment_id = ? AND ts >= ?" + (" AND ts < ?" if t1 is not None else "")
+        params = [exp_id, t0] + ([t1] if t1 is not None else [])
+        cols = "* REPLACE (CAST(metadata AS JSON) AS metadata)" if fmt == "jsonl" else "*"
+        inner = f"SELECT {cols} FROM events WHERE {where}{_ORDER}"
+        sql = f"SELECT {_COLUMNS[fmt]} FROM ({inner}) t"
+        yield from con.sql(sql, params=params).to_arrow_reader(BATCH_ROWS)
+
+
+def _write(con: Any, exp_id: str, fmt: str, path: Path) -> None:
+    if fmt == "jsonl":
+        with path.open("wb") as f:
+            for batch in _batches(con, exp_id, fmt):
+                lines = batch.column(0).to_pylist()
+                if lines:
+                    f.write(("\n".join(lines) + "\n").encode())
+        return
+    schema = con.sql(f"SELECT {_COLUMNS[fmt]} FROM (SELECT * FROM events WHERE false) t").to_arrow_table().schema
+    with path.open("wb") as sink:
+        if fmt == "parquet":
+            writer: Any = pq.ParquetWriter(sink, schema, compression="zstd")
+        else:
+            sink.write((",".join(schema.names) + "\n").encode())  # a plain header, as csv readers expect
+            writer = pacsv.CSVWriter(sink, schema, write_options=_CSV)
+        try:
+            for batch in _batches(con, exp_id, fmt):
+                writer.write_batch(batch)
+        finally:
+            writer.close()
 
 
 def export(hub: Telemetry, exp_id: str, fmt: str = "parquet", path: str | os.PathLike[str] | None = None,
@@ -45,19 +104,18 @@ def export(hub: Telemetry, exp_id: str, fmt: str = "parquet", path: str | os.Pat
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{secrets.token_hex(3)}.tmp")
     hub.flush()
-    con = hub.store._con()
+    from .storage.views import connect
+
+    con = connect(hub.home)  # a connection of its own: exports may run beside queries
+    con.execute("SET threads = 1")  # one slice at a time: memory set by CHUNK_ROWS, not by cores
     try:
         if custom is not None:
-            custom(con, _NESTED, [exp_id], tmp)
-        elif fmt == "csv":
-            _copy(con, _FLAT, [exp_id], tmp, "FORMAT csv, HEADER true")
-        elif fmt == "jsonl":
-            _copy(con, _NESTED, [exp_id], tmp, "FORMAT json")
+            custom(con, f"SELECT * FROM events WHERE experiment_id = ?{_ORDER}", [exp_id], tmp)
         else:
-            _copy(con, _NESTED.replace("CAST(metadata AS JSON)", "metadata"), [exp_id], tmp,
-                  "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000")
+            _write(con, exp_id, fmt, tmp)
         os.replace(tmp, out)
     finally:
+        con.close()
         if tmp.exists():
             tmp.unlink()
     return out

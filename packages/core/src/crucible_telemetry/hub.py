@@ -49,7 +49,7 @@ log = logging.getLogger("crucible_telemetry")
 _wall_ns = time.time_ns
 _mono_ns = time.monotonic_ns
 _HUBS: weakref.WeakSet[Telemetry] = weakref.WeakSet()
-DRAIN_AT = 20_000  # buffered events that the writer turns into Arrow columns before the interval
+DRAIN_AT = 10_000  # buffered events that the writer turns into Arrow columns before the interval
 
 
 def default_home() -> Path:
@@ -64,7 +64,8 @@ class Telemetry:
         home: project folder; default ``$CRUCIBLE_HOME`` or ``./.crucible``.
         flush_interval: seconds between writer flushes (a SIGKILL loses at most this much).
         batch_size: buffered events that trigger an early flush.
-        buffer_limit: events held in memory at most; beyond it new events are dropped and counted.
+        buffer_limit: events waiting for the writer at most (about 1 s of a tight emit loop); beyond
+            it new events are dropped and counted in ``dropped_overflow``, so memory stays bounded.
     """
 
     def __init__(
@@ -73,7 +74,7 @@ class Telemetry:
         *,
         flush_interval: float = 1.0,
         batch_size: int = 100_000,
-        buffer_limit: int = 2_000_000,
+        buffer_limit: int = 500_000,
     ) -> None:
         if flush_interval <= 0:
             raise InvalidArgumentError("flush_interval", "must be > 0 seconds")
@@ -389,10 +390,11 @@ class Telemetry:
                 if now - last >= self.flush_interval or self._pending_rows >= self.batch_size or len(self._mbuf) >= self.batch_size:
                     last = now
                     self.flush()
-                elif len(self._buf) >= DRAIN_AT:
+                else:
                     # turn buffered dicts into compact Arrow columns early; the segment is written at the interval
-                    with self._flush_lock:
-                        self._build_pending()
+                    while len(self._buf) >= DRAIN_AT and self._pending_rows < self.batch_size and not self._closed:
+                        with self._flush_lock:
+                            self._build_pending(DRAIN_AT)
             except Exception as exc:  # never dies: the error is recorded and retried next round
                 self._record_error(exc)
 
@@ -408,16 +410,18 @@ class Telemetry:
             except Exception as exc:
                 self._record_error(exc)
         with self._flush_lock:
-            self._build_pending()
+            while self._buf:
+                self._build_pending(4 * DRAIN_AT)
             return self._write_pending() + self._flush_metrics()
 
-    def _drain(self, buf: deque[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    def _drain(self, buf: deque[tuple[Any, ...]], limit: int | None = None) -> list[tuple[Any, ...]]:
         pop = buf.popleft
-        return [pop() for _ in range(len(buf))]
+        n = len(buf) if limit is None else min(limit, len(buf))
+        return [pop() for _ in range(n)]
 
-    def _build_pending(self) -> None:
-        """Drain the buffer into per-experiment Arrow tables and fold them into the live stats."""
-        rows = self._drain(self._buf)
+    def _build_pending(self, limit: int | None = None) -> None:
+        """Drain the buffer (at most ``limit`` rows) into per-experiment Arrow tables and live stats."""
+        rows = self._drain(self._buf, limit)
         if not rows:
             return
         seq0 = self._seq
@@ -459,6 +463,8 @@ class Telemetry:
             self._pending_rows -= table.num_rows
             written += table.num_rows
         self.events_written += written
+        if written >= DRAIN_AT:  # Arrow's allocator keeps freed pages; hand big batches' memory back
+            pa.default_memory_pool().release_unused()
         return written
 
     def _flush_metrics(self) -> int:
