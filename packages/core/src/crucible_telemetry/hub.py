@@ -16,9 +16,11 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from . import collector, plugins
@@ -50,6 +52,7 @@ _wall_ns = time.time_ns
 _mono_ns = time.monotonic_ns
 _HUBS: weakref.WeakSet[Telemetry] = weakref.WeakSet()
 DRAIN_AT = 10_000  # buffered events that the writer turns into Arrow columns before the interval
+FLUSH_CHUNK = 100_000  # rows built into Arrow at a time by a flush (bounds its working memory)
 
 
 def default_home() -> Path:
@@ -411,7 +414,7 @@ class Telemetry:
                 self._record_error(exc)
         with self._flush_lock:
             while self._buf:
-                self._build_pending(4 * DRAIN_AT)
+                self._build_pending(FLUSH_CHUNK)
             return self._write_pending() + self._flush_metrics()
 
     def _drain(self, buf: deque[tuple[Any, ...]], limit: int | None = None) -> list[tuple[Any, ...]]:
@@ -426,14 +429,19 @@ class Telemetry:
             return
         seq0 = self._seq
         self._seq += len(rows)
-        groups: dict[str, tuple[Experiment, list[tuple[Any, ...]], list[int]]] = {}
-        for i, row in enumerate(rows):
-            g = groups.get(row[0].id)
-            if g is None:
-                g = groups[row[0].id] = (row[0], [], [])
-            g[1].append(row)
-            g[2].append(seq0 + i)
-        del rows
+        groups: dict[str, tuple[Experiment, list[tuple[Any, ...]], Any]] = {}
+        exps = list(map(itemgetter(0), rows))
+        first = exps[0]
+        if exps.count(first) == len(exps):  # the usual case: one experiment, no regrouping
+            groups[first.id] = (first, rows, np.arange(seq0, seq0 + len(rows), dtype=np.int64))
+        else:
+            for i, row in enumerate(rows):
+                g = groups.get(row[0].id)
+                if g is None:
+                    g = groups[row[0].id] = (row[0], [], [])
+                g[1].append(row)
+                g[2].append(seq0 + i)
+        del rows, exps
         host_ident = self._ident()
         # wall time = monotonic + offset taken now: one clock read per event on the hot path, and
         # the offset only moves if the system clock is stepped within one flush interval
