@@ -19,3 +19,19 @@ def section(title: str) -> str:
 def python_blocks(text: str) -> list[str]:
     """The ```python blocks of a piece of Markdown."""
     return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+
+
+def run_example(title: str, cwd: Path, timeout: int = 240) -> list[str]:
+    """Run the one ```python block of a README section as a script in ``cwd``; its stdout lines."""
+    import subprocess
+    import sys
+
+    blocks = python_blocks(section(title))
+    assert len(blocks) == 1, f"{title!r} should hold exactly one example"
+    script = cwd / "example.py"
+    script.write_text(blocks[0])
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "CRUCIBLE_STRICT": "1", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, str(script)], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout.strip().splitlines()

@@ -3,30 +3,19 @@
 from __future__ import annotations
 
 import ast
-import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 import crucible_telemetry as ct
-from tests._readme import section
+from tests._readme import run_example
 
 ROOT = Path(__file__).resolve().parents[2]
-DOC_TEXT = section('Lightning')
 
 
 def test_readme_example_runs_standalone(tmp_path: Path) -> None:
-    blocks = re.findall(r"```python\n(.*?)```", DOC_TEXT, flags=re.S)
-    assert len(blocks) == 1
-    script = tmp_path / "example.py"
-    script.write_text(blocks[0])
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "CRUCIBLE_STRICT": "1"}
-    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=240, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = proc.stdout.strip().splitlines()
+    lines = run_example('Lightning', tmp_path, timeout=240)
     epochs = ast.literal_eval(lines[-2])  # [(epoch, loss, val_loss), ...]
     assert [e[0] for e in epochs] == [0, 1, 2] and all(e[1] > 0 and e[2] > 0 for e in epochs)
     assert "train_loss_step" in lines[-1] and "val_loss" in lines[-1]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,22 +10,13 @@ from pathlib import Path
 import pytest
 
 import crucible_telemetry as ct
-from tests._readme import section
+from tests._readme import run_example
 
 ROOT = Path(__file__).resolve().parents[2]
-DOC_TEXT = section('LLM calls')
 
 
 def test_readme_example_runs_standalone(tmp_path: Path) -> None:
-    blocks = re.findall(r"```python\n(.*?)```", DOC_TEXT, flags=re.S)
-    assert len(blocks) == 1
-    script = tmp_path / "example.py"
-    script.write_text(blocks[0])
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "CRUCIBLE_STRICT": "1"}
-    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=120, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = proc.stdout.strip().splitlines()
+    lines = run_example('LLM calls', tmp_path, timeout=120)
     assert "fake server" in lines[0]
     summary = ast.literal_eval(lines[1])
     assert summary["success_rate"] == 1.0 and summary["cost_usd"] > 0 and summary["tokens"] > 0
