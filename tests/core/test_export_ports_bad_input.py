@@ -210,3 +210,15 @@ def test_store_files_are_plain_parquet_any_engine_reads(hub: ct.Telemetry) -> No
     n = duckdb.connect().execute("SELECT count(*) FROM read_parquet(?)", [[str(f) for f in files]]).fetchall()
     assert n == [(6,)]
     assert pq.read_table(files[0]).num_rows == 6
+
+
+def test_a_full_buffer_drops_and_counts_instead_of_growing(tmp_path: Path) -> None:
+    hub = ct.Telemetry(tmp_path / "h", flush_interval=3600, buffer_limit=10)
+    try:
+        exp = hub.start_experiment("bounded", bind=False)
+        for i in range(25):
+            hub.emit("x.y", {"i": i}, {"experiment_id": exp.id})
+        assert hub.dropped_overflow == 15
+        assert [r["measurements"]["i"] for r in hub.store.get_all(exp.id)] == list(range(10))
+    finally:
+        hub.close()
