@@ -58,6 +58,7 @@ class Call:
     gap_max = 0
     chars_out = 0
     parts: list[str] | None = None
+    seen: list[tuple[int, Any]] | None = None  # a stream's chunks not read yet (streams.py fills it)
 
     def __init__(self, inst: Instrumentation, hub: Any, op: str, kwargs: dict[str, Any], meta: dict[str, Any], stream: bool) -> None:
         self.inst = inst
@@ -136,6 +137,8 @@ class Call:
         self.done = True
         try:
             end = _now()
+            if self.seen:
+                self.read_chunks()
             m = self._timing(end)
             if self.attempts:
                 m["retries"] = self.attempts - 1
@@ -165,25 +168,38 @@ class Call:
 
     # --------------------------------------------------------------- streams
 
-    def observe(self, chunk: Any) -> bool:
-        """Read one streamed chunk; True when it is the usage-only chunk we asked for (hidden from the user)."""
-        self.chunks += 1
-        if self.op == "responses":
-            self._observe_event(chunk, _now())
-            return False
-        if type(chunk) is dict:
-            return self._observe_dict(chunk)
+    def read_chunks(self) -> None:
+        """Read the chunks the stream kept as ``(monotonic ns, chunk)``: ids, usage, token times, finish reasons.
+
+        Runs at the end (and every ``streams.BATCH`` chunks), not per chunk: the user's loop only
+        pays for a timestamp. A chunk that cannot be read is skipped (warned once); the rest count.
+        """
+        seen = self.seen
+        if not seen:
+            return
+        self.chunks += len(seen)
+        op = self.op
+        for now, chunk in seen:
+            try:
+                if op == "responses":
+                    self._observe_event(chunk, now)
+                elif type(chunk) is dict:
+                    self._observe_dict(chunk, now)
+                else:
+                    self._observe(chunk, now, op == "chat")
+            except Exception as exc:
+                warn_once("observe", "could not read a streamed chunk", exc)
+        seen.clear()
+
+    def _observe(self, chunk: Any, now: int, chat: bool) -> None:
+        """One chat or completions chunk object (openai's pydantic models or look-alikes)."""
         if self.response_model is None:
             self.response_model = getattr(chunk, "model", None)
             self.response_id = getattr(chunk, "id", None)
         usage = getattr(chunk, "usage", None)
         if usage is not None:
             self.usage = usage
-        choices = getattr(chunk, "choices", None)
-        if not choices:
-            return usage is not None and self.hide_usage
-        chat = self.op == "chat"
-        for c in choices:
+        for c in getattr(chunk, "choices", None) or ():
             if chat:
                 delta = getattr(c, "delta", None)
                 text = getattr(delta, "content", None)
@@ -192,13 +208,12 @@ class Call:
             else:
                 text = getattr(c, "text", None)
             if text:
-                self._token(_now(), text)
+                self._token(now, text)
             fr = getattr(c, "finish_reason", None)
             if fr is not None:
                 if self.reasons is None:
                     self.reasons = []
                 self.reasons.append(fr)
-        return False
 
     @staticmethod
     def _other_delta(delta: Any) -> str:
@@ -209,7 +224,7 @@ class Call:
         return "".join(a for tc in get(delta, "tool_calls") or ()
                        if isinstance(a := get(get(tc, "function"), "arguments"), str))
 
-    def _observe_dict(self, chunk: dict[str, Any]) -> bool:
+    def _observe_dict(self, chunk: dict[str, Any], now: int) -> None:
         """The same for chunks given as plain dicts (OpenAI-compatible clients without models)."""
         if self.response_model is None:
             self.response_model = chunk.get("model")
@@ -217,23 +232,20 @@ class Call:
         usage = chunk.get("usage")
         if usage is not None:
             self.usage = usage
-        choices = chunk.get("choices")
-        if not choices:
-            return usage is not None and self.hide_usage
-        for c in choices:
-            if self.op == "chat":
+        chat = self.op == "chat"
+        for c in chunk.get("choices") or ():
+            if chat:
                 delta = get(c, "delta")
                 text = get(delta, "content") or (self._other_delta(delta) if delta is not None else None)
             else:
                 text = get(c, "text")
             if text:
-                self._token(_now(), text)
+                self._token(now, text)
             fr = get(c, "finish_reason")
             if fr is not None:
                 if self.reasons is None:
                     self.reasons = []
                 self.reasons.append(fr)
-        return False
 
     def _observe_event(self, event: Any, now: int) -> None:
         kind = get(event, "type")
@@ -270,8 +282,9 @@ class Call:
         if self.done:
             return
         try:
-            abandoned = state == "abandoned"
-            end = (self.last_ns or _now()) if abandoned else _now()
+            now = _now()  # before reading the chunks: that work is ours, not the stream's
+            self.read_chunks()
+            end = (self.last_ns or now) if state == "abandoned" else now
             self.meta["stream_state"] = state
             text = "".join(self.parts) if self.parts is not None else None
             self._stop(end, text, True)

@@ -7,6 +7,7 @@ attributes are forwarded). ``stop`` is emitted when the stream is exhausted or c
 
 from __future__ import annotations
 
+import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -15,15 +16,38 @@ from .privacy import warn_once
 if TYPE_CHECKING:
     from .call import Call
 
-__all__ = ["InstrumentedAsyncStream", "InstrumentedStream", "wrap_stream"]
+__all__ = ["BATCH", "InstrumentedAsyncStream", "InstrumentedStream", "wrap_stream"]
+
+#: Chunks kept (with their arrival time) before the call reads them: bounds what a long stream holds.
+BATCH = 256
+
+_now = time.monotonic_ns
+
+
+def _usage_only(chunk: Any) -> bool:
+    """The usage-only chunk we asked for (no choices): hidden from the user. Never raises."""
+    try:
+        if type(chunk) is dict:
+            return chunk.get("usage") is not None and not chunk.get("choices")
+        return getattr(chunk, "usage", None) is not None and not getattr(chunk, "choices", None)
+    except Exception as exc:
+        warn_once("observe", "could not read a streamed chunk", exc)
+        return False
 
 
 class _Base:
-    __slots__ = ("__weakref__", "_call", "_finalizer", "_stream")
+    """What the sync and async wrappers share. Per chunk they only keep ``(monotonic ns, chunk)``
+    (and, when we asked for usage, look for the usage-only chunk); ``Call.read_chunks`` reads them
+    at the end, so the user's loop pays for a timestamp and an append."""
+
+    __slots__ = ("__weakref__", "_call", "_finalizer", "_hide", "_seen", "_stream")
 
     def __init__(self, stream: Any, call: Call) -> None:
         self._stream = stream
         self._call = call
+        self._seen: list[tuple[int, Any]] = []
+        call.seen = self._seen
+        self._hide = call.hide_usage
         self._finalizer = weakref.finalize(self, call.end_stream, "abandoned")
         self._finalizer.atexit = False
 
@@ -43,6 +67,10 @@ class _Base:
         self._finalizer.detach()
         self._call.end_stream(state)
 
+    def _fail(self, exc: BaseException) -> None:
+        self._finalizer.detach()
+        self._call.fail(exc)
+
 
 class InstrumentedStream(_Base):
     """Wraps a sync stream (``openai.Stream`` or any iterator of chunks)."""
@@ -53,7 +81,7 @@ class InstrumentedStream(_Base):
         return self
 
     def __next__(self) -> Any:
-        call = self._call
+        seen = self._seen
         while True:
             try:
                 chunk = self._stream.__next__()
@@ -61,14 +89,12 @@ class InstrumentedStream(_Base):
                 self._end("completed")
                 raise
             except BaseException as exc:
-                self._finalizer.detach()
-                call.fail(exc)
+                self._fail(exc)
                 raise
-            try:
-                if not call.observe(chunk):
-                    return chunk
-            except Exception as exc:
-                warn_once("observe", "could not read a streamed chunk", exc)
+            seen.append((_now(), chunk))
+            if len(seen) >= BATCH:
+                self._call.read_chunks()
+            if not self._hide or not _usage_only(chunk):
                 return chunk
 
     def close(self) -> None:
@@ -96,7 +122,7 @@ class InstrumentedAsyncStream(_Base):
         return self
 
     async def __anext__(self) -> Any:
-        call = self._call
+        seen = self._seen
         while True:
             try:
                 chunk = await self._stream.__anext__()
@@ -104,14 +130,12 @@ class InstrumentedAsyncStream(_Base):
                 self._end("completed")
                 raise
             except BaseException as exc:
-                self._finalizer.detach()
-                call.fail(exc)
+                self._fail(exc)
                 raise
-            try:
-                if not call.observe(chunk):
-                    return chunk
-            except Exception as exc:
-                warn_once("observe", "could not read a streamed chunk", exc)
+            seen.append((_now(), chunk))
+            if len(seen) >= BATCH:
+                self._call.read_chunks()
+            if not self._hide or not _usage_only(chunk):
                 return chunk
 
     async def close(self) -> None:
