@@ -23,6 +23,8 @@ class CheckpointWatch:
 
     def __init__(self, callbacks: Iterable[Any]) -> None:
         self._cbs = list(callbacks)
+        #: False when there is no checkpoint callback to watch (nothing to look at per step).
+        self.active = bool(self._cbs)
         self._markers = [_marker(cb) for cb in self._cbs]
         self._seen: dict[str, int] = {}
         for cb in self._cbs:  # files from before this fit (a resumed run) are not news

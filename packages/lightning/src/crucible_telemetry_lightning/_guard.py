@@ -13,14 +13,15 @@ from typing import Any, TypeVar
 
 from crucible_telemetry import plugins
 
-__all__ = ["guarded", "run_guarded"]
+__all__ = ["failed", "guarded", "run_guarded"]
 
 log = logging.getLogger("crucible_telemetry.lightning")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _failed(owner: Any, hook: str, exc: Exception) -> None:
+def failed(owner: Any, hook: str, exc: Exception) -> None:
+    """Record a hook's failure on ``owner.errors`` and log it once per hook (re-raised in strict mode)."""
     errors = owner.__dict__.setdefault("errors", [])
     errors.append(exc)
     warned = owner.__dict__.setdefault("_warned_hooks", set())
@@ -36,7 +37,7 @@ def run_guarded(owner: Any, hook: str, fn: Callable[..., Any], *args: Any) -> An
     try:
         return fn(*args)
     except Exception as exc:
-        _failed(owner, hook, exc)
+        failed(owner, hook, exc)
         return None
 
 
@@ -48,7 +49,7 @@ def guarded(fn: F) -> F:
         try:
             return fn(self, *args, **kwargs)
         except Exception as exc:
-            _failed(self, fn.__name__, exc)
+            failed(self, fn.__name__, exc)
             return None
 
     return wrapper  # type: ignore[return-value]

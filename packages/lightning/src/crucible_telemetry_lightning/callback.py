@@ -21,9 +21,9 @@ from crucible_telemetry.storage.segments import validate_partition_value
 
 from . import _compat
 from ._checkpoints import CheckpointWatch
-from ._guard import guarded, run_guarded
+from ._guard import failed, guarded, run_guarded
 from ._logged import epoch_summary, learning_rates, scalar, validation_metrics
-from ._values import Deferred, batch_size, grad_norm, token_count
+from ._values import Deferred, batch_size, grad_norm, host_norm_ok, token_count
 
 __all__ = ["CrucibleCallback"]
 
@@ -127,7 +127,7 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
         state = self.__dict__.copy()
         state["_hub_arg"] = None if self._hub_arg is None else str(self._hub_arg.home)
         state["hub"] = state["experiment"] = None
-        for k in ("_trainer", "_emit", "_deferred", "_watch", "_opt", "_gnorm"):
+        for k in ("_trainer", "_emit", "_deferred", "_dq", "_watch", "_opt", "_gnorm", "_steps"):
             state[k] = None
         state["_params"] = []
         for k in ("log", "log_dict"):  # the model's logging methods Lightning attaches at fit time
@@ -160,6 +160,7 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
         self._world = 1
         self._emit: Any = None
         self._deferred: Deferred | None = None
+        self._dq: Any = ()  # the deferred events' queue (truthy while any wait), read per step
         self._watch: CheckpointWatch | None = None
         self._saving: tuple[int, int] | None = None
         self._trainer: Any = None
@@ -171,6 +172,8 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
         self._opt: Any = None
         self._gnorm: Tensor | float | None = None
         self._gn_every = 0
+        self._gn_host = False  # a small CPU model: its gradient norm is summed through numpy
+        self._steps: Any = None  # Lightning's optimizer-step counter (``.completed`` is global_step)
         self._epoch_lrs: dict[str, float] | None = None  # learning rates at the epoch's start
         self._loss_sum = 0.0
         self._loss_n = 0
@@ -246,6 +249,7 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
             self._bind(hub.join_experiment(self._exp_id, bind=False))
         self._emit = hub.emit
         self._deferred = Deferred(self._emit_now)
+        self._dq = self._deferred.queue
 
     def _bind(self, exp: ct.Experiment) -> None:
         if exp.state == _STOPPED:
@@ -327,6 +331,7 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
         self._bind(exp)
         self._emit = self.hub.emit
         self._deferred = Deferred(self._emit_now)
+        self._dq = self._deferred.queue
         if self._trainer is not None:
             self._tell_loggers(self._trainer)
 
@@ -356,6 +361,7 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
         self._watch = CheckpointWatch(getattr(trainer, "checkpoint_callbacks", ()))
         gn = self.gradient_norm
         self._gn_every = int(getattr(trainer, "log_every_n_steps", 50) or 0) if gn is True else int(gn or 0)
+        self._gn_host = bool(self._gn_every) and host_norm_ok(self._params)
         if not self._emitting:
             return
         self._emit(_TRAINING_START, {"epoch": trainer.current_epoch, "global_step": trainer.global_step}, {
@@ -378,80 +384,98 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
         self._epoch = trainer.current_epoch
         self._t_epoch = _mono()
         self._loss_sum, self._loss_n = 0.0, 0
+        self._steps = _step_counter(trainer)
         # Epoch-interval schedulers step before on_train_epoch_end: keep the rates this epoch ran with.
         self._epoch_lrs = learning_rates(self._opt)
         self._poll_checkpoints(trainer)
         if self._emit is not None and self._emitting:
             self._emit(_EPOCH_START, {"epoch": self._epoch, "global_step": trainer.global_step}, None)
 
+    # The three per-step hooks catch failures inline (as ``guarded`` does): one call frame less each.
+
     @override
-    @guarded
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
         """Step timer; the optimizer step this micro-batch feeds is the global step before it."""
-        self._t0 = _mono()
-        self._step0 = trainer.global_step
-        w = self._watch
-        if w is not None and w.changed():
-            self._poll_checkpoints(trainer)
+        try:
+            self._t0 = _mono()
+            c = self._steps
+            self._step0 = c.completed if c is not None else trainer.global_step
+            w = self._watch
+            if w is not None and w.active and w.changed():
+                self._poll_checkpoints(trainer)
+        except Exception as exc:
+            failed(self, "on_train_batch_start", exc)
 
     @override
-    @guarded
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
         """Gradient norm (a tensor, not synced) just before the optimizer steps."""
-        n = self._gn_every
-        if n and self._emitting and (self._step0 + 1) % n == 0:  # Lightning's own logging cadence
-            self._gnorm = grad_norm(self._params)
+        try:
+            n = self._gn_every
+            if n and self._emitting and (self._step0 + 1) % n == 0:  # Lightning's own logging cadence
+                self._gnorm = grad_norm(self._params, self._gn_host)
+        except Exception as exc:
+            failed(self, "on_before_optimizer_step", exc)
 
     @override
-    @guarded
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         """``batch.stop``: loss, gradient norm, learning rate, throughput, step time (ns)."""
-        if self._emit is None or not self._emitting:
-            return
-        dur = _mono() - self._t0
-        m: dict[str, Any] = {"epoch": self._epoch, "batch": batch_idx, "global_step": self._step0 + 1, "duration": dur}
-        tensors: dict[str, Tensor] | None = None
-        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        if isinstance(loss, Tensor):
-            if self._accum > 1:  # Lightning hands the loss divided by the accumulation count
-                loss = loss * self._accum
-            if loss.device.type == "cpu":
-                m["loss"] = loss.item()
-            else:
-                tensors = {"loss": loss}
-        g = self._gnorm
-        if g is not None:
-            self._gnorm = None
-            if isinstance(g, float):
-                m["gradient_norm"] = g
-            elif g.device.type == "cpu":
-                m["gradient_norm"] = g.item()
-            else:
-                tensors = {**(tensors or {}), "gradient_norm": g}
-        opt = self._opt
-        if opt is not None:
-            lr = opt.param_groups[0].get("lr")
-            if type(lr) is not float:
-                lr = scalar(lr)
-            if lr is not None:
-                m["learning_rate"] = lr
-        if dur > 0:
-            n = batch_size(batch)
-            if n:
-                m["samples_per_second"] = n * 1e9 / dur
-            tok = token_count(batch)
-            if tok:
-                m["tokens_per_second"] = tok * 1e9 / dur
-        d = self._deferred
-        assert d is not None
-        if d:
-            d.drain()
-        if tensors:
-            d.push(_BATCH_STOP, m, None, tensors)
-        elif d:
-            d.push(_BATCH_STOP, m, None, {})
-        else:
-            self._emit_now(_BATCH_STOP, m, None)
+        try:
+            if self._emit is None or not self._emitting:
+                return
+            dur = _mono() - self._t0
+            m: dict[str, Any] = {"epoch": self._epoch, "batch": batch_idx, "global_step": self._step0 + 1,
+                                 "duration": dur}
+            tensors: dict[str, Tensor] | None = None
+            loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+            if isinstance(loss, Tensor):
+                if self._accum > 1:  # Lightning hands the loss divided by the accumulation count
+                    loss = loss * self._accum
+                if loss.is_cpu:
+                    m["loss"] = loss.item()
+                else:
+                    tensors = {"loss": loss}
+            g = self._gnorm
+            if g is not None:
+                self._gnorm = None
+                if isinstance(g, float):
+                    m["gradient_norm"] = g
+                elif g.is_cpu:
+                    m["gradient_norm"] = g.item()
+                else:
+                    tensors = {**(tensors or {}), "gradient_norm": g}
+            opt = self._opt
+            if opt is not None:
+                lr = opt.param_groups[0].get("lr")
+                if type(lr) is not float:
+                    lr = scalar(lr)
+                if lr is not None:
+                    m["learning_rate"] = lr
+            if dur > 0:
+                n = batch_size(batch)
+                if n:
+                    m["samples_per_second"] = n * 1e9 / dur
+                if type(batch) is not tuple and type(batch) is not list:  # a tuple/list batch has no token ids
+                    tok = token_count(batch)
+                    if tok:
+                        m["tokens_per_second"] = tok * 1e9 / dur
+            if self._dq:
+                d = self._deferred
+                assert d is not None
+                d.drain()
+                if self._dq or tensors:
+                    d.push(_BATCH_STOP, m, None, tensors or {})
+                    return
+            elif tensors:
+                assert self._deferred is not None
+                self._deferred.push(_BATCH_STOP, m, None, tensors)
+                return
+            loss_f = m.get("loss")
+            if loss_f is not None:
+                self._loss_sum += loss_f
+                self._loss_n += 1
+            self._emit(_BATCH_STOP, m, None)
+        except Exception as exc:
+            failed(self, "on_train_batch_end", exc)
 
     @override
     @guarded
@@ -546,5 +570,20 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
 def _count_parameters(module: Any) -> int | None:
     try:
         return sum(int(p.numel()) for p in module.parameters())
+    except Exception:
+        return None
+
+
+def _step_counter(trainer: Any) -> Any:
+    """The progress record whose ``completed`` is ``trainer.global_step`` (read per step without
+    Lightning's property chain); None when it cannot be found or does not agree."""
+    try:
+        loop = trainer.fit_loop.epoch_loop
+        module = trainer.lightning_module
+        if module is None or module.automatic_optimization:
+            total = loop.automatic_optimization.optim_progress.optimizer.step.total
+        else:
+            total = loop.manual_optimization.optim_step_progress.total
+        return total if total.completed == trainer.global_step else None
     except Exception:
         return None

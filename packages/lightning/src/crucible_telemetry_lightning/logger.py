@@ -18,7 +18,7 @@ from crucible_telemetry.experiment import new_experiment_id
 from crucible_telemetry.storage.segments import validate_partition_value
 
 from . import _compat
-from ._guard import guarded
+from ._guard import failed, guarded
 
 __all__ = ["CrucibleLogger"]
 
@@ -193,29 +193,34 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
     # ---------------------------------------------------------------- logging
 
     @override
-    @guarded
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """One row per metric with ``step`` and the ``epoch`` Lightning adds to every call."""
-        if not self._recording():
-            return
-        floor = self._floor if self._floor is not None else self._load_floor()
-        raw_epoch = metrics.get("epoch")
-        epoch = int(raw_epoch) if isinstance(raw_epoch, (int, float)) else None
-        step = int(step) if step is not None else None
-        record, run_id, prefix = self.hub.record_metric, self.run_id, self.prefix
-        for key, value in metrics.items():
-            if key == "epoch":
-                continue
-            metric = prefix + key
-            if step is not None and floor and step <= floor.get(metric, -1):
-                self._skipped += 1
-                continue
-            v = _number(value)
-            if v is None:
-                _warn_once(self, f"value:{key}", "metric %r is not a number (%s); not recorded", key,
-                           type(value).__name__)
-                continue
-            record(run_id, metric, v, step, epoch)
+        try:  # inline guard (as ``guarded`` does): called on every logged step
+            if not self.all_ranks and self._rank != 0 and not self._recording():
+                return
+            floor = self._floor if self._floor is not None else self._load_floor()
+            raw_epoch = metrics.get("epoch")
+            epoch = int(raw_epoch) if isinstance(raw_epoch, (int, float)) else None
+            if step is not None and type(step) is not int:
+                step = int(step)
+            hub = self._hub if self._hub is not None else self.hub
+            record, prefix = hub.record_metric, self.prefix
+            run_id = self._run_id if self._run_id is not None else self.run_id
+            for key, value in metrics.items():
+                if key == "epoch":
+                    continue
+                metric = prefix + key if prefix else key
+                if floor and step is not None and step <= floor.get(metric, -1):
+                    self._skipped += 1
+                    continue
+                v = value if type(value) is float else _number(value)
+                if v is None:
+                    _warn_once(self, f"value:{key}", "metric %r is not a number (%s); not recorded", key,
+                               type(value).__name__)
+                    continue
+                record(run_id, metric, v, step, epoch)
+        except Exception as exc:
+            failed(self, "log_metrics", exc)
 
     @override
     @guarded
