@@ -169,51 +169,73 @@ class Call:
     # --------------------------------------------------------------- streams
 
     def read_chunks(self) -> None:
-        """Read the chunks the stream kept as ``(monotonic ns, chunk)``: ids, usage, token times, finish reasons.
+        """Read the chunks the stream kept as ``(arrival ns, chunk)``: ids, usage, token times, finish reasons.
 
-        Runs at the end (and every ``streams.BATCH`` chunks), not per chunk: the user's loop only
-        pays for a timestamp. A chunk that cannot be read is skipped (warned once); the rest count.
+        Runs once at the end (and every ``streams.BATCH`` chunks), not per chunk: the user's loop
+        only pays for a timestamp. One straight loop over plain locals, since it reads every chunk.
+        A chunk that cannot be read is skipped (warned once); the others still count.
         """
         seen = self.seen
         if not seen:
             return
         self.chunks += len(seen)
-        op = self.op
+        if self.op == "responses":
+            for now, event in seen:
+                try:
+                    self._observe_event(event, now)
+                except Exception as exc:
+                    warn_once("observe", "could not read a streamed chunk", exc)
+            seen.clear()
+            return
+        chat = self.op == "chat"
+        first, last, gap_max, tokens, chars = self.first_ns, self.last_ns, self.gap_max, self.tokens, self.chars_out
+        parts, reasons, model = self.parts, self.reasons, self.response_model
         for now, chunk in seen:
             try:
-                if op == "responses":
-                    self._observe_event(chunk, now)
-                elif type(chunk) is dict:
-                    self._observe_dict(chunk, now)
+                if type(chunk) is dict:  # OpenAI-compatible clients without models
+                    if model is None:
+                        model = self.response_model = chunk.get("model")
+                        self.response_id = chunk.get("id")
+                    usage = chunk.get("usage")
+                    choices = chunk.get("choices")
                 else:
-                    self._observe(chunk, now, op == "chat")
+                    if model is None:
+                        model = self.response_model = getattr(chunk, "model", None)
+                        self.response_id = getattr(chunk, "id", None)
+                    usage = getattr(chunk, "usage", None)
+                    choices = getattr(chunk, "choices", None)
+                if usage is not None:
+                    self.usage = usage
+                if not choices:
+                    continue
+                for c in choices:
+                    if type(c) is dict:
+                        delta = c.get("delta")
+                        text = get(delta, "content") if chat else c.get("text")
+                    else:
+                        delta = getattr(c, "delta", None)
+                        text = getattr(delta, "content", None) if chat else getattr(c, "text", None)
+                    if chat and not text and delta is not None:
+                        text = self._other_delta(delta)
+                    if text:
+                        if first == 0:
+                            first = now
+                        elif now - last > gap_max:
+                            gap_max = now - last
+                        last = now
+                        tokens += 1
+                        chars += len(text)
+                        if parts is not None:
+                            parts.append(text)
+                    fr = c.get("finish_reason") if type(c) is dict else getattr(c, "finish_reason", None)
+                    if fr is not None:
+                        if reasons is None:
+                            reasons = self.reasons = []
+                        reasons.append(fr)
             except Exception as exc:
                 warn_once("observe", "could not read a streamed chunk", exc)
+        self.first_ns, self.last_ns, self.gap_max, self.tokens, self.chars_out = first, last, gap_max, tokens, chars
         seen.clear()
-
-    def _observe(self, chunk: Any, now: int, chat: bool) -> None:
-        """One chat or completions chunk object (openai's pydantic models or look-alikes)."""
-        if self.response_model is None:
-            self.response_model = getattr(chunk, "model", None)
-            self.response_id = getattr(chunk, "id", None)
-        usage = getattr(chunk, "usage", None)
-        if usage is not None:
-            self.usage = usage
-        for c in getattr(chunk, "choices", None) or ():
-            if chat:
-                delta = getattr(c, "delta", None)
-                text = getattr(delta, "content", None)
-                if not text and delta is not None:
-                    text = self._other_delta(delta)
-            else:
-                text = getattr(c, "text", None)
-            if text:
-                self._token(now, text)
-            fr = getattr(c, "finish_reason", None)
-            if fr is not None:
-                if self.reasons is None:
-                    self.reasons = []
-                self.reasons.append(fr)
 
     @staticmethod
     def _other_delta(delta: Any) -> str:
@@ -221,31 +243,10 @@ class Call:
         text = get(delta, "refusal")
         if text:
             return str(text)
-        return "".join(a for tc in get(delta, "tool_calls") or ()
-                       if isinstance(a := get(get(tc, "function"), "arguments"), str))
-
-    def _observe_dict(self, chunk: dict[str, Any], now: int) -> None:
-        """The same for chunks given as plain dicts (OpenAI-compatible clients without models)."""
-        if self.response_model is None:
-            self.response_model = chunk.get("model")
-            self.response_id = chunk.get("id")
-        usage = chunk.get("usage")
-        if usage is not None:
-            self.usage = usage
-        chat = self.op == "chat"
-        for c in chunk.get("choices") or ():
-            if chat:
-                delta = get(c, "delta")
-                text = get(delta, "content") or (self._other_delta(delta) if delta is not None else None)
-            else:
-                text = get(c, "text")
-            if text:
-                self._token(now, text)
-            fr = get(c, "finish_reason")
-            if fr is not None:
-                if self.reasons is None:
-                    self.reasons = []
-                self.reasons.append(fr)
+        calls = get(delta, "tool_calls")
+        if not calls:
+            return ""
+        return "".join(a for tc in calls if isinstance(a := get(get(tc, "function"), "arguments"), str))
 
     def _observe_event(self, event: Any, now: int) -> None:
         kind = get(event, "type")

@@ -3,12 +3,17 @@
 The wrapper passes for the wrapped stream (``isinstance(s, openai.Stream)`` holds, unknown
 attributes are forwarded). ``stop`` is emitted when the stream is exhausted or closed (``close()``,
 ``with``), ``exception`` when it fails mid-way; a stream dropped unfinished stops when collected.
+
+Per chunk the user's loop pays only for a generator step, a timestamp and an append (and, when we
+asked for usage, the usage-only chunk test): ``Call.read_chunks`` reads the kept chunks at the end.
 """
 
 from __future__ import annotations
 
+import atexit
 import time
 import weakref
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .privacy import warn_once
@@ -22,6 +27,21 @@ __all__ = ["BATCH", "InstrumentedAsyncStream", "InstrumentedStream", "wrap_strea
 BATCH = 256
 
 _now = time.monotonic_ns
+_END = object()
+
+# Streams not ended yet: weak reference to the chunk generator -> its call. The callback of the
+# reference ends the call as "abandoned" when the generator is collected unfinished (by whoever held
+# it last: the wrapper or ``iter(wrapper)``). A plain dict entry costs less than ``weakref.finalize``;
+# held here, the reference outlives the generator even in a collected cycle. Cleared at exit (no
+# events from interpreter shutdown).
+_open: dict[weakref.ref[Any], Call] = {}
+atexit.register(_open.clear)
+
+
+def _abandoned(ref: weakref.ref[Any]) -> None:
+    call = _open.pop(ref, None)
+    if call is not None:
+        call.end_stream("abandoned")
 
 
 def _usage_only(chunk: Any) -> bool:
@@ -35,21 +55,84 @@ def _usage_only(chunk: Any) -> bool:
         return False
 
 
+def _chunks(stream: Any, call: Call) -> tuple[Iterator[Any], weakref.ref[Any]]:
+    """The chunks of a sync stream, each kept as ``(arrival ns, chunk)``; ``stop`` / ``exception`` at
+    its end; ``stop`` (abandoned) when dropped unfinished, by whoever held it last."""
+    source = stream if hasattr(type(stream), "__iter__") else iter(stream.__next__, _END)
+    seen: list[tuple[int, Any]] = []
+    call.seen = seen
+    hide = call.hide_usage
+
+    def chunks() -> Iterator[Any]:
+        try:
+            for chunk in source:
+                seen.append((_now(), chunk))
+                if len(seen) >= BATCH:
+                    call.read_chunks()
+                if hide and _usage_only(chunk):
+                    continue
+                yield chunk
+        except GeneratorExit:  # closed or collected unfinished: close() or _abandoned records it
+            raise
+        except BaseException as exc:
+            _open.pop(ref, None)
+            call.fail(exc)
+            raise
+        _open.pop(ref, None)
+        call.end_stream("completed")
+
+    it = chunks()
+    ref = weakref.ref(it, _abandoned)
+    _open[ref] = call
+    return it, ref
+
+
+async def _anext_loop(stream: Any) -> AsyncIterator[Any]:
+    """An async iterator that only has ``__anext__``."""
+    anext_ = stream.__anext__
+    while True:
+        try:
+            chunk = await anext_()
+        except StopAsyncIteration:
+            return
+        yield chunk
+
+
+def _achunks(stream: Any, call: Call) -> tuple[AsyncIterator[Any], weakref.ref[Any]]:
+    """``_chunks`` for an async stream: the same steps, awaited."""
+    source = stream if hasattr(type(stream), "__aiter__") else _anext_loop(stream)
+    seen: list[tuple[int, Any]] = []
+    call.seen = seen
+    hide = call.hide_usage
+
+    async def chunks() -> AsyncIterator[Any]:
+        try:
+            async for chunk in source:
+                seen.append((_now(), chunk))
+                if len(seen) >= BATCH:
+                    call.read_chunks()
+                if hide and _usage_only(chunk):
+                    continue
+                yield chunk
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            _open.pop(ref, None)
+            call.fail(exc)
+            raise
+        _open.pop(ref, None)
+        call.end_stream("completed")
+
+    it = chunks()
+    ref = weakref.ref(it, _abandoned)
+    _open[ref] = call
+    return it, ref
+
+
 class _Base:
-    """What the sync and async wrappers share. Per chunk they only keep ``(monotonic ns, chunk)``
-    (and, when we asked for usage, look for the usage-only chunk); ``Call.read_chunks`` reads them
-    at the end, so the user's loop pays for a timestamp and an append."""
+    """What the sync and async wrappers share: the stream, its call, the chunk generator."""
 
-    __slots__ = ("__weakref__", "_call", "_finalizer", "_hide", "_seen", "_stream")
-
-    def __init__(self, stream: Any, call: Call) -> None:
-        self._stream = stream
-        self._call = call
-        self._seen: list[tuple[int, Any]] = []
-        call.seen = self._seen
-        self._hide = call.hide_usage
-        self._finalizer = weakref.finalize(self, call.end_stream, "abandoned")
-        self._finalizer.atexit = False
+    __slots__ = ("__weakref__", "_call", "_it", "_ref", "_stream")
 
     @property  # type: ignore[misc]
     def __class__(self) -> type:  # isinstance(wrapper, type(stream)) holds
@@ -64,38 +147,26 @@ class _Base:
         return f"<instrumented {self._stream!r}>"
 
     def _end(self, state: str) -> None:
-        self._finalizer.detach()
+        _open.pop(self._ref, None)
         self._call.end_stream(state)
-
-    def _fail(self, exc: BaseException) -> None:
-        self._finalizer.detach()
-        self._call.fail(exc)
 
 
 class InstrumentedStream(_Base):
     """Wraps a sync stream (``openai.Stream`` or any iterator of chunks)."""
 
     __slots__ = ()
+    _it: Iterator[Any]
 
-    def __iter__(self) -> InstrumentedStream:
-        return self
+    def __init__(self, stream: Any, call: Call) -> None:
+        self._stream = stream
+        self._call = call
+        self._it, self._ref = _chunks(stream, call)
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._it  # a generator: ``for`` and ``list`` step it without a Python call per chunk
 
     def __next__(self) -> Any:
-        seen = self._seen
-        while True:
-            try:
-                chunk = self._stream.__next__()
-            except StopIteration:
-                self._end("completed")
-                raise
-            except BaseException as exc:
-                self._fail(exc)
-                raise
-            seen.append((_now(), chunk))
-            if len(seen) >= BATCH:
-                self._call.read_chunks()
-            if not self._hide or not _usage_only(chunk):
-                return chunk
+        return self._it.__next__()
 
     def close(self) -> None:
         """Close the underlying stream (releases the connection) and emit ``stop``."""
@@ -117,26 +188,18 @@ class InstrumentedAsyncStream(_Base):
     """Wraps an async stream (``openai.AsyncStream`` or any async iterator of chunks)."""
 
     __slots__ = ()
+    _it: AsyncIterator[Any]
 
-    def __aiter__(self) -> InstrumentedAsyncStream:
-        return self
+    def __init__(self, stream: Any, call: Call) -> None:
+        self._stream = stream
+        self._call = call
+        self._it, self._ref = _achunks(stream, call)
 
-    async def __anext__(self) -> Any:
-        seen = self._seen
-        while True:
-            try:
-                chunk = await self._stream.__anext__()
-            except StopAsyncIteration:
-                self._end("completed")
-                raise
-            except BaseException as exc:
-                self._fail(exc)
-                raise
-            seen.append((_now(), chunk))
-            if len(seen) >= BATCH:
-                self._call.read_chunks()
-            if not self._hide or not _usage_only(chunk):
-                return chunk
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._it
+
+    def __anext__(self) -> Any:
+        return self._it.__anext__()
 
     async def close(self) -> None:
         """Close the underlying stream (releases the connection) and emit ``stop``."""
