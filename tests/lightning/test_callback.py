@@ -226,6 +226,26 @@ def test_deferred_keeps_order_and_waits_for_host_copies() -> None:
     assert got == [("a", {"step": 0, "loss": 1.5}), ("b", {"step": 1})] and len(d) == 0
 
 
+def test_gradient_norm_paths_agree_with_torch() -> None:
+    import torch
+
+    from crucible_telemetry_lightning._values import grad_norm, host_norm_ok
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2), torch.nn.Linear(2, 2))
+    net[3].requires_grad_(False)  # frozen: no gradient, left out of the norm
+    net(torch.randn(4, 8)).square().sum().backward()
+    params = list(net.parameters())
+    want = float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params if p.grad is not None])))
+    assert host_norm_ok(params)
+    host, fused = grad_norm(params, True), grad_norm(params)
+    assert isinstance(host, float) and isinstance(fused, float)
+    assert host == pytest.approx(want, rel=1e-6) and fused == pytest.approx(want, rel=1e-6)
+    assert not host_norm_ok([p.to(torch.bfloat16) for p in params])  # numpy has no bfloat16
+    net.zero_grad(set_to_none=True)
+    assert grad_norm(params, True) is None and grad_norm(params) is None
+
+
 def test_invalid_arguments() -> None:
     with pytest.raises(InvalidArgumentError, match="experiment_name"):
         CrucibleCallback(experiment_name="")

@@ -48,6 +48,12 @@ def _first_tensor(batch: Any, depth: int = 0) -> torch.Tensor | None:
 
 def batch_size(batch: Any) -> int | None:
     """Samples in a batch: the leading dimension of its first tensor (None when there is none)."""
+    kind = type(batch)
+    if kind is tuple or kind is list:  # the common (x, y) batch: one shape read
+        for v in batch:
+            if isinstance(v, _Tensor):
+                shape = v.shape
+                return int(shape[0]) if shape else None
     t = _first_tensor(batch)
     if t is None or t.dim() == 0:
         return None

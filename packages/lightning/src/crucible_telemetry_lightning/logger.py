@@ -251,9 +251,8 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
             cb._checkpoint_written()
 
     @override
-    @guarded
     def save(self) -> None:
-        """Rows are written by the hub's writer thread; nothing to do per save."""
+        """Rows are written by the hub's writer thread; nothing to do per save (Lightning calls it per log)."""
 
     @override
     @guarded
