@@ -39,9 +39,32 @@ atexit.register(_open.clear)
 
 
 def _abandoned(ref: weakref.ref[Any]) -> None:
-    call = _open.pop(ref, None)
-    if call is not None:
-        call.end_stream("abandoned")
+    """Weak reference callback: the chunk generator was collected before its stream ended."""
+    try:
+        call = _open.pop(ref, None)
+        if call is not None:
+            call.end_stream("abandoned")
+    except Exception:  # late in interpreter shutdown: nothing left to record to
+        pass
+
+
+def _track(it: Any, call: Call) -> weakref.ref[Any]:
+    """Watch a chunk generator: collected before its stream ended, it ends the call as abandoned."""
+    ref = weakref.ref(it, _abandoned)
+    _open[ref] = call
+    return ref
+
+
+def _ended(ref: weakref.ref[Any], call: Call, state: str) -> None:
+    """The stream ended (``completed`` or ``closed``): ``stop``, once."""
+    _open.pop(ref, None)
+    call.end_stream(state)
+
+
+def _failed(ref: weakref.ref[Any], call: Call, exc: BaseException) -> None:
+    """The stream raised mid-way: ``exception``, once."""
+    _open.pop(ref, None)
+    call.fail(exc)
 
 
 def _usage_only(chunk: Any) -> bool:
@@ -75,15 +98,12 @@ def _chunks(stream: Any, call: Call) -> tuple[Iterator[Any], weakref.ref[Any]]:
         except GeneratorExit:  # closed or collected unfinished: close() or _abandoned records it
             raise
         except BaseException as exc:
-            _open.pop(ref, None)
-            call.fail(exc)
+            _failed(ref, call, exc)
             raise
-        _open.pop(ref, None)
-        call.end_stream("completed")
+        _ended(ref, call, "completed")
 
     it = chunks()
-    ref = weakref.ref(it, _abandoned)
-    _open[ref] = call
+    ref = _track(it, call)
     return it, ref
 
 
@@ -117,15 +137,12 @@ def _achunks(stream: Any, call: Call) -> tuple[AsyncIterator[Any], weakref.ref[A
         except GeneratorExit:
             raise
         except BaseException as exc:
-            _open.pop(ref, None)
-            call.fail(exc)
+            _failed(ref, call, exc)
             raise
-        _open.pop(ref, None)
-        call.end_stream("completed")
+        _ended(ref, call, "completed")
 
     it = chunks()
-    ref = weakref.ref(it, _abandoned)
-    _open[ref] = call
+    ref = _track(it, call)
     return it, ref
 
 
@@ -147,8 +164,7 @@ class _Base:
         return f"<instrumented {self._stream!r}>"
 
     def _end(self, state: str) -> None:
-        _open.pop(self._ref, None)
-        self._call.end_stream(state)
+        _ended(self._ref, self._call, state)
 
 
 class InstrumentedStream(_Base):
