@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["Deferred", "batch_size", "grad_norm", "host_norm_ok", "token_count"]
+__all__ = ["Deferred", "batch_size", "grad_norm", "host_grad_norm", "host_norm_ok", "token_count"]
 
 _TOKEN_KEYS = ("input_ids", "tokens", "token_ids")
 
@@ -102,7 +102,8 @@ def host_norm_ok(params: list[torch.Tensor]) -> bool:
     return total <= HOST_NORM_MAX_ELEMENTS
 
 
-def _host_norm(params: list[torch.Tensor]) -> float | None:
+def host_grad_norm(params: list[torch.Tensor]) -> float | None:
+    """``grad_norm`` through numpy for ``host_norm_ok`` params; raises where numpy cannot view a gradient."""
     s = 0.0
     seen = False
     for p in params:
@@ -125,7 +126,7 @@ def grad_norm(params: list[torch.Tensor], host: bool = False) -> torch.Tensor | 
     """
     if host:
         try:
-            return _host_norm(params)
+            return host_grad_norm(params)
         except (RuntimeError, TypeError, ValueError):
             pass  # a gradient numpy cannot view (requires grad, odd dtype): the torch path
     grads = [p.grad for p in params if p.grad is not None]

@@ -23,7 +23,7 @@ from . import _compat
 from ._checkpoints import CheckpointWatch
 from ._guard import failed, guarded, run_guarded
 from ._logged import epoch_summary, learning_rates, scalar, validation_metrics
-from ._values import Deferred, batch_size, grad_norm, host_norm_ok, token_count
+from ._values import Deferred, batch_size, grad_norm, host_grad_norm, host_norm_ok, token_count
 
 __all__ = ["CrucibleCallback"]
 
@@ -412,7 +412,13 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
         try:
             n = self._gn_every
             if n and self._emitting and (self._step0 + 1) % n == 0:  # Lightning's own logging cadence
-                self._gnorm = grad_norm(self._params, self._gn_host)
+                if self._gn_host:
+                    try:
+                        self._gnorm = host_grad_norm(self._params)
+                        return
+                    except (RuntimeError, TypeError, ValueError):
+                        self._gn_host = False  # numpy cannot view these gradients: the torch path from now on
+                self._gnorm = grad_norm(self._params)
         except Exception as exc:
             failed(self, "on_before_optimizer_step", exc)
 
