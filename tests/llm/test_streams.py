@@ -233,3 +233,19 @@ def test_stream_helper_and_raw_responses_keep_working(client: Any) -> None:
     assert helper_stop["measurements"]["ttft_ns"] > 0
     assert all(s["measurements"]["http_status"] == 200 for s in stops)
     assert "chunks" not in stops[2]["measurements"]
+
+
+def test_a_long_duck_typed_stream_is_read_in_slices_and_recorded_whole(hub: ct.Telemetry) -> None:
+    n = 600  # more than the 256 chunks the wrapper holds before reading them
+    items = [{"model": "x", "choices": [{"delta": {"content": "t"}, "finish_reason": None}]} for _ in range(n - 1)]
+    items.append({"model": "x", "choices": [{"delta": {"content": "!"}, "finish_reason": "length"}]})
+    fake = _Chunks(items)
+    instrument(fake, capture_content=True)
+    with ct.experiment("long") as exp:
+        out = list(fake.chat.completions.create(model="x", messages=MESSAGES, stream=True))
+    assert all(a is b for a, b in zip(out, items, strict=True))
+    stop = llm_events(exp.id)[-1]
+    assert stop["event"] == "req_llm.request.stop" and stop["measurements"]["chunks"] == n
+    assert stop["metadata"]["finish_reason"] == "length"
+    assert stop["metadata"]["completion"] == "t" * (n - 1) + "!"
+    assert stop["measurements"]["ttft_ns"] >= 0
