@@ -369,6 +369,8 @@ class Telemetry:
     # ------------------------------------------------------------------ writer
 
     def _ensure_writer(self) -> None:
+        if self._thread is not None and not self._closed:  # fast path: forking resets _thread to None
+            return
         t = self._thread
         if t is not None and t.is_alive() and getattr(t, "_crucible_pid", None) == os.getpid():
             return
