@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -35,3 +36,15 @@ def run_example(title: str, cwd: Path, timeout: int = 240) -> list[str]:
                           timeout=timeout, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout.strip().splitlines()
+
+
+def import_example(name: str) -> Any:
+    """Import ``examples/<name>.py`` (a demo section) as a module."""
+    import importlib.util
+
+    path = README.parent / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

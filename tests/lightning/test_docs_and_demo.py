@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import ast
-import sys
 from pathlib import Path
 
 import pytest
 
 import crucible_telemetry as ct
-from tests._readme import run_example
+from tests._readme import import_example, run_example
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,11 +22,7 @@ def test_readme_example_runs_standalone(tmp_path: Path) -> None:
 
 
 def test_demo_section(hub: ct.Telemetry, capsys: pytest.CaptureFixture[str]) -> None:
-    sys.path.insert(0, str(ROOT / "examples"))
-    try:
-        import demo_lightning
-    finally:
-        sys.path.remove(str(ROOT / "examples"))
+    demo_lightning = import_example("demo_lightning")
     result = demo_lightning.run(hub)
     out = capsys.readouterr().out
     assert result["errors"] == 0 and result["global_step"] == 48 and result["steps"] == 48

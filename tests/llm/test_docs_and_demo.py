@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import crucible_telemetry as ct
-from tests._readme import run_example
+from tests._readme import import_example, run_example
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,11 +28,7 @@ def test_readme_example_runs_standalone(tmp_path: Path) -> None:
 
 
 def test_demo_section(hub: ct.Telemetry, capsys: pytest.CaptureFixture[str]) -> None:
-    sys.path.insert(0, str(ROOT / "examples"))
-    try:
-        import demo_llm
-    finally:
-        sys.path.remove(str(ROOT / "examples"))
+    demo_llm = import_example("demo_llm")
     result = demo_llm.run(hub)
     out = capsys.readouterr().out
     assert result["requests"] == 15 and result["success_rate"] == pytest.approx(14 / 15)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import crucible_telemetry as ct
 from crucible_telemetry import metrics
-from tests._readme import section
+from tests._readme import import_example, section
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,11 +30,7 @@ def test_readme_section_example_runs(tmp_path: Path) -> None:
 
 
 def test_demo_metrics_run_on_real_runs(hub: ct.Telemetry, capsys: object) -> None:
-    sys.path.insert(0, str(ROOT / "examples"))
-    try:
-        import demo_metrics
-    finally:
-        sys.path.remove(str(ROOT / "examples"))
+    demo_metrics = import_example("demo_metrics")
     ids = demo_metrics._synthetic(hub)
     out = demo_metrics.run(hub, ids)
     assert sum(v["count"] for v in out["rollup"].values()) == 80

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._format import fmt_num
 from .calculate import REQUEST_EVENTS
 from .errors import CrucibleError, InvalidArgumentError
 
@@ -44,30 +45,18 @@ def _e(x: Any) -> str:
     return html.escape("" if x is None else str(x))
 
 
-def _n(x: Any) -> str:
-    if x is None:
-        return ""
-    if isinstance(x, bool):
-        return "yes" if x else "no"
-    if isinstance(x, int):
-        return f"{x:,}"
-    if isinstance(x, float):
-        return f"{x:.4g}" if x == 0 or 1e-3 <= abs(x) < 1e7 else f"{x:.3e}"
-    return str(x)
-
-
 def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
     body = []
     for r in rows:
-        cells = "".join(f'<td class="num">{_e(_n(v))}</td>' if isinstance(v, (int, float)) and not isinstance(v, bool)
-                        else f"<td>{_e(_n(v))}</td>" for v in r)
+        cells = "".join(f'<td class="num">{_e(fmt_num(v))}</td>' if isinstance(v, (int, float)) and not isinstance(v, bool)
+                        else f"<td>{_e(fmt_num(v))}</td>" for v in r)
         body.append(f"<tr>{cells}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
 def _ci(lo: float | None, hi: float | None) -> str:
-    return "" if lo is None and hi is None else f"[{_n(lo)}, {_n(hi)}]"
+    return "" if lo is None and hi is None else f"[{fmt_num(lo)}, {fmt_num(hi)}]"
 
 
 def _headline(m: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -135,11 +124,11 @@ def _comparison_html(result: Comparison) -> str:
         eff_name, eff = t.effect
         row = [f"{p.b} vs {p.a}", t.difference, _ci(t.difference_ci.low, t.difference_ci.high), t.test, t.p_value]
         row += [p.p_adjusted] if result.correction else []
-        row += [f"{eff_name} = {_n(eff)}"]
+        row += [f"{eff_name} = {fmt_num(eff)}"]
         if isinstance(t, SampleTest):
-            row += [_n(t.cliffs_delta), _n(t.mannwhitney_p)]
+            row += [fmt_num(t.cliffs_delta), fmt_num(t.mannwhitney_p)]
         else:
-            row += [_n(t.odds_ratio), ""]
+            row += [fmt_num(t.odds_ratio), ""]
         prow.append(row)
     binary = any(not isinstance(p.test, SampleTest) for p in result.pairs)
     parts.append(_table(["pair", "difference", conf, "test", "p", *(["p (Holm)"] if result.correction else []),
