@@ -21,8 +21,10 @@ def main(home: str, out: str) -> None:
     trainer.train()
     rank = dist.get_rank() if dist.is_initialized() else -1
     hub.close()
-    print("RESULT " + json.dumps({"rank": rank, "errors": [repr(e) for _, e in cb.errors],
-                                  "steps": trainer.state.global_step}), flush=True)
+    # one file per rank: two ranks printing to one pipe can interleave their lines
+    report = {"rank": rank, "errors": [repr(e) for _, e in cb.errors], "steps": trainer.state.global_step}
+    Path(out).mkdir(parents=True, exist_ok=True)
+    Path(out, f"result-rank{rank}.json").write_text(json.dumps(report))
 
 
 if __name__ == "__main__":
