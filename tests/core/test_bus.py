@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
 
 import pytest
 
@@ -109,3 +111,58 @@ def test_events_without_an_experiment_reach_handlers_only(hub: ct.Telemetry) -> 
     ct.emit("x.y", {"v": 1})
     assert len(seen) == 1
     assert hub.flush() == 0
+
+
+def test_emit_deferred_keeps_time_and_order_and_builds_off_the_callers_thread(hub: ct.Telemetry) -> None:
+    exp = ct.start_experiment("deferred")
+    built_in = []
+
+    def build() -> tuple[dict[str, float], dict[str, str]]:
+        built_in.append(threading.current_thread().name)
+        return {"value": 2.0}, {"who": "later"}
+
+    ct.emit("a.first", {"value": 1.0})
+    hub.emit_deferred("a.deferred", build)
+    ct.emit("a.third", {"value": 3.0})
+    assert built_in == []  # nothing built on the caller's thread
+    deadline = time.monotonic() + 10
+    while not built_in and time.monotonic() < deadline:  # the writer thread builds it at its next flush
+        time.sleep(0.05)
+    assert built_in == ["crucible-writer"]
+    rows = ct.store.get_all(exp.id)
+    assert [r["event"] for r in rows] == ["a.first", "a.deferred", "a.third"]
+    assert [r["measurements"]["value"] for r in rows] == [1.0, 2.0, 3.0]
+    assert rows[1]["metadata"]["who"] == "later"
+    assert rows[0]["seq"] < rows[1]["seq"] < rows[2]["seq"]
+    assert rows[0]["mono_ns"] <= rows[1]["mono_ns"] <= rows[2]["mono_ns"]
+
+
+def test_emit_deferred_builds_now_for_handlers_and_drops_only_a_failed_build(hub: ct.Telemetry) -> None:
+    exp = ct.start_experiment("deferred-handlers")
+    seen = []
+    ct.attach("h", "a.seen", lambda *a: seen.append(a))
+    hub.emit_deferred("a.seen", lambda: ({"value": 1.0}, None))
+    assert seen == [(("a", "seen"), {"value": 1.0}, None)]  # built at the call, handlers as with emit
+
+    def broken() -> tuple[dict[str, float], None]:
+        raise ValueError("cannot build")
+
+    errors = hub.error_count
+    hub.emit_deferred("a.broken", broken)
+    hub.emit_deferred("a.kept", lambda: ({"value": 2.0}, None))
+    rows = ct.store.get_all(exp.id)
+    assert [r["event"] for r in rows] == ["a.seen", "a.kept"]
+    assert hub.error_count == errors + 1
+    assert any("cannot build" in str(e) for e in hub.write_errors)
+
+
+def test_emit_deferred_goes_to_the_experiment_given_and_respects_pause(hub: ct.Telemetry) -> None:
+    first = ct.start_experiment("first")
+    second = ct.start_experiment("second")  # now the current one
+    hub.emit_deferred("a.x", lambda: ({"value": 1.0}, None), first)
+    hub.emit_deferred("a.y", lambda: ({"value": 2.0}, None))
+    ct.pause_experiment(second.id)
+    hub.emit_deferred("a.z", lambda: ({"value": 3.0}, None))
+    assert [r["event"] for r in ct.store.get_all(first.id)] == ["a.x"]
+    assert [r["event"] for r in ct.store.get_all(second.id)] == ["a.y"]
+    assert hub.get_experiment(second.id).dropped_paused == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 from typing import Any
 
 import openai
@@ -249,3 +250,29 @@ def test_a_long_duck_typed_stream_is_read_in_slices_and_recorded_whole(hub: ct.T
     assert stop["metadata"]["finish_reason"] == "length"
     assert stop["metadata"]["completion"] == "t" * (n - 1) + "!"
     assert stop["measurements"]["ttft_ns"] >= 0
+
+
+def test_stream_stop_is_timed_at_its_end_and_read_off_the_callers_thread(client: Any, hub: ct.Telemetry,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from crucible_telemetry_llm.call import Call
+
+    readers: list[str] = []
+    read = Call.read_chunks
+
+    def spy(self: Call) -> None:
+        readers.append(threading.current_thread().name)
+        read(self)
+
+    monkeypatch.setattr(Call, "read_chunks", spy)
+    with ct.experiment("stream-deferred") as exp:
+        t0 = time.monotonic_ns()
+        chunks = list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+        took = time.monotonic_ns() - t0
+        deadline = time.monotonic() + 10
+        while not readers and time.monotonic() < deadline:  # built later, at the writer's next flush
+            time.sleep(0.05)
+    assert readers and "crucible-writer" in readers and threading.current_thread().name not in readers
+    stop = llm_events(exp.id)[-1]
+    assert stop["event"] == "req_llm.request.stop"
+    assert stop["measurements"]["duration"] <= took
+    assert stop["measurements"]["chunks"] == len(chunks) + 1  # the usage chunk we asked for, hidden

@@ -55,6 +55,15 @@ DRAIN_AT = 10_000  # buffered events that the writer turns into Arrow columns be
 FLUSH_CHUNK = 100_000  # rows built into Arrow at a time by a flush (bounds its working memory)
 
 
+class _Later:
+    """Stands for the fields of an ``emit_deferred`` event in the buffer until the writer builds them."""
+
+    __slots__ = ("build",)
+
+    def __init__(self, build: Callable[[], tuple[dict[str, Any], dict[str, Any] | None]]) -> None:
+        self.build = build
+
+
 def default_home() -> Path:
     """``$CRUCIBLE_HOME`` or ``./.crucible``."""
     return Path(os.environ.get("CRUCIBLE_HOME") or ".crucible").absolute()
@@ -93,6 +102,7 @@ class Telemetry:
         self._experiments: dict[str, Experiment] = {}
         self._fallback: Experiment | None = None
         self._buf: deque[tuple[Any, ...]] = deque()
+        self._later: deque[None] = deque()  # one entry per deferred event not built yet (added before its row)
         self._pending: dict[str, list[pa.Table]] = {}
         self._pending_rows = 0
         self._flush_hooks: list[Callable[[], object]] = []
@@ -150,6 +160,71 @@ class Telemetry:
             buf.append((exp, dotted, measurements, metadata, _mono_ns()))
         else:
             self.dropped_overflow += 1
+
+    def emit_deferred(self, name: Any, build: Callable[[], tuple[dict[str, Any], dict[str, Any] | None]],
+                      experiment: Experiment | None = None) -> None:
+        """Record an event now whose fields ``build()`` computes later, off the caller's thread.
+
+        Time, order and experiment are taken now; ``build`` runs at the next flush (writer thread, or
+        ``flush()``) and returns ``(measurements, metadata)``. For work too costly for the caller's
+        thread, such as reading a finished stream's chunks. With handlers attached to the event it
+        is built now, so handlers see it as with ``emit``. A ``build`` that raises is recorded in
+        ``write_errors`` and its event dropped. ``experiment``: where it goes (default: as ``emit``).
+        """
+        mono = _mono_ns()
+        try:
+            dotted, parts = _NAMES[name]
+        except (KeyError, TypeError):
+            try:
+                dotted, parts = normalize(name)
+            except Exception as exc:
+                self._record_error(exc)
+                return
+        if experiment is not None:
+            exp: Experiment | None = experiment
+            if experiment.state == PAUSED:
+                experiment.dropped_paused += 1
+                return
+        else:
+            exp = self._current.get()
+            if exp is None or exp.state:
+                exp = self._resolve(exp)
+                if exp is None:
+                    return
+        buf = self._buf
+        if len(buf) >= self._limit:
+            self.dropped_overflow += 1
+            return
+        hs = self._table.get(dotted)
+        if hs is None:
+            self._later.append(None)
+            buf.append((exp, dotted, _Later(build), None, mono))
+            return
+        try:
+            m, md = build()
+        except Exception as exc:
+            self._record_error(exc)
+            return
+        self._handlers.dispatch(hs, parts, m, md)
+        buf.append((exp, dotted, m, md, mono))
+
+    def _build_later(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """Writer side of ``emit_deferred``: build the deferred rows among ``rows``, in place of their stand-in."""
+        out = []
+        later = self._later
+        for row in rows:
+            fields = row[2]
+            if type(fields) is _Later:
+                if later:
+                    later.popleft()
+                try:
+                    m, md = fields.build()
+                except Exception as exc:
+                    self._record_error(exc)
+                    continue
+                row = (row[0], row[1], m, md, row[4])
+            out.append(row)
+        return out
 
     def _resolve(self, exp: Experiment | None) -> Experiment | None:
         """Slow path of emit: a stopped context experiment falls back; a paused one counts the drop."""
@@ -427,6 +502,8 @@ class Telemetry:
     def _build_pending(self, limit: int | None = None) -> None:
         """Drain the buffer (at most ``limit`` rows) into per-experiment Arrow tables and live stats."""
         rows = self._drain(self._buf, limit)
+        if self._later and rows:  # a deferred row is counted in _later before it enters the buffer
+            rows = self._build_later(rows)
         if not rows:
             return
         seq0 = self._seq
@@ -524,6 +601,7 @@ class Telemetry:
         self._thread = None
         self._flush_lock = threading.RLock()
         self._buf.clear()
+        self._later.clear()
         self._mbuf.clear()
         self._pending.clear()
         self._pending_rows = 0

@@ -279,18 +279,33 @@ class Call:
 
     def end_stream(self, state: str = "completed") -> None:
         """The stream was exhausted (``completed``), ``closed`` early, or dropped unfinished (``abandoned``):
-        emit ``stop`` once, with that ``stream_state``."""
+        ``stop`` once, with that ``stream_state``.
+
+        The event takes its time and place now; reading the chunks and filling its fields runs at the
+        hub's next flush, off the caller's thread (``Telemetry.emit_deferred``). With content capture
+        on, everything runs here, so the user's ``mask`` runs in the caller's thread.
+        """
         if self.done:
             return
+        self.done = True
         try:
             now = _now()  # before reading the chunks: that work is ours, not the stream's
-            self.read_chunks()
-            end = (self.last_ns or now) if state == "abandoned" else now
-            self.meta["stream_state"] = state
-            text = "".join(self.parts) if self.parts is not None else None
-            self._stop(end, text, True)
+            if self.inst.capture_content:
+                m, md = self._stream_fields(state, now)
+                self._bind(md)
+                self.hub.emit(STOP, m, md)
+            else:
+                self.hub.emit_deferred(STOP, lambda: self._stream_fields(state, now), self.exp)
         except Exception as exc:
             warn_once("stream-end", "could not record the end of a stream", exc)
+
+    def _stream_fields(self, state: str, now: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The ``stop`` fields of an ended stream: its chunks read, then what ``_fields`` adds."""
+        self.read_chunks()
+        end = (self.last_ns or now) if state == "abandoned" else now
+        self.meta["stream_state"] = state
+        text = "".join(self.parts) if self.parts is not None else None
+        return self._fields(end, text, True)
 
     # -------------------------------------------------------------- emitting
 
@@ -311,8 +326,13 @@ class Call:
             md["experiment_id"] = self.exp.id
 
     def _stop(self, end: int, text: str | None, recognised: bool) -> None:
-        """Emit ``stop``: one straight pass (it runs inside every call), helpers only off the common path."""
+        """Emit ``stop`` for a call that returned (not streamed)."""
         self.done = True
+        m, md = self._fields(end, text, recognised)
+        self.hub.emit(STOP, m, md)
+
+    def _fields(self, end: int, text: str | None, recognised: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Measurements and metadata of ``stop``: one straight pass (it runs for every call)."""
         inst = self.inst
         table = inst._prices or price_tables.get_prices()
         m: dict[str, Any] = {"duration": end - self.t0} if not self.stream else self._timing(end)
@@ -392,6 +412,4 @@ class Call:
                 md["prompt"] = self.prompt
             if text is not None and self.op != "embeddings":
                 md["completion"] = capture_completion(text, inst.mask, inst.scrub)
-        if self.stream:
-            self._bind(md)
-        self.hub.emit(STOP, m, md)
+        return m, md
