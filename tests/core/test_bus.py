@@ -150,9 +150,10 @@ def test_emit_deferred_builds_now_for_handlers_and_drops_only_a_failed_build(hub
     errors = hub.error_count
     hub.emit_deferred("a.broken", broken)
     hub.emit_deferred("a.kept", lambda: ({"value": 2.0}, None))
+    hub.emit_deferred("", lambda: ({"value": 3.0}, None))  # a malformed name: recorded, not raised
     rows = ct.store.get_all(exp.id)
     assert [r["event"] for r in rows] == ["a.seen", "a.kept"]
-    assert hub.error_count == errors + 1
+    assert hub.error_count == errors + 2
     assert any("cannot build" in str(e) for e in hub.write_errors)
 
 

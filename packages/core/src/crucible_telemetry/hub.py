@@ -173,13 +173,10 @@ class Telemetry:
         """
         mono = _mono_ns()
         try:
-            dotted, parts = _NAMES[name]
-        except (KeyError, TypeError):
-            try:
-                dotted, parts = normalize(name)
-            except Exception as exc:
-                self._record_error(exc)
-                return
+            dotted, parts = normalize(name)  # cached after the first call, like emit's lookup
+        except Exception as exc:
+            self._record_error(exc)
+            return
         if experiment is not None:
             exp: Experiment | None = experiment
             if experiment.state == PAUSED:
