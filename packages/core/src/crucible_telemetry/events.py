@@ -12,6 +12,17 @@ from dataclasses import dataclass, field
 from .names import normalize
 
 __all__ = [
+    "BATCH_STOP",
+    "CHECKPOINT_SAVED",
+    "EPOCH_START",
+    "EPOCH_STOP",
+    "LLM_EXCEPTION",
+    "LLM_START",
+    "LLM_STOP",
+    "TRAINING_EXCEPTION",
+    "TRAINING_START",
+    "TRAINING_STOP",
+    "VALIDATION_STOP",
     "EventInfo",
     "deployment_events",
     "event_info",
@@ -25,6 +36,19 @@ __all__ = [
 
 #: Fields every stored event carries, whatever its name.
 BASE_FIELDS = ("experiment_id", "ts", "mono_ns", "seq", "host", "pid", "rank", "local_rank", "node", "tags")
+
+# Names the built-in plugins emit: one spelling, here, for every trainer and client.
+TRAINING_START = ("crucible_train", "training", "start")
+TRAINING_STOP = ("crucible_train", "training", "stop")
+TRAINING_EXCEPTION = ("crucible_train", "training", "exception")
+EPOCH_START = ("crucible_train", "epoch", "start")
+EPOCH_STOP = ("crucible_train", "epoch", "stop")
+BATCH_STOP = ("crucible_train", "batch", "stop")
+VALIDATION_STOP = ("crucible_train", "validation", "stop")
+CHECKPOINT_SAVED = ("crucible_train", "checkpoint", "saved")
+LLM_START = ("req_llm", "request", "start")
+LLM_STOP = ("req_llm", "request", "stop")
+LLM_EXCEPTION = ("req_llm", "request", "exception")
 
 _TRAIN = ("epoch", "global_step", "batch")
 _LLM = (
@@ -83,9 +107,19 @@ _STANDARD: tuple[EventInfo, ...] = (
     _ev("altar.tool.stop", "tool", "A tool call ends.", ("tool", "duration")),
 )
 
+# Beyond the seed table: emitted by every training plugin alike, so defined once here.
+_BUILTIN: tuple[EventInfo, ...] = (
+    _ev("crucible_train.validation.stop", "training", "A validation run ended; its metrics as val_<name>.",
+        ("duration", "epoch", "global_step")),
+    _ev("crucible_train.training.exception", "training",
+        "A training run failed; kind, reason and stacktrace of the exception.",
+        ("duration", "epoch", "global_step", "kind", "reason", "stacktrace")),
+)
+
 _LOCK = threading.Lock()
 _REGISTRY: dict[str, EventInfo] = {e.dotted: e for e in _STANDARD}
 _STANDARD_NAMES = frozenset(_REGISTRY)
+_REGISTRY.update((e.dotted, e) for e in _BUILTIN)
 
 
 def register_event(
