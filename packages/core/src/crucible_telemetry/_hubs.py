@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 from typing import Any, Literal, overload
 
-from .hub import Telemetry, default_home
+from .hub import Telemetry
 
 __all__ = ["configure", "default", "hub_for", "set_default"]
 
@@ -67,6 +67,3 @@ def hub_for(home: str | os.PathLike[str] | None) -> Telemetry:
             hub = _others[path] = Telemetry(path)
         return hub
 
-
-def _unused() -> Path:
-    return default_home()

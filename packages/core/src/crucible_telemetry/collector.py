@@ -187,7 +187,6 @@ def build_events(
     dur = kx.column("duration", n)
     duration = pa.array(dur, pa.float64(), mask=np.isnan(dur) & ~_nan_given(kx, "duration", n)) if dur is not None else pa.nulls(n, pa.float64())
     metas = _metadata_column(mds)
-    host, pid, rank, local_rank, node, world = ident
     mono = np.fromiter(map(itemgetter(4), rows), dtype=np.int64, count=n)
     name_arr = pa.array(names, pa.string())
     name_enc = name_arr.dictionary_encode()
@@ -205,12 +204,7 @@ def build_events(
             pa.array((mono + wall_offset_ns) // 1000, pa.timestamp("us", tz="UTC")),
             pa.array(mono),
             pa.array(np.asarray(seqs, dtype=np.int64)),
-            pa.array([host] * n, pa.string()),
-            pa.array([pid] * n, pa.int32()),
-            pa.array([rank] * n, pa.int32()),
-            pa.array([local_rank] * n, pa.int32()),
-            pa.array([node] * n, pa.int32()),
-            pa.array([world] * n, pa.int32()),
+            *_identity(ident, n, world=True),
             *ints,
             duration,
             measurements,
@@ -319,10 +313,16 @@ def _float_or_none(v: Any) -> float | None:
         return None
 
 
+def _identity(ident: tuple[str, int, int | None, int | None, int | None, int | None], n: int,
+              world: bool) -> list[pa.Array]:
+    """The constant columns host, pid, rank, local_rank, node (and world_size) of ``n`` rows."""
+    host, *ints = ident
+    return [pa.array([host] * n, pa.string()), *(pa.array([v] * n, pa.int32()) for v in ints[:5 if world else 4])]
+
+
 def build_metrics(rows: Sequence[tuple[Any, ...]], seqs: Sequence[int], ident: tuple[str, int, int | None, int | None, int | None, int | None]) -> pa.Table:
     """Rows are ``(run_id, metric, value, step, epoch, kind, tags, wall_ns, metadata)``."""
     n = len(rows)
-    host, pid, rank, local_rank, node, _world = ident
     cols = list(zip(*rows)) if rows else [()] * 9
     tags = [list(t.items()) if t else None for t in cols[6]]
     return pa.Table.from_arrays(
@@ -335,11 +335,7 @@ def build_metrics(rows: Sequence[tuple[Any, ...]], seqs: Sequence[int], ident: t
             pa.array(tags, pa.map_(pa.string(), pa.string())),
             pa.array(np.asarray(cols[7], dtype=np.int64) // 1000, pa.timestamp("us", tz="UTC")),
             pa.array(seqs, pa.int64()),
-            pa.array([host] * n, pa.string()),
-            pa.array([pid] * n, pa.int32()),
-            pa.array([rank] * n, pa.int32()),
-            pa.array([local_rank] * n, pa.int32()),
-            pa.array([node] * n, pa.int32()),
+            *_identity(ident, n, world=False),
             pa.array([to_json(md) if md else None for md in cols[8]], pa.string()),
         ],
         schema=METRICS_SCHEMA,

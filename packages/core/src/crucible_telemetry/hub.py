@@ -152,7 +152,7 @@ class Telemetry:
             if exp is None:
                 return
         if metadata is not None and "experiment_id" in metadata:
-            exp = self._explicit(metadata["experiment_id"], exp)
+            exp = self._explicit(metadata["experiment_id"])
             if exp is None:
                 return
         buf = self._buf
@@ -243,7 +243,7 @@ class Telemetry:
             self._logged.add(key)
             log.warning("crucible_telemetry: %s (recorded, not raised; see Telemetry.write_errors)", exc)
 
-    def _explicit(self, exp_id: Any, current: Experiment) -> Experiment | None:
+    def _explicit(self, exp_id: Any) -> Experiment | None:
         exp = self._experiments.get(exp_id) if isinstance(exp_id, str) else None
         if exp is None and isinstance(exp_id, str):
             try:
@@ -373,17 +373,17 @@ class Telemetry:
 
     def pause_experiment(self, experiment_id: str) -> None:
         """Drop and count events until resumed; streaming state is kept."""
-        exp = self._live(experiment_id)
-        if exp.state == RUNNING:
-            exp.state = PAUSED
-            if exp.owner:
-                write_record(self.home / "experiments", exp)
+        self._move(experiment_id, RUNNING, PAUSED)
 
     def resume_experiment(self, experiment_id: str) -> None:
         """Record events again after a pause."""
+        self._move(experiment_id, PAUSED, RUNNING)
+
+    def _move(self, experiment_id: str, before: int, after: int) -> None:
+        """Change a live experiment's state from ``before`` to ``after`` (else nothing), and record it."""
         exp = self._live(experiment_id)
-        if exp.state == PAUSED:
-            exp.state = RUNNING
+        if exp.state == before:
+            exp.state = after
             if exp.owner:
                 write_record(self.home / "experiments", exp)
 

@@ -7,7 +7,6 @@ An adapter is an instance, ``(AdapterClass, options)`` or a registered name (``"
 from __future__ import annotations
 
 import json
-import math
 import numbers
 import os
 import threading
@@ -187,6 +186,3 @@ class MetricsStore:
         """Every value recorded for ``run_id``."""
         return resolve(adapter).read(run_id)
 
-
-def _finite(v: float) -> bool:
-    return math.isfinite(v)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -263,6 +262,3 @@ class Store:
         """Parquet files on disk, both datasets."""
         return self._hub.events_writer.file_count() + self._hub.metrics_writer.file_count()
 
-
-def _finite(x: float) -> float | None:
-    return x if math.isfinite(x) else None

@@ -141,8 +141,6 @@ class SegmentWriter:
         self._counter: dict[str, int] = {}
         self._small: dict[str, list[_Seg]] = {}
         self._compacted: dict[str, list[_Seg]] = {}
-        self.files_written = 0
-        self.rows_written = 0
         self._ensure_schema_file()
 
     def _ensure_schema_file(self) -> None:
@@ -184,8 +182,6 @@ class SegmentWriter:
             self._counter[value] = n
             folder = self.folder(value)
             path = self._write(folder, n, n, table)
-            self.files_written += 1
-            self.rows_written += table.num_rows
             small = self._small.setdefault(value, [])
             small.append(_Seg(n, n, path))
             if len(small) >= COMPACT_EVERY:
@@ -201,7 +197,6 @@ class SegmentWriter:
         tables = [pq.read_table(s.path) for s in segs]
         merged = pa.concat_tables(tables, promote_options="default")
         path = self._write(self.folder(value), a, b, merged)
-        self.files_written += 1
         return _Seg(a, b, path)
 
     def _compact(self, value: str) -> None:
