@@ -126,6 +126,19 @@ def test_paused_events_are_dropped_counted_and_streaming_kept(hub: ct.Telemetry)
     assert [r["measurements"]["v"] for r in ct.store.get_all(exp.id)] == [1.0, 3.0, 5.0]
 
 
+def test_experiment_object_pauses_resumes_and_stops_itself(hub: ct.Telemetry) -> None:
+    exp = ct.start_experiment("methods")
+    exp.pause()
+    assert exp.paused and exp.status == "paused" and ct.is_paused(exp.id)
+    ct.emit("a.b", {"v": 1.0})
+    exp.resume()
+    assert not exp.paused and exp.status == "running"
+    ct.emit("a.b", {"v": 2.0})
+    assert exp.stop() is exp and exp.status == "stopped"
+    assert exp.dropped_paused == 1
+    assert [r["measurements"]["v"] for r in ct.store.get_all(exp.id)] == [2.0]
+
+
 def test_threads_with_their_own_experiments_are_isolated(hub: ct.Telemetry) -> None:
     ids: dict[str, str] = {}
     barrier = threading.Barrier(4)
