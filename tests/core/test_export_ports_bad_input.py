@@ -160,6 +160,20 @@ def test_duckdb_metrics_adapter(hub: ct.Telemetry) -> None:
     assert con.execute("SELECT count(*) FROM metrics WHERE run_id = 'run-a'").fetchone() == (2,)
 
 
+def test_duckdb_adapter_follows_the_default_hub(hub: ct.Telemetry, tmp_path: Path) -> None:
+    ct.MetricsStore.record("duckdb", "run-a", "loss", 0.5, step=1)  # the shared "duckdb" instance is made here
+    moved = ct.Telemetry(tmp_path / "moved", flush_interval=0.2)
+    ct.set_default(moved)  # a new default hub, as ct.configure makes
+    try:
+        ct.MetricsStore.record("duckdb", "run-b", "loss", 0.25, step=1)
+        assert [r["value"] for r in ct.MetricsStore.read("duckdb", "run-b")] == [0.25]
+        assert moved.connect().execute("SELECT count(*) FROM metrics WHERE run_id = 'run-b'").fetchone() == (1,)
+    finally:
+        ct.set_default(hub)
+        moved.close()
+    assert hub.connect().execute("SELECT count(*) FROM metrics WHERE run_id = 'run-b'").fetchone() == (0,)
+
+
 def test_metrics_store_bad_input(hub: ct.Telemetry, tmp_path: Path) -> None:
     adapter = (ct.JSONLMetrics, {"path": str(tmp_path / "m.jsonl")})
     ct.MetricsStore.record(adapter, "r", "ok", 1.0)

@@ -170,3 +170,17 @@ def test_a_core_flush_hook_when_present_writes_metric_points(tmp_path: object) -
             assert con.sql("SELECT sum(value) FROM metrics WHERE metric = 'hooked_total'").fetchall() == [(5.0,)]
     finally:
         h.close()
+
+
+def test_registry_rows_and_record_metric_rows_never_share_a_seq(hub: ct.Telemetry) -> None:
+    for i in range(3):
+        hub.record_metric("run-a", "adapter_loss", 0.5 / (i + 1), step=i)
+        metrics.gauge("registry_loss", 1.0 / (i + 1))
+        metrics.flush()
+    hub.record_metric("run-a", "adapter_loss", 0.1, step=3)
+    metrics.increment("registry_total", 2)
+    metrics.flush()
+    with hub.connect() as con:
+        n, distinct = con.sql("SELECT count(*), count(DISTINCT (host, pid, seq)) FROM metrics").fetchall()[0]
+    assert n == 8
+    assert distinct == n  # seq is one per-process sequence over the whole dataset, as for events

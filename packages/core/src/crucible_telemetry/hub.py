@@ -438,6 +438,13 @@ class Telemetry:
         self._ensure_writer()
         self._mbuf.append((run_id, metric, value, step, epoch, kind, tags, _wall_ns(), metadata))
 
+    def reserve_metric_seq(self, n: int) -> int:
+        """Reserve ``n`` sequence numbers of the ``metrics`` dataset (for rows written by other code); returns the first."""
+        with self._flush_lock:
+            first = self._mseq
+            self._mseq = first + n
+        return first
+
     # ------------------------------------------------------------------ writer
 
     def _ensure_writer(self) -> None:

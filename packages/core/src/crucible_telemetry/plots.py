@@ -204,7 +204,7 @@ def plot_histogram(experiment_ids: Iterable[str] | str, metric: str | MetricSpec
         pooled.setdefault(label, []).append(values[exp_id])
     fig = _figure(width, height, dpi)
     ax = fig.add_subplot()
-    for label, color in zip(pooled, COLORS * (len(pooled) // len(COLORS) + 1)):
+    for label, color in zip(pooled, _colors(list(pooled))):
         v = np.concatenate(pooled[label])
         if not v.size:
             continue

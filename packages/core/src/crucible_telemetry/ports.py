@@ -97,14 +97,23 @@ class JSONLMetrics:
 
 
 class DuckDBMetrics:
-    """Metrics into the store's ``metrics`` dataset (Parquet segments, the ``metrics`` view)."""
+    """Metrics into the store's ``metrics`` dataset (Parquet segments, the ``metrics`` view).
+
+    With neither ``home`` nor ``hub`` it writes to the default hub of the moment (the ``"duckdb"``
+    instance is shared, and ``ct.configure`` may replace the default after it was made).
+    """
 
     def __init__(self, home: str | os.PathLike[str] | None = None, hub: Any = None) -> None:
-        if hub is None:
-            from . import _hubs
+        from . import _hubs
 
-            hub = _hubs.hub_for(home)
-        self.hub = hub
+        self._hub = hub if hub is not None or home is None else _hubs.hub_for(home)
+
+    @property
+    def hub(self) -> Any:
+        """The hub rows go to."""
+        from . import _hubs
+
+        return self._hub if self._hub is not None else _hubs.default()
 
     def record(self, run_id: str, metric: str, value: float, step: int | None = None,
                metadata: dict[str, Any] | None = None, *, epoch: int | None = None, kind: str = "value",

@@ -137,28 +137,22 @@ def _verdict(spec: MetricSpec, a: Group, b: Group, test: SampleTest | Proportion
     etext = f"{eff_name} = {eff:.2f}" if eff is not None else f"{eff_name} = n/a"
     ci = test.difference_ci
     conf = round(ci.confidence * 100)
-    if isinstance(test, ProportionTest):
-        assert test.rate_a is not None and test.rate_b is not None and test.difference is not None
-        values = f"{test.rate_b:.1%} vs {test.rate_a:.1%}"
+    # success rates (counted, or per seed compared as numbers) read in percent and points
+    va, vb = (test.rate_a, test.rate_b) if isinstance(test, ProportionTest) else (test.mean_a, test.mean_b)
+    assert va is not None and vb is not None and test.difference is not None
+    if spec.binary:
+        values = f"{vb:.1%} vs {va:.1%}"
         diff = f"difference {test.difference * 100:+.1f} pts"
         if ci.low is not None and ci.high is not None:
             diff += f", {conf}% CI {ci.low * 100:+.1f} to {ci.high * 100:+.1f}"
-        tests = test.test
     else:
-        assert test.mean_a is not None and test.mean_b is not None and test.difference is not None
-        if spec.binary:  # success rates per seed, compared as numbers
-            values = f"{test.mean_b:.1%} vs {test.mean_a:.1%}"
-            diff = f"difference {test.difference * 100:+.1f} pts"
-            if ci.low is not None and ci.high is not None:
-                diff += f", {conf}% CI {ci.low * 100:+.1f} to {ci.high * 100:+.1f}"
-        else:
-            values = f"{_num(test.mean_b, spec.unit)} vs {_num(test.mean_a, spec.unit)}"
-            diff = f"difference {test.difference:+.4g}{' ' + spec.unit if spec.unit else ''}"
-            if ci.low is not None and ci.high is not None:
-                diff += f", {conf}% CI {ci.low:+.4g} to {ci.high:+.4g}"
-        tests = "Welch t"
-        if test.mannwhitney_p is not None:
-            tests += f"; Mann-Whitney {format_p(test.mannwhitney_p)}"
+        values = f"{_num(vb, spec.unit)} vs {_num(va, spec.unit)}"
+        diff = f"difference {test.difference:+.4g}{' ' + spec.unit if spec.unit else ''}"
+        if ci.low is not None and ci.high is not None:
+            diff += f", {conf}% CI {ci.low:+.4g} to {ci.high:+.4g}"
+    tests = test.test
+    if isinstance(test, SampleTest) and test.mannwhitney_p is not None:
+        tests += f"; Mann-Whitney {format_p(test.mannwhitney_p)}"
     over = " over seed means" if a.unit == "seed" else ""
     detail = f"({values}{over}; {diff}; {tests})"
     significant = p < alpha

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
-import inspect
 import signal
 import sys
 import threading
@@ -95,30 +93,6 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _metrics_retention(hub: Any) -> str | None:
-    """Run the metrics module's retention prune when that module provides one."""
-    try:
-        mod = importlib.import_module("crucible_telemetry.metrics")
-    except ImportError:
-        return None
-    fn = getattr(mod, "prune", None)
-    if fn is None:
-        try:
-            fn = getattr(importlib.import_module("crucible_telemetry.metrics.retention"), "prune", None)
-        except ImportError:
-            fn = None
-    if not callable(fn):
-        return None
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        params = {}  # type: ignore[assignment]
-    removed = fn(hub=hub) if "hub" in params else fn()
-    if isinstance(removed, int):
-        return f"metrics retention: dropped {removed} point(s) past the retention window"
-    return "metrics retention: applied"
-
-
 def _prune(args: argparse.Namespace) -> int:
     hub = open_hub(args)
     before = hub.store.file_count()
@@ -127,25 +101,14 @@ def _prune(args: argparse.Namespace) -> int:
         removed += hub.events_writer.collect_garbage(grace=args.grace)
         removed += hub.metrics_writer.collect_garbage(grace=args.grace)
     after = hub.store.file_count()
-    con = out_console()
-    con.print(f"removed {removed} superseded file(s); {after} segment file(s) remain (were {before})")
-    note = _metrics_retention(hub)
-    if note:
-        con.print(note)
+    out_console().print(f"removed {removed} superseded file(s); {after} segment file(s) remain (were {before})")
     return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
-    hub = open_hub(args)
-    try:
-        prometheus = importlib.import_module("crucible_telemetry.metrics.prometheus")
-    except ImportError as exc:
-        raise CommandError(f"the /metrics endpoint is not available: {exc}") from None
-    try:
-        takes_hub = "hub" in inspect.signature(prometheus.serve).parameters
-    except (TypeError, ValueError):
-        takes_hub = False
-    server = prometheus.serve(args.host, args.port, hub=hub) if takes_hub else prometheus.serve(args.host, args.port)
+    from ..metrics.prometheus import serve
+
+    server = serve(args.host, args.port, hub=open_hub(args), from_store=True)  # what every process recorded
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -153,8 +116,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    url = getattr(server, "url", None) or f"http://{args.host}:{server.port}/metrics"
-    print(f"serving {url} (Ctrl-C to stop)", flush=True)
+    print(f"serving {server.url} (Ctrl-C to stop)", flush=True)
     try:
         stop.wait()
     finally:
@@ -192,12 +154,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("prune", parents=[common], formatter_class=fmt, help="compact segments and delete garbage",
                        description="Compact this store's segment files and delete superseded ones past their "
-                                   "grace period; apply the metrics retention.",
+                                   "grace period.",
                        epilog="examples:\n  crucible prune\n  crucible prune --grace 0")
     p.add_argument("--grace", type=float, help="seconds a superseded file is kept for readers (default 120)")
     p.set_defaults(func=_prune)
 
-    p = sub.add_parser("serve", parents=[common], formatter_class=fmt, help="serve the Prometheus /metrics endpoint",
+    p = sub.add_parser("serve", parents=[common], formatter_class=fmt, help="serve the Prometheus /metrics endpoint (rebuilt from the store)",
                        description="Serve the Prometheus /metrics endpoint until interrupted.",
                        epilog="examples:\n  crucible serve --port 9464\n  crucible serve --host 0.0.0.0 --port 9464")
     p.add_argument("--host", default="127.0.0.1")

@@ -24,8 +24,6 @@ if TYPE_CHECKING:
 
 __all__ = ["get_metrics", "query", "rollup", "time_series"]
 
-RUN_ID = "run_id"  # group_by / tags may name it: the experiment id (or "global") of each point
-
 
 def _dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)

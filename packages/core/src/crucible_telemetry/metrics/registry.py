@@ -15,6 +15,7 @@ import os
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +27,7 @@ from .background import loop, register
 from .kinds import COUNTER, GAUGE, HISTOGRAM, OVERFLOW
 from .series import MetricInfo, TagSet, update_state
 
-__all__ = ["Metrics", "for_hub"]
+__all__ = ["Metrics"]
 
 log = logging.getLogger("crucible_telemetry")
 
@@ -81,7 +82,6 @@ class Metrics:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._pid = os.getpid()
-        self._seq = 0
         self._last_persist = time.monotonic()
         self._last_prune = time.monotonic()
         self.recorded = 0
@@ -91,7 +91,7 @@ class Metrics:
         self.overflowed = 0
         self.negative_increments = 0
         self.handler_errors = 0
-        self.persist_errors: list[BaseException] = []
+        self.persist_errors: deque[BaseException] = deque(maxlen=100)  # the latest, bounded
         self.persist = persist
         self.max_pending = 5_000_000  # points waiting for the store before the oldest are dropped
         self._pending_points = 0
@@ -245,10 +245,6 @@ class Metrics:
                            _NO if step is None else step, _NO if epoch is None else epoch))
 
     # ------------------------------------------------------------ slow path
-
-    def series_id(self, kind: str, name: str, tags: dict[str, Any] | None, run_id: str | None = None) -> int:
-        """The id of a series (created when new), ``run_id`` defaulting to the current experiment."""
-        return self._series(kind, name, tags, run_id, 0, "value")[0]
 
     def _series(self, kind: str, name: str, tags: dict[str, Any] | None, run_id: str | None,
                 value: Any, argument: str) -> tuple[int, bool]:
@@ -594,11 +590,12 @@ class Metrics:
             self.persist_errors.append(exc)
 
     def next_seq(self, n: int) -> int:
-        """Reserve ``n`` row sequence numbers of the ``metrics`` dataset."""
-        with self._lock:
-            s = self._seq
-            self._seq += n
-            return s
+        """Reserve ``n`` row sequence numbers of the ``metrics`` dataset from the hub's counter.
+
+        ``hub.record_metric`` rows number from the same counter (under the same lock), so no two rows repeat one.
+        """
+        first: int = self.hub.reserve_metric_seq(n)
+        return first
 
     def stats(self) -> dict[str, Any]:
         """Counts and bytes: recorded, stored (in memory), pruned, persisted, pending, dropped ..."""
@@ -690,8 +687,3 @@ class Metrics:
         if now - self._last_prune >= self.prune_interval or any(
                 len(c[0]) > self.max_points for i in list(self._names.values()) for c in i.chunks[:1]):
             self.prune()
-
-
-def for_hub(hub: Any) -> Metrics:
-    """The :class:`Metrics` registry of ``hub`` (created on first use)."""
-    return Metrics.of(hub)
