@@ -9,11 +9,12 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
-from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
+from transformers import Trainer, TrainingArguments
 
 import crucible_telemetry as ct
 from crucible_telemetry_hf import CrucibleCallback as HFCallback
 from crucible_telemetry_lightning import CrucibleCallback as LightningCallback
+from tests.hf._tiny import TokenDataset, tiny_model
 
 pytestmark = pytest.mark.slow
 
@@ -46,17 +47,6 @@ class Regressor(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.05)
 
 
-class Tokens(torch.utils.data.Dataset):  # type: ignore[type-arg]
-    def __init__(self, n: int) -> None:
-        self.rows = torch.randint(0, 64, (n, 8), generator=torch.Generator().manual_seed(0))
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"input_ids": self.rows[i], "labels": self.rows[i]}
-
-
 def lightning_run(root: Path) -> list[list[float]]:
     torch.manual_seed(0)
     x = torch.randn(40, 4, generator=torch.Generator().manual_seed(0))
@@ -70,12 +60,10 @@ def lightning_run(root: Path) -> list[list[float]]:
 
 
 def hf_run(out: Path) -> list[list[float]]:
-    torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=64, n_positions=16,
-                                       bos_token_id=0, eos_token_id=0))
+    model = tiny_model()
     args = TrainingArguments(output_dir=str(out), run_name="hf-run", num_train_epochs=2, per_device_train_batch_size=4,
                              logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True, use_cpu=True)
-    trainer = Trainer(model=model, args=args, train_dataset=Tokens(16), callbacks=[HFCallback()])
+    trainer = Trainer(model=model, args=args, train_dataset=TokenDataset(16), callbacks=[HFCallback()])
     trainer.train()
     logged = [h for h in trainer.state.log_history if "loss" in h]
     return [[h["loss"] for h in logged if h["step"] <= 4], [h["loss"] for h in logged if h["step"] > 4]]

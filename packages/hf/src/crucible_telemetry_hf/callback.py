@@ -15,21 +15,23 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 import crucible_telemetry as ct
 from crucible_telemetry import Experiment, InvalidArgumentError, Telemetry
+from crucible_telemetry.events import (
+    BATCH_STOP,
+    CHECKPOINT_SAVED,
+    EPOCH_START,
+    EPOCH_STOP,
+    TRAINING_EXCEPTION,
+    TRAINING_START,
+    TRAINING_STOP,
+    VALIDATION_STOP,
+)
 
 from ._helpers import epoch_index, guard, scalar, watch
 from ._setup import find_in_stack, resolve_experiment, write_marker
-from .plugin import EXCEPTION, VALIDATION_STOP
 
 __all__ = ["CrucibleCallback"]
 
 log = logging.getLogger("crucible_telemetry.hf")
-
-TRAINING_START = ("crucible_train", "training", "start")
-TRAINING_STOP = ("crucible_train", "training", "stop")
-EPOCH_START = ("crucible_train", "epoch", "start")
-EPOCH_STOP = ("crucible_train", "epoch", "stop")
-BATCH_STOP = ("crucible_train", "batch", "stop")
-CHECKPOINT_SAVED = ("crucible_train", "checkpoint", "saved")
 
 _META = {"framework": "transformers"}
 # What the Trainer's final summary log holds, under the standard names of training.stop.
@@ -382,7 +384,7 @@ class CrucibleCallback(TrainerCallback):
                  "duration": time.monotonic_ns() - self._t_train}
             md = {**_META, "model_name": self._model_name, "kind": type(exc).__name__, "reason": str(exc),
                   "stacktrace": "".join(traceback.format_exception(exc))[-8000:]}
-            self._emit(EXCEPTION, m, md)
+            self._emit(TRAINING_EXCEPTION, m, md)
             self._finish()
         except Exception as err:
             self._failed("on_exception", err)

@@ -91,7 +91,7 @@ except ImportError:  # pragma: no cover - numpy comes with torch in practice
 
 
 def host_norm_ok(params: list[torch.Tensor]) -> bool:
-    """Whether ``grad_norm(params, host=True)`` may take the numpy path: a small model of CPU float32/64."""
+    """Whether ``host_grad_norm(params)`` may be used: a small model of CPU float32/64."""
     if _vdot is None or not params:
         return False
     total = 0
@@ -115,20 +115,14 @@ def host_grad_norm(params: list[torch.Tensor]) -> float | None:
     return math.sqrt(s) if seen else None
 
 
-def grad_norm(params: list[torch.Tensor], host: bool = False) -> torch.Tensor | float | None:
+def grad_norm(params: list[torch.Tensor]) -> torch.Tensor | float | None:
     """The global L2 norm of the gradients of ``params``: a float on the CPU, else a tensor (not synced).
 
-    ``host=True`` (see ``host_norm_ok``): a small CPU model's squared norms are summed through
-    numpy, no torch op at all. Otherwise one fused ``_foreach_norm`` (about 3x cheaper than
-    ``clip_grad``'s ``get_total_norm`` on a small model) and one ``vector_norm`` of the stacked
-    norms on the gradients' device (no sync), combined in Python for a few CPU tensors; gradients
-    of mixed devices or dtypes take the per-tensor path.
+    One fused ``_foreach_norm`` (about 3x cheaper than ``clip_grad``'s ``get_total_norm`` on a
+    small model) and one ``vector_norm`` of the stacked norms on the gradients' device (no sync),
+    combined in Python for a few CPU tensors; gradients of mixed devices or dtypes take the
+    per-tensor path. A small CPU model takes ``host_grad_norm`` instead (see ``host_norm_ok``).
     """
-    if host:
-        try:
-            return host_grad_norm(params)
-        except (RuntimeError, TypeError, ValueError):
-            pass  # a gradient numpy cannot view (requires grad, odd dtype): the torch path
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return None

@@ -14,6 +14,16 @@ from typing_extensions import override
 
 import crucible_telemetry as ct
 from crucible_telemetry.errors import InvalidArgumentError
+from crucible_telemetry.events import (
+    BATCH_STOP,
+    CHECKPOINT_SAVED,
+    EPOCH_START,
+    EPOCH_STOP,
+    TRAINING_EXCEPTION,
+    TRAINING_START,
+    TRAINING_STOP,
+    VALIDATION_STOP,
+)
 from crucible_telemetry.experiment import RUNNING as _RUNNING
 from crucible_telemetry.experiment import STOPPED as _STOPPED
 from crucible_telemetry.experiment import check_tags, new_experiment_id
@@ -28,14 +38,6 @@ from ._values import Deferred, batch_size, grad_norm, host_grad_norm, host_norm_
 __all__ = ["CrucibleCallback"]
 
 _mono = time.monotonic_ns
-_TRAINING_START = ("crucible_train", "training", "start")
-_TRAINING_STOP = ("crucible_train", "training", "stop")
-_TRAINING_EXCEPTION = ("crucible_train", "training", "exception")
-_EPOCH_START = ("crucible_train", "epoch", "start")
-_EPOCH_STOP = ("crucible_train", "epoch", "stop")
-_BATCH_STOP = ("crucible_train", "batch", "stop")
-_VALIDATION_STOP = ("crucible_train", "validation", "stop")
-_CHECKPOINT_SAVED = ("crucible_train", "checkpoint", "saved")
 
 #: Set this to make every process (and every Trainer) record into one given experiment.
 ENV_EXPERIMENT_ID = "CRUCIBLE_EXPERIMENT_ID"
@@ -338,7 +340,7 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
     # -------------------------------------------------------------------- training
 
     def _emit_now(self, name: Any, m: dict[str, Any], md: dict[str, Any] | None) -> None:
-        if name is _BATCH_STOP:
+        if name is BATCH_STOP:
             loss = m.get("loss")
             if loss is not None:
                 self._loss_sum += loss
@@ -364,7 +366,7 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
         self._gn_host = bool(self._gn_every) and host_norm_ok(self._params)
         if not self._emitting:
             return
-        self._emit(_TRAINING_START, {"epoch": trainer.current_epoch, "global_step": trainer.global_step}, {
+        self._emit(TRAINING_START, {"epoch": trainer.current_epoch, "global_step": trainer.global_step}, {
             "model_name": type(pl_module).__name__,
             "framework": "lightning",
             "parameters": _count_parameters(pl_module),
@@ -389,7 +391,7 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
         self._epoch_lrs = learning_rates(self._opt)
         self._poll_checkpoints(trainer)
         if self._emit is not None and self._emitting:
-            self._emit(_EPOCH_START, {"epoch": self._epoch, "global_step": trainer.global_step}, None)
+            self._emit(EPOCH_START, {"epoch": self._epoch, "global_step": trainer.global_step}, None)
 
     # The three per-step hooks catch failures inline (as ``guarded`` does): one call frame less each.
 
@@ -434,12 +436,12 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
             tensors: dict[str, Tensor] | None = None
             loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
             if isinstance(loss, Tensor):
-                if self._accum > 1:  # Lightning hands the loss divided by the accumulation count
-                    loss = loss * self._accum
+                # Lightning hands the loss divided by the accumulation count: scaled back as a float
+                # on the CPU (a tensor op costs several µs per micro-batch), on the device otherwise.
                 if loss.is_cpu:
-                    m["loss"] = loss.item()
+                    m["loss"] = loss.item() * self._accum
                 else:
-                    tensors = {"loss": loss}
+                    tensors = {"loss": loss * self._accum if self._accum > 1 else loss}
             g = self._gnorm
             if g is not None:
                 self._gnorm = None
@@ -469,17 +471,17 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
                 assert d is not None
                 d.drain()
                 if self._dq or tensors:
-                    d.push(_BATCH_STOP, m, None, tensors or {})
+                    d.push(BATCH_STOP, m, None, tensors or {})
                     return
             elif tensors:
                 assert self._deferred is not None
-                self._deferred.push(_BATCH_STOP, m, None, tensors)
+                self._deferred.push(BATCH_STOP, m, None, tensors)
                 return
             loss_f = m.get("loss")
             if loss_f is not None:
                 self._loss_sum += loss_f
                 self._loss_n += 1
-            self._emit(_BATCH_STOP, m, None)
+            self._emit(BATCH_STOP, m, None)
         except Exception as exc:
             failed(self, "on_train_batch_end", exc)
 
@@ -497,7 +499,7 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
             return
         m: dict[str, Any] = validation_metrics(trainer.callback_metrics)
         m.update(epoch=trainer.current_epoch, global_step=trainer.global_step, duration=_mono() - self._t_val)
-        self._emit(_VALIDATION_STOP, m, None)
+        self._emit(VALIDATION_STOP, m, None)
 
     @override
     @guarded
@@ -513,7 +515,7 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
         m = epoch_summary(trainer.callback_metrics, mean)
         m.update(self._epoch_lrs if self._epoch_lrs is not None else learning_rates(self._opt))
         m.update(epoch=self._epoch, global_step=trainer.global_step, duration=_mono() - self._t_epoch)
-        self._emit(_EPOCH_STOP, m, None)
+        self._emit(EPOCH_STOP, m, None)
 
     @override
     @guarded
@@ -525,7 +527,7 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
             self._deferred.drain(force=True)
         self._poll_checkpoints(trainer)
         if self._emitting:
-            self._emit(_TRAINING_STOP, {"epoch": self._epoch, "global_step": trainer.global_step,
+            self._emit(TRAINING_STOP, {"epoch": self._epoch, "global_step": trainer.global_step,
                                         "duration": _mono() - self._t_fit}, None)
 
     @override
@@ -536,7 +538,7 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
             if self._deferred:
                 self._deferred.drain(force=True)
             if self._emitting:
-                self._emit(_TRAINING_EXCEPTION, {
+                self._emit(TRAINING_EXCEPTION, {
                     "epoch": trainer.current_epoch, "global_step": trainer.global_step,
                     "duration": _mono() - self._t_fit if self._t_fit else 0,
                 }, {
@@ -564,7 +566,7 @@ class CrucibleCallback(*_compat.callback_bases()):  # type: ignore[misc]
         epoch, step = self._saving or (trainer.current_epoch, trainer.global_step)
         self._saving = None
         for path in paths:
-            self._emit(_CHECKPOINT_SAVED, {"epoch": epoch, "global_step": step}, {"checkpoint_path": path})
+            self._emit(CHECKPOINT_SAVED, {"epoch": epoch, "global_step": step}, {"checkpoint_path": path})
 
     def _checkpoint_written(self) -> None:
         """Called by ``CrucibleLogger.after_save_checkpoint``: report the file right away."""
