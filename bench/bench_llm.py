@@ -9,9 +9,10 @@ Per call, for each scenario:
 - overhead on the caller's thread: thread CPU time instrumented - bare (target <= 50 µs);
   CPU time is what the instrumentation adds; wall differences are printed too but on a shared
   machine they mostly measure other processes' scheduling;
-- whole-process CPU per call, background event writer included (blocks of calls, same run): a
-  stream's chunks are read by the writer after the stream ends (``Telemetry.emit_deferred``), and
-  the chunks are freed there too, so the caller's thread may even spend less than the bare client.
+- whole-process CPU per call, background event writer included (blocks of calls, same run): the
+  ``stop`` of a call is built by the writer (``Telemetry.emit_deferred``): a plain answer's usage and
+  cost, a stream's chunks, which are freed there too, so the caller's thread may even spend less
+  than the bare client.
 
 Run: python bench/bench_llm.py [--pairs 1500]
 """
@@ -99,7 +100,7 @@ def _process_cpu(bare: Callable[[], Any], inst: Callable[[], Any], blocks: int, 
 
 
 def _own_work(client: Any, n: int) -> float:
-    """µs of instrumentation work per call in a tight loop: start + stop on a real parsed answer, no HTTP."""
+    """µs of instrumentation work per call on the caller's thread in a tight loop: start + stop, no HTTP."""
     from crucible_telemetry_llm.instrumentation import STATE_ATTR
 
     inst = vars(client)[STATE_ATTR]
@@ -165,9 +166,9 @@ def main() -> None:
             for label, make, size in (("chat", chat, max(n // 3, 20)), ("stream", stream, max(n // 9, 20))):
                 pb, pi = _process_cpu(make(bare), make(inst), blocks=4, size=size)
                 print(f"{'process CPU/call, ' + label + ':':<30} bare {pb:7.1f} µs  instrumented {pi:7.1f} µs  "
-                      f"added {pi - pb:5.1f} µs (all threads: the writer's flushes, deferred stream reads included)")
+                      f"added {pi - pb:5.1f} µs (all threads: the writer's flushes and deferred stop builds included)")
             own = _own_work(inst, 5000)
-            print(f"{'instrumentation work/call':<30} {own:7.1f} µs (tight loop, start + stop, no HTTP; target <= {TARGET_US:.0f})"
+            print(f"{'instrumentation work/call':<30} {own:7.1f} µs (caller's thread, tight loop, start + stop, no HTTP; target <= {TARGET_US:.0f})"
                   f"  {'OK ' if own <= TARGET_US else 'MISS'}")
             ct.stop_experiment(exp.id)
             stored = len(ct.store.query(exp.id, event="req_llm.request.stop"))

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import openai
 import pytest
 
 import crucible_telemetry as ct
-from crucible_telemetry_llm import BUILTIN_PRICES, BUILTIN_VERSION, instrument
+from crucible_telemetry_llm import BUILTIN_PRICES, BUILTIN_VERSION, instrument, set_prices
 from crucible_telemetry_llm.testing import FakeOpenAIServer
 
 from ._util import API_KEY, MESSAGES, llm_events
@@ -175,3 +177,62 @@ def test_openai_host_is_named_openai_without_network(hub: ct.Telemetry) -> None:
     assert provider_of("myres.openai.azure.com") == "azure.ai.openai"
     assert provider_of("127.0.0.1") == "openai_compatible"
     c.close()
+
+
+def test_plain_call_stop_is_timed_at_its_end_and_built_off_the_callers_thread(client: Any, hub: ct.Telemetry,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from crucible_telemetry_llm.call import Call
+
+    builders: list[str] = []
+    build = Call._result_fields
+
+    def spy(self: Call, *args: Any) -> Any:
+        builders.append(threading.current_thread().name)
+        return build(self, *args)
+
+    monkeypatch.setattr(Call, "_result_fields", spy)
+    with ct.experiment("plain-deferred") as exp:
+        t0 = time.monotonic_ns()
+        r = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        took = time.monotonic_ns() - t0
+        assert isinstance(r, openai.types.chat.ChatCompletion)  # the user's result, unchanged
+        deadline = time.monotonic() + 10
+        while not builders and time.monotonic() < deadline:  # built later, at the writer's next flush
+            time.sleep(0.05)
+    assert builders and "crucible-writer" in builders and threading.current_thread().name not in builders
+    _, stop = _pair(exp.id)
+    assert 0 < stop["measurements"]["duration"] <= took
+    assert stop["measurements"]["prompt_tokens"] == r.usage.prompt_tokens
+    assert stop["metadata"]["response_model"] == r.model
+
+
+def test_with_content_capture_the_stop_and_the_mask_run_in_the_callers_thread(server: FakeOpenAIServer,
+                                                                            hub: ct.Telemetry) -> None:
+    threads: list[str] = []
+
+    def mask(text: str) -> str:
+        threads.append(threading.current_thread().name)
+        return text.upper()
+
+    c = instrument(openai.OpenAI(base_url=server.url, api_key=API_KEY), capture_content=True, mask=mask)
+    with ct.experiment("capture-eager") as exp:
+        r = c.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        masked = len(threads)  # before any flush: prompt and completion both masked already
+    assert masked == 2 and set(threads) == {threading.current_thread().name}
+    _, stop = _pair(exp.id)
+    assert stop["metadata"]["completion"] == r.choices[0].message.content.upper()
+    c.close()
+
+
+def test_a_call_is_priced_by_the_table_in_effect_when_it_ends(client: Any) -> None:
+    with ct.experiment("prices-at-end") as exp:
+        r = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        chunks = list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+        set_prices({"gpt-4o-mini": {"input": 1000.0, "output": 1000.0}}, version="later")  # before the stops are built
+    stops = [e for e in llm_events(exp.id) if e["event"] == "req_llm.request.stop"]
+    assert r.usage is not None and chunks and len(stops) == 2
+    price = BUILTIN_PRICES["gpt-4o-mini"]
+    for stop in stops:
+        m = stop["measurements"]
+        assert stop["metadata"]["price_table_version"] == BUILTIN_VERSION
+        assert m["cost_usd"] == pytest.approx((m["prompt_tokens"] * price.input + m["completion_tokens"] * price.output) / 1e6)

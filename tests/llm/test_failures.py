@@ -130,6 +130,24 @@ def test_telemetry_failure_never_reaches_the_user(client: Any, hub: ct.Telemetry
     FAILURES.clear()
 
 
+def test_a_stop_that_cannot_be_built_is_warned_and_dropped_alone(client: Any, hub: ct.Telemetry,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from crucible_telemetry_llm import extract
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("unreadable answer")
+
+    monkeypatch.setattr(extract, "finish_reasons", broken)  # read off the caller's thread, when the stop is built
+    with ct.experiment("unbuildable-stop") as exp:
+        r = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        assert r.choices[0].message.content
+        evs = llm_events(exp.id)
+    assert [e["event"] for e in evs] == ["req_llm.request.start"]
+    assert [key for key, _ in FAILURES] == ["stop"]
+    assert any(isinstance(e, RuntimeError) and str(e) == "unreadable answer" for e in hub.write_errors)
+    FAILURES.clear()
+
+
 def test_timeouts_are_retried_and_recorded(server: FakeOpenAIServer, hub: ct.Telemetry) -> None:
     client = instrument(openai.OpenAI(base_url=server.url, api_key=API_KEY, max_retries=1, timeout=0.1))
     with ct.experiment("timeout") as exp, pytest.raises(openai.APITimeoutError):

@@ -1,30 +1,32 @@
 """One instrumented LLM call: ``start`` at the call, then ``stop`` or ``exception`` exactly once.
 
-Everything here runs inside the user's call, so every step is guarded: a telemetry failure is
-logged once and the user's result (or the user's own exception) goes through unchanged.
+Every step is guarded: a telemetry failure is logged once and the user's result (or the user's own
+exception) goes through unchanged. ``stop`` is timed at the call's end and, unless content is
+captured, built off the caller's thread at the hub's next flush (``Telemetry.emit_deferred``).
 """
 
 from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from crucible_telemetry.events import LLM_EXCEPTION, LLM_STOP
+
 from . import extract
-from . import prices as price_tables
 from .extract import get
+from .plugin import RETRY
 from .privacy import capture_completion, warn_once
 from .streams import wrap_stream
 
 if TYPE_CHECKING:
     from .instrumentation import Instrumentation
+    from .prices import PriceTable
 
-__all__ = ["EXCEPTION", "RETRY", "START", "STOP", "Call"]
+__all__ = ["Call"]
 
-START = ("req_llm", "request", "start")
-STOP = ("req_llm", "request", "stop")
-EXCEPTION = ("req_llm", "request", "exception")
-RETRY = ("req_llm", "request", "retry")
+_Fields = tuple[dict[str, Any], dict[str, Any]]
 
 _now = time.monotonic_ns
 
@@ -111,24 +113,31 @@ class Call:
                 if wrapped is not None:
                     return wrapped
                 self.stream = False  # a raw response: the user reads the bytes, there are no chunks to time
-            op = self.op
-            f = extract.fields(result)
-            self.usage = f.get("usage")
-            self.response_model = f.get("model")
-            self.response_id = f.get("id")
-            if op != "embeddings":
-                self.reasons = extract.finish_reasons(op, f)
-            recognised = self.usage is not None or f.get("choices") is not None or f.get("output") is not None \
-                or f.get("data") is not None
-            if not recognised:
-                status = getattr(result, "status_code", None)  # a raw response (with_raw_response)
-                if type(status) is int:
-                    self.status = status
-            text = extract.output_text(op, result) if recognised and (self.usage is None or self.inst.capture_content) else None
-            self._stop(_now(), text, recognised)
+            self.done = True
+            end = _now()  # before reading the answer: that work is ours, not the call's
+            table = self.inst.prices()
+            self._emit_stop(lambda: self._result_fields(result, end, table))
         except Exception as exc:
             warn_once("finish", "could not record a finished LLM call", exc)
         return result
+
+    def _result_fields(self, result: Any, end: int, table: PriceTable) -> _Fields:
+        """The ``stop`` fields of a returned (not streamed) call: usage, model, finish reasons of ``result``."""
+        op = self.op
+        f = extract.fields(result)
+        self.usage = f.get("usage")
+        self.response_model = f.get("model")
+        self.response_id = f.get("id")
+        if op != "embeddings":
+            self.reasons = extract.finish_reasons(op, f)
+        recognised = self.usage is not None or f.get("choices") is not None or f.get("output") is not None \
+            or f.get("data") is not None
+        if not recognised:
+            status = getattr(result, "status_code", None)  # a raw response (with_raw_response)
+            if type(status) is int:
+                self.status = status
+        text = extract.output_text(op, result) if recognised and (self.usage is None or self.inst.capture_content) else None
+        return self._fields(end, text, recognised, table)
 
     def fail(self, exc: BaseException) -> None:
         """The call (or its stream) raised: emit ``exception`` with what is known; never raises."""
@@ -162,7 +171,7 @@ class Call:
             if self.prompt is not None:
                 md["prompt"] = self.prompt
             self._bind(md)
-            self.hub.emit(EXCEPTION, m, md)
+            self.hub.emit(LLM_EXCEPTION, m, md)
         except Exception as e:
             warn_once("fail", "could not record a failed LLM call", e)
 
@@ -290,22 +299,18 @@ class Call:
         self.done = True
         try:
             now = _now()  # before reading the chunks: that work is ours, not the stream's
-            if self.inst.capture_content:
-                m, md = self._stream_fields(state, now)
-                self._bind(md)
-                self.hub.emit(STOP, m, md)
-            else:
-                self.hub.emit_deferred(STOP, lambda: self._stream_fields(state, now), self.exp)
+            table = self.inst.prices()
+            self._emit_stop(lambda: self._stream_fields(state, now, table))
         except Exception as exc:
             warn_once("stream-end", "could not record the end of a stream", exc)
 
-    def _stream_fields(self, state: str, now: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _stream_fields(self, state: str, now: int, table: PriceTable) -> _Fields:
         """The ``stop`` fields of an ended stream: its chunks read, then what ``_fields`` adds."""
         self.read_chunks()
         end = (self.last_ns or now) if state == "abandoned" else now
         self.meta["stream_state"] = state
         text = "".join(self.parts) if self.parts is not None else None
-        return self._fields(end, text, True)
+        return self._fields(end, text, True, table)
 
     # -------------------------------------------------------------- emitting
 
@@ -325,16 +330,28 @@ class Call:
         if self.stream and self.exp is not None and self.hub.current_experiment() is not self.exp:
             md["experiment_id"] = self.exp.id
 
-    def _stop(self, end: int, text: str | None, recognised: bool) -> None:
-        """Emit ``stop`` for a call that returned (not streamed)."""
-        self.done = True
-        m, md = self._fields(end, text, recognised)
-        self.hub.emit(STOP, m, md)
+    def _emit_stop(self, build: Callable[[], _Fields]) -> None:
+        """``stop``: its time and place taken now, ``build`` run at the hub's next flush, off the caller's
+        thread (``Telemetry.emit_deferred``); with content capture on, built here, where the user's mask runs."""
+        if self.inst.capture_content:
+            m, md = build()
+            self._bind(md)
+            self.hub.emit(LLM_STOP, m, md)
+        else:
+            self.hub.emit_deferred(LLM_STOP, lambda: self._built(build), self.exp)
 
-    def _fields(self, end: int, text: str | None, recognised: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    @staticmethod
+    def _built(build: Callable[[], _Fields]) -> _Fields:
+        """Run a deferred ``build``; a failure is warned about as in the caller's thread (the hub drops the event)."""
+        try:
+            return build()
+        except Exception as exc:
+            warn_once("stop", "could not record the end of an LLM call", exc)
+            raise
+
+    def _fields(self, end: int, text: str | None, recognised: bool, table: PriceTable) -> _Fields:
         """Measurements and metadata of ``stop``: one straight pass (it runs for every call)."""
         inst = self.inst
-        table = inst._prices or price_tables.get_prices()
         m: dict[str, Any] = {"duration": end - self.t0} if not self.stream else self._timing(end)
         md = self.meta  # this call's own dict (the start event got another): filled in place, emitted once
         if self.attempts:

@@ -15,10 +15,11 @@ from urllib.parse import urlsplit
 
 import crucible_telemetry as ct
 from crucible_telemetry import InvalidArgumentError
+from crucible_telemetry.events import LLM_START
 
 from . import hooks
 from . import prices as price_tables
-from .call import START, Call
+from .call import Call
 from .extract import OTEL_OPERATION, request_attributes
 from .privacy import Scrubber, capture_prompt, warn_once
 
@@ -133,7 +134,7 @@ class Instrumentation:
                     call.parts = []
             if self.capture_content:
                 call.prompt = capture_prompt(op, kwargs, self.mask, self.scrub)
-            hub.emit(START, {"monotonic_time": call.t0}, start)
+            hub.emit(LLM_START, {"monotonic_time": call.t0}, start)
             if stream and self.include_usage and op in ("chat", "completions"):
                 call.hide_usage = _ask_for_usage(kwargs)  # last: a failed start leaves the call as the user wrote it
             return call

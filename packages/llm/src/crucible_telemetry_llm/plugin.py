@@ -7,15 +7,15 @@ from typing import Any
 
 from crucible_telemetry.hookspecs import hookimpl
 
-#: The openai client's framework floor (the ``openai`` extra of this distribution).
-OPENAI_FLOOR = "1.40"
+#: The plugin's own event (the start/stop/exception names are the core's, ``crucible_telemetry.events``).
+RETRY = ("req_llm", "request", "retry")
 
 
 @hookimpl
 def register_events(register: Callable[..., Any]) -> None:
     """``req_llm.request.retry``: one per retried HTTP attempt inside a call (the call's stop counts them too)."""
     register(
-        ("req_llm", "request", "retry"),
+        RETRY,
         "llm",
         "An LLM request is retried by the client (after a 429, a 5xx or a timeout).",
         ("model", "operation", "provider", "server_address", "attempt", "retries", "http_status"),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import atexit
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .privacy import warn_once
@@ -150,6 +150,12 @@ class _Base:
     """What the sync and async wrappers share: the stream, its call, the chunk generator."""
 
     __slots__ = ("__weakref__", "_call", "_it", "_ref", "_stream")
+    _make: Callable[[Any, Call], tuple[Any, weakref.ref[Any]]]  # _chunks or _achunks
+
+    def __init__(self, stream: Any, call: Call) -> None:
+        self._stream = stream
+        self._call = call
+        self._it, self._ref = self._make(stream, call)
 
     @property  # type: ignore[misc]
     def __class__(self) -> type:  # isinstance(wrapper, type(stream)) holds
@@ -172,11 +178,7 @@ class InstrumentedStream(_Base):
 
     __slots__ = ()
     _it: Iterator[Any]
-
-    def __init__(self, stream: Any, call: Call) -> None:
-        self._stream = stream
-        self._call = call
-        self._it, self._ref = _chunks(stream, call)
+    _make = staticmethod(_chunks)
 
     def __iter__(self) -> Iterator[Any]:
         return self._it  # a generator: ``for`` and ``list`` step it without a Python call per chunk
@@ -205,11 +207,7 @@ class InstrumentedAsyncStream(_Base):
 
     __slots__ = ()
     _it: AsyncIterator[Any]
-
-    def __init__(self, stream: Any, call: Call) -> None:
-        self._stream = stream
-        self._call = call
-        self._it, self._ref = _achunks(stream, call)
+    _make = staticmethod(_achunks)
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self._it
