@@ -272,17 +272,10 @@ def test_start_experiment_with_an_id_joins_it_from_another_process(hub: ct.Telem
     assert len(rows) == 6 and [e.id for e in ct.list_experiments()] == [exp.id]
 
 
-def test_environment_records_a_dirty_tree_and_argv(hub: ct.Telemetry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_records_a_dirty_tree_and_argv(hub: ct.Telemetry, git_repo: str) -> None:
     from crucible_telemetry.environment import scrub_argv
 
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    git = ["git", "-c", "user.email=a@b", "-c", "user.name=a"]
-    subprocess.run([*git, "init", "-q"], cwd=repo, check=True)
-    (repo / "f").write_text("x")
-    subprocess.run([*git, "add", "f"], cwd=repo, check=True)
-    subprocess.run([*git, "commit", "-qm", "c"], cwd=repo, check=True)
-    monkeypatch.chdir(repo)
+    repo = Path.cwd()
     clean = ct.Telemetry(hub.home).get_experiment(ct.start_experiment("clean").id).environment
     (repo / "f").write_text("changed")
     dirty = ct.Telemetry(hub.home).get_experiment(ct.start_experiment("dirty").id).environment

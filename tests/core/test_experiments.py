@@ -6,7 +6,6 @@ import asyncio
 import multiprocessing as mp
 import os
 import socket
-import subprocess
 import sys
 import threading
 from datetime import UTC, datetime, timedelta
@@ -90,16 +89,8 @@ def test_every_event_is_enriched(hub: ct.Telemetry, monkeypatch: pytest.MonkeyPa
     assert rows[0]["mono_ns"] < rows[1]["mono_ns"] < rows[2]["mono_ns"]
 
 
-def test_environment_is_recorded_once_with_git_commit(hub: ct.Telemetry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    git = ["git", "-c", "user.email=a@b", "-c", "user.name=a"]
-    subprocess.run([*git, "init", "-q"], cwd=repo, check=True)
-    (repo / "f").write_text("x")
-    subprocess.run([*git, "add", "f"], cwd=repo, check=True)
-    subprocess.run([*git, "commit", "-qm", "c"], cwd=repo, check=True)
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
-    monkeypatch.chdir(repo)
+def test_environment_is_recorded_once_with_git_commit(hub: ct.Telemetry, git_repo: str) -> None:
+    head = git_repo
     exp = ct.start_experiment("env")
     env = ct.Telemetry(hub.home).get_experiment(exp.id).environment
     assert env["python"] == sys.version.split()[0]
