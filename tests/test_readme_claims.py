@@ -499,10 +499,10 @@ def test_development_nox_sessions_and_torch_pin() -> None:
     m = re.search(r"`python3 -m nox -s ([\w |]+)`", text)
     assert m is not None
     documented = [s.strip() for s in m.group(1).split("|")]
-    listed = subprocess.run([sys.executable, "-m", "nox", "--list", "--no-color"], cwd=ROOT, capture_output=True,
-                            text=True, timeout=60, check=False)
-    assert listed.returncode == 0, listed.stderr[-2000:]
-    sessions = re.findall(r"^[*-] (\w+) ->", listed.stdout, flags=re.M)
+    # nox is not installed inside the session it runs the tests in: read the sessions off the noxfile
+    tree = ast.parse((ROOT / "noxfile.py").read_text())
+    sessions = [f.name for f in tree.body if isinstance(f, ast.FunctionDef)
+                and any("nox.session" in ast.unparse(d) for d in f.decorator_list)]
     assert sorted(sessions) == sorted(documented)
     pin = re.search(r"torch (\d+\.\d+\.\d+) CPU", text)
     assert pin is not None
