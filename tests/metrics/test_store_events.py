@@ -122,6 +122,7 @@ def test_backfill_replays_stored_events_with_their_time_and_run(hub: ct.Telemetr
 
 @pytest.mark.slow
 def test_a_forked_child_keeps_recording_into_the_store(hub: ct.Telemetry) -> None:
+    import gc
     import multiprocessing as mp
     import os
     import time
@@ -135,8 +136,15 @@ def test_a_forked_child_keeps_recording_into_the_store(hub: ct.Telemetry) -> Non
         time.sleep(2.0)  # the child's own background thread writes it (flush_interval 0.2 s)
         os._exit(0)
 
-    proc = mp.get_context("fork").Process(target=child)
-    proc.start()
+    # Garbage left by earlier tests (DuckDB objects among it) must not be collected in the child: a
+    # DuckDB destructor there joins threads that did not survive the fork and aborts the process.
+    gc.collect()
+    gc.freeze()
+    try:
+        proc = mp.get_context("fork").Process(target=child)
+        proc.start()
+    finally:
+        gc.unfreeze()
     proc.join(30)
     assert proc.exitcode == 0
     with hub.connect() as con:
