@@ -9,6 +9,7 @@ import base64
 import html
 import json
 import os
+import secrets
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -241,7 +242,7 @@ def build_report(experiment_ids: Sequence[str] | str, out: str | os.PathLike[str
     text = render_report(hub, ids, metrics=metrics, by=by, title=title)
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(3)}.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
     return path

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +104,7 @@ def _ensure_experiments_placeholder(home: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     ph = folder / "_schema.json"
     if not ph.exists():
-        tmp = folder / "._schema.json.tmp"
+        tmp = folder / f"._schema.json.{os.getpid()}.{secrets.token_hex(3)}.tmp"  # one per writer: others race here
         tmp.write_text('{"experiment_id": null}\n')
         tmp.replace(ph)
 
