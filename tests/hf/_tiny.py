@@ -55,7 +55,9 @@ def events(hub: Any, exp_id: str, prefix: str = "crucible_train.") -> list[dict[
     with hub.connect() as con:
         rows = con.execute(
             "SELECT event, epoch, global_step, batch, rank, measurements, metadata FROM events "
-            "WHERE experiment_id = ? AND starts_with(event, ?) ORDER BY pid, seq",
+            "WHERE experiment_id = ? AND starts_with(event, ?) "
+            # processes in the order they started (pids wrap around), each in its own seq order
+            "ORDER BY min(ts) OVER (PARTITION BY pid), pid, seq",
             [exp_id, prefix]).fetchall()
     return [{"event": r[0].removeprefix(prefix), "epoch": r[1], "global_step": r[2], "batch": r[3], "rank": r[4],
              "m": dict(r[5]), "md": r[6]} for r in rows]
