@@ -22,7 +22,7 @@ import psutil
 
 import crucible_telemetry as ct
 from crucible_telemetry import hub as hub_module
-from crucible_telemetry.live import Streaming
+from crucible_telemetry.streaming import Streaming
 
 DRAIN_AT = hub_module.DRAIN_AT
 
@@ -129,7 +129,7 @@ def bench_queries(hub: ct.Telemetry) -> None:
     report("p95 latency over 1M events (SQL)", f"{p:.0f} ms", "<= 100 ms", p <= 100)
     exact = float(np.percentile(lat, 95))
     print(f"{'  check: p95 vs numpy':<48} {abs(p95 - exact) / exact:>21.2e}   relative difference")
-    from crucible_telemetry.calculate import calculate_metrics
+    from crucible_telemetry.analysis.summary import calculate_metrics
 
     t = time.perf_counter()
     calculate_metrics(hub, exp.id)

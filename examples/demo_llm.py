@@ -13,7 +13,7 @@ from typing import Any
 import openai
 
 import crucible_telemetry as ct
-from crucible_telemetry.calculate import calculate_metrics
+from crucible_telemetry.analysis.summary import calculate_metrics
 from crucible_telemetry_llm import instrument
 from crucible_telemetry_llm.testing import FakeOpenAIServer
 

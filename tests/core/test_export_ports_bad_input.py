@@ -88,7 +88,7 @@ def test_export_memory_is_flat_in_the_number_of_events(tmp_path: Path) -> None:
     export = textwrap.dedent("""
         import resource, sys
         import crucible_telemetry as ct
-        from crucible_telemetry.exporting import export
+        from crucible_telemetry.storage.export import export
         hub = ct.Telemetry(sys.argv[1])
         hub.store.count(sys.argv[2])  # connections, views and imports warm
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

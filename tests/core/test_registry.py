@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 import crucible_telemetry as ct
-from crucible_telemetry import events, hookspecs, plugins
-from crucible_telemetry.hookspecs import hookimpl
+from crucible_telemetry import events, plugins
+from crucible_telemetry.plugins import hookspecs
+from crucible_telemetry.plugins import hookimpl
 
 SEED = [
     "req_llm.request.start", "req_llm.request.stop", "req_llm.request.exception",

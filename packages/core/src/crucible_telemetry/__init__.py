@@ -24,7 +24,7 @@ from .errors import (
 from .events import EventInfo, event_info
 from .experiment import Experiment
 from .hub import Telemetry
-from .ports import DuckDBMetrics, JSONLMetrics, MetricsStore
+from .storage.metrics_store import DuckDBMetrics, JSONLMetrics, MetricsStore
 from .sketch import RELATIVE_ACCURACY
 from .span import Span
 from .storage.windows import Last, LastN, Range
@@ -169,7 +169,7 @@ def connect(read_only: bool = True) -> Any:
 
 def calculate_metrics(exp_id: str) -> dict[str, Any]:
     """Latency, TTFT, cost, reliability, tokens and training summaries of an experiment."""
-    from .calculate import calculate_metrics as calc
+    from .analysis.summary import calculate_metrics as calc
 
     return calc(default(), exp_id)
 
@@ -177,7 +177,7 @@ def calculate_metrics(exp_id: str) -> dict[str, Any]:
 def export(exp_id: str, fmt: str = "parquet", path: str | os.PathLike[str] | None = None,
            overwrite: bool = False) -> Path:
     """Write an experiment's events as csv, jsonl or parquet, streamed in batches."""
-    from .exporting import export as do_export
+    from .storage.export import export as do_export
 
     return do_export(default(), exp_id, fmt, path, overwrite)
 

@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import contextvars
-import os
+import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import orjson
 
 from .errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from .hub import Telemetry
 
-__all__ = ["Experiment", "new_experiment_id"]
+__all__ = ["PAUSED", "RUNNING", "STOPPED", "Experiment", "check_tags", "new_experiment_id", "validate_id"]
 
 RUNNING, PAUSED, STOPPED = 0, 1, 2
 _STATUS = {RUNNING: "running", PAUSED: "paused", STOPPED: "stopped"}
@@ -27,6 +24,18 @@ _STATUS = {RUNNING: "running", PAUSED: "paused", STOPPED: "stopped"}
 def new_experiment_id() -> str:
     """A sortable, unique id: ``exp-YYYYmmddTHHMMSS-<8 hex>``."""
     return f"exp-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}"
+
+
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+@-]{0,199}$")
+
+
+def validate_id(argument: str, value: object) -> str:
+    """Check an experiment or run id (it names a folder); raise naming ``argument`` otherwise."""
+    if not isinstance(value, str) or not _ID_RE.match(value):
+        raise InvalidArgumentError(
+            argument, f"{value!r} is not a valid id: use 1-200 of letters, digits and . _ : + @ - (starting alphanumeric)"
+        )
+    return value
 
 
 def _iso(dt: datetime | None) -> str | None:
@@ -78,6 +87,16 @@ class Experiment:
         return _STATUS[self.state]
 
     @property
+    def stopped(self) -> bool:
+        """Whether the experiment has stopped (here, or in the record another process wrote)."""
+        return self.state == STOPPED
+
+    @property
+    def hub(self) -> Telemetry | None:
+        """The hub recording this experiment (None for a record read from the store)."""
+        return self._hub
+
+    @property
     def paused(self) -> bool:
         """Whether events are being dropped (and counted)."""
         return self.state == PAUSED
@@ -97,18 +116,24 @@ class Experiment:
         assert self._hub is not None
         self._hub.resume_experiment(self.id)
 
-    def __enter__(self) -> Experiment:
+    def bind(self) -> Experiment:
+        """Make this the experiment of the current context (events of ``ct.emit`` go to it)."""
         assert self._hub is not None
-        self._tokens.append(self._hub._current.set(self))
+        self._tokens.append(self._hub._bind(self))
         return self
+
+    def unbind(self) -> None:
+        """Undo the latest ``bind`` (a no-op when it was undone, or made in another context)."""
+        assert self._hub is not None
+        if self._tokens:
+            self._hub._unbind(self._tokens.pop())
+
+    def __enter__(self) -> Experiment:
+        return self.bind()
 
     def __exit__(self, *exc: object) -> None:
         assert self._hub is not None
-        if self._tokens:
-            try:
-                self._hub._current.reset(self._tokens.pop())
-            except ValueError:  # exited in another context
-                pass
+        self.unbind()
         if self.state != STOPPED:
             self._hub.stop_experiment(self.id)
 
@@ -157,20 +182,3 @@ class Experiment:
             state={"running": RUNNING, "paused": PAUSED}.get(status, STOPPED),
             owner=False,
         )
-
-
-def write_record(folder: Path, exp: Experiment) -> None:
-    """Write an experiment's JSON atomically (tmp + rename)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{exp.id}.json"
-    tmp = folder / f".{exp.id}.{os.getpid()}.{secrets.token_hex(3)}.tmp"
-    tmp.write_bytes(orjson.dumps(exp.to_json(), default=repr, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_INDENT_2))
-    os.replace(tmp, path)
-
-
-def read_record(folder: Path, experiment_id: str) -> Experiment | None:
-    """Load ``experiments/<id>.json`` or None."""
-    try:
-        return Experiment.from_json(orjson.loads((folder / f"{experiment_id}.json").read_bytes()))
-    except (FileNotFoundError, orjson.JSONDecodeError, KeyError, ValueError):
-        return None

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from . import collector, plugins
+from . import plugins
+from .storage import encode
 from .bus import Handler, HandlerFn, HandlerTable
 from .environment import HOSTNAME, capture_environment, distributed_identity
 from .errors import InvalidArgumentError, UnknownExperimentError
@@ -34,15 +35,15 @@ from .experiment import (
     Experiment,
     check_tags,
     new_experiment_id,
-    read_record,
-    write_record,
+    validate_id,
 )
-from .live import Streaming
+from .streaming import Streaming
 from .names import _CACHE as _NAMES
 from .names import normalize
 from .span import Span
 from .storage.schema import EVENTS_SCHEMA, METRICS_SCHEMA
-from .storage.segments import SegmentWriter, validate_partition_value
+from .storage.records import read_record, write_record
+from .storage.segments import SegmentWriter
 
 __all__ = ["Telemetry", "default_home"]
 
@@ -122,7 +123,7 @@ class Telemetry:
         self.metrics_writer = SegmentWriter(self.home, "metrics", "run_id", METRICS_SCHEMA)
         (self.home / "experiments").mkdir(exist_ok=True)
         self.streaming = Streaming(self)
-        from .storage.reader import Store
+        from .storage.store import Store
 
         self.store = Store(self)
         _HUBS.add(self)
@@ -252,6 +253,16 @@ class Telemetry:
                 return None
         return exp
 
+    def _bind(self, exp: Experiment) -> contextvars.Token[Experiment | None]:
+        """Bind ``exp`` to the current context (``Experiment.bind``)."""
+        return self._current.set(exp)
+
+    def _unbind(self, token: contextvars.Token[Experiment | None]) -> None:
+        try:
+            self._current.reset(token)
+        except ValueError:  # unbound in another context than it was bound in
+            pass
+
     def _set_table(self, table: dict[str, tuple[Handler, ...]]) -> None:
         self._table = table
 
@@ -297,7 +308,7 @@ class Telemetry:
         if store is not None and Path(store).absolute() != self.home:
             raise InvalidArgumentError("store", f"this hub writes to {self.home}; build Telemetry(home={store!r}) for another store")
         if experiment_id is not None:
-            validate_partition_value("experiment_id", experiment_id)
+            validate_id("experiment_id", experiment_id)
             existing = read_record(self.home / "experiments", experiment_id)
             if existing is not None:
                 return self.join_experiment(experiment_id, bind=bind)
@@ -325,7 +336,7 @@ class Telemetry:
         """Record into an experiment another process started (DDP ranks, workers)."""
         exp = self._experiments.get(experiment_id)
         if exp is None:
-            validate_partition_value("experiment_id", experiment_id)
+            validate_id("experiment_id", experiment_id)
             exp = read_record(self.home / "experiments", experiment_id)
             if exp is None:
                 raise UnknownExperimentError(experiment_id)
@@ -398,7 +409,7 @@ class Telemetry:
             return exp
         if isinstance(experiment_id, str):
             try:
-                validate_partition_value("experiment_id", experiment_id)
+                validate_id("experiment_id", experiment_id)
             except InvalidArgumentError:
                 raise UnknownExperimentError(experiment_id) from None
             rec = read_record(self.home / "experiments", experiment_id)
@@ -531,7 +542,7 @@ class Telemetry:
         wall_offset = time.time_ns() - time.monotonic_ns()
         enrichers = list(plugins.ENRICHERS.values())
         for exp_id, (exp, grows, seqs) in groups.items():
-            batch = collector.build_events(grows, seqs, host_ident, exp.tags, enrichers, wall_offset)
+            batch = encode.build_events(grows, seqs, host_ident, exp.tags, enrichers, wall_offset)
             self._pending.setdefault(exp_id, []).append(batch.table)
             self._pending_rows += batch.table.num_rows
             self.streaming.update(exp_id, batch.counts, batch.series)
@@ -572,7 +583,7 @@ class Telemetry:
             g[1].append(seq0 + i)
         for run_id, (grows, seqs) in groups.items():
             try:
-                self.metrics_writer.write(run_id, collector.build_metrics(grows, seqs, ident))
+                self.metrics_writer.write(run_id, encode.build_metrics(grows, seqs, ident))
             except Exception as exc:
                 self._record_error(exc)
                 log.warning("crucible_telemetry: could not write %d metrics of %s: %r", len(grows), run_id, exc)

@@ -7,7 +7,7 @@ effect sizes Cohen's d, Cliff's delta and Cohen's h.
 from __future__ import annotations
 
 from .compare import Comparison, Group, Pair, compare_conditions, compare_experiments, format_p
-from .metrics import METRICS, MetricSpec, Series, load_series, load_values, metric_spec
+from .series import METRICS, MetricSpec, Series, load_series, load_values, metric_spec
 from .stats import (
     Description,
     Interval,

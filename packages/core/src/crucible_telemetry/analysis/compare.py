@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import InvalidArgumentError
-from .metrics import MetricSpec, load_values, metric_spec
+from .series import MetricSpec, load_values, metric_spec
 from .stats import (
     Description,
     ProportionTest,

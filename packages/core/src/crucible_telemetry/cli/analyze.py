@@ -110,7 +110,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from ..plots import plot_metric
+    from ..analysis.plots import plot_metric
 
     hub = open_hub(args)
     out = Path(args.output or f"{args.metric.replace(':', '_').replace('/', '_')}.png")
@@ -121,7 +121,7 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from ..report import build_report
+    from ..analysis.report import build_report
 
     hub = open_hub(args)
     path = build_report(args.ids, args.output, metrics=args.metric or None, by=args.by, hub=hub, title=args.title)

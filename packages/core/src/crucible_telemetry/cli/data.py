@@ -53,7 +53,7 @@ def _size(n: float) -> str:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from ..exporting import export
+    from ..storage.export import export
 
     hub = open_hub(args)
     hub.get_experiment(args.id)

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from ..calculate import REQUEST_EVENTS
+from ..analysis.summary import REQUEST_EVENTS
 from ._common import emit_rows, fmt_duration, fmt_num, jsonable, open_hub, out_console, write_text
 
 __all__ = ["headline", "register"]
@@ -145,7 +145,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _metrics(args: argparse.Namespace) -> int:
-    from ..calculate import calculate_metrics
+    from ..analysis.summary import calculate_metrics
 
     hub = open_hub(args)
     m = calculate_metrics(hub, args.id)

@@ -21,12 +21,12 @@ from typing import Any, TypeVar
 from .. import _hubs
 from . import prometheus
 from . import reads as _q
-from . import telemetry as _t
+from . import from_events as _t
 from .aggregate import AGGREGATIONS, INTERVALS, WINDOWS
 from .kinds import COUNTER, DEFAULT_BUCKETS, GAUGE, HISTOGRAM, KINDS, OVERFLOW, infer_kind
-from .live import MetricStream, Subscription
+from .subscriptions import MetricStream, Subscription
 from .registry import Metrics
-from .telemetry import DEFAULT_TAGS, standard_specs
+from .from_events import DEFAULT_TAGS, standard_specs
 
 __all__ = [
     "AGGREGATIONS",
@@ -190,7 +190,7 @@ def attach_telemetry(specs: Any, *, measurement: str | None = None, tags: Iterab
                      handler_id: str = _t.HANDLER_ID, backfill: Any = None) -> str:
     """Turn events into metrics: ``attach_telemetry([("req_llm.request.stop", "histogram"), ...])``.
 
-    See :mod:`crucible_telemetry.metrics.telemetry` for names, values and tags.
+    See :mod:`crucible_telemetry.metrics.from_events` for names, values and tags.
     """
     return _t.attach_telemetry(registry(), specs, measurement=measurement, tags=tags, handler_id=handler_id,
                                backfill=backfill)

@@ -229,9 +229,9 @@ class Metrics:
             exp = self._current()
             run_id = exp.id if exp is not None else "global"
         else:
-            from ..storage.segments import validate_partition_value
+            from ..experiment import validate_id
 
-            validate_partition_value("run_id", run_id)
+            validate_id("run_id", run_id)
         try:
             sid = self._ext_ids[kind, name, tuple(tags.items()) if tags else None, run_id]
         except (KeyError, TypeError, AttributeError):
@@ -426,7 +426,7 @@ class Metrics:
                                 "more than max_pending=%d wait, the oldest are not persisted (they stay queryable "
                                 "in memory; see get_stats()['persist_dropped'])", self.max_pending)
         if self._subs:
-            from .live import publish
+            from .subscriptions import publish
 
             publish(self, cols)
 
@@ -522,7 +522,7 @@ class Metrics:
 
     def attach_telemetry(self, specs: Any, **options: Any) -> str:
         """See :func:`crucible_telemetry.metrics.attach_telemetry`."""
-        from .telemetry import attach_telemetry
+        from .from_events import attach_telemetry
 
         return attach_telemetry(self, specs, **options)
 

@@ -25,15 +25,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..environment import HOSTNAME
-from ..errors import InvalidArgumentError
+from ..experiment import validate_id as validate_partition_value  # noqa: F401  (deprecated spelling)
 
-__all__ = ["SegmentWriter", "live_files", "process_id", "validate_partition_value"]
+__all__ = ["SegmentWriter", "live_files", "process_id"]
 
 log = logging.getLogger("crucible_telemetry")
 
 # ``_<created_ms>`` is absent from files of the first releases: such covers count as mature
 SEGMENT_RE = re.compile(r"^(?P<proc>.+?)_(?P<a>\d+)_(?P<b>\d+)(?:_(?P<c>\d+))?\.parquet$")
-_VALUE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+@-]{0,199}$")
 GRACE_SECONDS = 120.0
 MATURITY_SECONDS = 5.0  # a covering file is used by readers once this old (clock skew must stay below it)
 COMPACT_EVERY = 32  # small segments per partition before they are merged
@@ -47,15 +46,6 @@ def process_id() -> str:
     """A fresh ``host-pid-nonce`` writer id: one per writer and process (a new one after fork)."""
     host = re.sub(r"[^A-Za-z0-9.-]", "-", HOSTNAME) or "host"
     return f"{host}-{os.getpid()}-{secrets.token_hex(4)}"
-
-
-def validate_partition_value(argument: str, value: object) -> str:
-    """Check an id that becomes a folder name; raise naming ``argument`` otherwise."""
-    if not isinstance(value, str) or not _VALUE_RE.match(value):
-        raise InvalidArgumentError(
-            argument, f"{value!r} is not a valid id: use 1-200 of letters, digits and . _ : + @ - (starting alphanumeric)"
-        )
-    return value
 
 
 @dataclass

@@ -66,7 +66,7 @@ def _call_each(hook_name: str, register: Callable[..., Any]) -> None:
 
 
 def _register_event(name: object, category: str, description: str = "", enriched_fields: tuple[str, ...] = ()) -> None:
-    from .events import register_event
+    from ..events import register_event
 
     register_event(name, category, description, tuple(enriched_fields))
 
@@ -90,9 +90,9 @@ def load_plugins() -> None:
             return
         pm = pluggy.PluginManager("crucible_telemetry")
         pm.add_hookspecs(hookspecs)
-        from . import builtin_plugin
+        from . import builtin
 
-        pm.register(builtin_plugin, name="crucible_telemetry.builtin")
+        pm.register(builtin, name="crucible_telemetry.builtin")
         try:
             pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
         except Exception as exc:

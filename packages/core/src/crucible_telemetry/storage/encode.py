@@ -16,8 +16,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .events import category_of
-from .storage.schema import EVENTS_SCHEMA, METRICS_SCHEMA
+from ..events import category_of
+from .schema import EVENTS_SCHEMA, METRICS_SCHEMA
 
 __all__ = ["EventBatch", "build_events", "build_metrics", "to_json"]
 

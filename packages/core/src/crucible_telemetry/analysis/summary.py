@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .hub import Telemetry
+    from ..hub import Telemetry
 
 __all__ = ["REQUEST_EVENTS", "calculate_metrics"]
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..calculate import REQUEST_EVENTS
+from .summary import REQUEST_EVENTS
 from ..errors import InvalidArgumentError
 from ..names import normalize
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .hookspecs import hookimpl
-from .ports import DuckDBMetrics, JSONLMetrics
+from ..storage.metrics_store import DuckDBMetrics, JSONLMetrics
 
 
 @hookimpl

@@ -17,11 +17,11 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from . import plugins
-from .errors import ExportExistsError, InvalidArgumentError
+from .. import plugins
+from ..errors import ExportExistsError, InvalidArgumentError
 
 if TYPE_CHECKING:
-    from .hub import Telemetry
+    from ..hub import Telemetry
 
 __all__ = ["FORMATS", "export"]
 
@@ -104,7 +104,7 @@ def export(hub: Telemetry, exp_id: str, fmt: str = "parquet", path: str | os.Pat
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{secrets.token_hex(3)}.tmp")
     hub.flush()
-    from .storage.views import connect
+    from .views import connect
 
     con = connect(hub.home)  # a connection of its own: exports may run beside queries
     con.execute("SET threads = 1")  # one slice at a time: memory set by CHUNK_ROWS, not by cores

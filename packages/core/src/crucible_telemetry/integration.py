@@ -1,0 +1,365 @@
+"""The kit for framework plugins: which experiment a run records into, and how to own it safely.
+
+Every trainer integration (Lightning, Hugging Face, one you write) answers the same questions:
+which experiment do I record into, how do all ranks agree on it, how does a resumed run find
+it again, who stops it, how does a failure stay out of the training loop, and what is a
+scalar. This module answers each once, so every plugin behaves the same.
+
+The experiment is chosen in this order (first match wins):
+
+1. an explicit ``experiment_id`` given to the callback or logger;
+2. ``$CRUCIBLE_EXPERIMENT_ID``;
+3. the experiment a resumed checkpoint was recorded in;
+4. the experiment live in the caller's context (used as it is, never stopped by the plugin);
+5. a new experiment, started and stopped by the plugin.
+
+The user's explicit choices come first; a resumed checkpoint continues one given run, so it
+beats whatever experiment happens to be live around the call. See ``docs/plugins.md``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import numbers
+import os
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._hubs import default, hub_for
+from .environment import distributed_identity
+from .errors import InvalidArgumentError, UnknownExperimentError
+from .experiment import Experiment, check_tags, new_experiment_id, validate_id
+from .plugins import strict
+
+if TYPE_CHECKING:
+    from .hub import Telemetry
+
+__all__ = [
+    "CHECKPOINT_MARKER",
+    "ENV_EXPERIMENT_ID",
+    "ENV_HOME",
+    "ENV_STRICT",
+    "Choice",
+    "Run",
+    "check_tags",
+    "checkpoint_state",
+    "choose_experiment",
+    "distributed_identity",
+    "existing_hub",
+    "guarded",
+    "hub_for",
+    "new_experiment_id",
+    "open_run",
+    "read_checkpoint_marker",
+    "record_failure",
+    "resumed_id",
+    "run_guarded",
+    "strict",
+    "to_scalar",
+    "torch_broadcast",
+    "validate_id",
+    "write_checkpoint_marker",
+]
+
+log = logging.getLogger("crucible_telemetry.integration")
+
+#: Every process (and every Trainer) with this set records into the experiment it names.
+ENV_EXPERIMENT_ID = "CRUCIBLE_EXPERIMENT_ID"
+#: The store folder of the default hub (else ``./.crucible``).
+ENV_HOME = "CRUCIBLE_HOME"
+#: ``1`` makes plugin and hook failures re-raise (the test suite sets it).
+ENV_STRICT = "CRUCIBLE_STRICT"
+#: The file a plugin writes into a checkpoint folder to name the experiment it belongs to.
+CHECKPOINT_MARKER = "crucible_telemetry.json"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# ----------------------------------------------------------------------- hubs
+
+
+def existing_hub() -> Telemetry | None:
+    """The default hub if one exists already; never creates one (nor a store folder)."""
+    return default(create=False)
+
+
+# --------------------------------------------------------- choosing the experiment
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The experiment a run records into, and why.
+
+    ``source`` is ``explicit``, ``environment``, ``checkpoint``, ``live`` or ``new``; ``name`` is
+    the live experiment's name when ``source == "live"``, else None.
+    """
+
+    experiment_id: str
+    source: str
+    name: str | None = None
+
+    @property
+    def live(self) -> bool:
+        """The experiment was live in the caller's context: used, never stopped by the plugin."""
+        return self.source == "live"
+
+
+def _live(hub: Telemetry) -> Experiment | None:
+    exp = hub.current_experiment()
+    return exp if exp is not None and not exp.stopped else None
+
+
+def _choose_here(hub: Telemetry, explicit_id: str | None, resumed: str | None) -> Choice:
+    if explicit_id is not None:
+        return Choice(validate_id("experiment_id", explicit_id), "explicit")
+    env = os.environ.get(ENV_EXPERIMENT_ID) or None
+    if env is not None:
+        return Choice(validate_id(ENV_EXPERIMENT_ID, env), "environment")
+    if resumed is not None:
+        return Choice(validate_id("checkpoint experiment_id", resumed), "checkpoint")
+    live = _live(hub)
+    if live is not None:
+        return Choice(live.id, "live", live.name)
+    return Choice(new_experiment_id(), "new")
+
+
+def choose_experiment(hub: Telemetry, *, explicit_id: str | None = None, resumed_id: str | None = None,
+                      broadcast: Callable[[Any], Any] | None = None, rank: int = 0) -> Choice:
+    """Pick the experiment by the documented order; with ``broadcast``, rank 0 picks for every rank.
+
+    Args:
+        hub: the hub the run records into.
+        explicit_id: the id the user gave the plugin, if any.
+        resumed_id: the id a resumed checkpoint names (``resumed_id(state)`` or
+            ``read_checkpoint_marker(folder)``), if any.
+        broadcast: a collective ``fn(obj) -> rank 0's obj`` called once on every rank (Lightning:
+            ``lambda o: trainer.strategy.broadcast(o, src=0)``; plain torch: ``torch_broadcast``).
+            Rank 0 always takes part, even when its own choice fails, so no rank waits forever.
+        rank: this process's global rank.
+
+    On a rank other than 0 a ``live`` choice stays ``live`` only when the same experiment is live
+    in this process's context too; otherwise it is joined (``source`` becomes ``explicit``).
+    """
+    if broadcast is None:
+        return _choose_here(hub, explicit_id, resumed_id)
+    mine: Choice | None = None
+    payload: Any = None
+    if rank == 0:
+        try:
+            mine = _choose_here(hub, explicit_id, resumed_id)
+            payload = (mine.experiment_id, mine.source, mine.name)
+        finally:
+            payload = broadcast(payload)
+        assert mine is not None
+        return mine
+    payload = broadcast(payload)
+    if not payload:
+        raise InvalidArgumentError("broadcast", "rank 0 could not choose an experiment")
+    exp_id, source, name = payload
+    if source == "live":
+        live = _live(hub)
+        if live is None or live.id != exp_id:
+            source = "explicit"
+    return Choice(exp_id, source, name)
+
+
+def torch_broadcast(obj: Any) -> Any:
+    """Rank 0's ``obj`` on every rank through ``torch.distributed`` (``obj`` itself without a group)."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+# ------------------------------------------------------------ owning the experiment
+
+
+class Run:
+    """One plugin's hold on an experiment: bound to the caller's context, stopped if owned.
+
+    Built by ``open_run``; ``close()`` unbinds it and, when the plugin owns it, stops this
+    process's share of it (flushing its events). A ``live`` experiment is never stopped.
+    """
+
+    def __init__(self, experiment: Experiment, owned: bool, bound: bool, source: str) -> None:
+        self.experiment = experiment
+        self.owned = owned
+        self.source = source
+        self._bound = bound
+        self.closed = False
+
+    @property
+    def id(self) -> str:
+        """The experiment id."""
+        return self.experiment.id
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """What a checkpoint keeps so that ``resumed_id`` finds this experiment again."""
+        return checkpoint_state(self)
+
+    def close(self) -> None:
+        """Unbind, and stop the experiment here if this run owns it; safe to call twice."""
+        if self.closed:
+            return
+        self.closed = True
+        exp = self.experiment
+        if self._bound:
+            self._bound = False
+            exp.unbind()
+        if self.owned and not exp.stopped:
+            exp.stop()
+        elif exp.hub is not None:
+            exp.hub.flush()
+
+
+def open_run(hub: Telemetry, choice: Choice, *, name: str, hypothesis: str | None = None,
+             condition: str | None = None, tags: Iterable[str] = (), metadata: Mapping[str, Any] | None = None,
+             leader: bool = True, bind: bool = True) -> Run:
+    """Start, join or reuse the chosen experiment and bind it to this context.
+
+    Args:
+        hub: the hub to record into.
+        choice: from ``choose_experiment``.
+        name, hypothesis, condition, tags, metadata: recorded when the experiment is new.
+        leader: this process may create the experiment record (rank 0); other ranks only join
+            one that exists (start them after the leader, behind a barrier).
+        bind: make it the experiment of the caller's context, so ``ct.emit`` from user code
+            during training lands in it too.
+    """
+    if choice.live:
+        live = _live(hub)
+        if live is not None and live.id == choice.experiment_id:
+            return Run(live, owned=False, bound=False, source="live")
+    exp_id = choice.experiment_id
+    exp: Experiment | None = None
+    try:
+        exp = hub.join_experiment(exp_id, bind=False)
+    except UnknownExperimentError:
+        if not leader:
+            raise
+    if exp is None:
+        exp = hub.start_experiment(name, hypothesis, condition, check_tags(tags), dict(metadata or {}),
+                                   experiment_id=exp_id, bind=False)
+    elif leader:
+        exp.owner = True  # a resumed experiment is ours again: its record gets the final status
+    if bind:
+        exp.bind()
+    return Run(exp, owned=True, bound=bind, source=choice.source)
+
+
+# ------------------------------------------------------------------ resuming
+
+
+def checkpoint_state(run: Run | Experiment | str) -> dict[str, Any]:
+    """The state a checkpoint keeps: ``{"experiment_id": ..., "live": ...}``."""
+    if isinstance(run, Run):
+        return {"experiment_id": run.id, "live": run.source == "live"}
+    exp_id = run.id if isinstance(run, Experiment) else run
+    return {"experiment_id": exp_id, "live": False}
+
+
+def resumed_id(state: Mapping[str, Any] | None) -> str | None:
+    """The experiment id in a checkpoint's state (``checkpoint_state``), or None."""
+    if not isinstance(state, Mapping):
+        return None
+    exp_id = state.get("experiment_id")
+    return exp_id if isinstance(exp_id, str) and exp_id else None
+
+
+def write_checkpoint_marker(folder: str | os.PathLike[str], experiment_id: str) -> bool:
+    """Name the experiment in a checkpoint folder (``CHECKPOINT_MARKER``); False if no such folder."""
+    path = Path(folder)
+    if not path.is_dir():
+        return False
+    (path / CHECKPOINT_MARKER).write_text(json.dumps({"experiment_id": experiment_id}), encoding="utf-8")
+    return True
+
+
+def read_checkpoint_marker(folder: str | os.PathLike[str] | None) -> str | None:
+    """The experiment id a checkpoint folder names, if any."""
+    if not folder:
+        return None
+    try:
+        data = json.loads((Path(folder) / CHECKPOINT_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return resumed_id(data if isinstance(data, dict) else None)
+
+
+# ------------------------------------------------------------ the failure guard
+
+
+def record_failure(owner: Any, hook: str, exc: Exception) -> None:
+    """Keep ``exc`` on ``owner.errors`` and log it once per hook; re-raise it in strict mode."""
+    errors = owner.__dict__.setdefault("errors", [])
+    errors.append(exc)
+    warned = owner.__dict__.setdefault("_warned_hooks", set())
+    if hook not in warned:
+        warned.add(hook)
+        log.warning("crucible_telemetry: %s.%s failed (%r); training goes on", type(owner).__name__, hook, exc)
+    if strict():
+        raise exc
+
+
+def run_guarded(owner: Any, hook: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``; a failure goes to ``record_failure`` and None is returned."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:
+        record_failure(owner, hook, exc)
+        return None
+
+
+def guarded(fn: F) -> F:
+    """Decorate a hook method: its failures go to ``record_failure`` under the method's name."""
+
+    @functools.wraps(fn)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(self, *args, **kwargs)
+        except Exception as exc:
+            record_failure(self, fn.__name__, exc)
+            return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+# ------------------------------------------------------------------- scalars
+
+
+def to_scalar(value: Any) -> float | None:
+    """``value`` as a float when it is one real number, else None.
+
+    Python and numpy numbers and bools, and one-element tensors or arrays (0-d included), are
+    numbers; NaN and infinities are kept. Strings, None, complex numbers and anything with more
+    or fewer than one element are not: a plugin drops them (with one warning), never parses them.
+    """
+    t = type(value)
+    if t is float:
+        return value  # type: ignore[no-any-return]
+    if t is int or t is bool:
+        return float(value)
+    if isinstance(value, (str, bytes)) or value is None:
+        return None
+    if isinstance(value, numbers.Real):
+        try:
+            return float(value)
+        except (TypeError, ValueError, OverflowError):
+            return None
+    numel = getattr(value, "numel", None)
+    size = numel() if callable(numel) else getattr(value, "size", None)
+    if size != 1 or not hasattr(value, "item"):
+        return None
+    try:
+        item = value.item()
+    except (TypeError, ValueError, RuntimeError):
+        return None
+    if not isinstance(item, numbers.Real):
+        return None
+    return float(item)
