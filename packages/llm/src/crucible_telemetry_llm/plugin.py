@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from crucible_telemetry.hookspecs import hookimpl
+from crucible_telemetry.plugins import hookimpl
 
 #: The plugin's own event (the start/stop/exception names are the core's, ``crucible_telemetry.events``).
 RETRY = ("req_llm", "request", "retry")
