@@ -262,3 +262,11 @@ class Store:
         """Parquet files on disk, both datasets."""
         return self._hub.events_writer.file_count() + self._hub.metrics_writer.file_count()
 
+    def holds_metrics(self, run_id: str) -> bool:
+        """Whether ``run_id`` has metric rows on disk (this process flushed first): a folder look, no query."""
+        from ..experiment import validate_id
+
+        validate_id("run_id", run_id)
+        self._hub.flush()
+        folder = self._hub.metrics_writer.folder(run_id)
+        return folder.is_dir() and any(folder.glob("*.parquet"))
