@@ -22,7 +22,7 @@ def main(home: str, out: str) -> None:
     rank = dist.get_rank() if dist.is_initialized() else -1
     hub.close()
     # one file per rank: two ranks printing to one pipe can interleave their lines
-    report = {"rank": rank, "errors": [repr(e) for _, e in cb.errors], "steps": trainer.state.global_step}
+    report = {"rank": rank, "errors": [repr(e) for e in cb.errors], "steps": trainer.state.global_step}
     Path(out).mkdir(parents=True, exist_ok=True)
     Path(out, f"result-rank{rank}.json").write_text(json.dumps(report))
 

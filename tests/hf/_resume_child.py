@@ -18,7 +18,7 @@ def main(home: str, out: str, checkpoint: str) -> None:
     trainer = tiny_trainer(Path(out), [cb], save_strategy="steps", save_steps=2)
     trainer.train(resume_from_checkpoint=checkpoint)
     hub.close()
-    print("RESULT " + json.dumps({"errors": [repr(e) for _, e in cb.errors], "log_history": trainer.state.log_history}))
+    print("RESULT " + json.dumps({"errors": [repr(e) for e in cb.errors], "log_history": trainer.state.log_history}))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ from transformers import TrainerCallback
 from transformers.integrations import TensorBoardCallback
 
 import crucible_telemetry as ct
+from crucible_telemetry import plugins
 from crucible_telemetry_hf import CrucibleCallback
 
 from ._tiny import events, tiny_trainer
@@ -208,17 +211,48 @@ def test_callback_added_after_init_still_records_failures_in_steps(hub: ct.Telem
     assert [e["event"] for e in evs] == ["training.start", "epoch.start", "training.exception"]
 
 
-def test_telemetry_failures_never_reach_the_training_loop(hub: ct.Telemetry, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken_emit(*a: Any, **kw: Any) -> None:
-        raise OSError("disk gone")
+@pytest.fixture
+def strict_mode() -> Iterator[Callable[[bool], None]]:
+    """Set strict mode for one test; the suite's setting comes back afterwards."""
+    yield plugins.set_strict
+    plugins.set_strict(os.environ.get("CRUCIBLE_STRICT", "") not in ("", "0", "false"))
 
-    monkeypatch.setattr(hub, "emit", broken_emit)
+
+def _broken_emit(*a: Any, **kw: Any) -> None:
+    raise OSError("disk gone")
+
+
+def test_telemetry_failures_never_reach_the_training_loop(hub: ct.Telemetry, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          strict_mode: Callable[[bool], None],
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(hub, "emit", _broken_emit)
+    strict_mode(False)
     cb = CrucibleCallback()
     trainer = tiny_trainer(tmp_path / "out", [cb], num_train_epochs=1)
-    out = trainer.train()
+    with caplog.at_level(logging.WARNING, logger="crucible_telemetry"):
+        out = trainer.train()
     assert out.global_step == 4 and math.isfinite(out.training_loss)
-    assert cb.errors and all(isinstance(e, OSError) for _, e in cb.errors)
+    assert cb.errors and all(isinstance(e, OSError) for e in cb.errors)
+    # Logged once per failing hook, however often it fails.
+    failed = [r.getMessage() for r in caplog.records if "training goes on" in r.getMessage()]
+    assert len(cb.errors) > len(failed) > 0
+    assert len(failed) == len(set(failed))
+    assert any("on_train_begin" in m for m in failed)
+
+
+def test_strict_mode_reraises_a_callback_failure(hub: ct.Telemetry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 strict_mode: Callable[[bool], None]) -> None:
+    monkeypatch.setattr(hub, "emit", _broken_emit)
+    strict_mode(True)
+    cb = CrucibleCallback()
+    trainer = tiny_trainer(tmp_path / "out", [cb], num_train_epochs=1)
+    with pytest.raises(OSError, match="disk gone"):
+        trainer.train()
+    assert trainer.state.global_step == 0  # raised from on_train_begin, before any step
+    assert len(cb.errors) >= 1 and all(isinstance(e, OSError) for e in cb.errors)
+    assert [e.status for e in hub.list_experiments()] == ["stopped"]  # closed all the same
+    assert cb.experiment is None and ct.current_experiment() is None
 
 
 def test_bad_arguments_are_named() -> None:

@@ -1,29 +1,28 @@
-"""Which experiment a Trainer run records into, shared by every process of a distributed run.
+"""Which experiment a Trainer run records into, through the kit (``crucible_telemetry.integration``).
 
-Order: an explicit ``experiment_id``, then ``$CRUCIBLE_EXPERIMENT_ID``, then the experiment
-live in the caller's context (reused, never stopped by us), then the experiment a resumed
-checkpoint was recorded in, then a new one. Under torch.distributed, rank 0 decides and
-broadcasts the id, so every rank records into one experiment record.
+The order is the kit's: an explicit ``experiment_id``, then ``$CRUCIBLE_EXPERIMENT_ID``, then the
+experiment a resumed checkpoint was recorded in, then the experiment live in the caller's context
+(used, never stopped), then a new one. Under torch.distributed rank 0 chooses and broadcasts, and
+opens the experiment before the other ranks join it, so every rank records into one record.
 """
 
 from __future__ import annotations
 
 import inspect
-import json
-import logging
-import os
-from pathlib import Path
+import sys
+from collections.abc import Iterable
 from typing import Any
 
-from crucible_telemetry import Experiment, Telemetry, UnknownExperimentError
-from crucible_telemetry.experiment import RUNNING, STOPPED
+from crucible_telemetry import InvalidArgumentError, Telemetry
+from crucible_telemetry.integration import (
+    Run,
+    choose_experiment,
+    open_run,
+    read_checkpoint_marker,
+    torch_broadcast,
+)
 
-__all__ = ["MARKER", "find_in_stack", "read_marker", "resolve_experiment", "write_marker"]
-
-log = logging.getLogger("crucible_telemetry.hf")
-
-MARKER = "crucible_telemetry.json"
-ENV_ID = "CRUCIBLE_EXPERIMENT_ID"
+__all__ = ["find_in_stack", "open_trainer_run"]
 
 
 def find_in_stack(local: str, accept: Any, depth: int = 12) -> Any:
@@ -43,84 +42,34 @@ def find_in_stack(local: str, accept: Any, depth: int = 12) -> Any:
         del frame
 
 
-def write_marker(checkpoint: str, experiment_id: str) -> None:
-    """Record the experiment id in a checkpoint folder, so a resumed run appends to it."""
-    path = Path(checkpoint)
-    if path.is_dir():
-        (path / MARKER).write_text(json.dumps({"experiment_id": experiment_id}), encoding="utf-8")
+def _group_rank() -> int:
+    """This process's rank in the torch.distributed group of more than one process, else 0."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return 0
+    return int(dist.get_rank())
 
 
-def read_marker(checkpoint: str | None) -> str | None:
-    """The experiment id recorded in a checkpoint folder, if any."""
-    if not checkpoint:
-        return None
-    try:
-        data = json.loads((Path(checkpoint) / MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    exp_id = data.get("experiment_id") if isinstance(data, dict) else None
-    return exp_id if isinstance(exp_id, str) else None
+def open_trainer_run(hub: Telemetry, *, explicit_id: str | None, resume_from: str | None, name: str,
+                     metadata: dict[str, Any], tags: Iterable[str], hypothesis: str | None,
+                     condition: str | None) -> Run:
+    """Choose the experiment (rank 0 for all ranks) and open it: rank 0 first, then the others."""
+    rank = _group_rank()
+    choice = choose_experiment(hub, explicit_id=explicit_id, resumed_id=read_checkpoint_marker(resume_from),
+                               broadcast=torch_broadcast, rank=rank)
 
+    def _open(leader: bool) -> Run:
+        return open_run(hub, choice, name=name, hypothesis=hypothesis, condition=condition, tags=tags,
+                        metadata=metadata, leader=leader)
 
-def _dist() -> Any:
-    """``torch.distributed`` when a process group of more than one process is up, else None."""
-    try:
-        import torch.distributed as dist
-    except ImportError:  # pragma: no cover - torch is a transformers Trainer requirement
-        return None
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        return dist
-    return None
-
-
-def _live(exp: Experiment | None) -> bool:
-    return exp is not None and exp.status != "stopped"
-
-
-def _open(hub: Telemetry, exp_id: str | None, name: str, metadata: dict[str, Any], tags: tuple[str, ...],
-          hypothesis: str | None, condition: str | None) -> Experiment:
-    """Join ``exp_id`` if its record exists, else start it (or a new experiment)."""
-    if exp_id is not None:
+    if rank == 0:
+        opened = False
         try:
-            exp = hub.join_experiment(exp_id)
-        except UnknownExperimentError:
-            pass
-        else:
-            if exp.state == STOPPED:  # stopped earlier in this process (a notebook resuming): reopen it
-                exp.state, exp.stopped_at = RUNNING, None
-            return exp
-    return hub.start_experiment(name, hypothesis, condition, tags, metadata, experiment_id=exp_id)
-
-
-def resolve_experiment(hub: Telemetry, *, explicit_id: str | None, resume_from: str | None, zero: bool,
-                       name: str, metadata: dict[str, Any], tags: tuple[str, ...], hypothesis: str | None,
-                       condition: str | None) -> tuple[Experiment, bool]:
-    """The experiment to record into and whether this callback owns it (stops it at the end)."""
-    current = hub.current_experiment()
-    wanted = explicit_id or os.environ.get(ENV_ID) or None
-    dist = _dist()
-    if dist is None:
-        if wanted is None and current is not None and _live(current):
-            return current, False
-        wanted = wanted or read_marker(resume_from)
-        return _open(hub, wanted, name, metadata, tags, hypothesis, condition), True
-    # Distributed: rank 0 decides, every rank takes part in one broadcast, whatever happens.
-    chosen: list[Any] = [None]
-    exp: Experiment | None = None
-    owned = True
-    if zero:
-        try:
-            if wanted is None and current is not None and _live(current):
-                exp, owned = current, False
-            else:
-                exp = _open(hub, wanted or read_marker(resume_from), name, metadata, tags, hypothesis, condition)
-            chosen[0] = exp.id
+            run = _open(True)
+            opened = True
         finally:
-            dist.broadcast_object_list(chosen, src=0)
-        assert exp is not None
-        return exp, owned
-    dist.broadcast_object_list(chosen, src=0)
-    exp_id = chosen[0]
-    if exp_id is not None and current is not None and current.id == exp_id and _live(current):
-        return current, False
-    return _open(hub, exp_id, name, metadata, tags, hypothesis, condition), True
+            torch_broadcast(opened)  # the other ranks wait here until the record exists (or never will)
+        return run
+    if not torch_broadcast(None):
+        raise InvalidArgumentError("experiment", "rank 0 could not open the experiment")
+    return _open(False)

@@ -25,9 +25,17 @@ from crucible_telemetry.events import (
     TRAINING_STOP,
     VALIDATION_STOP,
 )
+from crucible_telemetry.integration import (
+    Run,
+    existing_hub,
+    guarded,
+    run_guarded,
+    to_scalar,
+    write_checkpoint_marker,
+)
 
-from ._helpers import epoch_index, guard, scalar, watch
-from ._setup import find_in_stack, resolve_experiment, write_marker
+from ._helpers import epoch_index, watch
+from ._setup import find_in_stack, open_trainer_run
 
 __all__ = ["CrucibleCallback"]
 
@@ -48,13 +56,15 @@ class CrucibleCallback(TrainerCallback):
     and ``loss``, ``learning_rate``, ``gradient_norm`` on the steps the Trainer logs),
     ``validation.stop``, ``checkpoint.saved`` and ``training.exception``; every scalar the Trainer
     logs also lands in the ``metrics`` view with its step. Starts an experiment when none is live
-    and stops it at the end; a live one is reused and left running.
+    and stops it at the end; a live one is reused and left running. A failure inside the callback
+    is kept in ``errors`` and logged once per hook, never raised into training (``CRUCIBLE_STRICT=1``
+    re-raises it).
 
     Args:
         experiment_name: name of a new experiment; default ``args.run_name`` or the model's class.
         experiment_id: record into this experiment (joined if it exists, else started under this id);
-            default ``$CRUCIBLE_EXPERIMENT_ID``, else the live experiment, else the one a resumed
-            checkpoint was recorded in, else a new one.
+            default ``$CRUCIBLE_EXPERIMENT_ID``, else the one a resumed checkpoint was recorded in,
+            else the live experiment, else a new one (the order of ``crucible_telemetry.integration``).
         hub: the ``Telemetry`` to record into; default ``crucible_telemetry.default()``.
         tags: tags of a new experiment.
         hypothesis: hypothesis of a new experiment.
@@ -88,18 +98,17 @@ class CrucibleCallback(TrainerCallback):
         self.condition = condition
         self.log_epoch_loss = bool(log_epoch_loss)
         self.record_metrics = bool(record_metrics)
-        self.errors: list[tuple[str, BaseException]] = []
+        self.errors: list[Exception] = []
         self.skipped: set[str] = set()
         self._hub_arg = hub
         self._hub: Telemetry | None = hub
-        self._warned: set[str] = set()
         self._reset()
 
     # ------------------------------------------------------------------ state
 
     def _reset(self) -> None:
         self.experiment: Experiment | None = None
-        self._owned = False
+        self._run: Run | None = None
         self._model_name = ""
         self._t_train = 0
         self._epoch = 0
@@ -114,19 +123,13 @@ class CrucibleCallback(TrainerCallback):
         self._last_logged = 0
         self._summary: dict[str, float] = {}
 
-    def _failed(self, where: str, exc: BaseException) -> None:
-        self.errors.append((where, exc))
-        if where not in self._warned:
-            self._warned.add(where)
-            log.warning("crucible_telemetry_hf: %s failed (%r); training goes on", where, exc)
-
     def _emit(self, name: tuple[str, ...], measurements: dict[str, Any], metadata: dict[str, Any] = _META) -> None:
         assert self._hub is not None
         self._hub.emit(name, measurements, metadata)
 
     # ------------------------------------------------------------------ setup
 
-    @guard
+    @guarded
     def on_init_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Find the Trainer being built and record an exception event if its ``train`` fails."""
         from transformers import Trainer
@@ -138,24 +141,18 @@ class CrucibleCallback(TrainerCallback):
     def _setup(self, args: Any, state: Any, model: Any) -> None:
         self._hub = self._hub_arg or ct.default()
         model_name = type(model).__name__ if model is not None else "model"
-        params = trainable = None
-        if model is not None:
-            try:
-                ps = list(model.parameters())
-                params = sum(p.numel() for p in ps)
-                trainable = sum(p.numel() for p in ps if p.requires_grad)
-            except Exception as exc:
-                self._failed("parameter count", exc)
+        params, trainable = run_guarded(self, "parameter count", _count, model) or (None, None)
         config = args.to_sanitized_dict() if hasattr(args, "to_sanitized_dict") else {}
         metadata = {"framework": "transformers", "model_name": model_name, "parameters": params, "config": config}
         resume_from = None
         if state.global_step > 0:
             resume_from = find_in_stack("resume_from_checkpoint", lambda v: isinstance(v, str)) or os.path.join(
                 args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
-        exp, self._owned = resolve_experiment(
-            self._hub, explicit_id=self.experiment_id, resume_from=resume_from, zero=state.is_world_process_zero,
+        self._run = open_trainer_run(
+            self._hub, explicit_id=self.experiment_id, resume_from=resume_from,
             name=self.experiment_name or args.run_name or model_name, metadata=metadata, tags=self.tags,
             hypothesis=self.hypothesis, condition=self.condition)
+        exp = self._run.experiment
         exp.metadata.setdefault("config", config)
         self.experiment = exp
         self._model_name = model_name
@@ -166,7 +163,7 @@ class CrucibleCallback(TrainerCallback):
 
     # --------------------------------------------------------------- training
 
-    @guard
+    @guarded
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Start or reuse the experiment, emit ``training.start``."""
         if self.experiment is not None:  # the last run ended without on_train_end or an exception we saw
@@ -184,7 +181,7 @@ class CrucibleCallback(TrainerCallback):
             # Added after the Trainer was built: watch its training steps instead of train().
             watch(trainer, "training_step", self, self._on_exception)
 
-    @guard
+    @guarded
     def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """``epoch.start`` with the integer epoch index."""
         if self.experiment is None:
@@ -203,7 +200,7 @@ class CrucibleCallback(TrainerCallback):
                 self._micro = round((state.epoch - self._epoch) * len(loader))
         self._emit(EPOCH_START, {"epoch": self._epoch, "global_step": state.global_step}, md)
 
-    @guard
+    @guarded
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Time the optimizer step (all its micro-batches)."""
         if self._batch is not None:
@@ -211,12 +208,12 @@ class CrucibleCallback(TrainerCallback):
         self._t_step = time.monotonic_ns()
         self._tokens_step = state.num_input_tokens_seen
 
-    @guard
+    @guarded
     def on_substep_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Count a micro-batch that did not step the optimizer."""
         self._micro += 1
 
-    @guard
+    @guarded
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Hold the step's ``batch.stop`` until the Trainer logs it (or not)."""
         if self.experiment is None:
@@ -244,12 +241,12 @@ class CrucibleCallback(TrainerCallback):
                              ("num_input_tokens_seen", "tokens_seen")):
                 v = logs.get(src)
                 if v is not None:
-                    f = scalar(v)
+                    f = to_scalar(v)
                     if f is not None:
                         m[dst] = f
         self._emit(BATCH_STOP, m)
 
-    @guard
+    @guarded
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Hold ``epoch.stop`` until the epoch-end log and evaluation have run."""
         if self.experiment is None:
@@ -270,7 +267,7 @@ class CrucibleCallback(TrainerCallback):
             done["loss"] = self._epoch_sum / self._epoch_steps
         self._emit(EPOCH_STOP, done)
 
-    @guard
+    @guarded
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
                **kwargs: Any) -> None:
         """Every scalar into the ``metrics`` view; the training loss onto its step and epoch."""
@@ -285,9 +282,9 @@ class CrucibleCallback(TrainerCallback):
             self._flush_batch()
             self._flush_epoch()
             self._summary = {dst: f for src, dst in _SUMMARY.items()
-                             if src in logs and (f := scalar(logs[src])) is not None}
+                             if src in logs and (f := to_scalar(logs[src])) is not None}
         elif "loss" in logs:
-            loss = scalar(logs["loss"])
+            loss = to_scalar(logs["loss"])
             steps = state.global_step - self._last_logged
             self._last_logged = state.global_step
             if loss is not None and steps > 0 and math.isfinite(loss):
@@ -301,9 +298,9 @@ class CrucibleCallback(TrainerCallback):
     def _outside(self) -> Experiment | None:
         """The live experiment of the caller's context, for results reported outside ``train()``."""
         # Only a hub that exists already: trainer.evaluate() alone must not create a store folder.
-        hub = self._hub_arg or getattr(ct._hubs, "_default", None)
+        hub = self._hub_arg or existing_hub()
         exp = hub.current_experiment() if hub is not None else None
-        if exp is None or exp.status == "stopped":
+        if exp is None or exp.stopped:
             return None
         self._hub = hub
         return exp
@@ -312,7 +309,7 @@ class CrucibleCallback(TrainerCallback):
         assert self._hub is not None
         record = self._hub.record_metric
         for k, v in logs.items():
-            f = scalar(v)
+            f = to_scalar(v)
             if f is None:
                 if k not in self.skipped:
                     self.skipped.add(k)
@@ -322,7 +319,7 @@ class CrucibleCallback(TrainerCallback):
                 continue
             record(run_id, str(k), f, step, epoch)
 
-    @guard
+    @guarded
     def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None,
                     **kwargs: Any) -> None:
         """``validation.stop`` with each metric as ``val_<name>``; also onto the epoch's ``epoch.stop``."""
@@ -332,7 +329,7 @@ class CrucibleCallback(TrainerCallback):
         self._flush_batch()
         vals: dict[str, float] = {}
         for k, v in metrics.items():
-            f = scalar(v)
+            f = to_scalar(v)
             if f is not None and k != "epoch":
                 vals["val_" + (k[5:] if k.startswith("eval_") else k)] = f
         m: dict[str, Any] = {**vals, "epoch": epoch, "global_step": state.global_step}
@@ -343,7 +340,7 @@ class CrucibleCallback(TrainerCallback):
         if self._epoch_done is not None:
             self._epoch_done.update(vals)
 
-    @guard
+    @guarded
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """``checkpoint.saved`` with the checkpoint folder, from the process that wrote it."""
         if self.experiment is None or not args.should_save:
@@ -351,11 +348,11 @@ class CrucibleCallback(TrainerCallback):
         self._flush_batch()
         self._flush_epoch()
         folder = os.path.abspath(os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"))
-        write_marker(folder, self.experiment.id)
+        write_checkpoint_marker(folder, self.experiment.id)
         self._emit(CHECKPOINT_SAVED, {"global_step": state.global_step, "epoch": self._epoch},
                    {**_META, "checkpoint_path": folder})
 
-    @guard
+    @guarded
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """``training.stop``; stop the experiment if this callback started it."""
         if self.experiment is None:
@@ -368,23 +365,31 @@ class CrucibleCallback(TrainerCallback):
         self._finish()
 
     def _finish(self) -> None:
-        exp, owned = self.experiment, self._owned
+        run = self._run
         self._reset()
-        if exp is not None and owned:
-            exp.__exit__(None, None, None)  # unbind from this context and stop
+        if run is not None:
+            run.close()  # unbind from this context; stop the experiment only if this callback owns it
 
     def _on_exception(self, trainer: Any, exc: BaseException) -> None:
-        """``training.exception`` (kind, reason, stacktrace); the caller re-raises."""
+        """``training.exception`` (kind, reason, stacktrace), then the run is closed; the caller re-raises."""
         if self.experiment is None:
             return
         try:
-            self._flush_batch()
-            state = trainer.state
-            m = {"global_step": state.global_step, "epoch": self._epoch,
-                 "duration": time.monotonic_ns() - self._t_train}
-            md = {**_META, "model_name": self._model_name, "kind": type(exc).__name__, "reason": str(exc),
-                  "stacktrace": "".join(traceback.format_exception(exc))[-8000:]}
-            self._emit(TRAINING_EXCEPTION, m, md)
-            self._finish()
-        except Exception as err:
-            self._failed("on_exception", err)
+            run_guarded(self, "on_exception", self._emit_exception, trainer.state, exc)
+        finally:
+            run_guarded(self, "on_exception", self._finish)
+
+    def _emit_exception(self, state: Any, exc: BaseException) -> None:
+        self._flush_batch()
+        m = {"global_step": state.global_step, "epoch": self._epoch, "duration": time.monotonic_ns() - self._t_train}
+        md = {**_META, "model_name": self._model_name, "kind": type(exc).__name__, "reason": str(exc),
+              "stacktrace": "".join(traceback.format_exception(exc))[-8000:]}
+        self._emit(TRAINING_EXCEPTION, m, md)
+
+
+def _count(model: Any) -> tuple[int, int] | None:
+    """The model's parameter count and trainable parameter count."""
+    if model is None:
+        return None
+    ps = list(model.parameters())
+    return sum(p.numel() for p in ps), sum(p.numel() for p in ps if p.requires_grad)
