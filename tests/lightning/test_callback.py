@@ -37,7 +37,7 @@ def test_event_sequence_counts_and_values(hub: ct.Telemetry, tmp_path: Path, fla
     cb, lg = CrucibleCallback(), CrucibleLogger()
     trainer, model = _fit(flavour, tmp_path, cb, lg)
     assert cb.errors == [] and lg.errors == []
-    exp = hub.get_experiment(cb._exp_id)
+    exp = hub.get_experiment(cb.experiment_id)
     assert exp.name == "TinyRegressor" and exp.status == "stopped"
     assert exp.metadata["hyperparameters"] == {"lr": 0.05, "hidden": 8, "fail_at": -1}
     assert exp.metadata["framework"] == "lightning"
@@ -91,7 +91,7 @@ def test_checkpoint_every_n_steps_paths_exist(hub: ct.Telemetry, tmp_path: Path,
     model = tiny.module_class(flavour)()
     trainer = tiny.trainer(flavour, tmp_path, callbacks=[cb, ckpt], logger=False, max_epochs=1)
     trainer.fit(model, tiny.loaders()[0])
-    saved = [e for e in events(hub, cb._exp_id) if e["event"] == "crucible_train.checkpoint.saved"]
+    saved = [e for e in events(hub, cb.experiment_id) if e["event"] == "crucible_train.checkpoint.saved"]
     assert [e["global_step"] for e in saved] == [2, 4]
     for e in saved:
         path = Path(json.loads(e["metadata"])["checkpoint_path"])
@@ -106,7 +106,7 @@ def test_exception_event_and_user_exception_unchanged(hub: ct.Telemetry, tmp_pat
     with pytest.raises(ValueError, match=r"^boom at batch 2$") as info:
         trainer.fit(model, *tiny.loaders())
     assert type(info.value) is ValueError and info.value.args == ("boom at batch 2",)
-    evs = events(hub, cb._exp_id)
+    evs = events(hub, cb.experiment_id)
     assert [e["event"] for e in evs] == [
         "crucible_train.training.start", "crucible_train.epoch.start",
         "crucible_train.batch.stop", "crucible_train.batch.stop", "crucible_train.training.exception"]
@@ -114,7 +114,7 @@ def test_exception_event_and_user_exception_unchanged(hub: ct.Telemetry, tmp_pat
     md = json.loads(exc["metadata"])
     assert md["kind"] == "ValueError" and md["reason"] == "boom at batch 2"
     assert "training_step" in md["stacktrace"] and exc["epoch"] == 0 and exc["global_step"] == 2
-    assert hub.get_experiment(cb._exp_id).status == "stopped"
+    assert hub.get_experiment(cb.experiment_id).status == "stopped"
     assert ct.events.event_info("crucible_train.training.exception").category == "training"
 
 
@@ -122,11 +122,11 @@ def test_exception_event_and_user_exception_unchanged(hub: ct.Telemetry, tmp_pat
 def test_gradient_accumulation_keeps_step_and_micro_batch_apart(hub: ct.Telemetry, tmp_path: Path, flavour: str) -> None:
     cb, lg = CrucibleCallback(), CrucibleLogger()
     trainer, model = _fit(flavour, tmp_path, cb, lg, max_epochs=1, limit_train_batches=4, accumulate_grad_batches=2)
-    batches = [e for e in events(hub, cb._exp_id) if e["event"] == "crucible_train.batch.stop"]
+    batches = [e for e in events(hub, cb.experiment_id) if e["event"] == "crucible_train.batch.stop"]
     assert [(e["batch"], e["global_step"]) for e in batches] == [(0, 1), (1, 1), (2, 2), (3, 2)]
     assert [e["measurements"]["loss"] for e in batches] == pytest.approx(model.step_losses, rel=1e-6)
     assert ["gradient_norm" in e["measurements"] for e in batches] == [False, True, False, True]
-    steps = {r["step"]: r["value"] for r in metrics(hub, cb._exp_id) if r["metric"] == "train_loss_step"}
+    steps = {r["step"]: r["value"] for r in metrics(hub, cb.experiment_id) if r["metric"] == "train_loss_step"}
     # Lightning logs the step's last micro-batch at the step index the events carry.
     assert steps == pytest.approx({0: model.step_losses[1], 1: model.step_losses[3]})
     assert trainer.global_step == 2
@@ -137,7 +137,7 @@ def test_user_experiment_is_used_and_left_running(hub: ct.Telemetry, tmp_path: P
     with ct.experiment("mine", condition="treatment") as exp:
         cb = CrucibleCallback()
         _fit(flavour, tmp_path, cb, CrucibleLogger(), max_epochs=1)
-        assert cb._exp_id == exp.id and exp.status == "running"
+        assert cb.experiment_id == exp.id and exp.status == "running"
         ct.emit("my.own.event", {"x": 1})
     assert [e.name for e in ct.list_experiments()] == ["mine"]
     names = [e["event"] for e in events(hub, exp.id)]
@@ -148,9 +148,9 @@ def test_user_experiment_is_used_and_left_running(hub: ct.Telemetry, tmp_path: P
 def test_two_fits_make_two_experiments(hub: ct.Telemetry, tmp_path: Path) -> None:
     cb = CrucibleCallback(experiment_name="sweep", tags=["a"], condition="control")
     _fit("lightning.pytorch", tmp_path, cb, max_epochs=1)
-    first = cb._exp_id
+    first = cb.experiment_id
     _fit("lightning.pytorch", tmp_path, cb, max_epochs=1)
-    assert first != cb._exp_id
+    assert first != cb.experiment_id
     exps = [e for e in ct.list_experiments() if e.name == "sweep"]
     assert len(exps) == 2 and all(e.condition == "control" and e.tags == ("a",) for e in exps)
     assert ct.current_experiment() is None
@@ -158,12 +158,12 @@ def test_two_fits_make_two_experiments(hub: ct.Telemetry, tmp_path: Path) -> Non
 
 def test_telemetry_failure_never_breaks_training(hub: ct.Telemetry, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from crucible_telemetry_lightning import callback as cb_module
+    from crucible_telemetry_lightning import _steps as steps_module
 
     def broken(batch: object) -> int:
         raise RuntimeError("telemetry bug")
 
-    monkeypatch.setattr(cb_module, "batch_size", broken)
+    monkeypatch.setattr(steps_module, "batch_size", broken)
     plugins.set_strict(False)
     try:
         cb = CrucibleCallback()
@@ -172,7 +172,7 @@ def test_telemetry_failure_never_breaks_training(hub: ct.Telemetry, tmp_path: Pa
         plugins.set_strict(os.environ.get("CRUCIBLE_STRICT", "") not in ("", "0", "false"))
     assert trainer.global_step == 5 and len(cb.errors) == 5
     assert all(str(e) == "telemetry bug" for e in cb.errors)
-    names = [e["event"] for e in events(hub, cb._exp_id)]
+    names = [e["event"] for e in events(hub, cb.experiment_id)]
     assert names[0] == "crucible_train.training.start" and names[-1] == "crucible_train.training.stop"
     assert "crucible_train.batch.stop" not in names
 
@@ -180,7 +180,7 @@ def test_telemetry_failure_never_breaks_training(hub: ct.Telemetry, tmp_path: Pa
 def test_rank_zero_only_option_and_no_gradient_norm(hub: ct.Telemetry, tmp_path: Path) -> None:
     cb = CrucibleCallback(gradient_norm=False, all_ranks=False)
     _fit("pytorch_lightning", tmp_path, cb, max_epochs=1)
-    batches = [e for e in events(hub, cb._exp_id) if e["event"] == "crucible_train.batch.stop"]
+    batches = [e for e in events(hub, cb.experiment_id) if e["event"] == "crucible_train.batch.stop"]
     assert len(batches) == 5 and not any("gradient_norm" in e["measurements"] for e in batches)
 
 

@@ -32,14 +32,14 @@ def _session(flavour: str, root: Path, max_epochs: int, ckpt_path: str | None = 
 @FLAVOURS
 def test_resume_appends_to_the_same_run_without_duplicates(hub: ct.Telemetry, tmp_path: Path, flavour: str) -> None:
     cb_a, lg_a, model_a = _session(flavour, tmp_path, max_epochs=2)
-    run = cb_a._exp_id
+    run = cb_a.experiment_id
     assert lg_a.version == run
     before = metrics(hub, run)
     assert sorted(r["step"] for r in before if r["metric"] == "train_loss_step") == list(range(10))
 
     # Resume from the end of epoch 0: epoch 1 (steps 5-9) is replayed, epoch 2 (steps 10-14) is new.
     cb_b, lg_b, model_b = _session(flavour, tmp_path, max_epochs=3, ckpt_path=str(tmp_path / "ckpt" / "epoch=0-step=5.ckpt"))
-    assert cb_b._exp_id == run and lg_b.version == run
+    assert cb_b.experiment_id == run and lg_b.version == run
     after = metrics(hub, run)
 
     key = lambda r: (r["metric"], r["step"], r["epoch"], r["kind"], r["value"])  # noqa: E731

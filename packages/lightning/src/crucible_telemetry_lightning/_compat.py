@@ -55,6 +55,6 @@ def global_rank() -> int:
         r = getattr(rank, "rank", None)
         if isinstance(r, int) and r > 0:
             return r
-    from crucible_telemetry.environment import distributed_identity
+    from crucible_telemetry.integration import distributed_identity
 
     return distributed_identity()[0] or 0

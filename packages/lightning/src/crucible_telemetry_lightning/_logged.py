@@ -7,7 +7,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["epoch_summary", "learning_rates", "scalar", "validation_metrics"]
+from crucible_telemetry.integration import to_scalar
+
+__all__ = ["epoch_summary", "learning_rates", "validation_metrics"]
 
 #: Logged names taken as the epoch's training loss / accuracy, first match wins.
 LOSS_KEYS = ("train_loss_epoch", "train/loss_epoch", "loss_epoch", "train_loss", "train/loss", "loss")
@@ -19,23 +21,10 @@ _VAL = re.compile(r"^(?:val|valid|validation)(?:[_/.\-])(.+?)(?:_epoch)?$")
 _UNSAFE = re.compile(r"[^0-9A-Za-z_]+")
 
 
-def scalar(value: Any) -> float | None:
-    """A float from a Python number or a one-element tensor; None for anything else."""
-    if type(value) is float:
-        return value
-    try:
-        if hasattr(value, "numel") and value.numel() != 1:
-            return None
-        f = float(value)
-    except (TypeError, ValueError, RuntimeError):
-        return None
-    return f
-
-
 def _first(metrics: Mapping[str, Any], keys: tuple[str, ...]) -> float | None:
     for k in keys:
         if k in metrics:
-            v = scalar(metrics[k])
+            v = to_scalar(metrics[k])
             if v is not None and math.isfinite(v):
                 return v
     return None
@@ -48,7 +37,7 @@ def validation_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
         match = _VAL.match(k)
         if match is None:
             continue
-        f = scalar(v)
+        f = to_scalar(v)
         if f is not None:
             out["val_" + _UNSAFE.sub("_", match.group(1))] = f
     return out
@@ -74,7 +63,7 @@ def learning_rates(optimizer: Any) -> dict[str, float]:
     if optimizer is None:
         return out
     for i, group in enumerate(optimizer.param_groups):
-        lr = scalar(group.get("lr"))
+        lr = to_scalar(group.get("lr"))
         if lr is not None:
             out["learning_rate" if i == 0 else f"learning_rate_pg{i}"] = lr
     return out

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 import weakref
 from argparse import Namespace
 from collections.abc import Mapping
@@ -14,11 +13,17 @@ from typing_extensions import override
 
 import crucible_telemetry as ct
 from crucible_telemetry.errors import InvalidArgumentError
-from crucible_telemetry.experiment import new_experiment_id
-from crucible_telemetry.storage.segments import validate_partition_value
+from crucible_telemetry.integration import (
+    choose_experiment,
+    guarded,
+    hub_for,
+    new_experiment_id,
+    record_failure,
+    to_scalar,
+    validate_id,
+)
 
 from . import _compat
-from ._guard import failed, guarded
 
 __all__ = ["CrucibleLogger"]
 
@@ -30,8 +35,9 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
 
     Each ``self.log(...)`` value Lightning hands over becomes one row ``(run_id, metric, value,
     step, epoch, rank, node, ...)``; ``log_hyperparams`` writes rows of ``kind = 'hparam'``. With a
-    ``CrucibleCallback`` in the same Trainer the run id is the experiment id, so metrics join
-    events on ``run_id = experiment_id``; alone it is the live experiment's id, or a new id.
+    ``CrucibleCallback`` in the same Trainer the run id is the experiment id the callback chose
+    (explicit id > ``$CRUCIBLE_EXPERIMENT_ID`` > resumed checkpoint > live experiment > new), so
+    metrics join events on ``run_id = experiment_id``; alone it is the live experiment's id, or a new id.
 
     Resuming from a checkpoint appends to the same run and deletes nothing; a row whose
     ``(metric, step)`` the run already holds for this rank (steps replayed after an older
@@ -40,8 +46,8 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
     Subclasses the ``Logger`` of every installed Lightning flavour, like ``CrucibleCallback``.
 
     Args:
-        run_id: the run to write; default the ``CrucibleCallback``'s experiment id, else the live
-            experiment's id, else a new ``run-...`` id.
+        run_id: the run to write; default the ``CrucibleCallback``'s experiment id, else
+            ``$CRUCIBLE_EXPERIMENT_ID``, else the live experiment's id, else a new ``run-...`` id.
         name: the logger's ``name`` (a folder name for Lightning's checkpoint path); default the
             experiment's name, else ``"crucible"``.
         hub: the ``ct.Telemetry`` to write to; default ``ct.default()`` at first use.
@@ -68,7 +74,7 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
         if run_id is not None:
             if not isinstance(run_id, str):
                 raise InvalidArgumentError("run_id", f"expected a string, got {type(run_id).__name__}")
-            validate_partition_value("run_id", run_id)
+            validate_id("run_id", run_id)
         if name is not None and (not isinstance(name, str) or not name):
             raise InvalidArgumentError("name", "expected a non-empty string or None")
         if hub is not None and not isinstance(hub, ct.Telemetry):
@@ -101,8 +107,6 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
         """Rebuild on the other side."""
         home = state.get("_hub")
         if isinstance(home, str):
-            from crucible_telemetry._hubs import hub_for
-
             state["_hub"] = hub_for(home)
         self.__dict__.update(state)
 
@@ -118,9 +122,9 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
     @property
     def run_id(self) -> str:
         """The run rows are written under (resolved on first use)."""
-        if self._run_id is None:
-            live = self.hub.current_experiment()
-            self._run_id = live.id if live is not None else new_experiment_id().replace("exp-", "run-", 1)
+        if self._run_id is None:  # alone: the kit's order, $CRUCIBLE_EXPERIMENT_ID > live experiment > new
+            choice = choose_experiment(self.hub)
+            self._run_id = choice.experiment_id if choice.source != "new" else new_run_id()
         return self._run_id
 
     @property
@@ -176,7 +180,7 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
         """What this run already holds for this rank (empty for a new run: no query then)."""
         floor: dict[str, int] = {}
         hub, run_id = self.hub, self.run_id
-        if (hub.home / "metrics" / f"run_id={run_id}").exists():
+        if hub.store.holds_metrics(run_id):
             rank = _compat.global_rank() if self.all_ranks else 0
             rows = hub.store.execute(
                 "SELECT metric, max(step), bool_or(step IS NULL) FROM metrics "
@@ -213,14 +217,14 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
                 if floor and step is not None and step <= floor.get(metric, -1):
                     self._skipped += 1
                     continue
-                v = value if type(value) is float else _number(value)
+                v = value if type(value) is float else to_scalar(value)
                 if v is None:
                     _warn_once(self, f"value:{key}", "metric %r is not a number (%s); not recorded", key,
                                type(value).__name__)
                     continue
                 record(run_id, metric, v, step, epoch)
         except Exception as exc:
-            failed(self, "log_metrics", exc)
+            record_failure(self, "log_metrics", exc)
 
     @override
     @guarded
@@ -238,7 +242,7 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
             if metric in self._hparams_done:
                 continue
             self._hparams_done.add(metric)
-            v = _number(value)
+            v = to_scalar(value)
             record(run_id, metric, math.nan if v is None else v, None, None, "hparam", None,
                    {"value": value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)})
 
@@ -262,20 +266,9 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
             self._hub.flush()
 
 
-def _number(value: Any) -> float | None:
-    if type(value) is float:
-        return value
-    if isinstance(value, bool):
-        return float(value)
-    if isinstance(value, numbers.Real):
-        return float(value)
-    if hasattr(value, "numel"):
-        try:
-            if value.numel() == 1:
-                return float(value)
-        except (TypeError, ValueError, RuntimeError):
-            return None
-    return None
+def new_run_id() -> str:
+    """A new ``run-...`` id (a logger used without an experiment)."""
+    return new_experiment_id().replace("exp-", "run-", 1)
 
 
 def _flatten(params: Mapping[str, Any], parent: str = "") -> dict[str, Any]:
