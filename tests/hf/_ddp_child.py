@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -14,7 +15,9 @@ from crucible_telemetry_hf import CrucibleCallback
 from ._tiny import tiny_trainer
 
 
-def main(home: str, out: str) -> None:
+def main(home: str, out: str, pin: str = "") -> None:
+    if pin:  # each rank sees its own id: only rank 0's may win
+        os.environ["CRUCIBLE_EXPERIMENT_ID"] = f"{pin}-rank{os.environ['RANK']}"
     hub = ct.configure(home, flush_interval=0.2)
     cb = CrucibleCallback()
     trainer = tiny_trainer(Path(out), [cb], eval_strategy="epoch", ddp_backend="gloo")
@@ -28,4 +31,4 @@ def main(home: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:4])

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,12 +21,13 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_torchrun_two_ranks_share_one_experiment(hub: ct.Telemetry, home: Path, tmp_path: Path) -> None:
+def _torchrun(home: Path, out: Path, *extra: str) -> list[dict[str, Any]]:
+    """Run the tiny Trainer on 2 CPU ranks; each rank's report."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     env.pop("CRUCIBLE_EXPERIMENT_ID", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "tests.hf._ddp_child", str(home), str(tmp_path / "out")],
+         "-m", "tests.hf._ddp_child", str(home), str(out), *extra],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         _, stderr = proc.communicate(timeout=300)
@@ -34,7 +36,11 @@ def test_torchrun_two_ranks_share_one_experiment(hub: ct.Telemetry, home: Path, 
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
     assert proc.returncode == 0, stderr[-4000:]
-    results = [json.loads((tmp_path / "out" / f"result-rank{r}.json").read_text()) for r in (0, 1)]
+    return [json.loads((out / f"result-rank{r}.json").read_text()) for r in (0, 1)]
+
+
+def test_torchrun_two_ranks_share_one_experiment(hub: ct.Telemetry, home: Path, tmp_path: Path) -> None:
+    results = _torchrun(home, tmp_path / "out")
     assert [r["rank"] for r in results] == [0, 1]
     assert all(r["errors"] == [] for r in results)
     exps = hub.list_experiments()
@@ -52,3 +58,12 @@ def test_torchrun_two_ranks_share_one_experiment(hub: ct.Telemetry, home: Path, 
         ranks = con.execute("SELECT DISTINCT rank FROM metrics WHERE run_id = ? ORDER BY rank",
                             [exps[0].id]).fetchall()
     assert ranks == [(0,), (1,)]
+
+
+def test_torchrun_rank_zero_chooses_for_every_rank(hub: ct.Telemetry, home: Path, tmp_path: Path) -> None:
+    # Each rank sees a different $CRUCIBLE_EXPERIMENT_ID: both record into rank 0's.
+    results = _torchrun(home, tmp_path / "out", "hf-ddp")
+    assert all(r["errors"] == [] for r in results)
+    assert [(e.id, e.status) for e in hub.list_experiments()] == [("hf-ddp-rank0", "stopped")]
+    evs = events(hub, "hf-ddp-rank0")
+    assert {e["rank"] for e in evs if e["event"] == "training.start"} == {0, 1}
