@@ -177,6 +177,27 @@ def test_telemetry_failure_never_breaks_training(hub: ct.Telemetry, tmp_path: Pa
     assert "crucible_train.batch.stop" not in names
 
 
+def test_strict_mode_reraises_telemetry_failures(hub: ct.Telemetry, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from crucible_telemetry_lightning import _steps as steps_module
+
+    def broken(batch: object) -> int:
+        raise RuntimeError("telemetry bug")
+
+    monkeypatch.setattr(steps_module, "batch_size", broken)
+    plugins.set_strict(True)
+    try:
+        cb = CrucibleCallback()
+        with pytest.raises(RuntimeError, match=r"^telemetry bug$"):
+            _fit("lightning.pytorch", tmp_path, cb, max_epochs=1)
+    finally:
+        plugins.set_strict(os.environ.get("CRUCIBLE_STRICT", "") not in ("", "0", "false"))
+    assert [str(e) for e in cb.errors] == ["telemetry bug"]
+    assert cb.experiment_id is not None and hub.get_experiment(cb.experiment_id).status == "stopped"
+    names = [e["event"] for e in events(hub, cb.experiment_id)]
+    assert names[-1] == "crucible_train.training.exception" and "crucible_train.batch.stop" not in names
+
+
 def test_rank_zero_only_option_and_no_gradient_norm(hub: ct.Telemetry, tmp_path: Path) -> None:
     cb = CrucibleCallback(gradient_norm=False, all_ranks=False)
     _fit("pytorch_lightning", tmp_path, cb, max_epochs=1)
