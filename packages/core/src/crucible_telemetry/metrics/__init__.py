@@ -19,14 +19,14 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from .. import _hubs
+from . import from_events as _t
 from . import prometheus
 from . import reads as _q
-from . import from_events as _t
 from .aggregate import AGGREGATIONS, INTERVALS, WINDOWS
-from .kinds import COUNTER, DEFAULT_BUCKETS, GAUGE, HISTOGRAM, KINDS, OVERFLOW, infer_kind
-from .subscriptions import MetricStream, Subscription
-from .registry import Metrics
 from .from_events import DEFAULT_TAGS, standard_specs
+from .kinds import COUNTER, DEFAULT_BUCKETS, GAUGE, HISTOGRAM, KINDS, OVERFLOW, infer_kind
+from .registry import Metrics
+from .subscriptions import MetricStream, Subscription
 
 __all__ = [
     "AGGREGATIONS",
@@ -225,13 +225,10 @@ def subscribe(callback: Callable[[dict[str, Any]], Any] | None = None, name: Any
     """
     m = registry()
     sub: Subscription = MetricStream(m, name) if callback is None else Subscription(m, callback, name)
-    m._subs.append(sub)
-    return sub
+    return m.add_subscriber(sub)
 
 
 def stream(name: Any = None, maxsize: int = 100_000) -> MetricStream:
     """``async for update in metrics.stream():`` live updates (see :func:`subscribe`)."""
     m = registry()
-    s = MetricStream(m, name, maxsize)
-    m._subs.append(s)
-    return s
+    return m.add_subscriber(MetricStream(m, name, maxsize))

@@ -25,12 +25,12 @@ def loop(ref: weakref.ref[Metrics], stop: threading.Event) -> None:
         if m is None:
             return
         tick = m.tick
-        closed = bool(getattr(m.hub, "_closed", False))
+        closed = m.hub_closed()
         try:
             if closed:  # the hub closed: a last write, then this thread ends
                 m.flush() if m.persist else m.drain()
                 return
-            m._step()
+            m.step()
         except Exception as exc:  # the thread never dies; the error is kept and logged once
             m.persist_errors.append(exc)
             if len(m.persist_errors) == 1:
@@ -61,6 +61,6 @@ def _close_all() -> None:
 
 def _after_fork_in_child() -> None:
     for m in list(_LIVE):
-        m._after_fork()
+        m.after_fork()
 
 

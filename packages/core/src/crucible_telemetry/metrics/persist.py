@@ -33,11 +33,10 @@ def build_table(m: Metrics, cols: tuple[np.ndarray, ...], seq0: int) -> pa.Table
     n = len(sid)
     u, inv = np.unique(sid, return_inverse=True)
     idx = pa.array(inv.astype(np.int32))
-    tagsets = [m._tagsets[m._s_tagset[int(s)]] for s in u]
-    names = pa.array([t.name for t in tagsets], pa.string())
-    kind_of = {t.name: m._names[t.name].kind for t in tagsets}
-    kinds_arr = pa.array([kind_of[t.name] for t in tagsets], pa.string())
-    tags = pa.array([list(t.tags.items()) if t.tags else None for t in tagsets], pa.map_(pa.string(), pa.string()))
+    series = [m.series_info(int(s)) for s in u]  # (name, kind, tags, run_id)
+    names = pa.array([s[0] for s in series], pa.string())
+    kinds_arr = pa.array([s[1] for s in series], pa.string())
+    tags = pa.array([list(s[2].items()) if s[2] else None for s in series], pa.map_(pa.string(), pa.string()))
     rank, local, node, _world = distributed_identity()
     us = np.floor(ts * 1e6).astype(np.int64)
     return pa.Table.from_arrays(
@@ -65,11 +64,11 @@ def write_pending(m: Metrics, pending: list[tuple[np.ndarray, ...]]) -> int:
     """Write drained points, one segment per run id; returns the rows written."""
     cols = tuple(np.concatenate(c) for c in zip(*pending, strict=True)) if len(pending) > 1 else pending[0]
     sid = cols[0]
-    runs = np.asarray(m._s_run, dtype=object)[sid] if len({m._s_run[int(s)] for s in np.unique(sid)}) > 1 else None
+    runs = m.series_runs(sid) if len({m.series_run(int(s)) for s in np.unique(sid)}) > 1 else None
     writer = m.hub.metrics_writer
     written = 0
     if runs is None:
-        groups = [(m._s_run[int(sid[0])], cols)]
+        groups = [(m.series_run(int(sid[0])), cols)]
     else:
         groups = []
         for run in np.unique(runs):
@@ -80,10 +79,7 @@ def write_pending(m: Metrics, pending: list[tuple[np.ndarray, ...]]) -> int:
             table = build_table(m, gcols, m.next_seq(len(gcols[0])))
             writer.write(run_id, table)
         except Exception:
-            with m._drain_lock:  # what was not written is retried on the next round
-                back = [g for _, g in groups[i:]]
-                m._pending[:0] = back
-                m._pending_points += sum(len(g[0]) for g in back)
+            m.requeue([g for _, g in groups[i:]])  # what was not written is retried on the next round
             raise
         written += table.num_rows
     return written

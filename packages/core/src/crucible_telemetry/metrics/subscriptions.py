@@ -47,9 +47,7 @@ class Subscription:
     def close(self) -> None:
         """Stop receiving updates."""
         self.active = False
-        subs = self.metrics._subs
-        if self in subs:
-            subs.remove(self)
+        self.metrics.remove_subscriber(self)
 
     def __enter__(self) -> Subscription:
         return self
@@ -130,24 +128,25 @@ class MetricStream(Subscription):
 
 def publish(m: Metrics, cols: tuple[np.ndarray, ...]) -> None:
     """Hand freshly drained points to the subscribers (registry thread)."""
-    subs = list(m._subs)
+    subs = m.subscribers()
     if not subs:
         return
     sid, val, ts, step, epoch = cols
-    names = [m._s_name[int(s)] for s in sid]
+    names = m.series_names(sid)
     wanted = set()
     for s in subs:
         if s.names is None:
             wanted = set(names)
             break
         wanted |= s.names
+    kind_of = {nm: m.kind_of(nm) for nm in wanted}
     updates: list[dict[str, Any]] = []
     for i, nm in enumerate(names):
         if nm not in wanted:
             continue
         s_i = int(sid[i])
         updates.append({
-            "name": nm, "kind": m._names[nm].kind, "value": float(val[i]), "tags": dict(m.series_tags(s_i)),
+            "name": nm, "kind": kind_of[nm], "value": float(val[i]), "tags": dict(m.series_tags(s_i)),
             "run_id": m.series_run(s_i), "step": int(step[i]) if step[i] >= 0 else None,
             "epoch": int(epoch[i]) if epoch[i] >= 0 else None, "timestamp": datetime.fromtimestamp(float(ts[i]), UTC),
         })
