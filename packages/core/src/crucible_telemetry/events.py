@@ -1,24 +1,29 @@
 """The registry of standard events: name, category, description, enriched fields.
 
-Plugins add definitions through the ``register_events`` hook; an event that no one
-registered is still collected, with category ``custom``.
+The standard definitions are data here; the built-in plugin registers them through the
+``register_events`` hook, as any plugin registers its own. An event that no one registered
+is still collected, with category ``custom``. The registry never imports the plugin
+machinery: the plugin manager hands it a loader (``set_loader``) that queries call first.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .names import normalize
 
 __all__ = [
     "BATCH_STOP",
+    "BUILTIN_EVENTS",
     "CHECKPOINT_SAVED",
     "EPOCH_START",
     "EPOCH_STOP",
     "LLM_EXCEPTION",
     "LLM_START",
     "LLM_STOP",
+    "STANDARD_EVENTS",
     "TRAINING_EXCEPTION",
     "TRAINING_START",
     "TRAINING_STOP",
@@ -30,6 +35,7 @@ __all__ = [
     "framework_events",
     "llm_events",
     "register_event",
+    "set_loader",
     "standard_events",
     "training_events",
 ]
@@ -76,7 +82,8 @@ def _ev(name: str, category: str, description: str, extra: tuple[str, ...] = ())
     return EventInfo(tuple(name.split(".")), category, description, BASE_FIELDS + extra)
 
 
-_STANDARD: tuple[EventInfo, ...] = (
+#: The events of the seed tables.
+STANDARD_EVENTS: tuple[EventInfo, ...] = (
     _ev("req_llm.request.start", "llm", "An LLM request begins.", ("model", "provider", "operation")),
     _ev("req_llm.request.stop", "llm", "An LLM request completed; latency, tokens and cost.", _LLM),
     _ev("req_llm.request.exception", "llm", "An LLM request failed.", (*_LLM, "kind", "reason")),
@@ -108,7 +115,7 @@ _STANDARD: tuple[EventInfo, ...] = (
 )
 
 # Beyond the seed table: emitted by every training plugin alike, so defined once here.
-_BUILTIN: tuple[EventInfo, ...] = (
+BUILTIN_EVENTS: tuple[EventInfo, ...] = (
     _ev("crucible_train.validation.stop", "training", "A validation run ended; its metrics as val_<name>.",
         ("duration", "epoch", "global_step")),
     _ev("crucible_train.training.exception", "training",
@@ -117,9 +124,15 @@ _BUILTIN: tuple[EventInfo, ...] = (
 )
 
 _LOCK = threading.Lock()
-_REGISTRY: dict[str, EventInfo] = {e.dotted: e for e in _STANDARD}
-_STANDARD_NAMES = frozenset(_REGISTRY)
-_REGISTRY.update((e.dotted, e) for e in _BUILTIN)
+_REGISTRY: dict[str, EventInfo] = {}
+_STANDARD_NAMES = frozenset(e.dotted for e in STANDARD_EVENTS)
+_loader: Callable[[], None] = lambda: None  # noqa: E731  (replaced by the plugin manager)
+
+
+def set_loader(fn: Callable[[], None]) -> None:
+    """Called by the plugin manager: ``fn()`` loads the plugins before the first query."""
+    global _loader
+    _loader = fn
 
 
 def register_event(
@@ -134,9 +147,7 @@ def register_event(
 
 
 def _all() -> list[EventInfo]:
-    from .plugins import load_plugins
-
-    load_plugins()
+    _loader()
     return list(_REGISTRY.values())
 
 
@@ -182,9 +193,7 @@ def event_info(name: object) -> EventInfo:
     dotted, parts = normalize(name)
     info = _REGISTRY.get(dotted)
     if info is None:
-        from .plugins import load_plugins
-
-        load_plugins()
+        _loader()
         info = _REGISTRY.get(dotted)
     return info or EventInfo(parts, "custom", "An event no registry defines.", BASE_FIELDS)
 

@@ -10,23 +10,17 @@ import atexit
 import contextvars
 import logging
 import os
-import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
-
 from . import plugins
-from .storage import encode
 from .bus import Handler, HandlerFn, HandlerTable
-from .environment import HOSTNAME, capture_environment, distributed_identity
+from .environment import HOSTNAME, capture_environment
 from .errors import InvalidArgumentError, UnknownExperimentError
 from .experiment import (
     PAUSED,
@@ -37,32 +31,20 @@ from .experiment import (
     new_experiment_id,
     validate_id,
 )
-from .streaming import Streaming
 from .names import _CACHE as _NAMES
 from .names import normalize
 from .span import Span
-from .storage.schema import EVENTS_SCHEMA, METRICS_SCHEMA
 from .storage.records import read_record, write_record
 from .storage.segments import SegmentWriter
+from .storage.writer import Later, Writer
+from .streaming import Streaming
 
 __all__ = ["Telemetry", "default_home"]
 
 log = logging.getLogger("crucible_telemetry")
 
-_wall_ns = time.time_ns
 _mono_ns = time.monotonic_ns
 _HUBS: weakref.WeakSet[Telemetry] = weakref.WeakSet()
-DRAIN_AT = 10_000  # buffered events that the writer turns into Arrow columns before the interval
-FLUSH_CHUNK = 100_000  # rows built into Arrow at a time by a flush (bounds its working memory)
-
-
-class _Later:
-    """Stands for the fields of an ``emit_deferred`` event in the buffer until the writer builds them."""
-
-    __slots__ = ("build",)
-
-    def __init__(self, build: Callable[[], tuple[dict[str, Any], dict[str, Any] | None]]) -> None:
-        self.build = build
 
 
 def default_home() -> Path:
@@ -102,31 +84,21 @@ class Telemetry:
         self._current: contextvars.ContextVar[Experiment | None] = contextvars.ContextVar("crucible_experiment", default=None)
         self._experiments: dict[str, Experiment] = {}
         self._fallback: Experiment | None = None
-        self._buf: deque[tuple[Any, ...]] = deque()
-        self._later: deque[None] = deque()  # one entry per deferred event not built yet (added before its row)
-        self._pending: dict[str, list[pa.Table]] = {}
-        self._pending_rows = 0
-        self._flush_hooks: list[Callable[[], object]] = []
-        self._mbuf: deque[tuple[Any, ...]] = deque()
-        self._flush_lock = threading.RLock()
-        self._wake = threading.Event()
-        self._closed = False
-        self._thread: threading.Thread | None = None
-        self._seq = 0
-        self._mseq = 0
-        self.dropped_overflow = 0
-        self.write_errors: deque[BaseException] = deque(maxlen=100)  # the latest problems, bounded
-        self.error_count = 0
-        self._logged: set[str] = set()
-        self.events_written = 0
-        self.events_writer = SegmentWriter(self.home, "events", "experiment_id", EVENTS_SCHEMA)
-        self.metrics_writer = SegmentWriter(self.home, "metrics", "run_id", METRICS_SCHEMA)
+        plugins.load_plugins()  # the event registry and the enrichers, before the first batch is built
+        self.writer = Writer(self.home, flush_interval=self.flush_interval, batch_size=self.batch_size,
+                             buffer_limit=self.buffer_limit, on_batch=self._on_batch,
+                             enrichers=lambda: list(plugins.ENRICHERS.values()))
+        self._buf = self.writer.buf  # emit appends here directly: the hot path
+        self._later = self.writer.later
         (self.home / "experiments").mkdir(exist_ok=True)
         self.streaming = Streaming(self)
         from .storage.store import Store
 
         self.store = Store(self)
         _HUBS.add(self)
+
+    def _on_batch(self, exp_id: str, counts: dict[str, int], series: dict[tuple[str, str], Any]) -> None:
+        self.streaming.update(exp_id, counts, series)
 
     # ------------------------------------------------------------------ events
 
@@ -160,7 +132,7 @@ class Telemetry:
         if len(buf) < self._limit:
             buf.append((exp, dotted, measurements, metadata, _mono_ns()))
         else:
-            self.dropped_overflow += 1
+            self.writer.dropped_overflow += 1
 
     def emit_deferred(self, name: Any, build: Callable[[], tuple[dict[str, Any], dict[str, Any] | None]],
                       experiment: Experiment | None = None) -> None:
@@ -191,12 +163,12 @@ class Telemetry:
                     return
         buf = self._buf
         if len(buf) >= self._limit:
-            self.dropped_overflow += 1
+            self.writer.dropped_overflow += 1
             return
         hs = self._table.get(dotted)
         if hs is None:
             self._later.append(None)
-            buf.append((exp, dotted, _Later(build), None, mono))
+            buf.append((exp, dotted, Later(build), None, mono))
             return
         try:
             m, md = build()
@@ -205,24 +177,6 @@ class Telemetry:
             return
         self._handlers.dispatch(hs, parts, m, md)
         buf.append((exp, dotted, m, md, mono))
-
-    def _build_later(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        """Writer side of ``emit_deferred``: build the deferred rows among ``rows``, in place of their stand-in."""
-        out = []
-        later = self._later
-        for row in rows:
-            fields = row[2]
-            if type(fields) is _Later:
-                if later:
-                    later.popleft()
-                try:
-                    m, md = fields.build()
-                except Exception as exc:
-                    self._record_error(exc)
-                    continue
-                row = (row[0], row[1], m, md, row[4])
-            out.append(row)
-        return out
 
     def _resolve(self, exp: Experiment | None) -> Experiment | None:
         """Slow path of emit: a stopped context experiment falls back; a paused one counts the drop."""
@@ -234,15 +188,6 @@ class Telemetry:
             exp.dropped_paused += 1
             return None
         return exp if exp.state == RUNNING else None
-
-    def _record_error(self, exc: BaseException) -> None:
-        """Keep a problem for inspection and log its kind once; never raise into the caller."""
-        self.error_count += 1
-        self.write_errors.append(exc)
-        key = f"{type(exc).__name__}:{str(exc)[:60]}"
-        if key not in self._logged:
-            self._logged.add(key)
-            log.warning("crucible_telemetry: %s (recorded, not raised; see Telemetry.write_errors)", exc)
 
     def _explicit(self, exp_id: Any) -> Experiment | None:
         exp = self._experiments.get(exp_id) if isinstance(exp_id, str) else None
@@ -438,190 +383,81 @@ class Telemetry:
     def _require_known(self, experiment_id: str) -> None:
         self.get_experiment(experiment_id)
 
-    # --------------------------------------------------------- metrics records
+    # ----------------------------------------------------------------- writer
 
     def record_metric(self, run_id: str, metric: str, value: Any, step: Any = None, epoch: Any = None,
                       kind: str = "value", tags: dict[str, str] | None = None, metadata: dict[str, Any] | None = None) -> None:
         """Buffer one metric row for the ``metrics`` dataset (used by the MetricsStore adapter)."""
-        if len(self._mbuf) >= self.buffer_limit:
-            self.dropped_overflow += 1
-            return
-        self._ensure_writer()
-        self._mbuf.append((run_id, metric, value, step, epoch, kind, tags, _wall_ns(), metadata))
+        self.writer.record_metric(run_id, metric, value, step, epoch, kind, tags, metadata)
 
     def reserve_metric_seq(self, n: int) -> int:
         """Reserve ``n`` sequence numbers of the ``metrics`` dataset (for rows written by other code); returns the first."""
-        with self._flush_lock:
-            first = self._mseq
-            self._mseq = first + n
-        return first
-
-    # ------------------------------------------------------------------ writer
-
-    def _ensure_writer(self) -> None:
-        if self._thread is not None and not self._closed:  # fast path: forking resets _thread to None
-            return
-        t = self._thread
-        if t is not None and t.is_alive() and getattr(t, "_crucible_pid", None) == os.getpid():
-            return
-        with self._flush_lock:
-            t = self._thread
-            if t is not None and t.is_alive() and getattr(t, "_crucible_pid", None) == os.getpid():
-                return
-            self._closed = False
-            t = threading.Thread(target=self._run, name="crucible-writer", daemon=True)
-            t._crucible_pid = os.getpid()  # type: ignore[attr-defined]
-            self._thread = t
-            t.start()
-
-    def _run(self) -> None:
-        last = time.monotonic()
-        poll = min(0.05, self.flush_interval)
-        while not self._closed:
-            self._wake.wait(poll)
-            self._wake.clear()
-            now = time.monotonic()
-            try:
-                if now - last >= self.flush_interval or self._pending_rows >= self.batch_size or len(self._mbuf) >= self.batch_size:
-                    last = now
-                    self.flush()
-                else:
-                    # turn buffered dicts into compact Arrow columns early; the segment is written at the interval
-                    while len(self._buf) >= DRAIN_AT and self._pending_rows < self.batch_size and not self._closed:
-                        with self._flush_lock:
-                            self._build_pending(DRAIN_AT)
-            except Exception as exc:  # never dies: the error is recorded and retried next round
-                self._record_error(exc)
+        return self.writer.reserve_metric_seq(n)
 
     def add_flush_hook(self, fn: Callable[[], object]) -> None:
         """Call ``fn()`` at the start of every flush (so ``connect()`` and ``close()`` too)."""
-        self._flush_hooks.append(fn)
+        self.writer.add_flush_hook(fn)
 
     def flush(self) -> int:
         """Write everything buffered to the store now; returns the number of events written."""
-        for fn in list(self._flush_hooks):
-            try:
-                fn()
-            except Exception as exc:
-                self._record_error(exc)
-        with self._flush_lock:
-            while self._buf:
-                self._build_pending(FLUSH_CHUNK)
-            return self._write_pending() + self._flush_metrics()
+        return self.writer.flush()
 
-    def _drain(self, buf: deque[tuple[Any, ...]], limit: int | None = None) -> list[tuple[Any, ...]]:
-        pop = buf.popleft
-        n = len(buf) if limit is None else min(limit, len(buf))
-        return [pop() for _ in range(n)]
+    def _ensure_writer(self) -> None:
+        self.writer.ensure_thread()
 
-    def _build_pending(self, limit: int | None = None) -> None:
-        """Drain the buffer (at most ``limit`` rows) into per-experiment Arrow tables and live stats."""
-        rows = self._drain(self._buf, limit)
-        if self._later and rows:  # a deferred row is counted in _later before it enters the buffer
-            rows = self._build_later(rows)
-        if not rows:
-            return
-        seq0 = self._seq
-        self._seq += len(rows)
-        groups: dict[str, tuple[Experiment, list[tuple[Any, ...]], Any]] = {}
-        exps = list(map(itemgetter(0), rows))
-        first = exps[0]
-        if exps.count(first) == len(exps):  # the usual case: one experiment, no regrouping
-            groups[first.id] = (first, rows, np.arange(seq0, seq0 + len(rows), dtype=np.int64))
-        else:
-            for i, row in enumerate(rows):
-                g = groups.get(row[0].id)
-                if g is None:
-                    g = groups[row[0].id] = (row[0], [], [])
-                g[1].append(row)
-                g[2].append(seq0 + i)
-        del rows, exps
-        host_ident = self._ident()
-        # wall time = monotonic + offset taken now: one clock read per event on the hot path, and
-        # the offset only moves if the system clock is stepped within one flush interval
-        wall_offset = time.time_ns() - time.monotonic_ns()
-        enrichers = list(plugins.ENRICHERS.values())
-        for exp_id, (exp, grows, seqs) in groups.items():
-            batch = encode.build_events(grows, seqs, host_ident, exp.tags, enrichers, wall_offset)
-            self._pending.setdefault(exp_id, []).append(batch.table)
-            self._pending_rows += batch.table.num_rows
-            self.streaming.update(exp_id, batch.counts, batch.series)
+    def _record_error(self, exc: BaseException) -> None:
+        self.writer.record_error(exc)
 
-    def _write_pending(self) -> int:
-        written = 0
-        for exp_id in list(self._pending):
-            tables = self._pending[exp_id]
-            table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
-            try:
-                self.events_writer.write(exp_id, table)
-            except Exception as exc:  # kept for the next round, within the buffer limit
-                self._record_error(exc)
-                if self._pending_rows > self.buffer_limit:
-                    dropped = tables.pop(0).num_rows
-                    self._pending_rows -= dropped
-                    self.dropped_overflow += dropped
-                continue
-            del self._pending[exp_id]
-            self._pending_rows -= table.num_rows
-            written += table.num_rows
-        self.events_written += written
-        if written >= DRAIN_AT:  # Arrow's allocator keeps freed pages; hand big batches' memory back
-            pa.default_memory_pool().release_unused()
-        return written
+    @property
+    def dropped_overflow(self) -> int:
+        """Events and metric rows dropped because a buffer was full (or the disk refused them)."""
+        return self.writer.dropped_overflow
 
-    def _flush_metrics(self) -> int:
-        rows = self._drain(self._mbuf)
-        if not rows:
-            return 0
-        seq0 = self._mseq
-        self._mseq += len(rows)
-        ident = self._ident()
-        groups: dict[str, tuple[list[tuple[Any, ...]], list[int]]] = {}
-        for i, row in enumerate(rows):
-            g = groups.setdefault(row[0], ([], []))
-            g[0].append(row)
-            g[1].append(seq0 + i)
-        for run_id, (grows, seqs) in groups.items():
-            try:
-                self.metrics_writer.write(run_id, encode.build_metrics(grows, seqs, ident))
-            except Exception as exc:
-                self._record_error(exc)
-                log.warning("crucible_telemetry: could not write %d metrics of %s: %r", len(grows), run_id, exc)
-        return len(rows)
+    @property
+    def write_errors(self) -> deque[BaseException]:
+        """The latest problems met while recording (bounded), never raised into the caller."""
+        return self.writer.write_errors
 
-    def _ident(self) -> tuple[str, int, int | None, int | None, int | None, int | None]:
-        rank, local, node, world = distributed_identity()
-        return (HOSTNAME, os.getpid(), rank, local, node, world)
+    @property
+    def error_count(self) -> int:
+        """How many problems were recorded in ``write_errors`` (all of them, not only the latest)."""
+        return self.writer.error_count
+
+    @property
+    def events_written(self) -> int:
+        """Events this hub wrote to segments."""
+        return self.writer.events_written
+
+    @property
+    def events_writer(self) -> SegmentWriter:
+        """The segment writer of the ``events`` dataset."""
+        return self.writer.events
+
+    @property
+    def metrics_writer(self) -> SegmentWriter:
+        """The segment writer of the ``metrics`` dataset."""
+        return self.writer.metrics
+
+    @property
+    def _closed(self) -> bool:
+        return self.writer.closed
 
     def close(self) -> None:
         """Flush, stop the writer thread and compact this process's segments."""
-        if self._closed:
+        if self.writer.closed:
             return
-        self._closed = True
-        self._wake.set()
-        t = self._thread
-        if t is not None and t is not threading.current_thread() and getattr(t, "_crucible_pid", None) == os.getpid():
-            t.join(timeout=10)
+        self.writer.stop_thread()
         try:
             self.flush()
             for exp in list(self._experiments.values()):
                 if exp.state != STOPPED and exp.owner:
                     write_record(self.home / "experiments", exp)
-            self.events_writer.compact()
-            self.metrics_writer.compact()
+            self.writer.compact()
         except Exception as exc:
             log.warning("crucible_telemetry: close failed: %r", exc)
 
     def _after_fork(self) -> None:
-        self._thread = None
-        self._flush_lock = threading.RLock()
-        self._buf.clear()
-        self._later.clear()
-        self._mbuf.clear()
-        self._pending.clear()
-        self._pending_rows = 0
-        self.events_writer._lock = threading.Lock()
-        self.metrics_writer._lock = threading.Lock()
+        self.writer.after_fork()
         if any(e.state != STOPPED for e in self._experiments.values()):
             self._ensure_writer()
 

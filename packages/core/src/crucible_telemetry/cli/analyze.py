@@ -129,11 +129,9 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: Any, common: argparse.ArgumentParser) -> None:
+def register(add: Any) -> None:
     """Add ``compare``, ``plot`` and ``report``."""
-    fmt = argparse.RawDescriptionHelpFormatter
-    p = sub.add_parser("compare", parents=[common], formatter_class=fmt,
-                       help="compare experiments or conditions on a metric, with a verdict",
+    p = add("compare", _compare, help="compare experiments or conditions on a metric, with a verdict",
                        description="Compare experiments on a per-event metric: n, mean, sd, median, p95 with CIs; "
                                    "difference with its CI, Welch's t, Mann-Whitney U, Cohen's d, Cliff's delta "
                                    "(success: chi-square or Fisher's exact); Holm-adjusted for more than two. "
@@ -152,10 +150,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--confidence", type=float, default=0.95, help="confidence level of intervals (default 0.95)")
     p.add_argument("--format", choices=["table", "json"], default="table")
     p.add_argument("-o", "--output", help="write to this file instead of stdout")
-    p.set_defaults(func=_compare)
 
-    p = sub.add_parser("plot", parents=[common], formatter_class=fmt,
-                       help="plot a metric of several runs overlaid (PNG)",
+    p = add("plot", _plot, help="plot a metric of several runs overlaid (PNG)",
                        description="Curves of a metric for several runs overlaid, by step or wall time, with "
                                    "optional EMA smoothing; latency-like metrics draw histograms.",
                        epilog="examples:\n  crucible plot RUN_A RUN_B --metric loss --smooth 0.6 -o loss.png\n"
@@ -173,10 +169,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--height", type=int, default=450, help="pixels (default 450)")
     p.add_argument("--dpi", type=int, default=100)
     p.add_argument("-o", "--output", help="image path (default <metric>.png); .svg/.pdf by suffix")
-    p.set_defaults(func=_plot)
 
-    p = sub.add_parser("report", parents=[common], formatter_class=fmt,
-                       help="one self-contained HTML report of runs and their comparison",
+    p = add("report", _report, help="one self-contained HTML report of runs and their comparison",
                        description="Write one self-contained HTML file (inline CSS, images as data URIs) with "
                                    "each run's hypothesis, condition, environment, headline metrics, plots and "
                                    "the comparison verdict.",
@@ -187,4 +181,3 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--metric", action="append", help="metric to compare and plot (repeat; default: by the data)")
     p.add_argument("--by", choices=["auto", "experiment", "condition"], default="auto")
     p.add_argument("--title")
-    p.set_defaults(func=_report)

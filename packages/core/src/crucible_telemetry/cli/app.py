@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
-
-from . import analyze, data, look
+from typing import Any, NoReturn
 
 __all__ = ["build_parser", "main"]
 
@@ -46,9 +44,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--home", default=None, metavar="DIR", help="store folder (default $CRUCIBLE_HOME or ./.crucible)")
     parser.add_argument("--version", action="version", version=f"crucible-telemetry {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    look.register(sub, common)
-    analyze.register(sub, common)
-    data.register(sub, common)
+
+    def add(name: str, run: Any, **kwargs: Any) -> argparse.ArgumentParser:
+        """The ``register`` of the ``register_commands`` hook: a subcommand with ``--home``."""
+        if not isinstance(name, str) or not name or name in sub.choices:
+            raise ValueError(f"command {name!r} is empty or registered twice")
+        if not callable(run):
+            raise TypeError(f"command {name!r}: run must be callable")
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        p: argparse.ArgumentParser = sub.add_parser(name, parents=[common], **kwargs)
+        p.set_defaults(func=run)
+        return p
+
+    from ..plugins import call_each
+
+    call_each("register_commands", add)  # the built-in commands come through the same hook
     return parser
 
 

@@ -124,10 +124,9 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: Any, common: argparse.ArgumentParser) -> None:
+def register(add: Any) -> None:
     """Add ``sql``, ``export``, ``prune`` and ``serve``."""
-    fmt = argparse.RawDescriptionHelpFormatter
-    p = sub.add_parser("sql", parents=[common], formatter_class=fmt, help="run DuckDB SQL over the views",
+    p = add("sql", _sql, help="run DuckDB SQL over the views",
                        description="Run DuckDB SQL over the views experiments, events, metrics and runs. "
                                    "Use ? placeholders with --param for values.",
                        epilog="examples:\n"
@@ -139,9 +138,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.add_argument("-o", "--output", help="write to this file instead of stdout")
     p.add_argument("--max-rows", type=int, default=200, help="rows shown in table format (default 200)")
-    p.set_defaults(func=_sql)
 
-    p = sub.add_parser("export", parents=[common], formatter_class=fmt, help="write an experiment's events to a file",
+    p = add("export", _export, help="write an experiment's events to a file",
                        description="Write an experiment's events as csv, jsonl or parquet (streamed by DuckDB).",
                        epilog="examples:\n  crucible export exp-20250101T120000-1a2b3c4d --format parquet -o run.parquet\n"
                               "  crucible export exp-20250101T120000-1a2b3c4d --format csv -o run.csv --overwrite")
@@ -150,18 +148,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", help="output path (default <home>/exports/<id>.<format>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
     p.add_argument("--progress-over", type=int, default=50_000, help=argparse.SUPPRESS)
-    p.set_defaults(func=_export)
 
-    p = sub.add_parser("prune", parents=[common], formatter_class=fmt, help="compact segments and delete garbage",
+    p = add("prune", _prune, help="compact segments and delete garbage",
                        description="Compact this store's segment files and delete superseded ones past their "
                                    "grace period.",
                        epilog="examples:\n  crucible prune\n  crucible prune --grace 0")
     p.add_argument("--grace", type=float, help="seconds a superseded file is kept for readers (default 120)")
-    p.set_defaults(func=_prune)
 
-    p = sub.add_parser("serve", parents=[common], formatter_class=fmt, help="serve the Prometheus /metrics endpoint (rebuilt from the store)",
+    p = add("serve", _serve, help="serve the Prometheus /metrics endpoint (rebuilt from the store)",
                        description="Serve the Prometheus /metrics endpoint until interrupted.",
                        epilog="examples:\n  crucible serve --port 9464\n  crucible serve --host 0.0.0.0 --port 9464")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=9464, help="0 picks a free port")
-    p.set_defaults(func=_serve)

@@ -183,11 +183,9 @@ def _empty_section(m: dict[str, Any], section: str) -> bool:
     return False
 
 
-def register(sub: Any, common: argparse.ArgumentParser) -> None:
+def register(add: Any) -> None:
     """Add ``runs``, ``show`` and ``metrics`` to the subcommand parser."""
-    fmt = argparse.RawDescriptionHelpFormatter
-    p = sub.add_parser("runs", parents=[common], formatter_class=fmt,
-                       help="list experiments with status, duration, counts and headline metrics",
+    p = add("runs", _runs, help="list experiments with status, duration, counts and headline metrics",
                        description="List experiments (oldest first) with status, duration, event counts and "
                                    "headline metrics.",
                        epilog="examples:\n  crucible runs\n  crucible runs --condition treatment --status stopped\n"
@@ -198,19 +196,16 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, help="only the newest N")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.add_argument("-o", "--output", help="write to this file instead of stdout")
-    p.set_defaults(func=_runs)
 
-    p = sub.add_parser("show", parents=[common], formatter_class=fmt, help="one experiment: record, environment, events",
+    p = add("show", _show, help="one experiment: record, environment, events",
                        description="Show an experiment: hypothesis, condition, tags, status, environment and "
                                    "event counts.",
                        epilog="example:\n  crucible show exp-20250101T120000-1a2b3c4d")
     p.add_argument("id", help="experiment id")
     p.add_argument("--format", choices=["table", "json"], default="table")
     p.add_argument("-o", "--output", help="write to this file instead of stdout")
-    p.set_defaults(func=_show)
 
-    p = sub.add_parser("metrics", parents=[common], formatter_class=fmt,
-                       help="latency, cost, reliability, tokens and training summaries",
+    p = add("metrics", _metrics, help="latency, cost, reliability, tokens and training summaries",
                        description="Summaries of one experiment (ct.calculate_metrics): latency, time to first "
                                    "token, cost, reliability, tokens, training.",
                        epilog="examples:\n  crucible metrics exp-20250101T120000-1a2b3c4d\n"
@@ -218,4 +213,3 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("id", help="experiment id")
     p.add_argument("--format", choices=["table", "json"], default="table")
     p.add_argument("-o", "--output", help="write to this file instead of stdout")
-    p.set_defaults(func=_metrics)

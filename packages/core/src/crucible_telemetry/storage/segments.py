@@ -144,6 +144,10 @@ class SegmentWriter:
         pq.write_table(self.schema.empty_table(), tmp)
         os.replace(tmp, path)
 
+    def after_fork(self) -> None:
+        """In a forked child: a fresh lock (the parent's may have been held at the fork)."""
+        self._lock = threading.Lock()
+
     def _reset_if_forked(self) -> None:
         if self._pid != os.getpid():  # first use, or a forked child: never reuse the parent's names
             self._pid = os.getpid()

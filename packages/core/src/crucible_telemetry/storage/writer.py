@@ -1,0 +1,299 @@
+"""The writer: buffers filled by ``emit`` and ``record_metric``, and the thread that turns them into segments.
+
+``emit`` only appends a tuple to ``Writer.buf``. The thread (one per process, restarted after
+fork) drains the buffer into per-experiment Arrow tables every ``flush_interval`` seconds, or
+early when ``batch_size`` rows wait, and writes one segment per experiment and flush.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from operator import itemgetter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ..environment import HOSTNAME, distributed_identity
+from . import encode
+from .schema import EVENTS_SCHEMA, METRICS_SCHEMA
+from .segments import SegmentWriter
+
+__all__ = ["DRAIN_AT", "FLUSH_CHUNK", "Later", "Writer"]
+
+log = logging.getLogger("crucible_telemetry")
+
+_wall_ns = time.time_ns
+DRAIN_AT = 10_000  # buffered events that the writer turns into Arrow columns before the interval
+FLUSH_CHUNK = 100_000  # rows built into Arrow at a time by a flush (bounds its working memory)
+
+#: ``on_batch(experiment_id, counts, series)``: the live stats of each built batch.
+OnBatch = Callable[[str, dict[str, int], dict[tuple[str, str], Any]], None]
+
+
+class Later:
+    """Stands for the fields of an ``emit_deferred`` event in the buffer until the writer builds them."""
+
+    __slots__ = ("build",)
+
+    def __init__(self, build: Callable[[], tuple[dict[str, Any], dict[str, Any] | None]]) -> None:
+        self.build = build
+
+
+class Writer:
+    """The buffers of one hub and the thread that writes them to the ``events`` and ``metrics`` datasets.
+
+    A buffered event row is ``(experiment, dotted_name, measurements, metadata, mono_ns)``;
+    ``experiment`` needs ``.id`` and ``.tags``.
+    """
+
+    def __init__(self, home: Path, *, flush_interval: float, batch_size: int, buffer_limit: int,
+                 on_batch: OnBatch, enrichers: Callable[[], list[Callable[..., Any]]]) -> None:
+        self.flush_interval = flush_interval
+        self.batch_size = batch_size
+        self.buffer_limit = buffer_limit
+        self._on_batch = on_batch
+        self._enrichers = enrichers
+        self.buf: deque[tuple[Any, ...]] = deque()
+        self.later: deque[None] = deque()  # one entry per deferred event not built yet (added before its row)
+        self._pending: dict[str, list[pa.Table]] = {}
+        self._pending_rows = 0
+        self._flush_hooks: list[Callable[[], object]] = []
+        self._mbuf: deque[tuple[Any, ...]] = deque()
+        self._flush_lock = threading.RLock()
+        self._wake = threading.Event()
+        self.closed = False
+        self._thread: threading.Thread | None = None
+        self._seq = 0
+        self._mseq = 0
+        self.dropped_overflow = 0
+        self.write_errors: deque[BaseException] = deque(maxlen=100)  # the latest problems, bounded
+        self.error_count = 0
+        self._logged: set[str] = set()
+        self.events_written = 0
+        self.events = SegmentWriter(home, "events", "experiment_id", EVENTS_SCHEMA)
+        self.metrics = SegmentWriter(home, "metrics", "run_id", METRICS_SCHEMA)
+
+    # ------------------------------------------------------------------ errors
+
+    def record_error(self, exc: BaseException) -> None:
+        """Keep a problem for inspection and log its kind once; never raise into the caller."""
+        self.error_count += 1
+        self.write_errors.append(exc)
+        key = f"{type(exc).__name__}:{str(exc)[:60]}"
+        if key not in self._logged:
+            self._logged.add(key)
+            log.warning("crucible_telemetry: %s (recorded, not raised; see Telemetry.write_errors)", exc)
+
+    # ---------------------------------------------------------------- metrics
+
+    def record_metric(self, run_id: str, metric: str, value: Any, step: Any = None, epoch: Any = None,
+                      kind: str = "value", tags: dict[str, str] | None = None,
+                      metadata: dict[str, Any] | None = None) -> None:
+        """Buffer one row of the ``metrics`` dataset."""
+        if len(self._mbuf) >= self.buffer_limit:
+            self.dropped_overflow += 1
+            return
+        self.ensure_thread()
+        self._mbuf.append((run_id, metric, value, step, epoch, kind, tags, _wall_ns(), metadata))
+
+    def reserve_metric_seq(self, n: int) -> int:
+        """Reserve ``n`` sequence numbers of the ``metrics`` dataset; returns the first."""
+        with self._flush_lock:
+            first = self._mseq
+            self._mseq = first + n
+        return first
+
+    # ----------------------------------------------------------------- thread
+
+    def ensure_thread(self) -> None:
+        """Start the writer thread of this process unless it runs (a forked child starts its own)."""
+        if self._thread is not None and not self.closed:  # fast path: forking resets _thread to None
+            return
+        t = self._thread
+        if t is not None and t.is_alive() and getattr(t, "_crucible_pid", None) == os.getpid():
+            return
+        with self._flush_lock:
+            t = self._thread
+            if t is not None and t.is_alive() and getattr(t, "_crucible_pid", None) == os.getpid():
+                return
+            self.closed = False
+            t = threading.Thread(target=self._run, name="crucible-writer", daemon=True)
+            t._crucible_pid = os.getpid()  # type: ignore[attr-defined]
+            self._thread = t
+            t.start()
+
+    def _run(self) -> None:
+        last = time.monotonic()
+        poll = min(0.05, self.flush_interval)
+        while not self.closed:
+            self._wake.wait(poll)
+            self._wake.clear()
+            now = time.monotonic()
+            try:
+                if now - last >= self.flush_interval or self._pending_rows >= self.batch_size or len(self._mbuf) >= self.batch_size:
+                    last = now
+                    self.flush()
+                else:
+                    # turn buffered dicts into compact Arrow columns early; the segment is written at the interval
+                    while len(self.buf) >= DRAIN_AT and self._pending_rows < self.batch_size and not self.closed:
+                        with self._flush_lock:
+                            self._build_pending(DRAIN_AT)
+            except Exception as exc:  # never dies: the error is recorded and retried next round
+                self.record_error(exc)
+
+    def add_flush_hook(self, fn: Callable[[], object]) -> None:
+        """Call ``fn()`` at the start of every flush."""
+        self._flush_hooks.append(fn)
+
+    def flush(self) -> int:
+        """Write everything buffered now; returns the number of rows written."""
+        for fn in list(self._flush_hooks):
+            try:
+                fn()
+            except Exception as exc:
+                self.record_error(exc)
+        with self._flush_lock:
+            while self.buf:
+                self._build_pending(FLUSH_CHUNK)
+            return self._write_pending() + self._flush_metrics()
+
+    # ----------------------------------------------------------------- events
+
+    @staticmethod
+    def _drain(buf: deque[tuple[Any, ...]], limit: int | None = None) -> list[tuple[Any, ...]]:
+        pop = buf.popleft
+        n = len(buf) if limit is None else min(limit, len(buf))
+        return [pop() for _ in range(n)]
+
+    def _build_later(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """Build the deferred rows among ``rows``, in place of their stand-in."""
+        out = []
+        later = self.later
+        for row in rows:
+            fields = row[2]
+            if type(fields) is Later:
+                if later:
+                    later.popleft()
+                try:
+                    m, md = fields.build()
+                except Exception as exc:
+                    self.record_error(exc)
+                    continue
+                row = (row[0], row[1], m, md, row[4])
+            out.append(row)
+        return out
+
+    def _build_pending(self, limit: int | None = None) -> None:
+        """Drain the buffer (at most ``limit`` rows) into per-experiment Arrow tables and live stats."""
+        rows = self._drain(self.buf, limit)
+        if self.later and rows:  # a deferred row is counted in `later` before it enters the buffer
+            rows = self._build_later(rows)
+        if not rows:
+            return
+        seq0 = self._seq
+        self._seq += len(rows)
+        groups: dict[str, tuple[Any, list[tuple[Any, ...]], Any]] = {}
+        exps = list(map(itemgetter(0), rows))
+        first = exps[0]
+        if exps.count(first) == len(exps):  # the usual case: one experiment, no regrouping
+            groups[first.id] = (first, rows, np.arange(seq0, seq0 + len(rows), dtype=np.int64))
+        else:
+            for i, row in enumerate(rows):
+                g = groups.get(row[0].id)
+                if g is None:
+                    g = groups[row[0].id] = (row[0], [], [])
+                g[1].append(row)
+                g[2].append(seq0 + i)
+        del rows, exps
+        host_ident = identity()
+        # wall time = monotonic + offset taken now: one clock read per event on the hot path, and
+        # the offset only moves if the system clock is stepped within one flush interval
+        wall_offset = time.time_ns() - time.monotonic_ns()
+        enrichers = self._enrichers()
+        for exp_id, (exp, grows, seqs) in groups.items():
+            batch = encode.build_events(grows, seqs, host_ident, exp.tags, enrichers, wall_offset)
+            self._pending.setdefault(exp_id, []).append(batch.table)
+            self._pending_rows += batch.table.num_rows
+            self._on_batch(exp_id, batch.counts, batch.series)
+
+    def _write_pending(self) -> int:
+        written = 0
+        for exp_id in list(self._pending):
+            tables = self._pending[exp_id]
+            table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+            try:
+                self.events.write(exp_id, table)
+            except Exception as exc:  # kept for the next round, within the buffer limit
+                self.record_error(exc)
+                if self._pending_rows > self.buffer_limit:
+                    dropped = tables.pop(0).num_rows
+                    self._pending_rows -= dropped
+                    self.dropped_overflow += dropped
+                continue
+            del self._pending[exp_id]
+            self._pending_rows -= table.num_rows
+            written += table.num_rows
+        self.events_written += written
+        if written >= DRAIN_AT:  # Arrow's allocator keeps freed pages; hand big batches' memory back
+            pa.default_memory_pool().release_unused()
+        return written
+
+    def _flush_metrics(self) -> int:
+        rows = self._drain(self._mbuf)
+        if not rows:
+            return 0
+        seq0 = self._mseq
+        self._mseq += len(rows)
+        ident = identity()
+        groups: dict[str, tuple[list[tuple[Any, ...]], list[int]]] = {}
+        for i, row in enumerate(rows):
+            g = groups.setdefault(row[0], ([], []))
+            g[0].append(row)
+            g[1].append(seq0 + i)
+        for run_id, (grows, seqs) in groups.items():
+            try:
+                self.metrics.write(run_id, encode.build_metrics(grows, seqs, ident))
+            except Exception as exc:
+                self.record_error(exc)
+                log.warning("crucible_telemetry: could not write %d metrics of %s: %r", len(grows), run_id, exc)
+        return len(rows)
+
+    # -------------------------------------------------------------- lifecycle
+
+    def stop_thread(self) -> None:
+        """Stop the thread (it finishes its round) and wait for it, from any thread but itself."""
+        self.closed = True
+        self._wake.set()
+        t = self._thread
+        if t is not None and t is not threading.current_thread() and getattr(t, "_crucible_pid", None) == os.getpid():
+            t.join(timeout=10)
+
+    def compact(self) -> None:
+        """Merge this process's segments of both datasets."""
+        self.events.compact()
+        self.metrics.compact()
+
+    def after_fork(self) -> None:
+        """In a forked child: drop the parent's buffers and locks (its rows are the parent's to write)."""
+        self._thread = None
+        self._flush_lock = threading.RLock()
+        self.buf.clear()
+        self.later.clear()
+        self._mbuf.clear()
+        self._pending.clear()
+        self._pending_rows = 0
+        self.events.after_fork()
+        self.metrics.after_fork()
+
+
+def identity() -> tuple[str, int, int | None, int | None, int | None, int | None]:
+    """``(host, pid, rank, local_rank, node, world_size)`` of this process, stamped on each row."""
+    rank, local, node, world = distributed_identity()
+    return (HOSTNAME, os.getpid(), rank, local, node, world)
