@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import time
@@ -35,17 +34,12 @@ from crucible_telemetry.integration import (
 )
 
 from ._helpers import epoch_index, watch
+from ._logs import parameter_counts, record_logs, step_values, summary, validation_values
 from ._setup import find_in_stack, open_trainer_run
 
 __all__ = ["CrucibleCallback"]
 
-log = logging.getLogger("crucible_telemetry.hf")
-
 _META = {"framework": "transformers"}
-# What the Trainer's final summary log holds, under the standard names of training.stop.
-_SUMMARY = {"train_loss": "loss", "train_samples_per_second": "samples_per_second",
-            "train_steps_per_second": "steps_per_second", "train_tokens_per_second": "tokens_per_second",
-            "total_flos": "total_flos"}
 
 
 class CrucibleCallback(TrainerCallback):
@@ -141,7 +135,7 @@ class CrucibleCallback(TrainerCallback):
     def _setup(self, args: Any, state: Any, model: Any) -> None:
         self._hub = self._hub_arg or ct.default()
         model_name = type(model).__name__ if model is not None else "model"
-        params, trainable = run_guarded(self, "parameter count", _count, model) or (None, None)
+        params, trainable = run_guarded(self, "parameter count", parameter_counts, model) or (None, None)
         config = args.to_sanitized_dict() if hasattr(args, "to_sanitized_dict") else {}
         metadata = {"framework": "transformers", "model_name": model_name, "parameters": params, "config": config}
         resume_from = None
@@ -237,13 +231,7 @@ class CrucibleCallback(TrainerCallback):
         if tps is not None:
             m["tokens_per_second"] = tps
         if logs is not None:
-            for src, dst in (("loss", "loss"), ("learning_rate", "learning_rate"), ("grad_norm", "gradient_norm"),
-                             ("num_input_tokens_seen", "tokens_seen")):
-                v = logs.get(src)
-                if v is not None:
-                    f = to_scalar(v)
-                    if f is not None:
-                        m[dst] = f
+            m.update(step_values(logs))
         self._emit(BATCH_STOP, m)
 
     @guarded
@@ -281,8 +269,7 @@ class CrucibleCallback(TrainerCallback):
         if "train_loss" in logs and "loss" not in logs:  # the final summary of train()
             self._flush_batch()
             self._flush_epoch()
-            self._summary = {dst: f for src, dst in _SUMMARY.items()
-                             if src in logs and (f := to_scalar(logs[src])) is not None}
+            self._summary = summary(logs)
         elif "loss" in logs:
             loss = to_scalar(logs["loss"])
             steps = state.global_step - self._last_logged
@@ -307,17 +294,7 @@ class CrucibleCallback(TrainerCallback):
 
     def _record(self, run_id: str, logs: dict[str, Any], step: int, epoch: int) -> None:
         assert self._hub is not None
-        record = self._hub.record_metric
-        for k, v in logs.items():
-            f = to_scalar(v)
-            if f is None:
-                if k not in self.skipped:
-                    self.skipped.add(k)
-                    if len(self.skipped) == 1:
-                        log.warning("crucible_telemetry_hf: logged value %r is not a scalar (%s); skipped, "
-                                    "and so is any further non-scalar value", k, type(v).__name__)
-                continue
-            record(run_id, str(k), f, step, epoch)
+        record_logs(self._hub, run_id, logs, step, epoch, self.skipped)
 
     @guarded
     def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None,
@@ -327,11 +304,7 @@ class CrucibleCallback(TrainerCallback):
             return
         epoch = self._epoch if self.experiment is not None else epoch_index(state.epoch)
         self._flush_batch()
-        vals: dict[str, float] = {}
-        for k, v in metrics.items():
-            f = to_scalar(v)
-            if f is not None and k != "epoch":
-                vals["val_" + (k[5:] if k.startswith("eval_") else k)] = f
+        vals = validation_values(metrics)
         m: dict[str, Any] = {**vals, "epoch": epoch, "global_step": state.global_step}
         runtime = vals.get("val_runtime")
         if runtime is not None:
@@ -386,10 +359,3 @@ class CrucibleCallback(TrainerCallback):
               "stacktrace": "".join(traceback.format_exception(exc))[-8000:]}
         self._emit(TRAINING_EXCEPTION, m, md)
 
-
-def _count(model: Any) -> tuple[int, int] | None:
-    """The model's parameter count and trainable parameter count."""
-    if model is None:
-        return None
-    ps = list(model.parameters())
-    return sum(p.numel() for p in ps), sum(p.numel() for p in ps if p.requires_grad)
