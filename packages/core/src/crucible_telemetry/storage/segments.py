@@ -88,14 +88,57 @@ def _covers(g: _Name, f: _Name) -> bool:
     return g.a <= f.a and g.b >= f.b and (g.a, g.b) != (f.a, f.b)
 
 
+_NAME_SQL = r"([^/\\]+?)_(\d+)_(\d+)(?:_(\d+))?\.parquet$"
+
+
+def visible_files_sql(files_sql: str, now_ms_sql: str = "epoch_ms(now())") -> str:
+    """The visibility rule, spelled once: the files a reader starting at ``now`` reads.
+
+    ``files_sql`` is a query with a ``file`` column (``SELECT file FROM glob(...)``). Per folder
+    and writer, a single segment is always usable and a covering file once it is
+    ``MATURITY_SECONDS`` old; a usable file covered by another usable file is hidden. The
+    DuckDB views run this at each query; ``live_files`` runs the same SQL over a listing.
+    """
+    maturity_ms = int(MATURITY_SECONDS * 1000)
+    return f"""
+        WITH f AS (
+            SELECT file,
+                   regexp_extract(file, '^(.*)[/\\\\]', 1) AS folder,
+                   regexp_extract(file, '{_NAME_SQL}', 1) AS proc,
+                   TRY_CAST(regexp_extract(file, '{_NAME_SQL}', 2) AS BIGINT) AS a,
+                   TRY_CAST(regexp_extract(file, '{_NAME_SQL}', 3) AS BIGINT) AS b,
+                   TRY_CAST(regexp_extract(file, '{_NAME_SQL}', 4) AS BIGINT) AS c
+            FROM ({files_sql})
+        ), u AS (
+            SELECT * FROM f WHERE a IS NOT NULL AND (a = b OR coalesce(c, 0) <= {now_ms_sql} - {maturity_ms})
+        )
+        SELECT file FROM u
+        WHERE NOT EXISTS (
+            SELECT 1 FROM u g
+            WHERE g.folder = u.folder AND g.proc = u.proc AND g.a <= u.a AND g.b >= u.b
+              AND (g.a <> u.a OR g.b <> u.b)
+        )"""
+
+
 def live_files(folder: Path, now: float | None = None) -> list[Path]:
-    """The files a reader starting at ``now`` reads: matured covers and what they do not cover."""
+    """The files of ``folder`` a reader starting at ``now`` reads (``visible_files_sql`` over a listing)."""
+    import duckdb
+
     now = time.time() if now is None else now
-    out: list[Path] = []
-    for segs in _names(folder).values():
-        usable = [s for s in segs if s.a == s.b or s.created <= now - MATURITY_SECONDS]
-        out += [f.path for f in usable if not any(_covers(g, f) for g in usable)]
-    return out
+    try:
+        names = [n for n in os.listdir(folder) if SEGMENT_RE.match(n)]
+    except FileNotFoundError:
+        return []
+    if not names:
+        return []
+    con = duckdb.connect()
+    try:
+        con.execute("CREATE TEMP TABLE listing(file VARCHAR)")
+        con.executemany("INSERT INTO listing VALUES (?)", [[(folder / n).as_posix()] for n in names])
+        rows = con.execute(visible_files_sql("SELECT file FROM listing", str(int(now * 1000)))).fetchall()
+    finally:
+        con.close()
+    return [Path(r[0]) for r in rows]
 
 
 def _superseded(folder: Path) -> list[tuple[Path, float]]:

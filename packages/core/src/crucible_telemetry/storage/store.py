@@ -11,6 +11,7 @@ import numpy as np
 import orjson
 
 from ..errors import InvalidArgumentError, InvalidWindowError
+from .schema import EVENTS_SCHEMA
 from .views import _ensure_experiments_placeholder, create_views
 from .windowed import windowed_stats
 from .windows import Last, LastN, Range
@@ -20,10 +21,8 @@ if TYPE_CHECKING:
 
 __all__ = ["EVENT_COLUMNS", "Store"]
 
-EVENT_COLUMNS = (
-    "experiment_id", "event", "category", "ts", "mono_ns", "seq", "host", "pid", "rank", "local_rank",
-    "node", "world_size", "epoch", "global_step", "batch", "duration", "measurements", "metadata", "tags",
-)
+#: Columns of the ``events`` view: the partition key, then the schema's columns (defined once, there).
+EVENT_COLUMNS = ("experiment_id", *EVENTS_SCHEMA.names)
 _OPS = {"=", "!=", "<", "<=", ">", ">="}
 _ORDER = " ORDER BY ts, host, pid, seq"
 

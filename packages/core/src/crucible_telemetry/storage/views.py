@@ -15,8 +15,6 @@ __all__ = ["VIEW_NAMES", "connect", "create_views"]
 
 VIEW_NAMES = ("experiments", "events", "metrics", "runs")
 
-_SEGMENT = r"([^/\\]+?)_(\d+)_(\d+)(?:_(\d+))?\.parquet$"
-
 _EXPERIMENT_COLUMNS = (
     "{experiment_id: 'VARCHAR', name: 'VARCHAR', hypothesis: 'VARCHAR', condition: 'VARCHAR', "
     "tags: 'VARCHAR[]', metadata: 'JSON', status: 'VARCHAR', started_at: 'TIMESTAMPTZ', "
@@ -29,30 +27,6 @@ def _lit(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
-def _live_files_sql(pattern: str, key: str) -> str:
-    # The rule of segments.live_files, from names and now() alone: a covering file counts once it
-    # is MATURITY_SECONDS old, and then hides what it covers (see segments.py for why).
-    maturity_ms = int(segments.MATURITY_SECONDS * 1000)
-    return f"""
-        WITH f AS (
-            SELECT file,
-                   regexp_extract(file, '{key}=([^/\\\\]+)', 1) AS part,
-                   regexp_extract(file, '{_SEGMENT}', 1) AS proc,
-                   TRY_CAST(regexp_extract(file, '{_SEGMENT}', 2) AS BIGINT) AS a,
-                   TRY_CAST(regexp_extract(file, '{_SEGMENT}', 3) AS BIGINT) AS b,
-                   TRY_CAST(regexp_extract(file, '{_SEGMENT}', 4) AS BIGINT) AS c
-            FROM glob({_lit(pattern)})
-        ), u AS (
-            SELECT * FROM f WHERE a = b OR coalesce(c, 0) <= epoch_ms(now()) - {maturity_ms}
-        )
-        SELECT file FROM u
-        WHERE NOT EXISTS (
-            SELECT 1 FROM u g
-            WHERE g.part = u.part AND g.proc = u.proc AND g.a <= u.a AND g.b >= u.b
-              AND (g.a <> u.a OR g.b <> u.b)
-        )"""
-
-
 def _dataset_sql(home: Path, dataset: str, key: str) -> str:
     pattern = (home / dataset / "*" / "*.parquet").as_posix()
     return f"""
@@ -60,7 +34,7 @@ def _dataset_sql(home: Path, dataset: str, key: str) -> str:
         FROM read_parquet({_lit(pattern)}, hive_partitioning = true, union_by_name = true,
                           filename = true, hive_types = {{'{key}': VARCHAR}})
         WHERE {key} <> '__schema__'
-          AND filename IN ({_live_files_sql(pattern, key)})"""
+          AND filename IN ({segments.visible_files_sql(f'SELECT file FROM glob({_lit(pattern)})')})"""
 
 
 def create_views(con: duckdb.DuckDBPyConnection, home: Path) -> None:
