@@ -231,11 +231,15 @@ def open_run(hub: Telemetry, choice: Choice, *, name: str, hypothesis: str | Non
             one that exists (start them after the leader, behind a barrier).
         bind: make it the experiment of the caller's context, so ``ct.emit`` from user code
             during training lands in it too.
+
+    Whatever the choice's source, an experiment already live in the caller's context is used as
+    it is and never stopped by the plugin (``Run.owned`` is False).
     """
-    if choice.live:
-        live = _live(hub)
-        if live is not None and live.id == choice.experiment_id:
-            return Run(live, owned=False, bound=False, source="live")
+    live = _live(hub)
+    if live is not None and live.id == choice.experiment_id:
+        # the experiment live around the call (chosen as such, or named by an explicit id, the env or a
+        # resumed checkpoint): its owner is the caller's ``with`` block, so the plugin never stops it
+        return Run(live, owned=False, bound=False, source="live")
     exp_id = choice.experiment_id
     exp: Experiment | None = None
     try:
