@@ -140,7 +140,7 @@ class Upkeep(State):
 
     def hub_closed(self) -> bool:
         """Whether the hub was closed (then the background thread writes once more and ends)."""
-        return bool(getattr(self.hub, "_closed", False))  # no public flag on Telemetry yet
+        return bool(getattr(self.hub, "closed", False))
 
     def step(self) -> None:
         """One round of the background thread: drain, write every ``hub.flush_interval``, prune when due."""
