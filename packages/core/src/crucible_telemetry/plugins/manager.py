@@ -93,10 +93,14 @@ def get_plugin_manager() -> pluggy.PluginManager:
 
 
 def call_each(hook_name: str, register: Callable[..., Any], plugin: object = None) -> None:
-    """Call every implementation of ``hook_name`` (or ``plugin``'s alone) with ``register``, failures isolated."""
+    """Call every implementation of ``hook_name`` (or ``plugin``'s alone) with ``register``, failures isolated.
+
+    In registration order: the built-in plugin first, so a plugin may replace a built-in adapter or
+    exporter by registering the same name, while a command name already taken is refused.
+    """
     pm = get_plugin_manager() if _pm is None else _pm
     hook = getattr(pm.hook, hook_name)
-    for impl in reversed(hook.get_hookimpls()):
+    for impl in hook.get_hookimpls():
         if plugin is not None and impl.plugin is not plugin:
             continue
         try:
