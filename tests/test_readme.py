@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests._readme import README, python_blocks, section
+from tests._requires import requires_plugin
 
 HERE = ["Quick start", "MetricsStore port", "Hugging Face Trainer"]
 ELSEWHERE = ["Lightning", "LLM calls", "Counters, gauges and histograms", "The `crucible` command"]
@@ -25,7 +26,9 @@ def test_every_readme_example_is_run_by_some_test() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("title", HERE)
+@pytest.mark.parametrize("title", [
+    pytest.param(t, marks=requires_plugin("crucible-telemetry-hf", "torch")) if t == "Hugging Face Trainer" else t
+    for t in HERE])
 def test_readme_example_runs(title: str, tmp_path: Path) -> None:
     env = {**os.environ, "CRUCIBLE_HOME": str(tmp_path / ".crucible"), "HF_HUB_OFFLINE": "1", "CRUCIBLE_STRICT": "1"}
     for block in python_blocks(section(title)):

@@ -32,6 +32,7 @@ from crucible_telemetry import plugins
 from crucible_telemetry.hookspecs import hookimpl
 from crucible_telemetry.storage import segments
 from tests._readme import README, run_example, section
+from tests._requires import requires_plugin
 
 ROOT = README.parent
 
@@ -364,6 +365,7 @@ else:
 """
 
 
+@requires_plugin("crucible-telemetry-llm")  # "the other plugins went on": llm is the one that goes on
 def test_crucible_strict_env_decides_whether_a_failing_plugin_raises(tmp_path: Path) -> None:
     def run(**env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-c", _BAD_PLUGIN], cwd=tmp_path, capture_output=True, text=True,
@@ -382,6 +384,7 @@ def test_crucible_strict_env_decides_whether_a_failing_plugin_raises(tmp_path: P
 # ---------------------------------------------------------------- Hugging Face Trainer
 
 
+@requires_plugin("crucible-telemetry-hf", "torch")
 def test_hf_log_epoch_loss_false_asks_for_no_extra_log(hub: ct.Telemetry, tmp_path: Path) -> None:
     from crucible_telemetry_hf import CrucibleCallback
     from tests.hf._tiny import events, tiny_trainer
@@ -494,6 +497,7 @@ def test_plot_metric_and_build_report_are_the_python_side(hub: ct.Telemetry, tmp
 # ---------------------------------------------------------------- Development
 
 
+@requires_plugin("torch")  # the pin is checked against the installed torch
 def test_development_nox_sessions_and_torch_pin() -> None:
     text = section("Development")
     m = re.search(r"`python3 -m nox -s ([\w |]+)`", text)

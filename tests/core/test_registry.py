@@ -12,8 +12,8 @@ import pytest
 
 import crucible_telemetry as ct
 from crucible_telemetry import events, plugins
-from crucible_telemetry.plugins import hookspecs
-from crucible_telemetry.plugins import hookimpl
+from crucible_telemetry.plugins import hookimpl, hookspecs
+from tests._requires import requires_plugin
 
 SEED = [
     "req_llm.request.start", "req_llm.request.stop", "req_llm.request.exception",
@@ -82,6 +82,7 @@ def test_plugin_events_register_and_a_failing_plugin_does_not_stop_others(caplog
         plugins.set_strict(True)
 
 
+@requires_plugin("crucible-telemetry-lightning", "crucible-telemetry-hf", "crucible-telemetry-llm")
 def test_installed_plugins_are_loaded_from_entry_points() -> None:
     names = {name for name, _ in plugins.get_plugin_manager().list_name_plugin()}
     assert {"lightning", "hf", "llm", "crucible_telemetry.builtin"} <= names
