@@ -121,6 +121,8 @@ BUILTIN_EVENTS: tuple[EventInfo, ...] = (
     _ev("crucible_train.training.exception", "training",
         "A training run failed; kind, reason and stacktrace of the exception.",
         ("duration", "epoch", "global_step", "kind", "reason", "stacktrace")),
+    _ev("crucible_system.sample", "system", "Machine load: CPU, memory, disk and network rates; one row per GPU.",
+        ("device", "gpu_index", "cpu_percent", "process_rss_bytes", "gpu_utilization_percent")),
 )
 
 _LOCK = threading.Lock()
