@@ -1,6 +1,6 @@
 """The plugins reach the core through its public modules only (those listed in docs/plugins.md).
 
-Every module under packages/{lightning,hf,llm}/src is parsed (never imported). A plugin fails when
+Every module under packages/{lightning,hf,llm,postgres}/src is parsed (never imported). A plugin fails when
 it imports a ``crucible_telemetry`` module that is not listed, a name that starts with ``_``, a
 name outside a public module's ``__all__``, or reaches either through an attribute
 (``import crucible_telemetry as ct`` then ``ct._hubs``, ``ct.storage``).
@@ -16,7 +16,8 @@ import pytest
 
 from ._pages import CORE, ROOT, public_modules
 
-PLUGINS = {"lightning": "crucible_telemetry_lightning", "hf": "crucible_telemetry_hf", "llm": "crucible_telemetry_llm"}
+PLUGINS = {"lightning": "crucible_telemetry_lightning", "hf": "crucible_telemetry_hf", "llm": "crucible_telemetry_llm",
+           "postgres": "crucible_telemetry_postgres"}
 
 
 def _is_core(module: str) -> bool:

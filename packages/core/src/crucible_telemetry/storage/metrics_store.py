@@ -146,16 +146,23 @@ _instances: dict[Any, MetricsAdapter] = {}
 _lock = threading.Lock()
 
 
-def resolve(adapter: Any) -> MetricsAdapter:
-    """An adapter instance from an instance, ``(Class, options)``, or a registered name."""
-    if isinstance(adapter, str):
-        from .. import plugins
+def resolve_class(name: str) -> type:
+    """The adapter class registered as ``name``."""
+    from .. import plugins
 
-        plugins.load_plugins()
-        cls = plugins.ADAPTERS.get(adapter)
-        if cls is None:
-            raise InvalidArgumentError("adapter", f"unknown adapter {adapter!r}; registered: {sorted(plugins.ADAPTERS)}")
-        adapter = (cls, {})
+    plugins.load_plugins()
+    cls = plugins.ADAPTERS.get(name)
+    if cls is None:
+        raise InvalidArgumentError("adapter", f"unknown adapter {name!r}; registered: {sorted(plugins.ADAPTERS)}")
+    return cls
+
+
+def resolve(adapter: Any) -> MetricsAdapter:
+    """An adapter instance from an instance, ``(Class, options)``, a registered name, or ``(name, options)``."""
+    if isinstance(adapter, str):
+        adapter = (resolve_class(adapter), {})
+    if isinstance(adapter, tuple) and len(adapter) == 2 and isinstance(adapter[0], str):
+        adapter = (resolve_class(adapter[0]), adapter[1])  # ("name", options), as docs/plugins.md says
     if isinstance(adapter, tuple) and len(adapter) == 2 and isinstance(adapter[0], type):
         cls, options = adapter
         if not isinstance(options, dict):
