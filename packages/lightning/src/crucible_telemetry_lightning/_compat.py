@@ -7,11 +7,12 @@ Trainer), so the public classes subclass the base classes of every flavour found
 
 from __future__ import annotations
 
+import functools
 import importlib
 from types import ModuleType
 from typing import Any
 
-__all__ = ["FLAVOURS", "callback_bases", "flavours", "global_rank", "logger_bases"]
+__all__ = ["FLAVOURS", "callback_bases", "dummy_experiment_class", "flavours", "global_rank", "logger_bases", "rank_zero_experiment"]
 
 #: Import names tried, in order; the first installed is the primary flavour.
 FLAVOURS = ("lightning.pytorch", "pytorch_lightning")
@@ -46,6 +47,35 @@ def callback_bases() -> tuple[type, ...]:
 def logger_bases() -> tuple[type, ...]:
     """``loggers.Logger`` of every installed flavour."""
     return tuple(importlib.import_module(f"{m.__name__}.loggers").Logger for m in flavours())
+
+
+def _logger_module(m: ModuleType) -> Any:
+    return importlib.import_module(f"{m.__name__}.loggers.logger")
+
+
+_dummy: type | None = None
+
+
+def dummy_experiment_class() -> type:
+    """A ``DummyExperiment`` of every installed flavour at once (``isinstance`` holds for each)."""
+    global _dummy
+    if _dummy is None:
+        bases = tuple(dict.fromkeys(_logger_module(m).DummyExperiment for m in flavours()))
+        _dummy = type("DummyExperiment", bases, {"__module__": __name__})
+    return _dummy
+
+
+def rank_zero_experiment(fn: Any) -> Any:
+    """Lightning's own ``@rank_zero_experiment``: rank > 0 gets a ``DummyExperiment`` (of every flavour)."""
+    primary = _logger_module(flavours()[0])
+    wrapped = primary.rank_zero_experiment(fn)
+
+    @functools.wraps(fn)
+    def experiment(self: Any) -> Any:
+        out = wrapped(self)
+        return dummy_experiment_class()() if isinstance(out, primary.DummyExperiment) else out
+
+    return experiment
 
 
 def global_rank() -> int:

@@ -147,8 +147,9 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
         return self.run_id
 
     @property
+    @_compat.rank_zero_experiment
     def experiment(self) -> ct.Telemetry:
-        """The hub itself (what ``trainer.logger.experiment`` hands out)."""
+        """The hub on rank 0 (what ``trainer.logger.experiment`` hands out); Lightning's ``DummyExperiment`` elsewhere."""
         return self.hub
 
     @property
