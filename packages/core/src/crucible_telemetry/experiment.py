@@ -26,12 +26,12 @@ def new_experiment_id() -> str:
     return f"exp-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}"
 
 
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+@-]{0,199}$")
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+@-]{0,199}\Z")  # \Z: no trailing newline, unlike $
 
 
 def validate_id(argument: str, value: object) -> str:
     """Check an experiment or run id (it names a folder); raise naming ``argument`` otherwise."""
-    if not isinstance(value, str) or not _ID_RE.match(value):
+    if not isinstance(value, str) or not _ID_RE.fullmatch(value):
         raise InvalidArgumentError(
             argument, f"{value!r} is not a valid id: use 1-200 of letters, digits and . _ : + @ - (starting alphanumeric)"
         )

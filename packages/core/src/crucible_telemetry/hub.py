@@ -16,7 +16,7 @@ import os
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -87,6 +87,7 @@ class Telemetry:
         self._current: contextvars.ContextVar[Experiment | None] = contextvars.ContextVar("crucible_experiment", default=None)
         self._experiments: dict[str, Experiment] = {}
         self._fallback: Experiment | None = None
+        self._run_ids: set[str] = set()  # run ids record_metric has validated
         plugins.load_plugins()  # the event registry and the enrichers, before the first batch is built
         self.writer = Writer(self.home, flush_interval=self.flush_interval, batch_size=self.batch_size,
                              buffer_limit=self.buffer_limit, on_batch=self._on_batch,
@@ -118,24 +119,25 @@ class Telemetry:
                 dotted, parts = normalize(name)
             except Exception as exc:
                 self._record_error(exc)
+                self.writer.reject("invalid_name", at_emit=True)
                 return
         hs = self._table.get(dotted)
         if hs is not None:
             self._handlers.dispatch(hs, parts, measurements, metadata)
         exp = self._current.get()
         if exp is None or exp.state:
-            exp = self._resolve(exp)
+            exp = self._resolve(exp, dotted)
             if exp is None:
                 return
-        if metadata is not None and "experiment_id" in metadata:
-            exp = self._explicit(metadata["experiment_id"])
+        if metadata is not None and (type(metadata) is dict or isinstance(metadata, Mapping)) and "experiment_id" in metadata:
+            exp = self._explicit(metadata["experiment_id"], dotted)
             if exp is None:
                 return
         buf = self._buf
         if len(buf) < self._limit:
             buf.append((exp, dotted, measurements, metadata, _mono_ns()))
         else:
-            self.writer.dropped_overflow += 1
+            self.writer.overflow()
 
     def emit_deferred(self, name: Any, build: Callable[[], tuple[dict[str, Any], dict[str, Any] | None]],
                       experiment: Experiment | None = None) -> None:
@@ -152,21 +154,23 @@ class Telemetry:
             dotted, parts = normalize(name)  # cached after the first call, like emit's lookup
         except Exception as exc:
             self._record_error(exc)
+            self.writer.reject("invalid_name", at_emit=True)
             return
         if experiment is not None:
             exp: Experiment | None = experiment
             if experiment.state == PAUSED:
                 experiment.dropped_paused += 1
+                self.writer.dropped_paused += 1
                 return
         else:
             exp = self._current.get()
             if exp is None or exp.state:
-                exp = self._resolve(exp)
+                exp = self._resolve(exp, dotted)
                 if exp is None:
                     return
         buf = self._buf
         if len(buf) >= self._limit:
-            self.writer.dropped_overflow += 1
+            self.writer.overflow()
             return
         hs = self._table.get(dotted)
         if hs is None:
@@ -177,28 +181,45 @@ class Telemetry:
             m, md = build()
         except Exception as exc:
             self._record_error(exc)
+            self.writer.reject("deferred_build_failed", dotted, at_emit=True)
             return
         self._handlers.dispatch(hs, parts, m, md)
         buf.append((exp, dotted, m, md, mono))
 
-    def _resolve(self, exp: Experiment | None) -> Experiment | None:
+    def _resolve(self, exp: Experiment | None, name: str = "") -> Experiment | None:
         """Slow path of emit: a stopped context experiment falls back; a paused one counts the drop."""
         if exp is None or exp.state == STOPPED:
             exp = self._fallback
             if exp is None:
+                self.writer.reject("no_experiment", name, at_emit=True)
                 return None
         if exp.state == PAUSED:
             exp.dropped_paused += 1
+            self.writer.dropped_paused += 1
             return None
-        return exp if exp.state == RUNNING else None
+        if exp.state != RUNNING:
+            self.writer.reject("no_experiment", name, at_emit=True)
+            return None
+        return exp
 
-    def _explicit(self, exp_id: Any) -> Experiment | None:
+    def _explicit(self, exp_id: Any, name: str = "") -> Experiment | None:
+        """The experiment an event names in ``metadata['experiment_id']``; an invalid or unknown one is counted."""
         exp = self._experiments.get(exp_id) if isinstance(exp_id, str) else None
-        if exp is None and isinstance(exp_id, str):
+        if exp is None:
+            try:
+                validate_id("experiment_id", exp_id)
+            except InvalidArgumentError:
+                self.writer.reject("invalid_experiment_id", name, at_emit=True)
+                return None
             try:
                 exp = self.join_experiment(exp_id)
             except Exception:
+                self.writer.reject("unknown_experiment_id", name, at_emit=True)
                 return None
+        if exp.state == PAUSED:
+            exp.dropped_paused += 1
+            self.writer.dropped_paused += 1
+            return None
         return exp
 
     def _bind(self, exp: Experiment) -> contextvars.Token[Experiment | None]:
@@ -390,7 +411,13 @@ class Telemetry:
 
     def record_metric(self, run_id: str, metric: str, value: Any, step: Any = None, epoch: Any = None,
                       kind: str = "value", tags: dict[str, str] | None = None, metadata: dict[str, Any] | None = None) -> None:
-        """Buffer one metric row for the ``metrics`` dataset (used by the MetricsStore adapter)."""
+        """Buffer one metric row for the ``metrics`` dataset (used by the MetricsStore adapter).
+
+        ``run_id`` names a folder, so it follows the rule of experiment ids (checked once per id).
+        """
+        if run_id not in self._run_ids:
+            validate_id("run_id", run_id)
+            self._run_ids.add(run_id)
         self.writer.record_metric(run_id, metric, value, step, epoch, kind, tags, metadata)
 
     def reserve_metric_seq(self, n: int) -> int:
@@ -410,6 +437,15 @@ class Telemetry:
 
     def _record_error(self, exc: BaseException) -> None:
         self.writer.record_error(exc)
+
+    def stats(self) -> dict[str, Any]:
+        """Where every event emitted in this process went.
+
+        ``emitted = stored + pending + dropped_overflow + dropped_paused + rejected_total``, with
+        ``rejected`` by reason (``metadata_not_a_dict``, ``unknown_experiment_id`` ...); ``pending``
+        is what waits in the buffers, 0 right after ``flush()``.
+        """
+        return self.writer.stats()
 
     @property
     def dropped_overflow(self) -> int:

@@ -6,7 +6,7 @@ import logging
 import math
 import numbers
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import chain
 from operator import itemgetter
 from typing import Any
@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from ..events import category_of
 from .schema import EVENTS_SCHEMA, METRICS_SCHEMA
 
-__all__ = ["EventBatch", "build_events", "build_metrics", "to_json"]
+__all__ = ["EventBatch", "build_events", "build_metrics", "clean_row", "to_json"]
 
 log = logging.getLogger("crucible_telemetry")
 
@@ -38,24 +38,123 @@ def to_json(value: Any) -> str | None:
     if value is None:
         return None
     try:
-        return orjson.dumps(value, default=repr, option=_JSON_OPTS).decode()
-    except (TypeError, orjson.JSONEncodeError):
-        if isinstance(value, dict):
-            return orjson.dumps({str(k): repr(v) for k, v in value.items()}).decode()
-        return orjson.dumps(repr(value)).decode()
+        return orjson.dumps(value, default=_repr, option=_JSON_OPTS).decode()
+    except Exception:
+        if isinstance(value, dict):  # only the values that cannot be encoded become text
+            return orjson.dumps({_key(k): _one_value(v) for k, v in value.items()}, default=_repr,
+                                option=_JSON_OPTS).decode()
+        return orjson.dumps(_repr(value)).decode()
+
+
+def _repr(value: Any) -> str:
+    """``repr(value)``, or a placeholder naming its type when even ``repr`` raises."""
+    try:
+        return repr(value)
+    except Exception:
+        return f"<unrepresentable {type(value).__name__}>"
+
+
+def _key(k: Any) -> str:
+    if type(k) is str:
+        return k  # type: ignore[no-any-return]
+    try:
+        return str(k)
+    except Exception:
+        return _repr(k)
+
+
+def _one_value(v: Any) -> Any:
+    """One metadata value as JSON-ready data: itself when orjson encodes it, else its repr."""
+    try:
+        orjson.dumps(v, default=_repr, option=_JSON_OPTS)
+    except Exception:
+        return _repr(v)
+    return v
+
+
+_INT64_MAX = 2**63 - 1
 
 
 def _as_int(v: Any) -> int | None:
+    """An int64, or None when ``v`` is not a whole number in range (never truncated)."""
     if v is None:
         return None
     t = type(v)
     if t is int:
-        return v  # type: ignore[no-any-return]
+        return v if -_INT64_MAX <= v <= _INT64_MAX else None  # type: ignore[no-any-return]
+    if t is bool or isinstance(v, (str, bytes)):
+        return None
     try:
         f = float(v)
-    except (TypeError, ValueError):
+    except Exception:
         return None
-    return int(f) if math.isfinite(f) and f == int(f) else None
+    return int(f) if math.isfinite(f) and f == int(f) and abs(f) < 2**63 else None
+
+
+def scalar(value: Any) -> float | None:
+    """``value`` as a float when it is one real number (numpy scalars, CPU 0-d tensors), else None.
+
+    The writer thread's twin of ``integration.to_scalar``; a tensor on an accelerator is left
+    alone (reading it would synchronise the device from this thread).
+    """
+    t = type(value)
+    if t is float:
+        return value  # type: ignore[no-any-return]
+    if isinstance(value, (str, bytes)) or value is None:
+        return None
+    if isinstance(value, (numbers.Real, np.bool_)):
+        try:
+            return float(value)
+        except Exception:
+            return None
+    device = getattr(value, "device", None)
+    if device is not None and getattr(device, "type", "cpu") != "cpu":
+        return None
+    try:
+        numel = getattr(value, "numel", None)
+        size = numel() if callable(numel) else getattr(value, "size", None)
+        if size != 1 or not hasattr(value, "item"):
+            return None
+        item = value.item()
+        return float(item) if isinstance(item, numbers.Real) else None
+    except Exception:
+        return None
+
+
+def clean_row(row: tuple[Any, ...]) -> tuple[tuple[Any, ...] | None, str | None]:
+    """One buffered row made safe to build, or ``(None, reason)`` when nothing of it can be kept.
+
+    Measurement keys become strings; values become floats (NULL where a number does not fit);
+    what is not a number moves to metadata as when the batch is built.
+    """
+    exp, name, m, md, mono = row
+    try:
+        if m is None:
+            m = {}
+        elif type(m) is not dict:
+            if not isinstance(m, Mapping):
+                return None, "measurements_not_a_dict"
+            m = dict(m)
+        if md is not None and type(md) is not dict:
+            if not isinstance(md, Mapping):
+                return None, "metadata_not_a_dict"
+            md = dict(md)
+        clean: dict[str, Any] = {}
+        for k, v in m.items():
+            t = type(v)
+            if t is int and not -1e308 < v < 1e308:
+                v = None  # beyond float64: NULL, not an overflow of the batch
+            elif not (t is float or t is int or t is bool):
+                f = scalar(v)
+                v = v if f is None else f
+            clean[_key(k)] = v
+        if md and any(type(k) is not str for k in md):
+            md = {_key(k): v for k, v in md.items()}
+        if type(mono) is not int:
+            return None, "bad_timestamp"
+    except Exception:
+        return None, "unreadable_event"
+    return (exp, name, clean, md, mono), None
 
 
 class EventBatch:
@@ -80,8 +179,8 @@ def _sanitize(name: str, m: dict[str, Any] | None, md: dict[str, Any] | None) ->
         t = type(v)
         if t is float or t is int or t is bool:
             clean[k] = v
-        elif isinstance(v, numbers.Real):
-            clean[k] = float(v)
+        elif (f := scalar(v)) is not None:
+            clean[k] = f
         else:
             moved[str(k)] = v
             _warn_once(f"nonnum:{name}:{k}", "crucible_telemetry: measurement %r of %s is not a number "
@@ -134,10 +233,8 @@ def _int_column(f: np.ndarray[Any, Any] | None, mds: list[Any], key: str, md_key
     if key not in md_keys:
         return from_map if from_map is not None else pa.nulls(n, pa.int64())
     raw = [md.get(key) if md else None for md in mds]
-    try:
-        from_md = pa.array(raw, pa.int64())
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError, ValueError):
-        from_md = pa.array([_as_int(v) for v in raw], pa.int64())
+    ok = (-_INT64_MAX <= v <= _INT64_MAX if type(v) is int else v is None for v in raw)
+    from_md = pa.array(raw if all(ok) else [_as_int(v) for v in raw], pa.int64())
     if from_map is None:
         return from_md
     return pc.if_else(pc.is_valid(from_map), from_map, from_md)
@@ -240,8 +337,8 @@ def _slow_path(names: list[str], ms: list[Any], mds: list[Any], enrichers: Seque
 
 def _json_one(md: Any) -> bytes:
     try:
-        return orjson.dumps(md, default=repr)
-    except (TypeError, orjson.JSONEncodeError):
+        return orjson.dumps(md, default=_repr)
+    except Exception:
         return (to_json(md) or "null").encode()
 
 
@@ -261,7 +358,7 @@ def _metadata_column(mds: list[Any]) -> pa.Array:
         if md:
             try:
                 b = dumps(md, default=repr)
-            except (TypeError, orjson.JSONEncodeError):
+            except Exception:
                 b = _json_one(md)
             extend(b)
             add(len(b))
@@ -309,7 +406,7 @@ def _series(name_enc: pa.DictionaryArray, kx: _Keys) -> dict[tuple[str, str], An
 def _float_or_none(v: Any) -> float | None:
     try:
         return float(v)
-    except (TypeError, ValueError, OverflowError):
+    except Exception:
         return None
 
 

@@ -72,7 +72,14 @@ class Writer:
         self._thread: threading.Thread | None = None
         self._seq = 0
         self._mseq = 0
-        self.dropped_overflow = 0
+        self.dropped_overflow = 0  # events and metric rows refused by a full buffer or the disk
+        self.dropped_paused = 0  # events emitted into a paused experiment
+        self.rejected: dict[str, int] = {}  # events that could not be stored, by reason
+        self.recent_rejects: deque[tuple[str, str]] = deque(maxlen=100)  # (reason, event name), latest
+        self.drained = 0  # events taken out of ``buf`` by the writer
+        self._event_overflow = 0  # the share of ``dropped_overflow`` that were events
+        self._unwritable = 0  # built events dropped because the disk refused them beyond the limit
+        self._emit_rejects = 0  # rejected before reaching the buffer (never drained)
         self.write_errors: deque[BaseException] = deque(maxlen=100)  # the latest problems, bounded
         self.error_count = 0
         self._logged: set[str] = set()
@@ -91,6 +98,38 @@ class Writer:
             self._logged.add(key)
             log.warning("crucible_telemetry: %s (recorded, not raised; see Telemetry.write_errors)", exc)
 
+    def reject(self, reason: str, name: str = "", n: int = 1, *, at_emit: bool = False) -> None:
+        """Count ``n`` events that could not be stored, by ``reason``; logged once per reason.
+
+        ``at_emit``: refused by ``emit`` itself, so never in the buffer.
+        """
+        self.rejected[reason] = self.rejected.get(reason, 0) + n
+        if at_emit:
+            self._emit_rejects += n
+        self.recent_rejects.append((reason, name))
+        if f"reject:{reason}" not in self._logged:
+            self._logged.add(f"reject:{reason}")
+            log.warning("crucible_telemetry: an event (%s) was rejected: %s (counted in Telemetry.stats())", name, reason)
+
+    def overflow(self) -> None:
+        """Count one event dropped because the buffer was full."""
+        self.dropped_overflow += 1
+        self._event_overflow += 1
+
+    def stats(self) -> dict[str, Any]:
+        """Where every event went: ``stored + pending + dropped_overflow + dropped_paused + rejected = emitted``.
+
+        ``pending`` (still buffered) is 0 right after ``flush()``. Counts are of this process.
+        """
+        buffered = len(self.buf)
+        pending = buffered + self._pending_rows
+        overflow = self._event_overflow + self._unwritable
+        rejected = dict(self.rejected)
+        emitted = self.drained + buffered + self._event_overflow + self.dropped_paused + self._emit_rejects
+        return {"emitted": emitted, "stored": self.events_written, "pending": pending,
+                "dropped_overflow": overflow, "dropped_paused": self.dropped_paused,
+                "rejected": rejected, "rejected_total": sum(rejected.values())}
+
     # ---------------------------------------------------------------- metrics
 
     def record_metric(self, run_id: str, metric: str, value: Any, step: Any = None, epoch: Any = None,
@@ -98,7 +137,7 @@ class Writer:
                       metadata: dict[str, Any] | None = None) -> None:
         """Buffer one row of the ``metrics`` dataset."""
         if len(self._mbuf) >= self.buffer_limit:
-            self.dropped_overflow += 1
+            self.dropped_overflow += 1  # a metric row: not an event, so not in stats()
             return
         self.ensure_thread()
         self._mbuf.append((run_id, metric, value, step, epoch, kind, tags, _wall_ns(), metadata))
@@ -185,16 +224,31 @@ class Writer:
                     m, md = fields.build()
                 except Exception as exc:
                     self.record_error(exc)
+                    self.reject("deferred_build_failed", row[1])
                     continue
                 row = (row[0], row[1], m, md, row[4])
             out.append(row)
         return out
 
     def _build_pending(self, limit: int | None = None) -> None:
-        """Drain the buffer (at most ``limit`` rows) into per-experiment Arrow tables and live stats."""
+        """Drain the buffer (at most ``limit`` rows) into per-experiment Arrow tables and live stats.
+
+        Every drained row ends up built, or rejected and counted: nothing raises past this point.
+        """
         rows = self._drain(self.buf, limit)
+        self.drained += len(rows)
+        try:
+            self._build_rows(rows)
+        except Exception as exc:  # a bug of ours, not of the events: counted, never lost silently
+            self.record_error(exc)
+            self.reject("internal_error", n=len(rows) - self._built)
+
+    def _build_rows(self, rows: list[tuple[Any, ...]]) -> None:
+        total = len(rows)
+        self._built = 0  # rows of ``rows`` accounted for so far (built, or rejected)
         if self.later and rows:  # a deferred row is counted in `later` before it enters the buffer
             rows = self._build_later(rows)
+            self._built = total - len(rows)
         if not rows:
             return
         seq0 = self._seq
@@ -218,10 +272,48 @@ class Writer:
         wall_offset = time.time_ns() - time.monotonic_ns()
         enrichers = self._enrichers()
         for exp_id, (exp, grows, seqs) in groups.items():
-            batch = encode.build_events(grows, seqs, host_ident, exp.tags, enrichers, wall_offset)
+            try:
+                batch = encode.build_events(grows, seqs, host_ident, exp.tags, enrichers, wall_offset)
+            except Exception:  # one bad event: quarantine it, keep its neighbours
+                batch = self._quarantine(grows, seqs, host_ident, exp.tags, enrichers, wall_offset)
+            self._built += len(grows)
+            if batch is None:
+                continue
             self._pending.setdefault(exp_id, []).append(batch.table)
             self._pending_rows += batch.table.num_rows
-            self._on_batch(exp_id, batch.counts, batch.series)
+            try:
+                self._on_batch(exp_id, batch.counts, batch.series)
+            except Exception as exc:  # the live stats may miss a batch; the store does not
+                self.record_error(exc)
+
+    def _quarantine(self, rows: list[tuple[Any, ...]], seqs: Any, *args: Any) -> encode.EventBatch | None:
+        """Build ``rows`` after cleaning each one; what still cannot be built is rejected row by row."""
+        kept: list[tuple[Any, ...]] = []
+        kept_seqs: list[int] = []
+        for row, seq in zip(rows, seqs):
+            clean, reason = encode.clean_row(row)
+            if clean is None:
+                self.reject(reason or "invalid_event", _name(row))
+            else:
+                kept.append(clean)
+                kept_seqs.append(int(seq))
+        if not kept:
+            return None
+        try:
+            return encode.build_events(kept, kept_seqs, *args)
+        except Exception:
+            pass
+        good: list[tuple[Any, ...]] = []
+        good_seqs: list[int] = []
+        for row, seq in zip(kept, kept_seqs):
+            try:
+                encode.build_events([row], [seq], *args)
+            except Exception as exc:
+                self.reject(f"unbuildable:{type(exc).__name__}", _name(row))
+                continue
+            good.append(row)
+            good_seqs.append(seq)
+        return encode.build_events(good, good_seqs, *args) if good else None
 
     def _write_pending(self) -> int:
         written = 0
@@ -236,6 +328,9 @@ class Writer:
                     dropped = tables.pop(0).num_rows
                     self._pending_rows -= dropped
                     self.dropped_overflow += dropped
+                    self._unwritable += dropped
+                    if not tables:
+                        del self._pending[exp_id]
                 continue
             del self._pending[exp_id]
             self._pending_rows -= table.num_rows
@@ -289,8 +384,15 @@ class Writer:
         self._mbuf.clear()
         self._pending.clear()
         self._pending_rows = 0
+        self.dropped_overflow = self.dropped_paused = self.drained = self.events_written = 0
+        self._event_overflow = self._unwritable = self._emit_rejects = 0
+        self.rejected = {}
         self.events.after_fork()
         self.metrics.after_fork()
+
+
+def _name(row: tuple[Any, ...]) -> str:
+    return row[1] if len(row) > 1 and type(row[1]) is str else "?"
 
 
 def identity() -> tuple[str, int, int | None, int | None, int | None, int | None]:
