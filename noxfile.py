@@ -1,5 +1,5 @@
-"""Sessions: tests (everything), tests_core / tests_lightning / tests_hf / tests_llm (one package
-each), demo, lint, typecheck, bench. Every install is pinned by constraints.txt."""
+"""Sessions: tests (everything), tests_core / tests_lightning / tests_hf / tests_llm / tests_postgres (one
+package each), demo, lint, typecheck, bench. Every install is pinned by constraints.txt."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ PLUGINS = {
     "lightning": ["-e", "packages/lightning[lightning,pytorch-lightning]"],
     "hf": ["-e", "packages/hf"],
     "llm": ["-e", "packages/llm[openai]"],
+    "postgres": ["-e", "packages/postgres"],
 }
 PACKAGES = [*CORE, *(arg for args in PLUGINS.values() for arg in args)]
 #: What the core's own tests need: no torch, Lightning, transformers nor openai.
@@ -36,7 +37,8 @@ ENV = {
     "CRUCIBLE_STRICT": "1",
     "PYTHONHASHSEED": "0",
 }
-DEBIAN = {"promtool": "prometheus", "prometheus": "prometheus", "chromium": "chromium", "chromedriver": "chromium-driver"}
+DEBIAN = {"promtool": "prometheus", "prometheus": "prometheus", "chromium": "chromium", "chromedriver": "chromium-driver",
+          "initdb": "postgresql"}
 
 
 def _install(session: nox.Session, *extra: str) -> None:
@@ -67,8 +69,8 @@ def _debian(session: nox.Session, *commands: str) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the whole test suite (real Trainers, real DuckDB, real openai client, real Prometheus)."""
-    _debian(session, "promtool", "prometheus", "chromium", "chromedriver")
+    """Run the whole test suite (real Trainers, real DuckDB, real openai client, real Prometheus, real PostgreSQL)."""
+    _debian(session, "promtool", "prometheus", "chromium", "chromedriver", "initdb")
     _install(session, *TEST_DEPS)
     session.run("pytest", *(session.posargs or ["-q"]), env=ENV)
 
@@ -107,6 +109,14 @@ def tests_llm(session: nox.Session) -> None:
 
 
 @nox.session
+def tests_postgres(session: nox.Session) -> None:
+    """The PostgreSQL plugin's tests against a real server (Debian's postgresql), Lightning for the mirror test."""
+    _debian(session, "initdb")
+    session.install("-c", CONSTRAINTS, "torch==2.13.0")
+    _plugin_tests(session, "postgres", *PLUGINS["lightning"])
+
+
+@nox.session
 def demo(session: nox.Session) -> None:
     """Run the end-to-end demo: training runs, LLM calls, queries, metrics, exports and reports."""
     _install(session, "accelerate")  # the Hugging Face Trainer needs it
@@ -127,7 +137,7 @@ def typecheck(session: nox.Session) -> None:
     """Mypy: strict on packages/core and the noxfile, default strictness on the three plugins."""
     _install(session, "mypy", "nox", "pytest")
     session.run("mypy", "packages/core/src/crucible_telemetry", "noxfile.py", *session.posargs)
-    session.run("mypy", "packages/lightning/src", "packages/hf/src", "packages/llm/src")
+    session.run("mypy", "packages/lightning/src", "packages/hf/src", "packages/llm/src", "packages/postgres/src")
 
 
 @nox.session
