@@ -24,7 +24,7 @@ PLUGINS = {
 PACKAGES = [*CORE, *(arg for args in PLUGINS.values() for arg in args)]
 #: What the core's own tests need: no torch, Lightning, transformers nor openai.
 CORE_TEST_DEPS = ["pytest", "pytest-asyncio", "prometheus_client", "psutil", "pandas", "httpx"]
-TEST_DEPS = [*CORE_TEST_DEPS, "tensorboard", "accelerate"]
+TEST_DEPS = [*CORE_TEST_DEPS, "tensorboard", "accelerate", "hypothesis"]
 #: The core's tests; a test among them that needs a plugin is skipped under CRUCIBLE_CORE_ONLY=1 only.
 CORE_TESTS = ["tests/core", "tests/cli", "tests/metrics", "tests/docs", "tests/test_readme.py",
               "tests/test_readme_claims.py"]
@@ -80,14 +80,15 @@ def tests_core(session: nox.Session) -> None:
     """The core's tests in a venv with the core alone: no torch, Lightning, transformers or openai."""
     _debian(session, "promtool", "prometheus", "chromium", "chromedriver")
     _install_one(session, None, *CORE_TEST_DEPS)
-    present = "import importlib.util as u, sys; sys.exit(' '.join(m for m in sys.argv[1:] if u.find_spec(m)))"
+    present = "import importlib.util as u, sys; sys.exit(' '.join(m for m in sys.argv[1:] if u.find_spec(m)) or None)"
     session.run("python", "-c", present, *FRAMEWORKS)  # fails, naming them, if any slipped in
-    session.run("pytest", *(session.posargs or ["-q", *CORE_TESTS]), env={**ENV, "CRUCIBLE_CORE_ONLY": "1"})
+    session.run("pytest", *(session.posargs or ["-q"]), *CORE_TESTS, env={**ENV, "CRUCIBLE_CORE_ONLY": "1"})
 
 
 def _plugin_tests(session: nox.Session, plugin: str, *extra: str) -> None:
+    """A plugin's folder of tests (posargs are pytest options, e.g. ``-x -k name``)."""
     _install_one(session, plugin, *CORE_TEST_DEPS, *extra)
-    session.run("pytest", *(session.posargs or ["-q", f"tests/{plugin}"]), env=ENV)
+    session.run("pytest", *(session.posargs or ["-q"]), f"tests/{plugin}", env=ENV)
 
 
 @nox.session
