@@ -63,7 +63,9 @@ class Telemetry:
         flush_interval: seconds between writer flushes (a SIGKILL loses at most this much).
         batch_size: buffered events that trigger an early flush.
         buffer_limit: events waiting for the writer at most (about 1 s of a tight emit loop); beyond
-            it new events are dropped and counted in ``dropped_overflow``, so memory stays bounded.
+            it new events are dropped and counted in ``dropped_overflow``. Built rows not yet
+            written are capped alike, so memory stays under about twice this many events; a
+            flush writes what was buffered when it began, so a tight loop still writes each interval.
     """
 
     def __init__(

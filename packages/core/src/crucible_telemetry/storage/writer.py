@@ -119,13 +119,15 @@ class Writer:
     def stats(self) -> dict[str, Any]:
         """Where every event went: ``stored + pending + dropped_overflow + dropped_paused + rejected = emitted``.
 
-        ``pending`` (still buffered) is 0 right after ``flush()``. Counts are of this process.
+        ``pending`` (still buffered) is 0 right after ``flush()``. Counts are of this process; it
+        waits for a flush in progress, so that no row is counted between two places.
         """
-        buffered = len(self.buf)
-        pending = buffered + self._pending_rows
-        overflow = self._event_overflow + self._unwritable
-        rejected = dict(self.rejected)
-        emitted = self.drained + buffered + self._event_overflow + self.dropped_paused + self._emit_rejects
+        with self._flush_lock:
+            buffered = len(self.buf)
+            pending = buffered + self._pending_rows
+            overflow = self._event_overflow + self._unwritable
+            rejected = dict(self.rejected)
+            emitted = self.drained + buffered + self._event_overflow + self.dropped_paused + self._emit_rejects
         return {"emitted": emitted, "stored": self.events_written, "pending": pending,
                 "dropped_overflow": overflow, "dropped_paused": self.dropped_paused,
                 "rejected": rejected, "rejected_total": sum(rejected.values())}
@@ -199,8 +201,13 @@ class Writer:
             except Exception as exc:
                 self.record_error(exc)
         with self._flush_lock:
-            while self.buf:
-                self._build_pending(FLUSH_CHUNK)
+            # what is buffered now, not what arrives meanwhile: a tight emit loop cannot keep a
+            # flush from writing (it would build forever while the buffer refills)
+            todo = len(self.buf)
+            while todo > 0 and self.buf:
+                n = min(todo, FLUSH_CHUNK, self.buffer_limit)
+                self._build_pending(n)
+                todo -= n
             return self._write_pending() + self._flush_metrics()
 
     # ----------------------------------------------------------------- events
@@ -235,6 +242,8 @@ class Writer:
 
         Every drained row ends up built, or rejected and counted: nothing raises past this point.
         """
+        if self._pending_rows + min(len(self.buf), limit or len(self.buf)) > self.buffer_limit:
+            self._write_pending()  # built rows are capped too: write them first
         rows = self._drain(self.buf, limit)
         self.drained += len(rows)
         try:

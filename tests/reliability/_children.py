@@ -1,0 +1,36 @@
+"""Scripts run as real child processes by the reliability tests (``python -m`` or ``-c``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import crucible_telemetry as ct
+
+
+def runaway(home: str, seconds: float) -> None:
+    """A tight emit loop; prints one JSON line of stats about every 0.2 s."""
+    hub = ct.Telemetry(home, flush_interval=0.25, batch_size=20_000, buffer_limit=50_000)
+    hub.start_experiment("runaway")
+    t0 = time.monotonic()
+    next_report = t0
+    i = 0
+    emit = hub.emit
+    while (now := time.monotonic()) - t0 < seconds:
+        for _ in range(1000):
+            emit("loop.step", {"i": i})
+            i += 1
+        if now >= next_report:
+            next_report = now + 0.2
+            s = hub.stats()
+            print(json.dumps({"t": now - t0, **s, "rss": _rss()}), flush=True)
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+if __name__ == "__main__":
+    globals()[sys.argv[1]](*sys.argv[2:3], *map(float, sys.argv[3:]))
