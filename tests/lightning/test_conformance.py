@@ -16,6 +16,7 @@ import crucible_telemetry as ct
 from crucible_telemetry_lightning import CrucibleLogger
 
 from . import tiny
+from .helpers import metrics
 
 FLAVOURS = pytest.mark.parametrize("flavour", tiny.FLAVOURS)
 LOGGERS = pytest.mark.parametrize("kind", ["crucible", "csv"])
@@ -88,3 +89,83 @@ def test_experiment_is_rank_zero_only_in_ddp_spawn(hub: ct.Telemetry, tmp_path: 
     trainer = tiny.trainer("lightning.pytorch", tmp_path, logger=lg, callbacks=[SpawnRankZeroCheck()], max_steps=1,
                            max_epochs=None, strategy="ddp_spawn", devices=2, limit_val_batches=0)
     trainer.fit(SpawnRegressor(), *tiny.loaders())
+
+
+@FLAVOURS
+@LOGGERS
+def test_log_dir_is_a_real_folder(hub: ct.Telemetry, tmp_path: Path, flavour: str, kind: str) -> None:
+    """``trainer.log_dir`` is a folder, a ``SimpleProfiler(filename=...)`` writes its file there, checkpoints go in ``log_dir``."""
+    pl = tiny.flavour(flavour)
+    lg = _logger(flavour, kind, tmp_path / "logs")
+    profiler = pl.profilers.SimpleProfiler(filename="prof")
+    trainer = tiny.trainer(flavour, tmp_path, logger=lg, profiler=profiler, max_epochs=1)
+    trainer.fit(tiny.module_class(flavour)(), *tiny.loaders())
+    assert trainer.log_dir is not None and Path(trainer.log_dir).is_dir()
+    assert (Path(trainer.log_dir) / "fit-prof.txt").is_file()
+    assert Path(lg.log_dir).is_dir() and Path(lg.save_dir).is_dir()
+    assert Path(lg.log_dir) == Path(lg.save_dir) / lg.name / (lg.version if isinstance(lg.version, str)
+                                                              else f"version_{lg.version}")
+    ckpt = Path(trainer.checkpoint_callback.best_model_path)
+    assert ckpt.is_file() and ckpt.parent == Path(lg.log_dir) / "checkpoints"
+    if kind == "crucible":
+        assert Path(trainer.log_dir) == hub.home / "lightning" and lg.version == lg.run_id
+        (tmp_path / "user").mkdir()
+        given = CrucibleLogger(save_dir=tmp_path / "user", name="n", run_id="r1")
+        assert given.log_dir == str(tmp_path / "user" / "n" / "r1") and Path(given.log_dir).is_dir()
+
+
+@FLAVOURS
+@LOGGERS
+def test_prefix_joins_with_the_logger_join_char(hub: ct.Telemetry, tmp_path: Path, flavour: str, kind: str) -> None:
+    """test_all.py's ``test_logger_with_prefix_all``: ``prefix="tmp"`` stores ``tmp-test``."""
+    lg = _logger(flavour, kind, tmp_path, prefix="tmp")
+    lg.log_metrics({"test": 1.0}, step=0)
+    lg.save()
+    lg.finalize("success")
+    assert lg.LOGGER_JOIN_CHAR == "-"
+    if kind == "csv":
+        header = (Path(lg.log_dir) / "metrics.csv").read_text().splitlines()[0].split(",")
+        assert "tmp-test" in header
+    else:
+        rows = metrics(hub, lg.run_id)
+        assert [(r["metric"], r["value"], r["step"]) for r in rows] == [("tmp-test", 1.0, 0)]
+
+
+@FLAVOURS
+def test_numpy_hparams_and_hparam_metrics(hub: ct.Telemetry, tmp_path: Path, flavour: str) -> None:
+    """numpy hparams keep their number or bool (not ``"np.True_"``); ``log_hyperparams(params, metrics)`` logs ``metrics``.
+
+    Control: ``TensorBoardLogger.log_hyperparams(params, metrics)`` hands ``metrics`` to its ``log_metrics``.
+    """
+    import json
+
+    import numpy as np
+
+    pl = tiny.flavour(flavour)
+    model_cls = tiny.module_class(flavour)
+    lg = CrucibleLogger()
+    trainer = tiny.trainer(flavour, tmp_path, logger=lg, max_epochs=1)
+    model = model_cls(lr=np.float32(0.05), hidden=np.int64(4), fail_at=np.int64(-1))
+    trainer.fit(model, *tiny.loaders())
+    lg.log_hyperparams({"extra": np.float64(0.5), "flag": np.True_}, {"hp_metric": 0.25, "best": np.float32(6.0)})
+    lg.log_hyperparams({}, 0.75)
+    lg.finalize("success")
+    hub.flush()
+    rows = hub.store.execute("SELECT metric, value, step, kind, metadata FROM metrics WHERE run_id = ?",
+                             [lg.run_id]).fetchall()
+    hp = {m: (v, json.loads(md)["value"]) for m, v, _, kind, md in rows if kind == "hparam"}
+    assert hp["lr"] == (pytest.approx(0.05), pytest.approx(0.05)) and isinstance(hp["lr"][1], float)
+    assert hp["hidden"] == (4.0, 4) and type(hp["hidden"][1]) is int and hp["fail_at"] == (-1.0, -1)
+    assert hp["flag"] == (1.0, True) and hp["extra"] == (0.5, 0.5)
+    values = {m: [(v, s) for mm, v, s, kind, _ in rows if mm == m and kind != "hparam"] for m in ("hp_metric", "best")}
+    assert values == {"hp_metric": [(0.25, None), (0.75, None)], "best": [(6.0, None)]}
+
+    class History(pl.loggers.TensorBoardLogger):  # type: ignore[misc, name-defined]
+        seen: list[Any] = []
+
+        def log_metrics(self, metrics: Any, step: Any = None) -> None:
+            self.seen.append(dict(metrics))
+
+    control = History(save_dir=str(tmp_path / "tb"), default_hp_metric=False)
+    control.log_hyperparams({"extra": np.float64(0.5)}, {"hp_metric": 0.25})
+    assert control.seen == [{"hp_metric": 0.25}]

@@ -104,19 +104,20 @@ def test_logger_alone_writes_under_the_live_experiment(hub: ct.Telemetry, tmp_pa
 
 
 def test_logger_without_experiment_and_direct_calls(hub: ct.Telemetry, tmp_path: Path) -> None:
-    lg = CrucibleLogger(run_id="my-run", name="named", prefix="m/")
+    # The prefix joins with "-" and leaves hyper-parameters alone, as Lightning's own loggers do.
+    lg = CrucibleLogger(run_id="my-run", name="named", prefix="m")
     lg.log_hyperparams({"optimizer": "adam", "sched": {"warmup": 3, "kind": None}, "flag": True})
     lg.log_metrics({"loss": 0.5, "epoch": 2}, step=7)
     lg.log_metrics({"loss": 0.25, "bad": "x"}, step=8)
     lg.finalize("success")
     assert lg.name == "named" and lg.version == "my-run" and lg.experiment is hub
     rows = {(r["metric"], r["step"]): r for r in metrics(hub, "my-run")}
-    assert rows[("m/loss", 7)]["value"] == 0.5 and rows[("m/loss", 7)]["epoch"] == 2
-    assert rows[("m/loss", 8)]["value"] == 0.25 and ("m/bad", 8) not in rows
-    assert rows[("m/sched/warmup", None)]["value"] == 3.0 and rows[("m/flag", None)]["value"] == 1.0
-    assert math.isnan(rows[("m/optimizer", None)]["value"]) and rows[("m/optimizer", None)]["kind"] == "hparam"
+    assert rows[("m-loss", 7)]["value"] == 0.5 and rows[("m-loss", 7)]["epoch"] == 2
+    assert rows[("m-loss", 8)]["value"] == 0.25 and ("m-bad", 8) not in rows
+    assert rows[("sched/warmup", None)]["value"] == 3.0 and rows[("flag", None)]["value"] == 1.0
+    assert math.isnan(rows[("optimizer", None)]["value"]) and rows[("optimizer", None)]["kind"] == "hparam"
     md = hub.store.execute("SELECT json_extract_string(metadata, '$.value') FROM metrics "
-                           "WHERE run_id = 'my-run' AND metric = 'm/optimizer'").fetchall()
+                           "WHERE run_id = 'my-run' AND metric = 'optimizer'").fetchall()
     assert md == [("adam",)]
     # Through the MetricsStore port too.
     read = ct.MetricsStore.read(ct.DuckDBMetrics(hub=hub), "my-run")
@@ -129,13 +130,13 @@ def test_logger_without_experiment_and_direct_calls(hub: ct.Telemetry, tmp_path:
 def test_callback_and_logger_pickle_for_ddp_spawn(hub: ct.Telemetry, tmp_path: Path) -> None:
     import pickle
 
-    cb, lg = CrucibleCallback(hub=hub, tags=["t"]), CrucibleLogger(hub=hub, prefix="p/")
+    cb, lg = CrucibleCallback(hub=hub, tags=["t"]), CrucibleLogger(hub=hub, prefix="p")
     _session_cb = tiny.trainer("lightning.pytorch", tmp_path, callbacks=[cb], logger=lg, max_epochs=1)
     _session_cb.fit(tiny.module_class("lightning.pytorch")(), *tiny.loaders())
     cb2, lg2 = pickle.loads(pickle.dumps(cb)), pickle.loads(pickle.dumps(lg))
     assert cb2._hub_arg is hub and lg2.hub is hub  # same home in this process: the same hub
-    assert cb2.tags == ("t",) and lg2.prefix == "p/" and cb2.experiment is None
+    assert cb2.tags == ("t",) and lg2.prefix == "p" and cb2.experiment is None
     trainer = tiny.trainer("lightning.pytorch", tmp_path, callbacks=[cb2], logger=lg2, max_epochs=1)
     trainer.fit(tiny.module_class("lightning.pytorch")(), *tiny.loaders())
     assert cb2.errors == [] and cb2.experiment_id != cb.experiment_id
-    assert any(r["metric"] == "p/train_loss_step" for r in metrics(hub, lg2.run_id))
+    assert any(r["metric"] == "p-train_loss_step" for r in metrics(hub, lg2.run_id))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import weakref
 from argparse import Namespace
 from collections.abc import Mapping
@@ -52,7 +53,16 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
             experiment's name, else ``"crucible"``.
         hub: the ``ct.Telemetry`` to write to; default ``ct.default()`` at first use.
         all_ranks: record on every rank (rows carry ``rank``) instead of rank 0 only.
-        prefix: put in front of every metric name.
+        prefix: put in front of every logged metric name, joined with ``LOGGER_JOIN_CHAR`` (``"-"``):
+            ``prefix="tmp"`` stores ``tmp-test``, as every built-in logger does. Hyper-parameters
+            are not prefixed (nor are they by the built-ins).
+        save_dir: the root of the run folders; default ``<home>/lightning`` (next to the store).
+
+    Folders: ``save_dir`` is a root shared by runs (as for ``MLFlowLogger`` and ``WandbLogger``, so
+    it is ``trainer.log_dir`` and where a ``SimpleProfiler(filename=...)`` writes); ``log_dir`` is the
+    run's own ``<save_dir>/<name>/<version>``, the folder Lightning puts this run's checkpoints in
+    (``<log_dir>/checkpoints``), as ``CSVLogger`` and ``TensorBoardLogger`` do. Rank 0 creates them
+    on first use.
 
     Example:
         >>> from lightning.pytorch import Trainer
@@ -60,6 +70,9 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
         >>> trainer = Trainer(callbacks=[CrucibleCallback()], logger=CrucibleLogger())  # doctest: +SKIP
         >>> # SQL: SELECT step, value FROM metrics WHERE run_id = ? AND metric = 'train_loss_step'
     """
+
+    #: What joins ``prefix`` and a metric name (Lightning's loggers use ``"-"``).
+    LOGGER_JOIN_CHAR = "-"
 
     def __init__(
         self,
@@ -69,6 +82,7 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
         hub: ct.Telemetry | None = None,
         all_ranks: bool = False,
         prefix: str = "",
+        save_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__()
         if run_id is not None:
@@ -81,6 +95,9 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
             raise InvalidArgumentError("hub", f"expected a crucible_telemetry.Telemetry, got {type(hub).__name__}")
         if not isinstance(prefix, str):
             raise InvalidArgumentError("prefix", f"expected a string, got {type(prefix).__name__}")
+        if save_dir is not None and not isinstance(save_dir, (str, os.PathLike)):
+            raise InvalidArgumentError("save_dir", f"expected a path, got {type(save_dir).__name__}")
+        self._save_dir = None if save_dir is None else os.fspath(save_dir)
         self._explicit_run = run_id
         self._run_id = run_id
         self._name = name
@@ -147,6 +164,25 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
         return self.run_id
 
     @property
+    @override
+    def save_dir(self) -> str:
+        """The root of the run folders (``trainer.log_dir``): ``save_dir``, else ``<home>/lightning``."""
+        root = self._save_dir if self._save_dir is not None else os.path.join(self.hub.home, "lightning")
+        return _folder(root)
+
+    @property
+    @override
+    def root_dir(self) -> str:
+        """``<save_dir>/<name>``, as ``CSVLogger``."""
+        return _folder(os.path.join(self.save_dir, self.name))
+
+    @property
+    @override
+    def log_dir(self) -> str:
+        """This run's folder, ``<save_dir>/<name>/<version>`` (its checkpoints go in ``checkpoints/``)."""
+        return _folder(os.path.join(self.root_dir, self.version))
+
+    @property
     @_compat.rank_zero_experiment
     def experiment(self) -> ct.Telemetry:
         """The hub on rank 0 (what ``trainer.logger.experiment`` hands out); Lightning's ``DummyExperiment`` elsewhere."""
@@ -209,7 +245,8 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
             if step is not None and type(step) is not int:
                 step = int(step)
             hub = self._hub if self._hub is not None else self.hub
-            record, prefix = hub.record_metric, self.prefix
+            record = hub.record_metric
+            prefix = self.prefix + self.LOGGER_JOIN_CHAR if self.prefix else ""
             run_id = self._run_id if self._run_id is not None else self.run_id
             for key, value in metrics.items():
                 if key == "epoch":
@@ -229,8 +266,14 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
 
     @override
     @guarded
-    def log_hyperparams(self, params: Mapping[str, Any] | Namespace, *args: Any, **kwargs: Any) -> None:
-        """One row per (flattened) hyper-parameter, ``kind = 'hparam'``, ``step`` NULL; the value in metadata."""
+    def log_hyperparams(self, params: Mapping[str, Any] | Namespace, metrics: Any = None, step: int | None = None,
+                        *args: Any, **kwargs: Any) -> None:
+        """One row per (flattened) hyper-parameter, ``kind = 'hparam'``, ``step`` NULL; the value in metadata.
+
+        numpy and torch scalars are stored as the number or bool they hold, other objects as their
+        ``repr``. ``metrics`` (a mapping, or one value named ``hp_metric``) are logged at ``step``
+        like ``log_metrics``, as ``TensorBoardLogger`` does.
+        """
         if not self._recording():
             return
         if self._floor is None:
@@ -239,13 +282,14 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
             params = vars(params)
         record, run_id = self.hub.record_metric, self.run_id
         for key, value in _flatten(dict(params or {})).items():
-            metric = self.prefix + key
+            metric = key
             if metric in self._hparams_done:
                 continue
             self._hparams_done.add(metric)
             v = to_scalar(value)
-            record(run_id, metric, math.nan if v is None else v, None, None, "hparam", None,
-                   {"value": value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)})
+            record(run_id, metric, math.nan if v is None else v, None, None, "hparam", None, {"value": _plain(value)})
+        if metrics is not None:
+            self.log_metrics(metrics if isinstance(metrics, Mapping) else {"hp_metric": metrics}, step)
 
     @override
     @guarded
@@ -270,6 +314,29 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
 def new_run_id() -> str:
     """A new ``run-...`` id (a logger used without an experiment)."""
     return new_experiment_id().replace("exp-", "run-", 1)
+
+
+def _plain(value: Any) -> Any:
+    """A hyper-parameter as JSON holds it: numpy/torch scalars as their Python number or bool, else ``repr``."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    item, numel = getattr(value, "item", None), getattr(value, "numel", None)
+    size = numel() if callable(numel) else getattr(value, "size", None)
+    if callable(item) and size == 1:
+        try:
+            plain = item()
+        except (TypeError, ValueError, RuntimeError):
+            plain = None
+        if isinstance(plain, (str, int, float, bool)):
+            return plain
+    return repr(value)
+
+
+def _folder(path: str) -> str:
+    """``path``, created on rank 0 (other ranks may share its file system)."""
+    if _compat.global_rank() == 0 and not os.path.isdir(path):
+        os.makedirs(path, exist_ok=True)
+    return path
 
 
 def _flatten(params: Mapping[str, Any], parent: str = "") -> dict[str, Any]:
