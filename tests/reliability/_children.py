@@ -32,5 +32,32 @@ def _rss() -> int:
         return int(f.read().split()[1]) * 4096
 
 
+
+
+def buffered_then_wait(home: str, chain: str = "") -> None:
+    """Emit 3,000 events that wait for a flush an hour away, say so, and sleep until a signal.
+
+    ``chain``: first install a SIGTERM/SIGHUP handler of our own that writes ``<home>.chained``
+    and exits with status 3 (a framework's handler, installed before the hub).
+    """
+    import signal
+    from pathlib import Path
+
+    if chain:
+        def mine(signum: int, frame: object) -> None:
+            Path(home + ".chained").write_text(str(signum))
+            sys.exit(3)
+
+        signal.signal(signal.SIGTERM, mine)
+        signal.signal(signal.SIGHUP, mine)
+    hub = ct.Telemetry(home, flush_interval=3600, batch_size=10**9)
+    hub.start_experiment("signals")
+    for i in range(3000):
+        hub.emit("sig.step", {"i": i})
+    print("ready", flush=True)
+    time.sleep(120)
+
+
 if __name__ == "__main__":
-    globals()[sys.argv[1]](*sys.argv[2:3], *map(float, sys.argv[3:]))
+    fn = globals()[sys.argv[1]]
+    fn(*sys.argv[2:3], *(float(a) if fn is runaway else a for a in sys.argv[3:]))

@@ -13,6 +13,8 @@ import atexit
 import contextvars
 import logging
 import os
+import signal
+import threading
 import time
 import weakref
 from collections import deque
@@ -102,6 +104,7 @@ class Telemetry:
 
         self.store = Store(self)
         _HUBS.add(self)
+        _install_signal_flush()
 
     def _on_batch(self, exp_id: str, counts: dict[str, int], series: dict[tuple[str, str], Any]) -> None:
         self.streaming.update(exp_id, counts, series)
@@ -534,6 +537,56 @@ def _close_all() -> None:
 def _after_fork_in_child() -> None:
     for hub in list(_HUBS):
         hub._after_fork()
+
+
+def _flush_all() -> None:
+    for hub in list(_HUBS):
+        if hub.writer.holds_lock():  # interrupted inside its own flush: re-entering would tangle it
+            continue
+        try:
+            hub.flush()
+        except Exception as exc:
+            log.warning("crucible_telemetry: flush on signal failed: %r", exc)
+
+
+_SIGNALS = ("SIGTERM", "SIGHUP")  # what schedulers (SLURM, Kubernetes) send before a kill
+_signals_installed = False
+
+
+def _install_signal_flush() -> None:
+    """Flush every hub on SIGTERM and SIGHUP, then hand the signal on to the handler installed before.
+
+    Installed once, from the main thread (Python allows no other); an ignored signal stays
+    ignored. A handler installed later should call the one it replaces for this to run.
+    """
+    global _signals_installed
+    if _signals_installed or threading.current_thread() is not threading.main_thread():
+        return
+    _signals_installed = True
+    for name in _SIGNALS:
+        sig = getattr(signal, name, None)
+        if sig is None:
+            continue
+        try:
+            prev = signal.getsignal(sig)
+            if prev is signal.SIG_IGN:
+                continue
+            signal.signal(sig, _chain(prev))
+        except (ValueError, OSError):  # not the main interpreter, or an embedding that forbids it
+            continue
+
+
+def _chain(prev: Any) -> Callable[[int, Any], None]:
+    def on_signal(signum: int, frame: Any) -> None:
+        _flush_all()
+        if callable(prev):
+            prev(signum, frame)
+            return
+        # the default action (or one set outside Python): end the process as that signal would
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    return on_signal
 
 
 atexit.register(_close_all)

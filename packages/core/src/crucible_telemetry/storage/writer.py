@@ -193,6 +193,11 @@ class Writer:
         """Call ``fn()`` at the start of every flush."""
         self._flush_hooks.append(fn)
 
+    def holds_lock(self) -> bool:
+        """Whether the calling thread is inside a flush (a signal handler must not start another)."""
+        owned = getattr(self._flush_lock, "_is_owned", None)
+        return bool(owned()) if owned is not None else False
+
     def flush(self) -> int:
         """Write everything buffered now; returns the number of rows written."""
         for fn in list(self._flush_hooks):

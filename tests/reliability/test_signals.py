@@ -1,0 +1,50 @@
+"""Issue 12, case 6: SIGTERM and SIGHUP flush the buffer, chaining the handler installed before."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _stored(home: Path) -> list[int]:
+    files = list((home / "events").rglob("*.parquet"))
+    if not files:
+        return []
+    rows = duckdb.connect().execute("SELECT measurements['i'] FROM read_parquet(?) ORDER BY 1",
+                                    [[str(f) for f in files]]).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def _run_and_signal(home: Path, sig: signal.Signals, *extra: str) -> int:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.Popen([sys.executable, "-m", "tests.reliability._children", "buffered_then_wait", str(home), *extra],
+                         stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    assert p.stdout is not None
+    assert p.stdout.readline().strip() == "ready"
+    p.send_signal(sig)
+    return p.wait(timeout=60)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_a_signal_flushes_the_buffer_and_still_ends_the_process(tmp_path: Path, sig: signal.Signals) -> None:
+    home = tmp_path / "h"
+    rc = _run_and_signal(home, sig)
+    assert rc == -sig  # the default action still ran: the process ended by that signal
+    assert _stored(home) == list(range(3000))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_the_handler_installed_before_still_runs(tmp_path: Path, sig: signal.Signals) -> None:
+    home = tmp_path / "h"
+    rc = _run_and_signal(home, sig, "chain")
+    assert rc == 3  # the earlier handler ran, after the flush
+    assert Path(str(home) + ".chained").read_text() == str(int(sig))
+    assert _stored(home) == list(range(3000))
