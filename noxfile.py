@@ -23,11 +23,16 @@ PLUGINS = {
 }
 PACKAGES = [*CORE, *(arg for args in PLUGINS.values() for arg in args)]
 #: What the core's own tests need: no torch, Lightning, transformers nor openai.
-CORE_TEST_DEPS = ["pytest", "pytest-asyncio", "prometheus_client", "psutil", "pandas", "httpx"]
-TEST_DEPS = [*CORE_TEST_DEPS, "tensorboard", "accelerate", "hypothesis"]
-#: The core's tests; a test among them that needs a plugin is skipped under CRUCIBLE_CORE_ONLY=1 only.
-CORE_TESTS = ["tests/core", "tests/cli", "tests/metrics", "tests/docs", "tests/test_readme.py",
-              "tests/test_readme_claims.py"]
+CORE_TEST_DEPS = ["pytest", "pytest-asyncio", "prometheus_client", "psutil", "pandas", "httpx", "hypothesis"]
+TEST_DEPS = [*CORE_TEST_DEPS, "tensorboard", "accelerate"]
+#: The folders of tests/ that need a plugin: each plugin's own, and e2e (several plugins together).
+PLUGIN_TESTS = {*PLUGINS, "e2e"}
+#: The core's tests: every other folder and test file of tests/ (a new folder joins by itself). A test
+#: among them that needs a plugin is marked ``requires_plugin`` (tests/_requires.py), skipped under
+#: CRUCIBLE_CORE_ONLY=1 only.
+CORE_TESTS = sorted(f"tests/{p.name}" for p in (ROOT / "tests").iterdir()
+                    if (p.is_dir() and (p / "__init__.py").is_file() and p.name not in PLUGIN_TESTS)
+                    or (p.name.startswith("test_") and p.suffix == ".py"))
 FRAMEWORKS = ("torch", "lightning", "pytorch_lightning", "transformers", "accelerate", "openai")
 ENV = {
     "HF_HUB_OFFLINE": "1",
