@@ -1,6 +1,7 @@
 """The plugins reach the core through its public modules only (those listed in docs/plugins.md).
 
-Every module under packages/{lightning,hf,llm,postgres}/src is parsed (never imported). A plugin fails when
+Every module under packages/<plugin>/src (every distribution but the core) is parsed, never imported.
+A plugin fails when
 it imports a ``crucible_telemetry`` module that is not listed, a name that starts with ``_``, a
 name outside a public module's ``__all__``, or reaches either through an attribute
 (``import crucible_telemetry as ct`` then ``ct._hubs``, ``ct.storage``).
@@ -16,8 +17,9 @@ import pytest
 
 from ._pages import CORE, ROOT, public_modules
 
-PLUGINS = {"lightning": "crucible_telemetry_lightning", "hf": "crucible_telemetry_hf", "llm": "crucible_telemetry_llm",
-           "postgres": "crucible_telemetry_postgres"}
+#: Every distribution under packages/ but the core is a plugin: its folder -> its package's ``__init__.py``.
+PLUGINS = {d.name: init for d in sorted((ROOT / "packages").iterdir()) if d.name != "core"
+           for init in sorted((d / "src").glob("*/__init__.py"))[:1]}
 
 
 def _is_core(module: str) -> bool:
@@ -112,6 +114,10 @@ def violations(source: str, filename: str = "<source>") -> list[str]:
     return checker.problems
 
 
+def test_every_plugin_is_checked() -> None:
+    assert {"lightning", "hf", "llm"} <= set(PLUGINS)
+
+
 def test_the_checker_catches_each_kind_of_violation() -> None:
     bad = (
         "import crucible_telemetry as ct\n"
@@ -140,7 +146,7 @@ def test_the_checker_catches_each_kind_of_violation() -> None:
 
 @pytest.mark.parametrize("plugin", sorted(PLUGINS))
 def test_plugin_imports_only_public_core_names(plugin: str) -> None:
-    src = ROOT / "packages" / plugin / "src" / PLUGINS[plugin]
+    src = PLUGINS[plugin].parent
     files = sorted(src.rglob("*.py"))
     assert files, f"no sources under {src}"
     problems = [f"{f.relative_to(ROOT)}:{p}" for f in files for p in violations(f.read_text(encoding="utf-8"), str(f))]
