@@ -1,10 +1,9 @@
 """The plugins reach the core through its public modules only (those listed in docs/plugins.md).
 
-Every module under packages/<plugin>/src (every distribution but the core) is parsed, never imported.
-A plugin fails when
-it imports a ``crucible_telemetry`` module that is not listed, a name that starts with ``_``, a
-name outside a public module's ``__all__``, or reaches either through an attribute
-(``import crucible_telemetry as ct`` then ``ct._hubs``, ``ct.storage``).
+Every module under packages/<plugin>/src (every distribution but the core) is parsed, never
+imported. A plugin fails when it imports a ``crucible_telemetry`` module that is not listed, a name
+that starts with ``_``, a name outside a public module's ``__all__``, or reaches either through an
+attribute (``import crucible_telemetry as ct`` then ``ct._hubs``, ``ct.storage``).
 """
 
 from __future__ import annotations
