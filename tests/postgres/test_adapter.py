@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -147,3 +149,15 @@ def test_bad_arguments_raise_invalid_argument(dsn: str) -> None:
     with pytest.raises(ct.InvalidArgumentError, match="batch_size"):
         PostgresMetrics(dsn, batch_size=0)
     assert ct.MetricsStore.read(pg, "r") == []
+
+
+def test_rows_buffered_at_exit_are_written(dsn: str) -> None:
+    code = ("import crucible_telemetry as ct\n"
+            f"pg = ('postgres', {{'dsn': {dsn!r}, 'flush_interval': 60.0}})\n"
+            "for s in range(20):\n"
+            "    ct.MetricsStore.record(pg, 'run-exit', 'loss', float(s), step=s)\n")  # no flush: exit drains
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    with psycopg.connect(dsn) as conn:
+        steps = [s for (s,) in conn.execute("SELECT step FROM crucible_metrics WHERE run_id = 'run-exit' ORDER BY id")]
+    assert steps == list(range(20))

@@ -10,12 +10,14 @@ be reached within ``flush_timeout`` seconds; the rows stay buffered and are writ
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import math
 import numbers
 import threading
 import time
+import weakref
 from collections import deque
 from datetime import UTC, datetime
 from typing import Any
@@ -71,6 +73,17 @@ def _iso(ts: datetime) -> str:
     return ts.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+def _drain_at_exit(ref: weakref.ref[PostgresMetrics]) -> None:
+    """At interpreter exit, write what is buffered (5 s at most; what a down server misses is logged)."""
+    adapter = ref()
+    if adapter is None or not adapter._thread.is_alive():
+        return
+    try:
+        adapter.close(timeout=min(adapter.flush_timeout, 5.0))
+    except Exception as exc:
+        log.warning("%d metric rows not written to PostgreSQL at %s at exit: %s", adapter.unwritten, adapter.where, exc)
+
+
 class PostgresMetrics:
     """Metric values in the table ``crucible_metrics`` of the database ``dsn`` (a libpq conninfo or URL).
 
@@ -101,12 +114,13 @@ class PostgresMetrics:
         self._recorded = 0
         self._pending: deque[tuple[Any, ...]] = deque()
         self._cond = threading.Condition()
-        self._wake = False
+        self._flushing = 0
         self._closed = False
         self._conn: Any = None
         self._warned: set[str] = set()
         self._thread = threading.Thread(target=self._run, name="crucible-postgres-writer", daemon=True)
         self._thread.start()
+        atexit.register(_drain_at_exit, weakref.ref(self))
 
     # -- the port -------------------------------------------------------------------------------------
 
@@ -125,23 +139,27 @@ class PostgresMetrics:
             self._pending.append(row)
             self._recorded += 1
             if len(self._pending) >= self.batch_size:
-                self._wake = True
                 self._cond.notify_all()
 
-    def flush(self, run_id: str | None = None) -> None:
-        """Wait until every row recorded so far (all runs) is committed; raise if the server stays away."""
+    def flush(self, run_id: str | None = None, *, timeout: float | None = None) -> None:
+        """Wait until every row recorded so far (all runs) is committed; raise if the server stays away
+        ``timeout`` seconds (default ``flush_timeout``)."""
         with self._cond:
             target = self._recorded  # every row appended so far
-            deadline = time.monotonic() + self.flush_timeout
-            self._wake = True
+            wait = self.flush_timeout if timeout is None else timeout
+            deadline = time.monotonic() + wait
+            self._flushing += 1
             self._cond.notify_all()
-            while self.written < target:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise PostgresUnavailableError(
-                        f"dsn: cannot write to PostgreSQL at {self.where} within {self.flush_timeout:g}s "
-                        f"({len(self._pending)} rows kept, retried in the background): {self._reason()}")
-                self._cond.wait(min(left, 0.5))
+            try:
+                while self.written < target:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise PostgresUnavailableError(
+                            f"dsn: cannot write to PostgreSQL at {self.where} within {wait:g}s "
+                            f"({len(self._pending)} rows kept, retried in the background): {self._reason()}")
+                    self._cond.wait(min(left, 0.5))
+            finally:
+                self._flushing -= 1
 
     def read(self, run_id: str) -> list[dict[str, Any]]:
         """The values recorded for ``run_id`` through this adapter, oldest first (flushed first)."""
@@ -165,12 +183,12 @@ class PostgresMetrics:
         with self._cond:
             return len(self._pending)
 
-    def close(self, *, flush: bool = True) -> None:
-        """Flush (unless ``flush=False``), then stop the writer thread; rows it could not write stay
-        counted in ``unwritten``."""
+    def close(self, *, flush: bool = True, timeout: float | None = None) -> None:
+        """Flush (unless ``flush=False``; waiting ``timeout`` s at most), then stop the writer thread; rows
+        it could not write stay counted in ``unwritten``."""
         try:
             if flush:
-                self.flush()
+                self.flush(timeout=timeout)
         finally:
             with self._cond:
                 self._closed = True
@@ -178,6 +196,11 @@ class PostgresMetrics:
             self._thread.join(timeout=5)
 
     # -- the writer thread ----------------------------------------------------------------------------
+
+    def _due(self) -> bool:
+        """Write now: a full batch waits, someone flushes, or the adapter closes."""
+        return (self._closed or len(self._pending) >= self.batch_size
+                or (bool(self._pending) and self._flushing > 0))
 
     def _connect(self) -> Any:
         import psycopg
@@ -188,9 +211,7 @@ class PostgresMetrics:
         pause = 0.05
         while True:
             with self._cond:
-                if not self._pending and not self._closed:
-                    self._cond.wait_for(lambda: self._wake or self._closed, timeout=self.flush_interval)
-                self._wake = False
+                self._cond.wait_for(self._due, timeout=self.flush_interval)  # a batch, a flush, or the interval
                 if self._closed and not self._pending:
                     break
                 batch = [self._pending[i] for i in range(min(self.batch_size, len(self._pending)))]
