@@ -11,6 +11,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import pytest
+import torch
 
 import crucible_telemetry as ct
 from crucible_telemetry_lightning import CrucibleLogger
@@ -169,3 +170,75 @@ def test_numpy_hparams_and_hparam_metrics(hub: ct.Telemetry, tmp_path: Path, fla
     control = History(save_dir=str(tmp_path / "tb"), default_hp_metric=False)
     control.log_hyperparams({"extra": np.float64(0.5)}, {"hp_metric": 0.25})
     assert control.seen == [{"hp_metric": 0.25}]
+
+
+@FLAVOURS
+@LOGGERS
+def test_loggers_fit_test_all(hub: ct.Telemetry, tmp_path: Path, flavour: str, kind: str) -> None:
+    """test_all.py's ``test_loggers_fit_test_all``: the same ``log_metrics`` calls (steps and keys) for fit then test."""
+    pl = tiny.flavour(flavour)
+    base = type(_logger(flavour, kind, tmp_path))
+
+    class StoreHistoryLogger(base):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.history: list[tuple[Any, dict[str, Any]]] = []
+
+        def log_metrics(self, metrics: Any, step: Any = None) -> None:
+            super().log_metrics(metrics, step)
+            self.history.append((step, metrics))
+
+    class CustomModel(tiny.module_class(flavour)):  # type: ignore[misc]
+        def training_step(self, batch: Any, batch_idx: int) -> Any:
+            x, y = batch
+            loss = torch.nn.functional.mse_loss(self.net(x), y)
+            self.log("train_some_val", loss)
+            return {"loss": loss}
+
+        def validation_step(self, batch: Any, batch_idx: int) -> None:
+            pass
+
+        def test_step(self, batch: Any, batch_idx: int) -> None:
+            pass
+
+        def on_validation_epoch_end(self) -> None:
+            self.log_dict({"early_stop_on": torch.tensor(1), "val_loss": torch.tensor(0.5)})
+
+        def on_test_epoch_end(self) -> None:
+            self.log("test_loss", torch.tensor(2))
+
+    logger = StoreHistoryLogger(save_dir=str(tmp_path)) if kind == "csv" else StoreHistoryLogger()
+    trainer = pl.Trainer(default_root_dir=tmp_path, max_epochs=1, logger=logger, limit_train_batches=1,
+                         limit_val_batches=1, log_every_n_steps=1, accelerator="cpu", enable_progress_bar=False,
+                         enable_model_summary=False)
+    model = CustomModel()
+    train, val = tiny.loaders()
+    trainer.fit(model, train, val)
+    trainer.test(model, val)
+    assert [(s, sorted(m.keys())) for s, m in logger.history] == [
+        (0, ["epoch", "train_some_val"]),
+        (0, ["early_stop_on", "epoch", "val_loss"]),
+        (1, ["epoch", "test_loss"]),
+    ]
+    if kind == "crucible":
+        stored = {(r["metric"], r["step"]) for r in metrics(hub, logger.run_id) if r["kind"] != "hparam"}
+        assert stored == {("train_some_val", 0), ("early_stop_on", 0), ("val_loss", 0), ("test_loss", 1)}
+
+
+@FLAVOURS
+@LOGGERS
+def test_loggers_pickle_all(hub: ct.Telemetry, tmp_path: Path, flavour: str, kind: str) -> None:
+    """test_all.py's ``test_loggers_pickle_all``: logger and Trainer pickle after ``experiment`` was used."""
+    import pickle
+
+    pl = tiny.flavour(flavour)
+    logger = _logger(flavour, kind, tmp_path)
+    _ = logger.experiment
+    logger.log_metrics({"a": 1})
+    logger.save()
+    pickle.dumps(logger)
+    trainer = pl.Trainer(max_epochs=1, logger=logger, default_root_dir=tmp_path, accelerator="cpu")
+    trainer2 = pickle.loads(pickle.dumps(trainer))
+    trainer2.logger.log_metrics({"acc": 1.0})
+    assert trainer2.logger.name == logger.name
+    assert trainer2.logger.save_dir == logger.save_dir
