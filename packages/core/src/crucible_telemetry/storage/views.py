@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import orjson
 
 from . import segments
 
-__all__ = ["VIEW_NAMES", "connect", "create_views"]
+__all__ = ["VIEW_NAMES", "connect", "create_views", "set_aside_damaged"]
+
+log = logging.getLogger("crucible_telemetry")
 
 VIEW_NAMES = ("experiments", "events", "metrics", "runs")
 
@@ -37,8 +41,64 @@ def _dataset_sql(home: Path, dataset: str, key: str) -> str:
           AND filename IN ({segments.visible_files_sql(f'SELECT file FROM glob({_lit(pattern)})')})"""
 
 
+_MAGIC = b"PAR1"
+_sound: dict[str, tuple[int, int]] = {}  # path -> (size, mtime_ns) of files already found sound
+
+
+def _parquet_sound(path: Path, size: int) -> bool:
+    """Both magic markers and a footer that fits: what a zero-byte, truncated or garbage file lacks."""
+    if size < 12:
+        return False
+    with open(path, "rb") as f:
+        head = f.read(4)
+        f.seek(-8, os.SEEK_END)
+        tail = f.read(8)
+    return head == _MAGIC and tail[4:] == _MAGIC and int.from_bytes(tail[:4], "little") + 12 <= size
+
+
+def _json_sound(path: Path, size: int) -> bool:
+    try:
+        return size > 0 and isinstance(orjson.loads(path.read_bytes()), dict)
+    except orjson.JSONDecodeError:
+        return False
+
+
+def set_aside_damaged(home: Path) -> list[Path]:
+    """Rename damaged segments and records to ``<name>.damaged`` (one warning each), so one bad
+    file cannot fail every query; returns the files found damaged. Each file is read once.
+
+    A read-only store keeps its damaged file (warned about) and its queries still fail on it.
+    """
+    found: list[Path] = []
+    candidates = [(p, _parquet_sound) for ds in ("events", "metrics") for p in (home / ds).glob("*/*.parquet")]
+    candidates += [(p, _json_sound) for p in (home / "experiments").glob("*.json")]
+    for path, sound in candidates:
+        key = str(path)
+        try:
+            st = path.stat()
+            if _sound.get(key) == (st.st_size, st.st_mtime_ns):
+                continue
+            if sound(path, st.st_size):
+                _sound[key] = (st.st_size, st.st_mtime_ns)
+                continue
+        except FileNotFoundError:  # compacted or replaced meanwhile
+            continue
+        except OSError as exc:
+            log.warning("crucible_telemetry: cannot read %s: %r", path, exc)
+            continue
+        found.append(path)
+        aside = path.with_name(path.name + ".damaged")
+        try:
+            os.replace(path, aside)
+            log.warning("crucible_telemetry: %s is damaged; set aside as %s (its rows are not read)", path, aside.name)
+        except OSError as exc:
+            log.warning("crucible_telemetry: %s is damaged and cannot be set aside (%r); queries reading it fail", path, exc)
+    return found
+
+
 def create_views(con: duckdb.DuckDBPyConnection, home: Path) -> None:
-    """(Re)create the four views on ``con`` for the store at ``home``."""
+    """(Re)create the four views on ``con`` for the store at ``home`` (damaged files set aside first)."""
+    set_aside_damaged(home)
     exp_pattern = (home / "experiments" / "*.json").as_posix()
     events = _dataset_sql(home, "events", "experiment_id")
     metrics = _dataset_sql(home, "metrics", "run_id")
