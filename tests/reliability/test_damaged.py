@@ -58,3 +58,20 @@ def test_a_damaged_record_hides_only_its_experiment(tmp_path: Path) -> None:
         assert {e.id for e in hub.list_experiments()} >= {a, b}
     finally:
         hub.close()
+
+
+def test_records_are_replaced_whole_and_a_non_object_record_reads_as_missing(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    hub = ct.Telemetry(home, flush_interval=3600)
+    try:
+        exp = hub.start_experiment("rec", metadata={"big": "x" * 200_000})
+        hub.pause_experiment(exp.id)
+        hub.stop_experiment(exp.id)
+        folder = home / "experiments"
+        assert not list(folder.glob(".*.tmp"))  # every temporary name was renamed
+        assert hub.get_experiment(exp.id).metadata["big"] == "x" * 200_000
+        (folder / "exp-list.json").write_bytes(b"[1, 2]")
+        with pytest.raises(ct.UnknownExperimentError):
+            hub.get_experiment("exp-list")
+    finally:
+        hub.close()
