@@ -24,9 +24,9 @@ from .errors import (
 from .events import EventInfo, event_info
 from .experiment import Experiment
 from .hub import Telemetry
-from .storage.metrics_store import DuckDBMetrics, JSONLMetrics, MetricsStore
 from .sketch import RELATIVE_ACCURACY
 from .span import Span
+from .storage.metrics_store import DuckDBMetrics, JSONLMetrics, MetricsStore
 from .storage.windows import Last, LastN, Range
 
 __version__ = "0.1.0"

@@ -19,8 +19,8 @@ from ..errors import InvalidArgumentError
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from .series import MetricSpec
     from ..hub import Telemetry
+    from .series import MetricSpec
 
 __all__ = ["COLORS", "ema", "figure_png", "plot_histogram", "plot_metric"]
 

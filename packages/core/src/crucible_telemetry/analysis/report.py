@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._format import fmt_num
-from .summary import REQUEST_EVENTS
 from ..errors import CrucibleError, InvalidArgumentError
+from .summary import REQUEST_EVENTS
 
 if TYPE_CHECKING:
-    from . import Comparison
     from ..experiment import Experiment
     from ..hub import Telemetry
+    from . import Comparison
 
 __all__ = ["build_report", "render_report"]
 
@@ -149,8 +149,8 @@ def render_report(hub: Telemetry, experiment_ids: Sequence[str], *, metrics: Seq
     """The report as an HTML string (see :func:`build_report`)."""
     from .. import __version__
     from . import compare_experiments, metric_spec
-    from .summary import calculate_metrics
     from .plots import figure_png, plot_metric
+    from .summary import calculate_metrics
 
     ids = [getattr(i, "id", i) for i in experiment_ids]
     if not ids or not all(isinstance(i, str) for i in ids):

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .summary import REQUEST_EVENTS
 from ..errors import InvalidArgumentError
 from ..names import normalize
+from .summary import REQUEST_EVENTS
 
 if TYPE_CHECKING:
     from ..hub import Telemetry
