@@ -37,13 +37,14 @@ def _rss() -> int:
 def buffered_then_wait(home: str, chain: str = "") -> None:
     """Emit 3,000 events that wait for a flush an hour away, say so, and sleep until a signal.
 
-    ``chain``: first install a SIGTERM/SIGHUP handler of our own that writes ``<home>.chained``
-    and exits with status 3 (a framework's handler, installed before the hub).
+    ``chain="before"``: first install a SIGTERM/SIGHUP handler of our own that writes ``<home>.chained``
+    and exits with status 3 (a framework's handler, installed before the hub). ``chain="after"``:
+    install one after the hub that calls ours and then stops gracefully (status 4).
     """
     import signal
     from pathlib import Path
 
-    if chain:
+    if chain == "before":
         def mine(signum: int, frame: object) -> None:
             Path(home + ".chained").write_text(str(signum))
             sys.exit(3)
@@ -51,11 +52,25 @@ def buffered_then_wait(home: str, chain: str = "") -> None:
         signal.signal(signal.SIGTERM, mine)
         signal.signal(signal.SIGHUP, mine)
     hub = ct.Telemetry(home, flush_interval=3600, batch_size=10**9)
+    got: list[int] = []
+    if chain == "after":  # a framework installed after the hub, calling the handler it replaced
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            before = signal.getsignal(sig)
+
+            def graceful(signum: int, frame: object, before: object = before) -> None:
+                got.append(signum)
+                before(signum, frame)  # type: ignore[operator]
+
+            signal.signal(sig, graceful)
     hub.start_experiment("signals")
     for i in range(3000):
         hub.emit("sig.step", {"i": i})
     print("ready", flush=True)
-    time.sleep(120)
+    deadline = time.monotonic() + 120
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.05)
+    Path(home + ".chained").write_text(str(got[0]))  # still alive after our flush: a graceful stop
+    sys.exit(4)
 
 
 if __name__ == "__main__":

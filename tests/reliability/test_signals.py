@@ -44,7 +44,17 @@ def test_a_signal_flushes_the_buffer_and_still_ends_the_process(tmp_path: Path, 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
 def test_the_handler_installed_before_still_runs(tmp_path: Path, sig: signal.Signals) -> None:
     home = tmp_path / "h"
-    rc = _run_and_signal(home, sig, "chain")
+    rc = _run_and_signal(home, sig, "before")
     assert rc == 3  # the earlier handler ran, after the flush
+    assert Path(str(home) + ".chained").read_text() == str(int(sig))
+    assert _stored(home) == list(range(3000))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_a_handler_installed_after_that_chains_to_ours_keeps_its_graceful_stop(tmp_path: Path,
+                                                                               sig: signal.Signals) -> None:
+    home = tmp_path / "h"
+    rc = _run_and_signal(home, sig, "after")
+    assert rc == 4  # not killed by the default action: the later handler decides how to end
     assert Path(str(home) + ".chained").read_text() == str(int(sig))
     assert _stored(home) == list(range(3000))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import contextvars
 import logging
+import multiprocessing.util as mp_util
 import os
 import signal
 import threading
@@ -105,6 +106,7 @@ class Telemetry:
         self.store = Store(self)
         _HUBS.add(self)
         _install_signal_flush()
+        mp_util.register_after_fork(self, Telemetry._in_mp_child)
 
     def _on_batch(self, exp_id: str, counts: dict[str, int], series: dict[tuple[str, str], Any]) -> None:
         self.streaming.update(exp_id, counts, series)
@@ -505,6 +507,18 @@ class Telemetry:
         except Exception as exc:
             log.warning("crucible_telemetry: close failed: %r", exc)
 
+    def _in_mp_child(self) -> None:
+        """In a multiprocessing child (a DataLoader worker): flush when it ends, for it ends with
+        ``os._exit`` and so skips ``atexit``. Records stay the parent's to write."""
+        mp_util.Finalize(self, self._flush_at_exit, exitpriority=100)
+
+    def _flush_at_exit(self) -> None:
+        self.writer.stop_thread()
+        try:
+            self.flush()
+        except Exception as exc:
+            log.warning("crucible_telemetry: flush at process exit failed: %r", exc)
+
     def _after_fork(self) -> None:
         self.writer.after_fork()
         if any(e.state != STOPPED for e in self._experiments.values()):
@@ -582,6 +596,8 @@ def _chain(prev: Any) -> Callable[[int, Any], None]:
         if callable(prev):
             prev(signum, frame)
             return
+        if signal.getsignal(signum) is not on_signal:
+            return  # called by a later handler (Lightning's) that chains to us: ending is its call
         # the default action (or one set outside Python): end the process as that signal would
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
