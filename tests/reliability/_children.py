@@ -73,6 +73,43 @@ def buffered_then_wait(home: str, chain: str = "") -> None:
     sys.exit(4)
 
 
+def full_disk(home: str) -> None:
+    """Writes refused by a file-size limit (EFBIG, as ENOSPC), then allowed again; prints JSON stats.
+
+    ``RLIMIT_FSIZE`` stands for a small full disk: no root or tmpfs needed, and a write that
+    does not fit fails mid-file as it would on a full disk.
+    """
+    import os
+    import resource
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write with EFBIG instead of killing
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    hub = ct.Telemetry(home, flush_interval=3600, batch_size=10**9)
+    exp = hub.start_experiment("full")
+    hub.emit("disk.warm", {"i": -1})
+    hub.flush()
+    fds0 = len(os.listdir("/proc/self/fd"))
+    rng = __import__("numpy").random.default_rng(0)
+    xs = rng.random(100_000).tolist()
+    resource.setrlimit(resource.RLIMIT_FSIZE, (400_000, hard))  # a backlog that only fits in pieces
+    for i in range(100_000):
+        hub.emit("disk.fill", {"i": i, "x": xs[i]})
+    hub.flush()
+    after_pieces = hub.stats()
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, hard))  # the disk is full
+    for i in range(100_000, 102_000):
+        hub.emit("disk.fill", {"i": i, "x": 0.5})
+    for _ in range(20):
+        hub.flush()
+    while_full = hub.stats()
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))  # space is back
+    hub.flush()
+    hub.stop_experiment(exp.id)
+    print(json.dumps({"after_pieces": after_pieces, "while_full": while_full, "end": hub.stats(),
+                      "errors": hub.error_count, "fd_growth": len(os.listdir("/proc/self/fd")) - fds0}), flush=True)
+
+
 if __name__ == "__main__":
     fn = globals()[sys.argv[1]]
     fn(*sys.argv[2:3], *(float(a) if fn is runaway else a for a in sys.argv[3:]))

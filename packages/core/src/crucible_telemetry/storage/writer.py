@@ -53,8 +53,16 @@ class Writer:
     ``experiment`` needs ``.id`` and ``.tags``.
     """
 
-    def __init__(self, home: Path, *, flush_interval: float, batch_size: int, buffer_limit: int,
-                 on_batch: OnBatch, enrichers: Callable[[], list[Callable[..., Any]]]) -> None:
+    def __init__(
+        self,
+        home: Path,
+        *,
+        flush_interval: float,
+        batch_size: int,
+        buffer_limit: int,
+        on_batch: OnBatch,
+        enrichers: Callable[[], list[Callable[..., Any]]],
+    ) -> None:
         self.flush_interval = flush_interval
         self.batch_size = batch_size
         self.buffer_limit = buffer_limit
@@ -92,6 +100,12 @@ class Writer:
     def record_error(self, exc: BaseException) -> None:
         """Keep a problem for inspection and log its kind once; never raise into the caller."""
         self.error_count += 1
+        e: BaseException | None = exc
+        for _ in range(8):  # tracebacks hold frames, and frames hold open files (ENOSPC temporaries)
+            if e is None:
+                break
+            e.__traceback__ = None
+            e = e.__context__ or e.__cause__
         self.write_errors.append(exc)
         key = f"{type(exc).__name__}:{str(exc)[:60]}"
         if key not in self._logged:
@@ -109,7 +123,9 @@ class Writer:
         self.recent_rejects.append((reason, name))
         if f"reject:{reason}" not in self._logged:
             self._logged.add(f"reject:{reason}")
-            log.warning("crucible_telemetry: an event (%s) was rejected: %s (counted in Telemetry.stats())", name, reason)
+            log.warning(
+                "crucible_telemetry: an event (%s) was rejected: %s (counted in Telemetry.stats())", name, reason
+            )
 
     def overflow(self) -> None:
         """Count one event dropped because the buffer was full."""
@@ -128,15 +144,29 @@ class Writer:
             overflow = self._event_overflow + self._unwritable
             rejected = dict(self.rejected)
             emitted = self.drained + buffered + self._event_overflow + self.dropped_paused + self._emit_rejects
-        return {"emitted": emitted, "stored": self.events_written, "pending": pending,
-                "dropped_overflow": overflow, "dropped_paused": self.dropped_paused,
-                "rejected": rejected, "rejected_total": sum(rejected.values())}
+        return {
+            "emitted": emitted,
+            "stored": self.events_written,
+            "pending": pending,
+            "dropped_overflow": overflow,
+            "dropped_paused": self.dropped_paused,
+            "rejected": rejected,
+            "rejected_total": sum(rejected.values()),
+        }
 
     # ---------------------------------------------------------------- metrics
 
-    def record_metric(self, run_id: str, metric: str, value: Any, step: Any = None, epoch: Any = None,
-                      kind: str = "value", tags: dict[str, str] | None = None,
-                      metadata: dict[str, Any] | None = None) -> None:
+    def record_metric(
+        self,
+        run_id: str,
+        metric: str,
+        value: Any,
+        step: Any = None,
+        epoch: Any = None,
+        kind: str = "value",
+        tags: dict[str, str] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
         """Buffer one row of the ``metrics`` dataset."""
         if len(self._mbuf) >= self.buffer_limit:
             self.dropped_overflow += 1  # a metric row: not an event, so not in stats()
@@ -178,7 +208,11 @@ class Writer:
             self._wake.clear()
             now = time.monotonic()
             try:
-                if now - last >= self.flush_interval or self._pending_rows >= self.batch_size or len(self._mbuf) >= self.batch_size:
+                if (
+                    now - last >= self.flush_interval
+                    or self._pending_rows >= self.batch_size
+                    or len(self._mbuf) >= self.batch_size
+                ):
                     last = now
                     self.flush()
                 else:
@@ -336,15 +370,23 @@ class Writer:
             table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
             try:
                 self.events.write(exp_id, table)
-            except Exception as exc:  # kept for the next round, within the buffer limit
+            except Exception as exc:  # a full disk: write what fits in pieces, keep the rest
                 self.record_error(exc)
-                if self._pending_rows > self.buffer_limit:
-                    dropped = tables.pop(0).num_rows
-                    self._pending_rows -= dropped
-                    self.dropped_overflow += dropped
-                    self._unwritable += dropped
-                    if not tables:
-                        del self._pending[exp_id]
+                done, rest = self._write_pieces(exp_id, table)
+                written += done
+                self._pending_rows -= done
+                if rest is None:
+                    del self._pending[exp_id]
+                    continue
+                excess = min(rest.num_rows, self._pending_rows - self.buffer_limit)
+                if excess > 0:  # beyond the limit: the oldest rows are dropped, and counted
+                    rest = rest.slice(excess)
+                    self._pending_rows -= excess
+                    self.dropped_overflow += excess
+                    self._unwritable += excess
+                self._pending[exp_id] = [rest] if rest.num_rows else []
+                if not rest.num_rows:
+                    del self._pending[exp_id]
                 continue
             del self._pending[exp_id]
             self._pending_rows -= table.num_rows
@@ -353,6 +395,20 @@ class Writer:
         if written >= DRAIN_AT:  # Arrow's allocator keeps freed pages; hand big batches' memory back
             pa.default_memory_pool().release_unused()
         return written
+
+    def _write_pieces(self, exp_id: str, table: pa.Table) -> tuple[int, pa.Table | None]:
+        """Write ``table`` in eighths (at least 1,000 rows) until one fails; returns rows written and the rest."""
+        step = max(table.num_rows // 8, 1000)
+        done = 0
+        while done < table.num_rows:
+            piece = table.slice(done, step)
+            try:
+                self.events.write(exp_id, piece)
+            except Exception as exc:
+                self.record_error(exc)
+                return done, table.slice(done)
+            done += piece.num_rows
+        return done, None
 
     def _flush_metrics(self) -> int:
         rows = self._drain(self._mbuf)
