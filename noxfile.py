@@ -30,9 +30,12 @@ PLUGIN_TESTS = {*PLUGINS, "e2e"}
 #: The core's tests: every other folder and test file of tests/ (a new folder joins by itself). A test
 #: among them that needs a plugin is marked ``requires_plugin`` (tests/_requires.py), skipped under
 #: CRUCIBLE_CORE_ONLY=1 only.
-CORE_TESTS = sorted(f"tests/{p.name}" for p in (ROOT / "tests").iterdir()
-                    if (p.is_dir() and (p / "__init__.py").is_file() and p.name not in PLUGIN_TESTS)
-                    or (p.name.startswith("test_") and p.suffix == ".py"))
+CORE_TESTS = sorted(
+    f"tests/{p.name}"
+    for p in (ROOT / "tests").iterdir()
+    if (p.is_dir() and (p / "__init__.py").is_file() and p.name not in PLUGIN_TESTS)
+    or (p.name.startswith("test_") and p.suffix == ".py")
+)
 FRAMEWORKS = ("torch", "lightning", "pytorch_lightning", "transformers", "accelerate", "openai")
 ENV = {
     "HF_HUB_OFFLINE": "1",
@@ -42,8 +45,13 @@ ENV = {
     "CRUCIBLE_STRICT": "1",
     "PYTHONHASHSEED": "0",
 }
-DEBIAN = {"promtool": "prometheus", "prometheus": "prometheus", "chromium": "chromium", "chromedriver": "chromium-driver",
-          "initdb": "postgresql"}
+DEBIAN = {
+    "promtool": "prometheus",
+    "prometheus": "prometheus",
+    "chromium": "chromium",
+    "chromedriver": "chromium-driver",
+    "initdb": "postgresql",
+}
 
 
 def _install(session: nox.Session, *extra: str) -> None:
@@ -68,8 +76,16 @@ def _debian(session: nox.Session, *commands: str) -> None:
         session.warn(f"cannot apt-get install {missing} without root; tests needing them will fail")
         return
     session.run("apt-get", "update", "-qq", external=True)
-    session.run("apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing, external=True,
-                env={"DEBIAN_FRONTEND": "noninteractive"})
+    session.run(
+        "apt-get",
+        "install",
+        "-y",
+        "-qq",
+        "--no-install-recommends",
+        *missing,
+        external=True,
+        env={"DEBIAN_FRONTEND": "noninteractive"},
+    )
 
 
 @nox.session

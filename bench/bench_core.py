@@ -90,8 +90,16 @@ def bench_flush(hub: ct.Telemetry) -> None:
     rates = []
     for _ in range(3):
         hub._closed = True  # keep the writer thread out of the timed flush
-        rows = [(exp, "crucible_train.batch.stop", {"loss": 0.5, "global_step": i, "duration": 1e6},
-                 {"epoch": i // 1000}, time.monotonic_ns()) for i in range(n)]
+        rows = [
+            (
+                exp,
+                "crucible_train.batch.stop",
+                {"loss": 0.5, "global_step": i, "duration": 1e6},
+                {"epoch": i // 1000},
+                time.monotonic_ns(),
+            )
+            for i in range(n)
+        ]
         hub._buf.extend(rows)
         del rows
         t = time.perf_counter()
@@ -113,7 +121,9 @@ def bench_queries(hub: ct.Telemetry) -> None:
             hub.flush()  # loading data here, not measuring: keep the buffer under its bound
     hub.stop_experiment(exp.id)
     assert hub.store.count(exp.id) == 1_000_000, "events were dropped while loading"
-    span_us = hub.store.execute("SELECT epoch_us(max(ts)) - epoch_us(min(ts)) FROM events WHERE experiment_id = ?", [exp.id]).fetchone()[0]
+    span_us = hub.store.execute(
+        "SELECT epoch_us(max(ts)) - epoch_us(min(ts)) FROM events WHERE experiment_id = ?", [exp.id]
+    ).fetchone()[0]
     times_w, times_p = [], []
     for _ in range(5):
         t = time.perf_counter()
@@ -121,8 +131,10 @@ def bench_queries(hub: ct.Telemetry) -> None:
         out = hub.store.windowed_metrics(exp.id, step * 10, step)
         times_w.append(time.perf_counter() - t)
         t = time.perf_counter()
-        p95 = hub.store.execute("SELECT quantile_cont(duration, 0.95) FROM events WHERE experiment_id = ? AND event = ?",
-                                [exp.id, "req_llm.request.stop"]).fetchone()[0]
+        p95 = hub.store.execute(
+            "SELECT quantile_cont(duration, 0.95) FROM events WHERE experiment_id = ? AND event = ?",
+            [exp.id, "req_llm.request.stop"],
+        ).fetchone()[0]
         times_p.append(time.perf_counter() - t)
     w, p = statistics.median(times_w) * 1000, statistics.median(times_p) * 1000
     report(f"windowed_metrics over 1M events ({len(out)} windows)", f"{w:.0f} ms", "<= 100 ms", w <= 100)
@@ -169,8 +181,12 @@ def memory_child(home: str) -> None:
 def bench_memory(home: str) -> None:
     out = subprocess.run([sys.executable, __file__, "--memory", home], capture_output=True, text=True, check=True)
     grew, peak, dropped = out.stdout.split()
-    report(f"RSS above baseline, 1M events at {RATE // 1000}k/s, flushed", f"{float(grew):.1f} MB (peak {float(peak):.0f})",
-           "<= 50 MB", float(grew) <= 50 and int(dropped) == 0)
+    report(
+        f"RSS above baseline, 1M events at {RATE // 1000}k/s, flushed",
+        f"{float(grew):.1f} MB (peak {float(peak):.0f})",
+        "<= 50 MB",
+        float(grew) <= 50 and int(dropped) == 0,
+    )
 
     sizes = {}
     hub = ct.Telemetry(home)
@@ -192,8 +208,12 @@ def bench_memory(home: str) -> None:
         del s
     hub.close()
     ratio = sizes[10_000_000] / sizes[10_000]
-    report("streaming stats memory, 10M vs 10k events", f"{sizes[10_000]:.0f} KiB -> {sizes[10_000_000]:.0f} KiB",
-           "flat (<= 1.5x)", ratio <= 1.5)
+    report(
+        "streaming stats memory, 10M vs 10k events",
+        f"{sizes[10_000]:.0f} KiB -> {sizes[10_000_000]:.0f} KiB",
+        "flat (<= 1.5x)",
+        ratio <= 1.5,
+    )
 
 
 def main() -> None:

@@ -81,28 +81,44 @@ def time_hooks(cb: TrainerCallback, total: list[int]) -> TrainerCallback:
 
 
 def _median_delta(xs: list[int]) -> float:
-    return statistics.median(b - a for a, b in zip(xs[WARM:], xs[WARM + 1:]))
+    return statistics.median(b - a for a, b in zip(xs[WARM:], xs[WARM + 1 :]))
 
 
 def run(kind: str, root: Path, i: int) -> dict[str, float]:
     """One run with callback ``kind``: per-step wall and CPU medians, hook time and background CPU per step (ns)."""
     torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=64, n_positions=16,
-                                       bos_token_id=0, eos_token_id=0))
+    model = GPT2LMHeadModel(
+        GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=64, n_positions=16, bos_token_id=0, eos_token_id=0)
+    )
     clock = StepClock()
     inside = [0]
-    extra: list[TrainerCallback] = {"none": [], "crucible": [time_hooks(CrucibleCallback(), inside)],
-                                    "tensorboard": [time_hooks(TensorBoardCallback(), inside)]}[kind]
-    args = TrainingArguments(output_dir=str(root / f"{kind}-{i}"), max_steps=STEPS, per_device_train_batch_size=4,
-                             logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
-                             use_cpu=True, log_level="error")
+    extra: list[TrainerCallback] = {
+        "none": [],
+        "crucible": [time_hooks(CrucibleCallback(), inside)],
+        "tensorboard": [time_hooks(TensorBoardCallback(), inside)],
+    }[kind]
+    args = TrainingArguments(
+        output_dir=str(root / f"{kind}-{i}"),
+        max_steps=STEPS,
+        per_device_train_batch_size=4,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=True,
+        log_level="error",
+    )
     trainer = Trainer(model=model, args=args, train_dataset=Tokens(STEPS * 4), callbacks=[clock, *extra])
     trainer.remove_callback(PrinterCallback)
     trainer.train()
     n = len(clock.wall) - 1 - WARM
     background = ((clock.cpu[-1] - clock.cpu[WARM]) - (clock.main[-1] - clock.main[WARM])) / n
-    return {"wall": _median_delta(clock.wall), "cpu": _median_delta(clock.cpu), "hooks": inside[0] / STEPS,
-            "background": background}
+    return {
+        "wall": _median_delta(clock.wall),
+        "cpu": _median_delta(clock.cpu),
+        "hooks": inside[0] / STEPS,
+        "background": background,
+    }
 
 
 def line(name: str, value: float, unit: str = "x", target: float | None = TARGET) -> None:
@@ -136,8 +152,10 @@ def main() -> None:
         """Hook time plus the background CPU it adds over the bare run, per step (ns)."""
         return med(k, "hooks") + max(0.0, med(k, "background") - med("none", "background"))
 
-    print(f"HF Trainer, tiny GPT-2, {STEPS} optimizer steps x {REPEATS} interleaved rounds, logging every step, "
-          "CPU, 1 torch thread")
+    print(
+        f"HF Trainer, tiny GPT-2, {STEPS} optimizer steps x {REPEATS} interleaved rounds, logging every step, "
+        "CPU, 1 torch thread"
+    )
     for k in kinds:
         print(f"  {k:<12} median step {med(k, 'wall') / 1e6:7.3f} ms wall, {med(k, 'cpu') / 1e6:7.3f} ms CPU")
     line("CrucibleCallback / no callback, wall per step", paired("crucible", "wall"))
@@ -145,13 +163,21 @@ def main() -> None:
     line("CrucibleCallback / no callback, own cost (low noise)", 1 + own_cost("crucible") / med("none", "wall"))
     line("TensorBoardCallback / no callback, wall (peer)", paired("tensorboard", "wall"), target=None)
     line("TensorBoardCallback / no callback, CPU (peer)", paired("tensorboard", "cpu"), target=None)
-    line("TensorBoardCallback / no callback, own cost (peer)", 1 + own_cost("tensorboard") / med("none", "wall"),
-         target=None)
-    line("CrucibleCallback / TensorBoardCallback, own cost", own_cost("crucible") / own_cost("tensorboard"),
-         target=None)
+    line(
+        "TensorBoardCallback / no callback, own cost (peer)",
+        1 + own_cost("tensorboard") / med("none", "wall"),
+        target=None,
+    )
+    line(
+        "CrucibleCallback / TensorBoardCallback, own cost", own_cost("crucible") / own_cost("tensorboard"), target=None
+    )
     line("CrucibleCallback hooks per step", med("crucible", "hooks") / 1e3, " us", target=None)
-    line("CrucibleCallback background CPU per step (writer)",
-         (med("crucible", "background") - med("none", "background")) / 1e3, " us", target=None)
+    line(
+        "CrucibleCallback background CPU per step (writer)",
+        (med("crucible", "background") - med("none", "background")) / 1e3,
+        " us",
+        target=None,
+    )
     line("TensorBoardCallback hooks per step (peer)", med("tensorboard", "hooks") / 1e3, " us", target=None)
 
 

@@ -85,8 +85,9 @@ class StepClock(pl.Callback):
             self.c1, self.m1 = time.process_time(), time.thread_time()
 
 
-def run(config: str, root: Path, data: DataLoader[Any], every: int = 50,
-        extra: tuple[Any, Any] | None = None) -> dict[str, float]:
+def run(
+    config: str, root: Path, data: DataLoader[Any], every: int = 50, extra: tuple[Any, Any] | None = None
+) -> dict[str, float]:
     """One fit; µs per step: median wall step, process CPU, background CPU (all threads but the main one)."""
     clock = StepClock()
     callbacks: list[Any] = [clock]
@@ -101,24 +102,40 @@ def run(config: str, root: Path, data: DataLoader[Any], every: int = 50,
     elif config == "tensorboard":
         logger = TensorBoardLogger(root / "tb")
     trainer = pl.Trainer(
-        accelerator="cpu", devices=1, max_epochs=1, limit_train_batches=STEPS, log_every_n_steps=every,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        num_sanity_val_steps=0, logger=logger, callbacks=callbacks, default_root_dir=str(root),
+        accelerator="cpu",
+        devices=1,
+        max_epochs=1,
+        limit_train_batches=STEPS,
+        log_every_n_steps=every,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        logger=logger,
+        callbacks=callbacks,
+        default_root_dir=str(root),
     )
     trainer.fit(MLP(), data)
     m = clock.marks
     n = len(m) - 1
     cpu = (clock.c1 - clock.c0) / n * 1e6
-    return {"wall": statistics.median(b - a for a, b in itertools.pairwise(m)) * 1e6, "cpu": cpu,
-            "background": cpu - (clock.m1 - clock.m0) / n * 1e6}
+    return {
+        "wall": statistics.median(b - a for a, b in itertools.pairwise(m)) * 1e6,
+        "cpu": cpu,
+        "background": cpu - (clock.m1 - clock.m0) / n * 1e6,
+    }
 
 
 def hook_cost(root: Path, data: DataLoader[Any], every: int) -> float:
     """CPU µs per step spent inside the callback's and logger's own per-step methods (thread time)."""
     cb, lg = CrucibleCallback(experiment_name="bench-hooks"), CrucibleLogger()
     spent = [0]
-    for obj, name in ((cb, "on_train_batch_start"), (cb, "on_before_optimizer_step"),
-                      (cb, "on_train_batch_end"), (lg, "log_metrics")):
+    for obj, name in (
+        (cb, "on_train_batch_start"),
+        (cb, "on_before_optimizer_step"),
+        (cb, "on_train_batch_end"),
+        (lg, "log_metrics"),
+    ):
         fn = getattr(obj, name)
 
         def timed(*a: Any, _fn: Any = fn, **k: Any) -> Any:
@@ -133,8 +150,9 @@ def hook_cost(root: Path, data: DataLoader[Any], every: int) -> float:
     return spent[0] / STEPS / 1e3
 
 
-def line(name: str, value: float, target: str | None, ok: bool = True, unit: str = "x",
-         note: str = "(peer, no target)") -> None:
+def line(
+    name: str, value: float, target: str | None, ok: bool = True, unit: str = "x", note: str = "(peer, no target)"
+) -> None:
     """One figure beside its target (or with a note where it has none)."""
     verdict = f"target {target:<8} {'OK' if ok else 'MISSED'}" if target else note
     print(f"  {name:<58} {value:8.3f}{unit:<6} {verdict}")
@@ -159,9 +177,11 @@ def main() -> None:
                 got[c, e].append(run(c, root, data, e))
         hooks = {e: statistics.median(hook_cost(root, data, e) for _ in range(3)) for e in cadences}
         hub.flush()
-        (rows,) = hub.store.execute("SELECT count(*) FROM events WHERE event = 'crucible_train.batch.stop' "
-                                    "AND experiment_id IN (SELECT experiment_id FROM experiments "
-                                    "WHERE name = 'bench')").fetchone()
+        (rows,) = hub.store.execute(
+            "SELECT count(*) FROM events WHERE event = 'crucible_train.batch.stop' "
+            "AND experiment_id IN (SELECT experiment_id FROM experiments "
+            "WHERE name = 'bench')"
+        ).fetchone()
         hub.close()
 
     def med(c: str, e: int, field: str) -> float:
@@ -170,12 +190,16 @@ def main() -> None:
     def paired(c: str, base: str, e: int, field: str) -> float:
         return statistics.median(a[field] / b[field] for a, b in zip(got[c, e], got[base, e], strict=True))
 
-    print(f"tiny MLP (32-64-1), {STEPS} steps per fit ({WARMUP} warm-up), {ROUNDS} interleaved rounds, "
-          "1 torch thread; us per step, medians over rounds")
+    print(
+        f"tiny MLP (32-64-1), {STEPS} steps per fit ({WARMUP} warm-up), {ROUNDS} interleaved rounds, "
+        "1 torch thread; us per step, medians over rounds"
+    )
     for e in cadences:
         for c in configs:
-            print(f"  log_every_n_steps={e:<3} {c:<12} median step {med(c, e, 'wall'):8.1f} wall  "
-                  f"{med(c, e, 'cpu'):8.1f} CPU  {med(c, e, 'background'):6.1f} background CPU")
+            print(
+                f"  log_every_n_steps={e:<3} {c:<12} median step {med(c, e, 'wall'):8.1f} wall  "
+                f"{med(c, e, 'cpu'):8.1f} CPU  {med(c, e, 'background'):6.1f} background CPU"
+            )
     print(f"  recorded: {rows} batch.stop events (expected {2 * ROUNDS * STEPS})")
     for e in cadences:
         print(f"[log_every_n_steps={e}]")

@@ -56,7 +56,9 @@ def _pairs(bare: Callable[[], Any], inst: Callable[[], Any], n: int) -> dict[str
     return out
 
 
-async def _apairs(bare: Callable[[], Awaitable[Any]], inst: Callable[[], Awaitable[Any]], n: int) -> dict[str, list[float]]:
+async def _apairs(
+    bare: Callable[[], Awaitable[Any]], inst: Callable[[], Awaitable[Any]], n: int
+) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {"bw": [], "iw": [], "bc": [], "ic": []}
     for k in range(n):
         order = ((bare, "b"), (inst, "i")) if k % 2 == 0 else ((inst, "i"), (bare, "b"))
@@ -79,9 +81,17 @@ def _report(label: str, r: dict[str, list[float]]) -> dict[str, float]:
     over_cpu = _paired(r["bc"], r["ic"])
     over_wall = _paired(r["bw"], r["iw"])
     ok = "OK " if over_cpu <= TARGET_US and ratio <= TARGET_RATIO else "MISS"
-    print(f"{label:<30} latency bare {bw:7.0f} µs  instrumented {iw:7.0f} µs  ratio {ratio:5.3f}x (target <= {TARGET_RATIO})"
-          f" | overhead cpu {over_cpu:5.1f} µs (target <= {TARGET_US:.0f})  wall {over_wall:6.1f} µs  {ok}")
-    return {"bare_us": bw, "instrumented_us": iw, "ratio": ratio, "overhead_cpu_us": over_cpu, "overhead_wall_us": over_wall}
+    print(
+        f"{label:<30} latency bare {bw:7.0f} µs  instrumented {iw:7.0f} µs  ratio {ratio:5.3f}x (target <= {TARGET_RATIO})"
+        f" | overhead cpu {over_cpu:5.1f} µs (target <= {TARGET_US:.0f})  wall {over_wall:6.1f} µs  {ok}"
+    )
+    return {
+        "bare_us": bw,
+        "instrumented_us": iw,
+        "ratio": ratio,
+        "overhead_cpu_us": over_cpu,
+        "overhead_wall_us": over_wall,
+    }
 
 
 def _process_cpu(bare: Callable[[], Any], inst: Callable[[], Any], blocks: int, size: int) -> tuple[float, float]:
@@ -136,15 +146,20 @@ def main() -> None:
 
             def stream(c: Any) -> Callable[[], Any]:
                 # both ask for usage, so both receive the same bytes
-                return lambda: list(c.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True,
-                                                              stream_options={"include_usage": True}))
+                return lambda: list(
+                    c.chat.completions.create(
+                        model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+                    )
+                )
 
             for c in (bare, inst):  # warm up connections and lazy imports
                 for _ in range(50):
                     chat(c)()
                     stream(c)()
             gc.collect()
-            print(f"crucible-telemetry-llm overhead: {n} interleaved pairs per scenario, FakeOpenAIServer in its own process")
+            print(
+                f"crucible-telemetry-llm overhead: {n} interleaved pairs per scenario, FakeOpenAIServer in its own process"
+            )
             _report("chat.completions (sync)", _pairs(chat(bare), chat(inst), n))
             _report("chat stream (sync, 16 chunks)", _pairs(stream(bare), stream(inst), max(n // 3, 50)))
 
@@ -165,11 +180,15 @@ def main() -> None:
             asyncio.run(run_async())
             for label, make, size in (("chat", chat, max(n // 3, 20)), ("stream", stream, max(n // 9, 20))):
                 pb, pi = _process_cpu(make(bare), make(inst), blocks=4, size=size)
-                print(f"{'process CPU/call, ' + label + ':':<30} bare {pb:7.1f} µs  instrumented {pi:7.1f} µs  "
-                      f"added {pi - pb:5.1f} µs (all threads: the writer's flushes and deferred stop builds included)")
+                print(
+                    f"{'process CPU/call, ' + label + ':':<30} bare {pb:7.1f} µs  instrumented {pi:7.1f} µs  "
+                    f"added {pi - pb:5.1f} µs (all threads: the writer's flushes and deferred stop builds included)"
+                )
             own = _own_work(inst, 5000)
-            print(f"{'instrumentation work/call':<30} {own:7.1f} µs (caller's thread, tight loop, start + stop, no HTTP; target <= {TARGET_US:.0f})"
-                  f"  {'OK ' if own <= TARGET_US else 'MISS'}")
+            print(
+                f"{'instrumentation work/call':<30} {own:7.1f} µs (caller's thread, tight loop, start + stop, no HTTP; target <= {TARGET_US:.0f})"
+                f"  {'OK ' if own <= TARGET_US else 'MISS'}"
+            )
             ct.stop_experiment(exp.id)
             stored = len(ct.store.query(exp.id, event="req_llm.request.stop"))
             print(f"stop events stored: {stored} (every instrumented call recorded)")

@@ -89,13 +89,17 @@ def main() -> None:
     r_plain, r_peer_plain = rate(ours_inc_plain, n), rate(peer_inc_plain, n)
     r_hist, r_peer_hist = rate(ours_hist, n), rate(peer_hist, n)
     line("increment(name, 1, two tags) calls/s", f"{r_inc:,.0f}", ">= 500,000", r_inc >= 500_000)
-    print(f"    prometheus_client Counter.labels(..).inc(): {r_peer_inc:,.0f}/s  (ours/peer {r_inc / r_peer_inc:.2f}x;"
-          " theirs keeps a running total only, ours keeps every point with its time)")
+    print(
+        f"    prometheus_client Counter.labels(..).inc(): {r_peer_inc:,.0f}/s  (ours/peer {r_inc / r_peer_inc:.2f}x;"
+        " theirs keeps a running total only, ours keeps every point with its time)"
+    )
     line("increment(name) no tags calls/s", f"{r_plain:,.0f}", ">= 500,000", r_plain >= 500_000)
     print(f"    prometheus_client Counter.inc(): {r_peer_plain:,.0f}/s  (ours/peer {r_plain / r_peer_plain:.2f}x)")
     line("histogram(name, v, two tags) calls/s", f"{r_hist:,.0f}", ">= 500,000", r_hist >= 500_000)
-    print(f"    prometheus_client Histogram.labels(..).observe(): {r_peer_hist:,.0f}/s"
-          f"  (ours/peer {r_hist / r_peer_hist:.2f}x)")
+    print(
+        f"    prometheus_client Histogram.labels(..).observe(): {r_peer_hist:,.0f}/s"
+        f"  (ours/peer {r_hist / r_peer_hist:.2f}x)"
+    )
 
     t0 = time.perf_counter()
     written = metrics.flush()  # the background writer catches up before the rollups are timed
@@ -136,8 +140,10 @@ def main() -> None:
     m.close()
     m2.close()
     stats = metrics.get_stats()
-    print(f"store: {stats['persisted']:,} of {stats['recorded']:,} hot-path points persisted "
-          f"({stats['store_bytes'] / 1e6:.1f} MB of Parquet)")
+    print(
+        f"store: {stats['persisted']:,} of {stats['recorded']:,} hot-path points persisted "
+        f"({stats['store_bytes'] / 1e6:.1f} MB of Parquet)"
+    )
     hub.close()
 
 

@@ -54,7 +54,9 @@ def main() -> int:
             traceback.print_exc()
             failures.append(name)
     hub.close()
-    print(f"\nEverything above is in {hub.home} (Parquet + JSON); query it with `crucible sql --home {hub.home} \"SELECT ...\"`.")
+    print(
+        f'\nEverything above is in {hub.home} (Parquet + JSON); query it with `crucible sql --home {hub.home} "SELECT ..."`.'
+    )
     if failures:
         print(f"demo sections that failed: {failures}", file=sys.stderr)
         return 1

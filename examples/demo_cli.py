@@ -53,7 +53,10 @@ def run(hub: ct.Telemetry, control_ids: list[str], treatment_ids: list[str], out
     metric = _metric(hub, ids)
     _cli(hub, "runs")
 
-    conds = {hub.get_experiment(i).condition for i in control_ids}, {hub.get_experiment(i).condition for i in treatment_ids}
+    conds = (
+        {hub.get_experiment(i).condition for i in control_ids},
+        {hub.get_experiment(i).condition for i in treatment_ids},
+    )
     by_condition = all(len(c) == 1 and None not in c for c in conds) and conds[0] != conds[1]
     if by_condition:
         control, treatment = next(iter(conds[0])), next(iter(conds[1]))
@@ -64,31 +67,57 @@ def run(hub: ct.Telemetry, control_ids: list[str], treatment_ids: list[str], out
         result = ct.analysis.compare_experiments([control_ids[0], treatment_ids[0]], metric, hub=hub)
 
     plot = out / f"{metric}.png"
-    _cli(hub, "plot", *ids, "--metric", metric, "--by", "condition" if by_condition else "experiment",
-         *(["--smooth", "0.6"] if metric == "loss" else []), "-o", str(plot))
+    _cli(
+        hub,
+        "plot",
+        *ids,
+        "--metric",
+        metric,
+        "--by",
+        "condition" if by_condition else "experiment",
+        *(["--smooth", "0.6"] if metric == "loss" else []),
+        "-o",
+        str(plot),
+    )
     report = out / "report.html"
     _cli(hub, "report", *ids, "--metric", metric, "-o", str(report))
 
     print(f"\nverdict: {result.verdict}")
     print(f"plot:    {plot.resolve()}")
     print(f"report:  {report.resolve()}  (self-contained: open it in any browser)")
-    return {"metric": metric, "verdict": result.verdict, "significant": result.pairs[0].significant,
-            "plot": plot, "report": report, "comparison": result.to_dict()}
+    return {
+        "metric": metric,
+        "verdict": result.verdict,
+        "significant": result.pairs[0].significant,
+        "plot": plot,
+        "report": report,
+        "comparison": result.to_dict(),
+    }
 
 
 def _simulate(hub: ct.Telemetry, condition: str, mean_ms: float, seed: int) -> str:
     rng = random.Random(f"{condition}-{seed}")
-    with hub.experiment(f"chat-{condition}-s{seed}", hypothesis="prompt caching lowers latency",
-                        condition=condition, tags=("demo",)) as exp:
+    with hub.experiment(
+        f"chat-{condition}-s{seed}", hypothesis="prompt caching lowers latency", condition=condition, tags=("demo",)
+    ) as exp:
         for _ in range(50):
             hub.emit("req_llm.request.start", {}, {"model": "demo-model"})
             if rng.random() < 0.04:
                 hub.emit("req_llm.request.exception", {"duration": 2e6}, {"kind": "timeout", "reason": "demo"})
                 continue
             ms = max(1.0, rng.gauss(mean_ms, mean_ms * 0.15))
-            hub.emit("req_llm.request.stop", {"duration": ms * 1e6, "ttft_ns": ms * 3e5, "prompt_tokens": 120,
-                                              "completion_tokens": 40, "total_tokens": 160, "cost_usd": 1.2e-4},
-                     {"model": "demo-model"})
+            hub.emit(
+                "req_llm.request.stop",
+                {
+                    "duration": ms * 1e6,
+                    "ttft_ns": ms * 3e5,
+                    "prompt_tokens": 120,
+                    "completion_tokens": 40,
+                    "total_tokens": 160,
+                    "cost_usd": 1.2e-4,
+                },
+                {"model": "demo-model"},
+            )
     return exp.id
 
 

@@ -39,17 +39,30 @@ class Tokens(torch.utils.data.Dataset):  # type: ignore[type-arg]
 def run(hub: ct.Telemetry) -> dict[str, Any]:
     """Train 3 epochs with evaluation each epoch; print the per-epoch loss from SQL."""
     torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=64, n_positions=16,
-                                       bos_token_id=0, eos_token_id=0))
+    model = GPT2LMHeadModel(
+        GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=64, n_positions=16, bos_token_id=0, eos_token_id=0)
+    )
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
-        args = TrainingArguments(output_dir=out, run_name="hf-tiny-gpt2", num_train_epochs=3, learning_rate=5e-3,
-                                 per_device_train_batch_size=8, gradient_accumulation_steps=2, logging_steps=1,
-                                 eval_strategy="epoch", save_strategy="no", report_to="none", disable_tqdm=True,
-                                 use_cpu=True, log_level="error")
+        args = TrainingArguments(
+            output_dir=out,
+            run_name="hf-tiny-gpt2",
+            num_train_epochs=3,
+            learning_rate=5e-3,
+            per_device_train_batch_size=8,
+            gradient_accumulation_steps=2,
+            logging_steps=1,
+            eval_strategy="epoch",
+            save_strategy="no",
+            report_to="none",
+            disable_tqdm=True,
+            use_cpu=True,
+            log_level="error",
+        )
         cb = CrucibleCallback(hub=hub, tags=("demo",))
-        trainer = Trainer(model=model, args=args, train_dataset=Tokens(64, 0), eval_dataset=Tokens(16, 1),
-                          callbacks=[cb])
+        trainer = Trainer(
+            model=model, args=args, train_dataset=Tokens(64, 0), eval_dataset=Tokens(16, 1), callbacks=[cb]
+        )
         trainer.remove_callback(PrinterCallback)
         result = trainer.train()
     seconds = time.perf_counter() - t0
@@ -63,9 +76,16 @@ def run(hub: ct.Telemetry) -> dict[str, Any]:
     for row in rows:
         print("   ", row)
     print(f"  {n_metrics} logged values in the `metrics` view; callback errors: {len(cb.errors)}")
-    return {"experiment_id": exp.id, "global_step": result.global_step, "train_loss": result.training_loss,
-            "epoch_loss": [r[1] for r in rows], "val_loss": [r[2] for r in rows], "metrics": n_metrics,
-            "seconds": round(seconds, 2), "errors": len(cb.errors)}
+    return {
+        "experiment_id": exp.id,
+        "global_step": result.global_step,
+        "train_loss": result.training_loss,
+        "epoch_loss": [r[1] for r in rows],
+        "val_loss": [r[2] for r in rows],
+        "metrics": n_metrics,
+        "seconds": round(seconds, 2),
+        "errors": len(cb.errors),
+    }
 
 
 if __name__ == "__main__":

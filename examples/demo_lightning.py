@@ -73,34 +73,56 @@ def run(hub: ct.Telemetry) -> dict[str, Any]:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as root:
         cb, lg = CrucibleCallback(hub=hub, tags=("demo",)), CrucibleLogger(hub=hub)
-        trainer = pl.Trainer(accelerator="cpu", max_epochs=3, log_every_n_steps=4, default_root_dir=root,
-                             callbacks=[cb], logger=lg, enable_progress_bar=False, enable_model_summary=False)
+        trainer = pl.Trainer(
+            accelerator="cpu",
+            max_epochs=3,
+            log_every_n_steps=4,
+            default_root_dir=root,
+            callbacks=[cb],
+            logger=lg,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
         trainer.fit(_model(), train, val)
         exp_id = cb.experiment_id
         ckpt_exists = bool(trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path)
     seconds = time.perf_counter() - t0
     exp = hub.get_experiment(exp_id)
-    print(f"  Lightning: {trainer.global_step} steps in {seconds:.1f} s -> experiment {exp.id} "
-          f"({exp.name}, {exp.metadata['parameters']} parameters, hparams {exp.metadata['hyperparameters']})")
+    print(
+        f"  Lightning: {trainer.global_step} steps in {seconds:.1f} s -> experiment {exp.id} "
+        f"({exp.name}, {exp.metadata['parameters']} parameters, hparams {exp.metadata['hyperparameters']})"
+    )
     with hub.connect() as con:
         epochs = con.execute(PER_EPOCH, [exp.id]).fetchall()
         steps = con.execute(STEPS, [exp.id]).fetchone()
         logged = con.execute(LOGGED, [exp.id]).fetchall()
-        (n_ckpt,) = con.execute("SELECT count(*) FROM events WHERE experiment_id = ? "
-                                "AND event = 'crucible_train.checkpoint.saved'", [exp.id]).fetchone()
+        (n_ckpt,) = con.execute(
+            "SELECT count(*) FROM events WHERE experiment_id = ? AND event = 'crucible_train.checkpoint.saved'",
+            [exp.id],
+        ).fetchone()
     print("  per epoch (epoch, loss, val_loss, lr, global_step, ms):")
     for row in epochs:
         print("   ", row)
-    print(f"  batch.stop: {steps[0]} steps, median {steps[1]} us/step, {steps[2]} samples/s, "
-          f"mean gradient norm {steps[3]}; {n_ckpt} checkpoint.saved")
+    print(
+        f"  batch.stop: {steps[0]} steps, median {steps[1]} us/step, {steps[2]} samples/s, "
+        f"mean gradient norm {steps[3]}; {n_ckpt} checkpoint.saved"
+    )
     print("  metrics view (metric, rows, first step, last step, last value):")
     for row in logged:
         print("   ", row)
     print(f"  callback errors: {len(cb.errors)}, logger errors: {len(lg.errors)}, checkpoint written: {ckpt_exists}")
-    return {"experiment_id": exp.id, "global_step": trainer.global_step, "epoch_loss": [r[1] for r in epochs],
-            "val_loss": [r[2] for r in epochs], "learning_rate": [r[3] for r in epochs],
-            "steps": steps[0], "checkpoints": n_ckpt, "metrics": sum(r[1] for r in logged),
-            "seconds": round(seconds, 2), "errors": len(cb.errors) + len(lg.errors)}
+    return {
+        "experiment_id": exp.id,
+        "global_step": trainer.global_step,
+        "epoch_loss": [r[1] for r in epochs],
+        "val_loss": [r[2] for r in epochs],
+        "learning_rate": [r[3] for r in epochs],
+        "steps": steps[0],
+        "checkpoints": n_ckpt,
+        "metrics": sum(r[1] for r in logged),
+        "seconds": round(seconds, 2),
+        "errors": len(cb.errors) + len(lg.errors),
+    }
 
 
 if __name__ == "__main__":

@@ -29,12 +29,15 @@ def run(hub: ct.Telemetry, exp_ids: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {"metrics": m.names()}
     if latency is not None:
         group = ["model", "status"] if latency.startswith("req_llm") else ["run_id", "condition"]
-        out["rollup"] = m.rollup(latency, group_by=group, aggregations=["count", "mean", "p50", "p95", "p99"],
-                                 window="last_30d")
+        out["rollup"] = m.rollup(
+            latency, group_by=group, aggregations=["count", "mean", "p50", "p95", "p99"], window="last_30d"
+        )
         print(f"rollup of {latency} by {'/'.join(group)}:")
         for key, vals in out["rollup"].items():
-            print(f"  {key:<40} " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                               for k, v in vals.items()))
+            print(
+                f"  {key:<40} "
+                + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in vals.items())
+            )
     if counter is not None:
         series = m.time_series(counter, interval="minute", aggregation="sum", window="last_hour")
         out["time_series"] = series
@@ -59,8 +62,11 @@ def _synthetic(hub: ct.Telemetry) -> list[str]:
         for _ in range(40):
             model = rnd.choice(["llama-3.1", "qwen"])
             ms = rnd.lognormvariate(5, 0.4) * (0.8 if condition == "treatment" else 1.0)
-            hub.emit(("req_llm", "request", "stop"), {"duration": int(ms * 1e6), "total_tokens": rnd.randint(50, 500)},
-                     {"model": model, "provider": "local", "operation": "chat"})
+            hub.emit(
+                ("req_llm", "request", "stop"),
+                {"duration": int(ms * 1e6), "total_tokens": rnd.randint(50, 500)},
+                {"model": model, "provider": "local", "operation": "chat"},
+            )
         hub.stop_experiment(exp.id)
         ids.append(exp.id)
     return ids

@@ -32,8 +32,9 @@ def run_example(title: str, cwd: Path, timeout: int = 240) -> list[str]:
     script = cwd / "example.py"
     script.write_text(blocks[0])
     env = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "CRUCIBLE_STRICT": "1", "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, str(script)], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(script)], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout.strip().splitlines()
 

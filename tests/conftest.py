@@ -46,4 +46,6 @@ def git_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     subprocess.run([*git, "add", "f"], cwd=repo, check=True)
     subprocess.run([*git, "commit", "-qm", "c"], cwd=repo, check=True)
     monkeypatch.chdir(repo)
-    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout.strip()

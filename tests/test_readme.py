@@ -26,14 +26,25 @@ def test_every_readme_example_is_run_by_some_test() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("title", [
-    pytest.param(t, marks=requires_plugin("crucible-telemetry-hf", "torch")) if t == "Hugging Face Trainer" else t
-    for t in HERE])
+@pytest.mark.parametrize(
+    "title",
+    [
+        pytest.param(t, marks=requires_plugin("crucible-telemetry-hf", "torch")) if t == "Hugging Face Trainer" else t
+        for t in HERE
+    ],
+)
 def test_readme_example_runs(title: str, tmp_path: Path) -> None:
     env = {**os.environ, "CRUCIBLE_HOME": str(tmp_path / ".crucible"), "HF_HUB_OFFLINE": "1", "CRUCIBLE_STRICT": "1"}
     for block in python_blocks(section(title)):
-        out = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, env=env, capture_output=True,
-                             text=True, timeout=600, check=False)
+        out = subprocess.run(
+            [sys.executable, "-c", block],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
         assert out.returncode == 0, f"README example under {title!r} failed:\n--- stderr ---\n{out.stderr[-3000:]}"
         assert out.stdout.strip(), "the example printed nothing"
         assert (tmp_path / ".crucible" / "experiments").is_dir() or title == "MetricsStore port"

@@ -77,7 +77,12 @@ def test_metrics_store_example_prints_the_documented_row_and_reaches_the_metrics
     # "run_id, metric, value, step, timestamp (ISO-8601 UTC), metadata"
     assert list(row) == ["run_id", "metric", "value", "step", "timestamp", "metadata"]
     assert (row["run_id"], row["metric"], row["value"], row["step"], row["metadata"]) == (
-        "run-1", "loss", 0.42, 10, {"split": "val"})
+        "run-1",
+        "loss",
+        0.42,
+        10,
+        {"split": "val"},
+    )
     assert datetime.fromisoformat(row["timestamp"].replace("Z", "+00:00")).utcoffset().total_seconds() == 0
     assert json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])["value"] == 0.42
     reader = ct.Telemetry(tmp_path / ".crucible")  # the "duckdb" record went to ./.crucible
@@ -131,12 +136,22 @@ def _layout_patterns(exp_id: str) -> list[re.Pattern[str]]:
     """The README's folder sketch, each ``<placeholder>`` made a pattern for this process."""
     (sketch,) = re.findall(r"```\n(.*?)```", section("The store and SQL"), flags=re.S)
     host = re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname()) or "host"
-    fill = {"experiment_id": re.escape(exp_id), "id": re.escape(exp_id), "host": re.escape(host),
-            "pid": str(os.getpid()), "nonce": "[0-9a-f]+", "first": r"\d+", "last": r"\d+", "created_ms": r"\d+"}
+    fill = {
+        "experiment_id": re.escape(exp_id),
+        "id": re.escape(exp_id),
+        "host": re.escape(host),
+        "pid": str(os.getpid()),
+        "nonce": "[0-9a-f]+",
+        "first": r"\d+",
+        "last": r"\d+",
+        "created_ms": r"\d+",
+    }
     out = []
     for line in sketch.splitlines()[1:]:
         path = line.split()[0]
-        pattern = re.sub(r"<(\w+)>", lambda m: fill[m.group(1)], re.escape(path).replace(r"\<", "<").replace(r"\>", ">"))
+        pattern = re.sub(
+            r"<(\w+)>", lambda m: fill[m.group(1)], re.escape(path).replace(r"\<", "<").replace(r"\>", ">")
+        )
         out.append(re.compile(pattern + "$"))
     return out
 
@@ -168,7 +183,9 @@ def _readme_schema() -> dict[str, list[tuple[str, str | None]]]:
         cols = [c.strip().strip("`") for c in cells[1].split(",")]
         types = [t.strip() for t in re.split(r",(?![^()]*\))", cells[2])] if cells[2] else []
         if cols[0].startswith("every "):
-            views[view] = [(c, t) for c, t in views["experiments"]] + [(c.removeprefix("then "), None) for c in cols[1:]]
+            views[view] = [(c, t) for c, t in views["experiments"]] + [
+                (c.removeprefix("then "), None) for c in cols[1:]
+            ]
             continue
         if len(types) == 1:
             types = types * len(cols)
@@ -241,8 +258,10 @@ def test_streaming_stats_and_training_throughput_keys(hub: ct.Telemetry) -> None
     exp = ct.start_experiment("keys")
     values = [1.0, 2.0, 4.0, 9.0]
     for step, v in enumerate(values):
-        ct.emit("crucible_train.batch.stop", {"loss": v, "global_step": step, "samples_per_second": 100.0 * (step + 1),
-                                              "duration": 1e6})
+        ct.emit(
+            "crucible_train.batch.stop",
+            {"loss": v, "global_step": step, "samples_per_second": 100.0 * (step + 1), "duration": 1e6},
+        )
     s = ct.streaming.get_metrics(exp.id)["events"]["crucible_train.batch.stop"]["measurements"]["loss"]
     assert (s["count"], s["sum"], s["mean"], s["min"], s["max"]) == (4, 16.0, 4.0, 1.0, 9.0)
     assert {"std", "p50", "p90", "p95", "p99"} <= set(s)
@@ -257,19 +276,23 @@ def test_streaming_stats_and_training_throughput_keys(hub: ct.Telemetry) -> None
 def test_start_experiment_with_an_id_joins_it_from_another_process(hub: ct.Telemetry) -> None:
     exp = ct.start_experiment("shared")
     ct.emit("proc.work", {"i": -1})
-    code = ("import sys, crucible_telemetry as ct\n"
-            "e = ct.start_experiment('worker', experiment_id=sys.argv[1])\n"
-            "for i in range(5): ct.emit('proc.work', {'i': i})\n"
-            "ct.flush()\n"
-            "print(e.id)\n")
+    code = (
+        "import sys, crucible_telemetry as ct\n"
+        "e = ct.start_experiment('worker', experiment_id=sys.argv[1])\n"
+        "for i in range(5): ct.emit('proc.work', {'i': i})\n"
+        "ct.flush()\n"
+        "print(e.id)\n"
+    )
     env = _env_without("CRUCIBLE_HOME", CRUCIBLE_HOME=str(hub.home), RANK="1", WORLD_SIZE="2")
-    proc = subprocess.run([sys.executable, "-c", code, exp.id], env=env, capture_output=True, text=True, timeout=60,
-                          check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, exp.id], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == exp.id
     rows = ct.store.get_all(exp.id)
     assert sorted((r["rank"], r["measurements"]["i"]) for r in rows if r["pid"] != os.getpid()) == [
-        (1, float(i)) for i in range(5)]
+        (1, float(i)) for i in range(5)
+    ]
     assert len(rows) == 6 and [e.id for e in ct.list_experiments()] == [exp.id]
 
 
@@ -368,8 +391,15 @@ else:
 @requires_plugin("crucible-telemetry-llm")  # "the other plugins went on": llm is the one that goes on
 def test_crucible_strict_env_decides_whether_a_failing_plugin_raises(tmp_path: Path) -> None:
     def run(**env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-c", _BAD_PLUGIN], cwd=tmp_path, capture_output=True, text=True,
-                              timeout=60, check=False, env=_env_without("CRUCIBLE_STRICT", **env))
+        return subprocess.run(
+            [sys.executable, "-c", _BAD_PLUGIN],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env=_env_without("CRUCIBLE_STRICT", **env),
+        )
 
     strict = run(CRUCIBLE_STRICT="1")
     assert strict.returncode == 0, strict.stderr[-2000:]
@@ -421,8 +451,10 @@ def test_every_command_of_the_readme_table_runs_as_written(tmp_path: Path) -> No
     home = tmp_path / ".crucible"  # no --home, no $CRUCIBLE_HOME: the default ./.crucible
     hub = ct.Telemetry(home, flush_interval=0.2)
     try:
-        runs = {"RUN_A": train(hub, "baseline-lr", "control", 0.03, seed=1, epochs=2, batches=10),
-                "RUN_B": train(hub, "warmup-lr", "treatment", 0.06, seed=2, epochs=2, batches=10)}
+        runs = {
+            "RUN_A": train(hub, "baseline-lr", "control", 0.03, seed=1, epochs=2, batches=10),
+            "RUN_B": train(hub, "warmup-lr", "treatment", 0.06, seed=2, epochs=2, batches=10),
+        }
         control = [llm(hub, f"llm-control-s{s}", "control", 60.0, seed=10 + s, requests=30) for s in range(2)]
         treatment = [llm(hub, f"llm-treatment-s{s}", "treatment", 40.0, seed=20 + s, requests=30) for s in range(2)]
     finally:
@@ -439,8 +471,10 @@ def test_every_command_of_the_readme_table_runs_as_written(tmp_path: Path) -> No
     serve_cmd = next(c for c in commands if c.startswith("crucible serve"))
     prune_cmd = next(c for c in commands if c.startswith("crucible prune"))
     readers = [c for c in commands if c not in (serve_cmd, prune_cmd)]
-    procs = {c: subprocess.Popen(argv(c), cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 text=True) for c in readers}
+    procs = {
+        c: subprocess.Popen(argv(c), cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for c in readers
+    }
     out: dict[str, str] = {}
     for c, p in procs.items():
         stdout, stderr = p.communicate(timeout=120)
@@ -456,8 +490,7 @@ def test_every_command_of_the_readme_table_runs_as_written(tmp_path: Path) -> No
     assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "warmup-lr" in (tmp_path / "report.html").read_text()
 
-    r = subprocess.run(argv(prune_cmd), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
-                       check=False)
+    r = subprocess.run(argv(prune_cmd), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 0 and re.search(r"segment file\(s\) remain", r.stdout), r.stderr
 
     with socket.socket() as s:  # the README's port may be taken on a shared machine: a free one instead
@@ -465,8 +498,9 @@ def test_every_command_of_the_readme_table_runs_as_written(tmp_path: Path) -> No
         port = str(s.getsockname()[1])
     serve_argv = [port if a == "9464" else a for a in argv(serve_cmd)]
     assert port in serve_argv
-    serve = subprocess.Popen(serve_argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
+    serve = subprocess.Popen(
+        serve_argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         assert serve.stdout is not None
         line = serve.stdout.readline()
@@ -485,8 +519,10 @@ def test_plot_metric_and_build_report_are_the_python_side(hub: ct.Telemetry, tmp
     from crucible_telemetry.report import build_report
     from tests.cli._data import train
 
-    ids = [train(hub, "baseline-lr", "control", 0.03, seed=1, epochs=2, batches=10),
-           train(hub, "warmup-lr", "treatment", 0.06, seed=2, epochs=2, batches=10)]
+    ids = [
+        train(hub, "baseline-lr", "control", 0.03, seed=1, epochs=2, batches=10),
+        train(hub, "warmup-lr", "treatment", 0.06, seed=2, epochs=2, batches=10),
+    ]
     png = plot_metric(ids, "loss", smooth=0.6, out=tmp_path / "loss.png")
     assert png == tmp_path / "loss.png" and mpimg.imread(png).shape[:2] == (450, 800)
     html = build_report(ids, tmp_path / "report.html")
@@ -505,8 +541,11 @@ def test_development_nox_sessions_and_torch_pin() -> None:
     documented = [s.strip() for s in m.group(1).split("|")]
     # nox is not installed inside the session it runs the tests in: read the sessions off the noxfile
     tree = ast.parse((ROOT / "noxfile.py").read_text())
-    sessions = [f.name for f in tree.body if isinstance(f, ast.FunctionDef)
-                and any("nox.session" in ast.unparse(d) for d in f.decorator_list)]
+    sessions = [
+        f.name
+        for f in tree.body
+        if isinstance(f, ast.FunctionDef) and any("nox.session" in ast.unparse(d) for d in f.decorator_list)
+    ]
     assert sorted(sessions) == sorted(documented)
     pin = re.search(r"torch (\d+\.\d+\.\d+) CPU", text)
     assert pin is not None

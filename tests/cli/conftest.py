@@ -58,8 +58,9 @@ def crucible(store: Store) -> Any:
 
     def run(*args: str, home: Path | None = None, cwd: Path | None = None, timeout: float = 120) -> Run:
         env = {**os.environ, "COLUMNS": "160", "CRUCIBLE_HOME": str(home or store.home)}
-        proc = subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout, env=env,
-                              cwd=cwd or store.home.parent)
+        proc = subprocess.run(
+            [exe, *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd or store.home.parent
+        )
         return Run(proc.returncode, proc.stdout, proc.stderr)
 
     return run

@@ -76,8 +76,15 @@ def test_show_prints_the_record_environment_and_event_counts(crucible: Any, stor
     exp_id = store.ids["llm_control"][0]
     r = crucible("show", exp_id)
     assert r.rc == 0, r.err
-    for text in (exp_id, "llm-control-s0", "prompt caching lowers request latency", "control", "python",
-                 "req_llm.request.stop", "req_llm.request.start"):
+    for text in (
+        exp_id,
+        "llm-control-s0",
+        "prompt caching lowers request latency",
+        "control",
+        "python",
+        "req_llm.request.stop",
+        "req_llm.request.start",
+    ):
         assert text in r.out
     data = json.loads(crucible("show", exp_id, "--format", "json").out)
     assert data["event_counts"]["req_llm.request.start"] == 60
@@ -144,8 +151,11 @@ def test_sql_formats_and_output_file(crucible: Any, store: Store, tmp_path: Path
     assert r.rc == 0 and r.out == ""
     parsed = list(csv.DictReader(out.open()))
     assert sum(int(row["n"]) for row in parsed) == 120
-    maps = json.loads(crucible("sql", "SELECT measurements FROM events WHERE event = 'req_llm.request.stop' "
-                                      "LIMIT 1", "--format", "json").out)
+    maps = json.loads(
+        crucible(
+            "sql", "SELECT measurements FROM events WHERE event = 'req_llm.request.stop' LIMIT 1", "--format", "json"
+        ).out
+    )
     assert maps[0]["measurements"]["total_tokens"] > 0
 
 
@@ -192,8 +202,12 @@ def test_prune_compacts_and_reports(crucible: Any) -> None:
 
 
 def test_serve_exposes_metrics_until_interrupted(store: Store) -> None:
-    proc = subprocess.Popen([crucible_exe(), "serve", "--home", str(store.home), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [crucible_exe(), "serve", "--home", str(store.home), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -214,7 +228,7 @@ def _color_pixels(path: Path, hex_color: str, tol: float = 0.04) -> int:
     import numpy as np
 
     img = mpimg.imread(path)[..., :3]
-    rgb = np.array([int(hex_color[i:i + 2], 16) / 255 for i in (1, 3, 5)])
+    rgb = np.array([int(hex_color[i : i + 2], 16) / 255 for i in (1, 3, 5)])
     return int((np.abs(img - rgb).max(axis=-1) < tol).sum())
 
 
@@ -222,8 +236,17 @@ def test_plot_overlays_curves_of_several_runs(crucible: Any, store: Store, tmp_p
     import matplotlib.image as mpimg
 
     out = tmp_path / "loss.png"
-    r = crucible("plot", store.ids["train_control"], store.ids["train_treatment"], "--metric", "loss",
-                 "--smooth", "0.6", "-o", str(out))
+    r = crucible(
+        "plot",
+        store.ids["train_control"],
+        store.ids["train_treatment"],
+        "--metric",
+        "loss",
+        "--smooth",
+        "0.6",
+        "-o",
+        str(out),
+    )
     assert r.rc == 0, r.err
     img = mpimg.imread(out)
     assert img.shape[:2] == (450, 800)
@@ -232,8 +255,20 @@ def test_plot_overlays_curves_of_several_runs(crucible: Any, store: Store, tmp_p
     assert _color_pixels(out, "#ff7f0e") > 300
     assert _color_pixels(out, "#2ca02c") == 0
     out2 = tmp_path / "loss_time.png"
-    r = crucible("plot", store.ids["train_control"], "--metric", "loss", "--x", "time", "--width", "640",
-                 "--height", "480", "-o", str(out2))
+    r = crucible(
+        "plot",
+        store.ids["train_control"],
+        "--metric",
+        "loss",
+        "--x",
+        "time",
+        "--width",
+        "640",
+        "--height",
+        "480",
+        "-o",
+        str(out2),
+    )
     assert r.rc == 0, r.err
     assert mpimg.imread(out2).shape[:2] == (480, 640)
     assert _color_pixels(out2, "#1f77b4") > 300 and _color_pixels(out2, "#ff7f0e") == 0
@@ -259,8 +294,14 @@ def test_report_is_self_contained_and_renders_in_chromium(crucible: Any, store: 
     with Browser(tmp_path / "profile") as browser:
         browser.open(out.as_uri())
         body = browser.run("return document.body.innerText")
-        for name in ("llm-control-s0", "llm-treatment-s2", "prompt caching lowers request latency",
-                     "treatment lower latency than control", "Environment", "Headline metrics"):
+        for name in (
+            "llm-control-s0",
+            "llm-treatment-s2",
+            "prompt caching lowers request latency",
+            "treatment lower latency than control",
+            "Environment",
+            "Headline metrics",
+        ):
             assert name in body
         images = browser.run("return [...document.images].map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
         assert images and all(ok and w > 0 and h > 0 for ok, w, h in images)
@@ -292,9 +333,23 @@ def test_export_shows_progress_on_a_terminal(store: Store, tmp_path: Path) -> No
 
     master, slave = pty.openpty()
     out = tmp_path / "tty.csv"
-    proc = subprocess.Popen([crucible_exe(), "export", store.ids["llm_control"][0], "--home", str(store.home),
-                             "--format", "csv", "-o", str(out), "--progress-over", "0"],
-                            stdout=subprocess.PIPE, stderr=slave)
+    proc = subprocess.Popen(
+        [
+            crucible_exe(),
+            "export",
+            store.ids["llm_control"][0],
+            "--home",
+            str(store.home),
+            "--format",
+            "csv",
+            "-o",
+            str(out),
+            "--progress-over",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=slave,
+    )
     os.close(slave)
     chunks = []
     while True:

@@ -47,8 +47,9 @@ def test_a_plugin_command_runs_with_the_common_options(capsys: pytest.CaptureFix
         plugins.get_plugin_manager().unregister(name="hello-plugin")
 
 
-def test_a_broken_command_plugin_is_logged_and_the_others_work(capsys: pytest.CaptureFixture[str],
-                                                               caplog: pytest.LogCaptureFixture, hub: Any) -> None:
+def test_a_broken_command_plugin_is_logged_and_the_others_work(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture, hub: Any
+) -> None:
     plugins.register_plugin(_Broken(), name="broken-commands")
     plugins.set_strict(False)
     try:

@@ -14,7 +14,7 @@ import pytest
 from tests._readme import section
 
 ROOT = Path(__file__).resolve().parents[2]
-DOC_TEXT = section('The `crucible` command')
+DOC_TEXT = section("The `crucible` command")
 
 pytestmark = pytest.mark.slow
 

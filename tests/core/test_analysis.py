@@ -141,8 +141,9 @@ def test_metric_names() -> None:
 # ---------------------------------------------------------------- through the real store
 
 
-def _requests(hub: ct.Telemetry, name: str, latencies_ms: list[float], failures: int = 0,
-              condition: str | None = None) -> str:
+def _requests(
+    hub: ct.Telemetry, name: str, latencies_ms: list[float], failures: int = 0, condition: str | None = None
+) -> str:
     exp = hub.start_experiment(name, condition=condition, hypothesis="caching lowers latency")
     for ms in latencies_ms:
         hub.emit("req_llm.request.start", {}, {"model": "m"})
@@ -178,8 +179,9 @@ def test_success_rates_use_fisher_on_small_counts(hub: ct.Telemetry) -> None:
     pair = r.pairs[0]
     assert pair.test.test == "Fisher's exact"
     assert pair.test.p_value == pytest.approx(0.034965034965034975)
-    assert re.match(r"indian lower success rate than atlantic, p = 0\.035, h = -\d\.\d\d \(28\.6% vs 88\.9%",
-                    pair.verdict), pair.verdict
+    assert re.match(
+        r"indian lower success rate than atlantic, p = 0\.035, h = -\d\.\d\d \(28\.6% vs 88\.9%", pair.verdict
+    ), pair.verdict
 
 
 def test_three_experiments_are_holm_adjusted(hub: ct.Telemetry) -> None:

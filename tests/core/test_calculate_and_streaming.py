@@ -16,9 +16,18 @@ def _llm_run(n: int = 200, seed: int = 1) -> tuple[str, np.ndarray, np.ndarray]:
     ttft = lat * 0.3
     for i in range(n):
         ct.emit("req_llm.request.start", {}, {"model": "gpt-4o-mini"})
-        ct.emit("req_llm.request.stop", {"duration": float(lat[i]), "ttft_ns": float(ttft[i]), "prompt_tokens": 100 + i,
-                                         "completion_tokens": 20, "total_tokens": 120 + i, "cost_usd": 0.001},
-                {"model": "gpt-4o-mini"})
+        ct.emit(
+            "req_llm.request.stop",
+            {
+                "duration": float(lat[i]),
+                "ttft_ns": float(ttft[i]),
+                "prompt_tokens": 100 + i,
+                "completion_tokens": 20,
+                "total_tokens": 120 + i,
+                "cost_usd": 0.001,
+            },
+            {"model": "gpt-4o-mini"},
+        )
     for _ in range(4):
         ct.emit("req_llm.request.exception", {"duration": 1e6}, {"kind": "RateLimitError"})
     return exp.id, lat, ttft
@@ -53,7 +62,11 @@ def test_calculate_metrics_training(hub: ct.Telemetry) -> None:
     for epoch, loss in enumerate(losses):
         ct.emit("crucible_train.epoch.start", {"epoch": epoch})
         for _ in range(4):
-            ct.emit("crucible_train.batch.stop", {"loss": loss + 0.1, "global_step": step, "duration": 2e6}, {"epoch": epoch})
+            ct.emit(
+                "crucible_train.batch.stop",
+                {"loss": loss + 0.1, "global_step": step, "duration": 2e6},
+                {"epoch": epoch},
+            )
             step += 1
         ct.emit("crucible_train.epoch.stop", {"epoch": epoch, "loss": loss})
     ct.emit("crucible_train.checkpoint.saved", {"epoch": 2}, {"checkpoint_path": "/tmp/x.ckpt"})

@@ -19,8 +19,9 @@ from ._workers import write_experiment, write_into
 
 
 def test_lifecycle_get_and_list(hub: ct.Telemetry) -> None:
-    exp = ct.start_experiment("lr-sweep", hypothesis="lower lr converges", condition="treatment",
-                              tags=["sweep", "lr"], metadata={"lr": 1e-3})
+    exp = ct.start_experiment(
+        "lr-sweep", hypothesis="lower lr converges", condition="treatment", tags=["sweep", "lr"], metadata={"lr": 1e-3}
+    )
     assert exp.status == "running"
     assert ct.current_experiment() is exp
     ct.pause_experiment(exp.id)
@@ -32,7 +33,11 @@ def test_lifecycle_get_and_list(hub: ct.Telemetry) -> None:
     assert exp.stopped_at is not None
     stored = ct.Telemetry(hub.home).get_experiment(exp.id)  # read back from disk by another hub
     assert (stored.name, stored.hypothesis, stored.condition, stored.tags) == (
-        "lr-sweep", "lower lr converges", "treatment", ("sweep", "lr"))
+        "lr-sweep",
+        "lower lr converges",
+        "treatment",
+        ("sweep", "lr"),
+    )
     assert stored.metadata == {"lr": 1e-3}
     assert stored.status == "stopped"
     assert [e.id for e in ct.list_experiments()] == [exp.id]
@@ -211,7 +216,9 @@ def test_ranks_join_one_experiment_from_other_processes(hub: ct.Telemetry) -> No
     for p in procs:
         p.join(60)
         assert p.exitcode == 0
-    res = ct.store.execute("SELECT rank, count(*) FROM events WHERE experiment_id = ? GROUP BY rank ORDER BY rank", [exp.id])
+    res = ct.store.execute(
+        "SELECT rank, count(*) FROM events WHERE experiment_id = ? GROUP BY rank ORDER BY rank", [exp.id]
+    )
     assert res.fetchall() == [(1, 500), (2, 500)]
     assert len(ct.list_experiments()) == 1
 
@@ -219,7 +226,27 @@ def test_ranks_join_one_experiment_from_other_processes(hub: ct.Telemetry) -> No
 def test_environment_never_records_secrets_from_argv() -> None:
     from crucible_telemetry.environment import scrub_argv
 
-    argv = ["train.py", "--api-key", "sk-live-123", "--token=abc", "--lr", "0.1", "sk-proj-xyz",
-            "--hf_token", "hf_abcdef", "data/file.csv"]
-    assert scrub_argv(argv) == ["train.py", "--api-key", "***", "--token=***", "--lr", "0.1", "***",
-                                "--hf_token", "***", "data/file.csv"]
+    argv = [
+        "train.py",
+        "--api-key",
+        "sk-live-123",
+        "--token=abc",
+        "--lr",
+        "0.1",
+        "sk-proj-xyz",
+        "--hf_token",
+        "hf_abcdef",
+        "data/file.csv",
+    ]
+    assert scrub_argv(argv) == [
+        "train.py",
+        "--api-key",
+        "***",
+        "--token=***",
+        "--lr",
+        "0.1",
+        "***",
+        "--hf_token",
+        "***",
+        "data/file.csv",
+    ]

@@ -25,7 +25,9 @@ from crucible_telemetry.hookspecs import hookimpl
 def _sample(n: int = 50) -> str:
     exp = ct.start_experiment("export", tags=["t"])
     for i in range(n):
-        ct.emit("crucible_train.batch.stop", {"loss": 1.0 / (i + 1), "global_step": i}, {"epoch": i // 10, "note": "ok"})
+        ct.emit(
+            "crucible_train.batch.stop", {"loss": 1.0 / (i + 1), "global_step": i}, {"epoch": i // 10, "note": "ok"}
+        )
     ct.emit("weird.values", {"nan": float("nan"), "inf": float("inf"), "ninf": float("-inf")})
     return exp.id
 
@@ -36,7 +38,11 @@ def test_export_three_formats_round_trip(hub: ct.Telemetry, tmp_path: Path) -> N
     t = pq.read_table(p)
     assert t.num_rows == 51
     assert t.column("global_step").to_pylist()[:3] == [0, 1, 2]
-    weird = dict(t.filter(t.column("event").to_numpy(zero_copy_only=False) == "weird.values").column("measurements").to_pylist()[0])
+    weird = dict(
+        t.filter(t.column("event").to_numpy(zero_copy_only=False) == "weird.values")
+        .column("measurements")
+        .to_pylist()[0]
+    )
     assert math.isnan(weird["nan"]) and weird["inf"] == math.inf and weird["ninf"] == -math.inf
 
     p = ct.export(exp_id, "jsonl", tmp_path / "e.jsonl")
@@ -100,18 +106,22 @@ def test_export_memory_is_flat_in_the_number_of_events(tmp_path: Path) -> None:
         for n in (150_000, 600_000):
             home = str(tmp_path / f"h{n}")
             if not Path(home).exists():
-                exp_id = subprocess.run([sys.executable, "-c", record, home, str(n)], capture_output=True, text=True,
-                                        check=True).stdout.strip()
+                exp_id = subprocess.run(
+                    [sys.executable, "-c", record, home, str(n)], capture_output=True, text=True, check=True
+                ).stdout.strip()
                 (tmp_path / f"id{n}").write_text(exp_id)
             exp_id = (tmp_path / f"id{n}").read_text()
-            out = subprocess.run([sys.executable, "-c", export, home, exp_id, fmt], capture_output=True, text=True,
-                                 check=True)
+            out = subprocess.run(
+                [sys.executable, "-c", export, home, exp_id, fmt], capture_output=True, text=True, check=True
+            )
             growth[n] = int(out.stdout.strip().splitlines()[-1])  # KiB
         # ten times the events must not cost ten times the memory: streamed in slices, not materialised
         assert growth[600_000] < growth[150_000] + 30_000, (fmt, growth)
 
 
-def test_nonnumeric_measurement_moves_to_metadata_with_one_warning(hub: ct.Telemetry, caplog: pytest.LogCaptureFixture) -> None:
+def test_nonnumeric_measurement_moves_to_metadata_with_one_warning(
+    hub: ct.Telemetry, caplog: pytest.LogCaptureFixture
+) -> None:
     exp = ct.start_experiment("bad")
     with caplog.at_level(logging.WARNING, logger="crucible_telemetry"):
         ct.emit("x.y", {"loss": 0.5, "label": "cat"}, {"k": 1})

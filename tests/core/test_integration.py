@@ -16,7 +16,9 @@ from crucible_telemetry import integration as kit
 from crucible_telemetry import plugins
 
 
-def test_the_choice_order_is_explicit_env_checkpoint_live_new(hub: ct.Telemetry, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_choice_order_is_explicit_env_checkpoint_live_new(
+    hub: ct.Telemetry, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv(kit.ENV_EXPERIMENT_ID, raising=False)
     assert kit.choose_experiment(hub).source == "new"
     with hub.experiment("around") as live:
@@ -25,7 +27,9 @@ def test_the_choice_order_is_explicit_env_checkpoint_live_new(hub: ct.Telemetry,
         assert kit.choose_experiment(hub, resumed_id="exp-ckpt").source == "checkpoint"
         monkeypatch.setenv(kit.ENV_EXPERIMENT_ID, "exp-env")
         assert kit.choose_experiment(hub, resumed_id="exp-ckpt") == kit.Choice("exp-env", "environment")
-        assert kit.choose_experiment(hub, explicit_id="exp-mine", resumed_id="exp-ckpt") == kit.Choice("exp-mine", "explicit")
+        assert kit.choose_experiment(hub, explicit_id="exp-mine", resumed_id="exp-ckpt") == kit.Choice(
+            "exp-mine", "explicit"
+        )
 
 
 def test_a_bad_id_is_refused_naming_where_it_came_from(hub: ct.Telemetry, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -63,7 +67,9 @@ def test_rank_zero_still_broadcasts_when_its_choice_fails(hub: ct.Telemetry) -> 
     assert calls == [None]  # the other ranks are released, and see that rank 0 failed
 
 
-def test_a_new_run_is_owned_and_stopped_a_live_one_is_left_running(hub: ct.Telemetry, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_new_run_is_owned_and_stopped_a_live_one_is_left_running(
+    hub: ct.Telemetry, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv(kit.ENV_EXPERIMENT_ID, raising=False)
     run = kit.open_run(hub, kit.choose_experiment(hub), name="fit", tags=["a"], metadata={"lr": 0.1})
     assert run.owned and hub.current_experiment() is run.experiment
@@ -141,12 +147,30 @@ def test_guarded_methods_return_none_on_failure() -> None:
         plugins.set_strict(True)
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    (2.5, 2.5), (3, 3.0), (True, 1.0), (np.float32(6.0), 6.0), (np.int64(4), 4.0), (np.bool_(True), 1.0),
-    (np.array(2.5), 2.5), (np.array([7]), 7.0), (Fraction(1, 4), 0.25), (Decimal("1.5"), None),
-    ("1.5", None), (b"1", None), (None, None), (1 + 2j, None), (np.complex64(1), None),
-    (np.array([1.0, 2.0]), None), (np.array([]), None), ([1.0], None), ({"a": 1}, None),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (2.5, 2.5),
+        (3, 3.0),
+        (True, 1.0),
+        (np.float32(6.0), 6.0),
+        (np.int64(4), 4.0),
+        (np.bool_(True), 1.0),
+        (np.array(2.5), 2.5),
+        (np.array([7]), 7.0),
+        (Fraction(1, 4), 0.25),
+        (Decimal("1.5"), None),
+        ("1.5", None),
+        (b"1", None),
+        (None, None),
+        (1 + 2j, None),
+        (np.complex64(1), None),
+        (np.array([1.0, 2.0]), None),
+        (np.array([]), None),
+        ([1.0], None),
+        ({"a": 1}, None),
+    ],
+)
 def test_to_scalar_has_one_behaviour(value: Any, expected: float | None) -> None:
     assert kit.to_scalar(value) == expected
 

@@ -16,15 +16,31 @@ from crucible_telemetry.plugins import hookimpl, hookspecs
 from tests._requires import requires_plugin
 
 SEED = [
-    "req_llm.request.start", "req_llm.request.stop", "req_llm.request.exception",
-    "crucible_train.training.start", "crucible_train.training.stop", "crucible_train.epoch.start",
-    "crucible_train.epoch.stop", "crucible_train.batch.stop", "crucible_train.checkpoint.saved",
-    "crucible_deployment.inference.start", "crucible_deployment.inference.stop",
-    "crucible_deployment.inference.exception", "crucible_framework.pipeline.start",
-    "crucible_framework.pipeline.stop", "crucible_framework.stage.start", "crucible_framework.stage.stop",
-    "ensemble.prediction.start", "ensemble.prediction.stop", "ensemble.vote.completed",
-    "hedging.request.start", "hedging.request.duplicated", "hedging.request.stop",
-    "causal_trace.event.created", "altar.tool.start", "altar.tool.stop",
+    "req_llm.request.start",
+    "req_llm.request.stop",
+    "req_llm.request.exception",
+    "crucible_train.training.start",
+    "crucible_train.training.stop",
+    "crucible_train.epoch.start",
+    "crucible_train.epoch.stop",
+    "crucible_train.batch.stop",
+    "crucible_train.checkpoint.saved",
+    "crucible_deployment.inference.start",
+    "crucible_deployment.inference.stop",
+    "crucible_deployment.inference.exception",
+    "crucible_framework.pipeline.start",
+    "crucible_framework.pipeline.stop",
+    "crucible_framework.stage.start",
+    "crucible_framework.stage.stop",
+    "ensemble.prediction.start",
+    "ensemble.prediction.stop",
+    "ensemble.vote.completed",
+    "hedging.request.start",
+    "hedging.request.duplicated",
+    "hedging.request.stop",
+    "causal_trace.event.created",
+    "altar.tool.start",
+    "altar.tool.stop",
 ]
 
 
@@ -101,7 +117,9 @@ def test_loading_plugins_imports_no_framework() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, crucible_telemetry as ct; ct.event_info('a.b'); "
-            "print(sorted(m for m in ('torch', 'transformers', 'lightning', 'openai') if m in sys.modules))")
+    code = (
+        "import sys, crucible_telemetry as ct; ct.event_info('a.b'); "
+        "print(sorted(m for m in ('torch', 'transformers', 'lightning', 'openai') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

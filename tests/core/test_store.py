@@ -19,8 +19,25 @@ from crucible_telemetry.storage import segments
 from ._workers import emit_forever, write_experiment
 
 EVENT_COLUMNS = [
-    "experiment_id", "event", "category", "ts", "mono_ns", "seq", "host", "pid", "rank", "local_rank", "node",
-    "world_size", "epoch", "global_step", "batch", "duration", "measurements", "metadata", "tags",
+    "experiment_id",
+    "event",
+    "category",
+    "ts",
+    "mono_ns",
+    "seq",
+    "host",
+    "pid",
+    "rank",
+    "local_rank",
+    "node",
+    "world_size",
+    "epoch",
+    "global_step",
+    "batch",
+    "duration",
+    "measurements",
+    "metadata",
+    "tags",
 ]
 
 
@@ -29,14 +46,18 @@ def test_views_have_the_documented_schema(hub: ct.Telemetry) -> None:
     ct.emit("a.b", {"v": 1})
     ct.MetricsStore.record("duckdb", exp.id, "loss", 0.5, step=1)
     con = ct.connect()
-    cols = {v: [r[0] for r in con.execute(f"DESCRIBE {v}").fetchall()] for v in ("events", "metrics", "experiments", "runs")}
+    cols = {
+        v: [r[0] for r in con.execute(f"DESCRIBE {v}").fetchall()] for v in ("events", "metrics", "experiments", "runs")
+    }
     assert cols["events"] == EVENT_COLUMNS
     types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE events)").fetchall())
     assert types["ts"] == "TIMESTAMP WITH TIME ZONE"
     assert types["measurements"] == "MAP(VARCHAR, DOUBLE)"
     assert types["rank"] == "INTEGER" and types["global_step"] == "BIGINT"
     assert cols["metrics"][:6] == ["run_id", "metric", "value", "step", "epoch", "kind"]
-    assert {"experiment_id", "name", "hypothesis", "condition", "tags", "status", "started_at", "environment"} <= set(cols["experiments"])
+    assert {"experiment_id", "name", "hypothesis", "condition", "tags", "status", "started_at", "environment"} <= set(
+        cols["experiments"]
+    )
     assert {"events", "duration_s", "metric_rows", "exceptions"} <= set(cols["runs"])
 
 
@@ -151,7 +172,9 @@ def test_two_writers_and_a_reader_at_once(hub: ct.Telemetry, tmp_path: Path) -> 
         assert p.exitcode == 0
     assert counts == sorted(counts), "the reader saw rows disappear"
     con = reader.connect()
-    final = dict(con.execute("SELECT json_extract_string(metadata, '$.writer'), count(*) FROM events GROUP BY 1").fetchall())
+    final = dict(
+        con.execute("SELECT json_extract_string(metadata, '$.writer'), count(*) FROM events GROUP BY 1").fetchall()
+    )
     assert final == {"w0": n, "w1": n}
     assert con.execute("SELECT count(*), count(DISTINCT (host, pid, seq)) FROM events").fetchone() == (2 * n, 2 * n)
 
@@ -234,7 +257,9 @@ def test_runs_view_summarises_experiments(hub: ct.Telemetry) -> None:
     ct.emit("req_llm.request.exception", {"duration": 1.0}, {"kind": "Timeout"})
     ct.stop_experiment(exp.id)
     con = ct.connect()
-    row = con.execute("SELECT name, condition, status, events, exceptions, max_global_step, duration_s > 0 FROM runs").fetchone()
+    row = con.execute(
+        "SELECT name, condition, status, events, exceptions, max_global_step, duration_s > 0 FROM runs"
+    ).fetchone()
     assert row == ("runs", "control", "stopped", 6, 1, 4, True)
 
 
@@ -242,7 +267,9 @@ def test_sql_rows_with_timestamps_fetch_as_python_datetimes(hub: ct.Telemetry) -
     exp = ct.start_experiment("tz")
     ct.emit("a.b", {"v": 1})
     con = ct.connect()
-    (ts, started), = con.execute("SELECT e.ts, x.started_at FROM events e JOIN experiments x USING (experiment_id)").fetchall()
+    ((ts, started),) = con.execute(
+        "SELECT e.ts, x.started_at FROM events e JOIN experiments x USING (experiment_id)"
+    ).fetchall()
     assert ts.tzinfo is not None and started.tzinfo is not None
     assert ct.store.execute("SELECT ts FROM events WHERE experiment_id = ?", [exp.id]).fetchone()[0] == ts
 
@@ -272,7 +299,9 @@ def test_joining_a_stopped_experiment_reopens_it(hub: ct.Telemetry) -> None:
     assert ct.default(create=False) is hub
 
 
-def test_a_cover_is_ignored_until_mature_then_hides_what_it_covers(hub: ct.Telemetry, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_cover_is_ignored_until_mature_then_hides_what_it_covers(
+    hub: ct.Telemetry, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(segments, "MATURITY_SECONDS", 0.5)
     exp = ct.start_experiment("maturity")
     for i in range(3):
@@ -285,9 +314,14 @@ def test_a_cover_is_ignored_until_mature_then_hides_what_it_covers(hub: ct.Telem
 
     def sql_files() -> set[str]:
         con = ct.connect()
-        rows = con.execute("SELECT DISTINCT filename FROM read_parquet(?, filename = true) "
-                           "WHERE filename IN (SELECT file FROM glob(?))", [str(folder / "*.parquet")] * 2).fetchall()
-        got = con.execute("SELECT count(*), count(DISTINCT seq) FROM events WHERE experiment_id = ?", [exp.id]).fetchone()
+        rows = con.execute(
+            "SELECT DISTINCT filename FROM read_parquet(?, filename = true) "
+            "WHERE filename IN (SELECT file FROM glob(?))",
+            [str(folder / "*.parquet")] * 2,
+        ).fetchall()
+        got = con.execute(
+            "SELECT count(*), count(DISTINCT seq) FROM events WHERE experiment_id = ?", [exp.id]
+        ).fetchone()
         assert got == (3, 3)
         return {r[0] for r in rows}
 

@@ -20,7 +20,7 @@ def section(text: str, heading: str) -> str:
     m = re.search(rf"^(#+) {re.escape(heading)}\s*$", text, re.M)
     assert m is not None, f"no heading {heading!r}"
     level = len(m.group(1))
-    rest = text[m.end():]
+    rest = text[m.end() :]
     end = re.search(rf"^#{{1,{level}}} ", rest, re.M)
     return rest[: end.start()] if end else rest
 
@@ -41,5 +41,4 @@ def public_modules() -> list[str]:
 def mentioned(text: str, name: str) -> bool:
     """``name`` is a heading's word or is in code: `name`, `name(...)`, `name.attr`, `name[...]`."""
     n = re.escape(name)
-    return bool(re.search(rf"^#+ .*(?<![\w.]){n}(?![\w])", text, re.M)
-                or re.search(rf"`{n}[`(.\[ ]", text))
+    return bool(re.search(rf"^#+ .*(?<![\w.]){n}(?![\w])", text, re.M) or re.search(rf"`{n}[`(.\[ ]", text))

@@ -72,7 +72,9 @@ def _core_tree() -> list[str]:
 
 @pytest.mark.parametrize("entry", _core_tree())
 def test_architecture_names_every_module_and_subpackage_of_the_core(entry: str) -> None:
-    assert f"`{entry}`" in page("architecture.md") or re.search(rf"^\s*{re.escape(entry)}\s", page("architecture.md"), re.M)
+    assert f"`{entry}`" in page("architecture.md") or re.search(
+        rf"^\s*{re.escape(entry)}\s", page("architecture.md"), re.M
+    )
 
 
 def test_every_path_the_architecture_page_names_exists() -> None:

@@ -38,9 +38,11 @@ def _load(tmp_path: Path) -> ModuleType:
 
 def _rows(hub: ct.Telemetry, exp_id: str) -> list[tuple[str, int]]:
     hub.flush()
-    return hub.connect().execute(
-        "SELECT event, count(*) FROM events WHERE experiment_id = ? GROUP BY event ORDER BY event", [exp_id]
-    ).fetchall()
+    return (
+        hub.connect()
+        .execute("SELECT event, count(*) FROM events WHERE experiment_id = ? GROUP BY event ORDER BY event", [exp_id])
+        .fetchall()
+    )
 
 
 @requires_plugin("torch")
@@ -51,8 +53,9 @@ def test_the_example_loop_runs_as_written(tmp_path: Path) -> None:
     home = tmp_path / "home"
     env = {**os.environ, "CRUCIBLE_HOME": str(home), "CRUCIBLE_STRICT": "1", "PYTHONPATH": str(tmp_path)}
     env.pop("CRUCIBLE_EXPERIMENT_ID", None)
-    out = subprocess.run([sys.executable, "loop.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                         timeout=300)
+    out = subprocess.run(
+        [sys.executable, "loop.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["(10, True)", "stopped"]
     with ct.Telemetry(home) as hub:
@@ -66,8 +69,7 @@ def test_the_example_loop_runs_as_written(tmp_path: Path) -> None:
         ]
 
 
-def test_the_example_plugin_without_torch(hub: ct.Telemetry, tmp_path: Path,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_example_plugin_without_torch(hub: ct.Telemetry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Its hook registers its event; numpy values are scalars; resuming continues one experiment."""
     monkeypatch.delenv("CRUCIBLE_EXPERIMENT_ID", raising=False)
     loop = _load(tmp_path)
@@ -89,9 +91,15 @@ def test_the_example_plugin_without_torch(hub: ct.Telemetry, tmp_path: Path,
     again.start()
     assert again.run.id == rec.run.id and again.run.source == "checkpoint"
     again.stop()
-    rows = hub.connect().execute(
-        "SELECT global_step, measurements['loss'], measurements['accuracy'], measurements['flag'] FROM events "
-        "WHERE experiment_id = ? AND event = 'crucible_train.batch.stop' ORDER BY seq", [rec.run.id]).fetchall()
+    rows = (
+        hub.connect()
+        .execute(
+            "SELECT global_step, measurements['loss'], measurements['accuracy'], measurements['flag'] FROM events "
+            "WHERE experiment_id = ? AND event = 'crucible_train.batch.stop' ORDER BY seq",
+            [rec.run.id],
+        )
+        .fetchall()
+    )
     assert [r[0] for r in rows] == [1, 2, 3]
     assert rows[1][1] == pytest.approx(0.5) and rows[0][2:] == (0.5, 1.0)
     skipped = dict(_rows(hub, rec.run.id))["crucible_loop.value.skipped"]

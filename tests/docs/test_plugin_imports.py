@@ -17,8 +17,12 @@ import pytest
 from ._pages import CORE, ROOT, public_modules
 
 #: Every distribution under packages/ but the core is a plugin: its folder -> its package's ``__init__.py``.
-PLUGINS = {d.name: init for d in sorted((ROOT / "packages").iterdir()) if d.name != "core"
-           for init in sorted((d / "src").glob("*/__init__.py"))[:1]}
+PLUGINS = {
+    d.name: init
+    for d in sorted((ROOT / "packages").iterdir())
+    if d.name != "core"
+    for init in sorted((d / "src").glob("*/__init__.py"))[:1]
+}
 
 
 def _is_core(module: str) -> bool:
@@ -28,7 +32,11 @@ def _is_core(module: str) -> bool:
 def _is_module(dotted: str) -> bool:
     """``dotted`` names a module or package of the core on disk."""
     rel = Path(*dotted.split(".")[1:])
-    return dotted == "crucible_telemetry" or (CORE / rel).with_suffix(".py").is_file() or (CORE / rel / "__init__.py").is_file()
+    return (
+        dotted == "crucible_telemetry"
+        or (CORE / rel).with_suffix(".py").is_file()
+        or (CORE / rel / "__init__.py").is_file()
+    )
 
 
 def _private(name: str) -> bool:
@@ -120,14 +128,14 @@ def test_every_plugin_is_checked() -> None:
 def test_the_checker_catches_each_kind_of_violation() -> None:
     bad = (
         "import crucible_telemetry as ct\n"
-        "from crucible_telemetry._hubs import default\n"          # a private module
-        "from crucible_telemetry.experiment import RUNNING\n"     # a module not listed
-        "from crucible_telemetry import _hubs\n"                  # a private name
-        "from crucible_telemetry.integration import _live\n"      # a private name of a public module
-        "from crucible_telemetry.events import BASE_FIELDS\n"     # not in __all__
-        "import crucible_telemetry.storage.segments\n"            # a module not listed
-        "x = ct._hubs._default\n"                                 # private through an attribute
-        "y = ct.hub.Telemetry\n"                                  # a non-public module through an attribute
+        "from crucible_telemetry._hubs import default\n"  # a private module
+        "from crucible_telemetry.experiment import RUNNING\n"  # a module not listed
+        "from crucible_telemetry import _hubs\n"  # a private name
+        "from crucible_telemetry.integration import _live\n"  # a private name of a public module
+        "from crucible_telemetry.events import BASE_FIELDS\n"  # not in __all__
+        "import crucible_telemetry.storage.segments\n"  # a module not listed
+        "x = ct._hubs._default\n"  # private through an attribute
+        "y = ct.hub.Telemetry\n"  # a non-public module through an attribute
         "import importlib\nz = importlib.import_module('crucible_telemetry.cli.app')\n"
     )
     found = violations(bad)

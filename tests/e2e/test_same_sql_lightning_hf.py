@@ -52,17 +52,34 @@ def lightning_run(root: Path) -> list[list[float]]:
     x = torch.randn(40, 4, generator=torch.Generator().manual_seed(0))
     y = x.sum(dim=1, keepdim=True)
     model = Regressor()
-    trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=2, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(root),
-                         callbacks=[LightningCallback(experiment_name="lightning-run")])
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(root),
+        callbacks=[LightningCallback(experiment_name="lightning-run")],
+    )
     trainer.fit(model, DataLoader(TensorDataset(x, y), batch_size=8))
     return model.losses
 
 
 def hf_run(out: Path) -> list[list[float]]:
     model = tiny_model()
-    args = TrainingArguments(output_dir=str(out), run_name="hf-run", num_train_epochs=2, per_device_train_batch_size=4,
-                             logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True, use_cpu=True)
+    args = TrainingArguments(
+        output_dir=str(out),
+        run_name="hf-run",
+        num_train_epochs=2,
+        per_device_train_batch_size=4,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=True,
+    )
     trainer = Trainer(model=model, args=args, train_dataset=TokenDataset(16), callbacks=[HFCallback()])
     trainer.train()
     logged = [h for h in trainer.state.log_history if "loss" in h]
@@ -76,7 +93,11 @@ def test_one_sql_gives_per_epoch_loss_for_lightning_and_hf(hub: ct.Telemetry, tm
     with hub.connect() as con:
         rows = con.execute(PER_EPOCH_LOSS).fetchall()
     assert [(name, epoch) for name, epoch, _ in rows] == [
-        ("hf-run", 0), ("hf-run", 1), ("lightning-run", 0), ("lightning-run", 1)]
+        ("hf-run", 0),
+        ("hf-run", 1),
+        ("lightning-run", 0),
+        ("lightning-run", 1),
+    ]
     expected = [sum(v) / len(v) for v in hf_losses] + [sum(v) / len(v) for v in lightning_losses]
     assert [len(v) for v in hf_losses] == [4, 4] and [len(v) for v in lightning_losses] == [5, 5]
     assert [loss for *_, loss in rows] == pytest.approx(expected, rel=1e-6)

@@ -56,7 +56,7 @@ def test_exact_sequence_two_epochs_grad_accum_eval_each_epoch(hub: ct.Telemetry,
     # Epoch loss is the mean of the epoch's step losses; evaluation rides along as val_*.
     evals = [h for h in trainer.state.log_history if "eval_loss" in h]
     for i, e in enumerate(e for e in evs if e["event"] == "epoch.stop"):
-        assert e["m"]["loss"] == pytest.approx(sum(h["loss"] for h in logged[4 * i:4 * i + 4]) / 4)
+        assert e["m"]["loss"] == pytest.approx(sum(h["loss"] for h in logged[4 * i : 4 * i + 4]) / 4)
         assert e["m"]["val_loss"] == pytest.approx(evals[i]["eval_loss"])
     vals = [e for e in evs if e["event"] == "validation.stop"]
     assert [e["m"]["val_loss"] for e in vals] == pytest.approx([h["eval_loss"] for h in evals])
@@ -86,8 +86,7 @@ def test_every_logged_scalar_lands_in_metrics_with_its_step(hub: ct.Telemetry, t
     exp = _only_exp(hub)
     hub.flush()
     with hub.connect() as con:
-        got = con.execute("SELECT metric, step, value FROM metrics WHERE run_id = ? ORDER BY seq",
-                          [exp.id]).fetchall()
+        got = con.execute("SELECT metric, step, value FROM metrics WHERE run_id = ? ORDER BY seq", [exp.id]).fetchall()
     want = [(k, h["step"], float(v)) for h in trainer.state.log_history for k, v in h.items() if k != "step"]
     assert [(m, s) for m, s, _ in got] == [(m, s) for m, s, _ in want]
     assert [v for *_, v in got] == pytest.approx([v for *_, v in want])
@@ -97,7 +96,8 @@ def test_every_logged_scalar_lands_in_metrics_with_its_step(hub: ct.Telemetry, t
 
 
 def test_non_scalar_logged_values_are_skipped_with_one_warning(
-        hub: ct.Telemetry, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    hub: ct.Telemetry, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     def compute_metrics(pred: Any) -> dict[str, Any]:
         return {"accuracy": 0.5, "confusion": [[1, 2], [3, 4]], "note": "text"}
 
@@ -160,8 +160,9 @@ def test_beside_other_callbacks_with_report_to_none(hub: ct.Telemetry, tmp_path:
 
 
 def test_tokens_seen_and_tokens_per_second_when_the_trainer_counts_them(hub: ct.Telemetry, tmp_path: Path) -> None:
-    trainer = tiny_trainer(tmp_path / "out", [CrucibleCallback()], num_train_epochs=1,
-                           include_num_input_tokens_seen="all")
+    trainer = tiny_trainer(
+        tmp_path / "out", [CrucibleCallback()], num_train_epochs=1, include_num_input_tokens_seen="all"
+    )
     trainer.train()
     batches = [e for e in events(hub, _only_exp(hub).id) if e["event"] == "batch.stop"]
     # 2 micro-batches of 2 sequences of 8 tokens per optimizer step.
@@ -222,10 +223,13 @@ def _broken_emit(*a: Any, **kw: Any) -> None:
     raise OSError("disk gone")
 
 
-def test_telemetry_failures_never_reach_the_training_loop(hub: ct.Telemetry, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch,
-                                                          strict_mode: Callable[[bool], None],
-                                                          caplog: pytest.LogCaptureFixture) -> None:
+def test_telemetry_failures_never_reach_the_training_loop(
+    hub: ct.Telemetry,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    strict_mode: Callable[[bool], None],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     monkeypatch.setattr(hub, "emit", _broken_emit)
     strict_mode(False)
     cb = CrucibleCallback()
@@ -241,8 +245,9 @@ def test_telemetry_failures_never_reach_the_training_loop(hub: ct.Telemetry, tmp
     assert any("on_train_begin" in m for m in failed)
 
 
-def test_strict_mode_reraises_a_callback_failure(hub: ct.Telemetry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                 strict_mode: Callable[[bool], None]) -> None:
+def test_strict_mode_reraises_a_callback_failure(
+    hub: ct.Telemetry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, strict_mode: Callable[[bool], None]
+) -> None:
     monkeypatch.setattr(hub, "emit", _broken_emit)
     strict_mode(True)
     cb = CrucibleCallback()
@@ -270,17 +275,19 @@ def test_plugin_entry_point_loads_and_its_events_are_in_the_registry() -> None:
     assert any(ep.value == "crucible_telemetry_hf.plugin" for ep in entry_points(group="crucible_telemetry"))
     assert "hf" in {name for name, _ in plugins.get_plugin_manager().list_name_plugin()}
     # Defined by the core registry, as the callback emits them.
-    for name, fields in (("crucible_train.validation.stop", ("duration", "epoch", "global_step")),
-                         ("crucible_train.training.exception",
-                          ("duration", "epoch", "global_step", "kind", "reason", "stacktrace"))):
+    for name, fields in (
+        ("crucible_train.validation.stop", ("duration", "epoch", "global_step")),
+        ("crucible_train.training.exception", ("duration", "epoch", "global_step", "kind", "reason", "stacktrace")),
+    ):
         info = ct.event_info(name)
         assert info.category == "training"
         assert set(fields) <= set(info.enriched_fields)
         assert name in {e.dotted for e in ct.events.training_events()}
 
 
-def test_experiment_id_from_the_argument_or_the_environment(hub: ct.Telemetry, tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_experiment_id_from_the_argument_or_the_environment(
+    hub: ct.Telemetry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     tiny_trainer(tmp_path / "a", [CrucibleCallback(experiment_id="hf-pinned")], num_train_epochs=1).train()
     monkeypatch.setenv("CRUCIBLE_EXPERIMENT_ID", "hf-from-env")
     cb = CrucibleCallback()

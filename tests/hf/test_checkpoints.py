@@ -52,9 +52,14 @@ def test_resume_from_checkpoint_appends_without_duplicates(hub: ct.Telemetry, ho
         first.train()
     (exp,) = hub.list_experiments()
     # A new process resumes from checkpoint-2 (mid-epoch 0) with a fresh Trainer and callback.
-    proc = subprocess.run([sys.executable, "-m", "tests.hf._resume_child", str(home), str(out),
-                           str(out / "checkpoint-2")], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.hf._resume_child", str(home), str(out), str(out / "checkpoint-2")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     child = json.loads(proc.stdout.rsplit("RESULT ", 1)[1])
     assert child["errors"] == []
@@ -69,7 +74,10 @@ def test_resume_from_checkpoint_appends_without_duplicates(hub: ct.Telemetry, ho
     starts = [json.loads(e["md"]) for e in evs if e["event"] == "training.start"]
     assert [s["resumed"] for s in starts] == [False, True]
     assert [json.loads(e["md"]).get("resumed", False) for e in evs if e["event"] == "epoch.start"] == [
-        False, True, False]
+        False,
+        True,
+        False,
+    ]
     resumed = [e for e in evs if e["event"] == "batch.stop" and e["global_step"] > 2]
     logged = [h for h in child["log_history"] if "loss" in h and h["step"] > 2]
     assert [e["m"]["loss"] for e in resumed] == pytest.approx([h["loss"] for h in logged])
@@ -83,7 +91,8 @@ def test_resume_in_the_same_process_appends_to_the_stopped_experiment(hub: ct.Te
     # A notebook resumes the finished run for one more epoch from its last checkpoint.
     cb = CrucibleCallback()
     tiny_trainer(out, [cb], num_train_epochs=2, save_strategy="steps", save_steps=2).train(
-        resume_from_checkpoint=str(out / "checkpoint-4"))
+        resume_from_checkpoint=str(out / "checkpoint-4")
+    )
     assert cb.errors == [] and [e.id for e in hub.list_experiments()] == [exp.id]
     assert exp.status == "stopped"
     evs = events(hub, exp.id)

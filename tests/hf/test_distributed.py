@@ -26,9 +26,25 @@ def _torchrun(home: Path, out: Path, *extra: str) -> list[dict[str, Any]]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     env.pop("CRUCIBLE_EXPERIMENT_ID", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "tests.hf._ddp_child", str(home), str(out), *extra],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "tests.hf._ddp_child",
+            str(home),
+            str(out),
+            *extra,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         _, stderr = proc.communicate(timeout=300)
     finally:
@@ -55,8 +71,7 @@ def test_torchrun_two_ranks_share_one_experiment(hub: ct.Telemetry, home: Path, 
         assert [e["epoch"] for e in mine if e["event"] == "epoch.stop"] == [0, 1]
     hub.flush()
     with hub.connect() as con:
-        ranks = con.execute("SELECT DISTINCT rank FROM metrics WHERE run_id = ? ORDER BY rank",
-                            [exps[0].id]).fetchall()
+        ranks = con.execute("SELECT DISTINCT rank FROM metrics WHERE run_id = ? ORDER BY rank", [exps[0].id]).fetchall()
     assert ranks == [(0,), (1,)]
 
 

@@ -21,13 +21,15 @@ def _starts(hub: ct.Telemetry) -> dict[str, int]:
     return {e.id: sum(ev["event"] == "training.start" for ev in events(hub, e.id)) for e in hub.list_experiments()}
 
 
-def test_each_rung_of_the_order_beats_the_ones_below(hub: ct.Telemetry, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_each_rung_of_the_order_beats_the_ones_below(
+    hub: ct.Telemetry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv(ENV_EXPERIMENT_ID, raising=False)
     # A finished run whose checkpoints name the experiment "hf-ckpt".
     first = tmp_path / "first"
-    tiny_trainer(first, [CrucibleCallback(experiment_id="hf-ckpt")], num_train_epochs=1, save_strategy="steps",
-                 save_steps=2).train()
+    tiny_trainer(
+        first, [CrucibleCallback(experiment_id="hf-ckpt")], num_train_epochs=1, save_strategy="steps", save_steps=2
+    ).train()
     checkpoint = str(first / "checkpoint-2")
     assert read_checkpoint_marker(checkpoint) == "hf-ckpt"
     assert _starts(hub) == {"hf-ckpt": 1}

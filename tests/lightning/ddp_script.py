@@ -22,8 +22,12 @@ def main(home: str, root: str, out: str) -> None:
     loggers = [CrucibleLogger(), CrucibleLogger(run_id="ddp-all-ranks", all_ranks=True)]
     trainer = tiny.trainer("lightning.pytorch", root, strategy="ddp", devices=2, callbacks=[cb], logger=loggers)
     trainer.fit(tiny.module_class("lightning.pytorch")(), *tiny.loaders(n=128))  # 8 batches per rank
-    report = {"rank": trainer.global_rank, "experiment_id": cb.experiment_id, "run_id": loggers[0].run_id,
-              "errors": [repr(e) for e in cb.errors + loggers[0].errors + loggers[1].errors]}
+    report = {
+        "rank": trainer.global_rank,
+        "experiment_id": cb.experiment_id,
+        "run_id": loggers[0].run_id,
+        "errors": [repr(e) for e in cb.errors + loggers[0].errors + loggers[1].errors],
+    }
     Path(out, f"rank{trainer.global_rank}.json").write_text(json.dumps(report))
     ct.default().close()
 

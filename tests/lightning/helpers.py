@@ -12,7 +12,9 @@ def events(hub: ct.Telemetry, exp_id: str) -> list[dict[str, Any]]:
     hub.flush()
     res = hub.store.execute(
         "SELECT event, epoch, batch, global_step, rank, measurements, metadata FROM events "
-        "WHERE experiment_id = ? ORDER BY rank NULLS FIRST, seq", [exp_id])
+        "WHERE experiment_id = ? ORDER BY rank NULLS FIRST, seq",
+        [exp_id],
+    )
     return [dict(zip(res.columns, row)) for row in res.fetchall()]
 
 
@@ -21,7 +23,8 @@ def metrics(hub: ct.Telemetry, run_id: str) -> list[dict[str, Any]]:
     hub.flush()
     res = hub.store.execute(
         "SELECT metric, value, step, epoch, kind, rank, node FROM metrics WHERE run_id = ? ORDER BY rank NULLS FIRST, seq",
-        [run_id])
+        [run_id],
+    )
     return [dict(zip(res.columns, row)) for row in res.fetchall()]
 
 
@@ -30,4 +33,6 @@ def duplicates(hub: ct.Telemetry, run_id: str) -> list[tuple[Any, ...]]:
     hub.flush()
     return hub.store.execute(
         "SELECT metric, step, rank, count(*) FROM metrics WHERE run_id = ? "
-        "GROUP BY metric, step, rank HAVING count(*) > 1", [run_id]).fetchall()
+        "GROUP BY metric, step, rank HAVING count(*) > 1",
+        [run_id],
+    ).fetchall()

@@ -19,7 +19,8 @@ from .helpers import events, metrics
 FLAVOURS = pytest.mark.parametrize("flavour", tiny.FLAVOURS)
 
 EPOCH = (
-    ["crucible_train.epoch.start"] + ["crucible_train.batch.stop"] * 5
+    ["crucible_train.epoch.start"]
+    + ["crucible_train.batch.stop"] * 5
     + ["crucible_train.validation.stop", "crucible_train.epoch.stop", "crucible_train.checkpoint.saved"]
 )
 
@@ -54,7 +55,8 @@ def test_event_sequence_counts_and_values(hub: ct.Telemetry, tmp_path: Path, fla
     batches = [e for e in evs if e["event"] == "crucible_train.batch.stop"]
     assert [e["measurements"]["loss"] for e in batches] == pytest.approx(model.step_losses, rel=1e-6)
     assert [(e["epoch"], e["batch"], e["global_step"]) for e in batches] == [
-        (ep, b, ep * 5 + b + 1) for ep in (0, 1) for b in range(5)]
+        (ep, b, ep * 5 + b + 1) for ep in (0, 1) for b in range(5)
+    ]
     for e in batches:
         m = e["measurements"]
         assert m["gradient_norm"] > 0 and m["duration"] > 0 and m["samples_per_second"] > 0
@@ -71,7 +73,7 @@ def test_event_sequence_counts_and_values(hub: ct.Telemetry, tmp_path: Path, fla
         assert m["loss"] == pytest.approx(logged[("train_loss_epoch", ep)])
         assert m["accuracy"] == pytest.approx(logged[("train_acc", ep)])
         assert m["learning_rate"] == pytest.approx(0.05) and m["learning_rate_pg1"] == pytest.approx(0.025)
-        assert v["measurements"]["val_loss"] == pytest.approx(sum(model.val_losses[2 * ep:2 * ep + 2]) / 2, rel=1e-5)
+        assert v["measurements"]["val_loss"] == pytest.approx(sum(model.val_losses[2 * ep : 2 * ep + 2]) / 2, rel=1e-5)
         assert m["val_loss"] == v["measurements"]["val_loss"]
 
     saved = [e for e in evs if e["event"] == "crucible_train.checkpoint.saved"]
@@ -108,8 +110,12 @@ def test_exception_event_and_user_exception_unchanged(hub: ct.Telemetry, tmp_pat
     assert type(info.value) is ValueError and info.value.args == ("boom at batch 2",)
     evs = events(hub, cb.experiment_id)
     assert [e["event"] for e in evs] == [
-        "crucible_train.training.start", "crucible_train.epoch.start",
-        "crucible_train.batch.stop", "crucible_train.batch.stop", "crucible_train.training.exception"]
+        "crucible_train.training.start",
+        "crucible_train.epoch.start",
+        "crucible_train.batch.stop",
+        "crucible_train.batch.stop",
+        "crucible_train.training.exception",
+    ]
     exc = evs[-1]
     md = json.loads(exc["metadata"])
     assert md["kind"] == "ValueError" and md["reason"] == "boom at batch 2"
@@ -119,7 +125,9 @@ def test_exception_event_and_user_exception_unchanged(hub: ct.Telemetry, tmp_pat
 
 
 @FLAVOURS
-def test_gradient_accumulation_keeps_step_and_micro_batch_apart(hub: ct.Telemetry, tmp_path: Path, flavour: str) -> None:
+def test_gradient_accumulation_keeps_step_and_micro_batch_apart(
+    hub: ct.Telemetry, tmp_path: Path, flavour: str
+) -> None:
     cb, lg = CrucibleCallback(), CrucibleLogger()
     trainer, model = _fit(flavour, tmp_path, cb, lg, max_epochs=1, limit_train_batches=4, accumulate_grad_batches=2)
     batches = [e for e in events(hub, cb.experiment_id) if e["event"] == "crucible_train.batch.stop"]
@@ -156,8 +164,9 @@ def test_two_fits_make_two_experiments(hub: ct.Telemetry, tmp_path: Path) -> Non
     assert ct.current_experiment() is None
 
 
-def test_telemetry_failure_never_breaks_training(hub: ct.Telemetry, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_telemetry_failure_never_breaks_training(
+    hub: ct.Telemetry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from crucible_telemetry_lightning import _steps as steps_module
 
     def broken(batch: object) -> int:
@@ -177,8 +186,9 @@ def test_telemetry_failure_never_breaks_training(hub: ct.Telemetry, tmp_path: Pa
     assert "crucible_train.batch.stop" not in names
 
 
-def test_strict_mode_reraises_telemetry_failures(hub: ct.Telemetry, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_strict_mode_reraises_telemetry_failures(
+    hub: ct.Telemetry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from crucible_telemetry_lightning import _steps as steps_module
 
     def broken(batch: object) -> int:
@@ -218,8 +228,9 @@ def test_gradient_norm_cadence(hub: ct.Telemetry, tmp_path: Path) -> None:
     assert steps == {1, 3}  # the same cadence as the logger's rows
 
 
-def test_pinned_experiment_id_and_environment(hub: ct.Telemetry, tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pinned_experiment_id_and_environment(
+    hub: ct.Telemetry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cb = CrucibleCallback(experiment_id="pinned-run")
     _fit("lightning.pytorch", tmp_path, cb, CrucibleLogger(), max_epochs=1)
     monkeypatch.setenv("CRUCIBLE_EXPERIMENT_ID", "from-env")
@@ -287,10 +298,12 @@ def test_plugin_module_does_not_import_lightning() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, crucible_telemetry_lightning, crucible_telemetry_lightning.plugin; "
-            "from crucible_telemetry import plugins; plugins.load_plugins(); "
-            "assert 'lightning' in {n for n, _ in plugins.get_plugin_manager().list_name_plugin()}; "
-            "print(sorted(m for m in ('lightning', 'pytorch_lightning', 'torch') if m in sys.modules))")
+    code = (
+        "import sys, crucible_telemetry_lightning, crucible_telemetry_lightning.plugin; "
+        "from crucible_telemetry import plugins; plugins.load_plugins(); "
+        "assert 'lightning' in {n for n, _ in plugins.get_plugin_manager().list_name_plugin()}; "
+        "print(sorted(m for m in ('lightning', 'pytorch_lightning', 'torch') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -52,8 +52,9 @@ def _rank_zero_check(flavour: str) -> Any:
 
 @FLAVOURS
 @LOGGERS
-def test_experiment_is_rank_zero_only(hub: ct.Telemetry, tmp_path: Path, flavour: str, kind: str,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_experiment_is_rank_zero_only(
+    hub: ct.Telemetry, tmp_path: Path, flavour: str, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Simulated rank 1: ``logger.experiment`` is Lightning's ``DummyExperiment``, as for every built-in."""
     pl = tiny.flavour(flavour)
     lg = _logger(flavour, kind, tmp_path)
@@ -87,8 +88,17 @@ SpawnRegressor.__module__ = __name__
 def test_experiment_is_rank_zero_only_in_ddp_spawn(hub: ct.Telemetry, tmp_path: Path, kind: str) -> None:
     """test_all.py's ``test_logger_initialization``: a real 2-process ``ddp_spawn`` (an assertion on rank 1 fails the fit)."""
     lg = _logger("lightning.pytorch", kind, tmp_path)
-    trainer = tiny.trainer("lightning.pytorch", tmp_path, logger=lg, callbacks=[SpawnRankZeroCheck()], max_steps=1,
-                           max_epochs=None, strategy="ddp_spawn", devices=2, limit_val_batches=0)
+    trainer = tiny.trainer(
+        "lightning.pytorch",
+        tmp_path,
+        logger=lg,
+        callbacks=[SpawnRankZeroCheck()],
+        max_steps=1,
+        max_epochs=None,
+        strategy="ddp_spawn",
+        devices=2,
+        limit_val_batches=0,
+    )
     trainer.fit(SpawnRegressor(), *tiny.loaders())
 
 
@@ -104,8 +114,9 @@ def test_log_dir_is_a_real_folder(hub: ct.Telemetry, tmp_path: Path, flavour: st
     assert trainer.log_dir is not None and Path(trainer.log_dir).is_dir()
     assert (Path(trainer.log_dir) / "fit-prof.txt").is_file()
     assert Path(lg.log_dir).is_dir() and Path(lg.save_dir).is_dir()
-    assert Path(lg.log_dir) == Path(lg.save_dir) / lg.name / (lg.version if isinstance(lg.version, str)
-                                                              else f"version_{lg.version}")
+    assert Path(lg.log_dir) == Path(lg.save_dir) / lg.name / (
+        lg.version if isinstance(lg.version, str) else f"version_{lg.version}"
+    )
     ckpt = Path(trainer.checkpoint_callback.best_model_path)
     assert ckpt.is_file() and ckpt.parent == Path(lg.log_dir) / "checkpoints"
     if kind == "crucible":
@@ -152,8 +163,9 @@ def test_numpy_hparams_and_hparam_metrics(hub: ct.Telemetry, tmp_path: Path, fla
     lg.log_hyperparams({}, 0.75)
     lg.finalize("success")
     hub.flush()
-    rows = hub.store.execute("SELECT metric, value, step, kind, metadata FROM metrics WHERE run_id = ?",
-                             [lg.run_id]).fetchall()
+    rows = hub.store.execute(
+        "SELECT metric, value, step, kind, metadata FROM metrics WHERE run_id = ?", [lg.run_id]
+    ).fetchall()
     hp = {m: (v, json.loads(md)["value"]) for m, v, _, kind, md in rows if kind == "hparam"}
     assert hp["lr"] == (pytest.approx(0.05), pytest.approx(0.05)) and isinstance(hp["lr"][1], float)
     assert hp["hidden"] == (4.0, 4) and type(hp["hidden"][1]) is int and hp["fail_at"] == (-1.0, -1)
@@ -208,9 +220,17 @@ def test_loggers_fit_test_all(hub: ct.Telemetry, tmp_path: Path, flavour: str, k
             self.log("test_loss", torch.tensor(2))
 
     logger = StoreHistoryLogger(save_dir=str(tmp_path)) if kind == "csv" else StoreHistoryLogger()
-    trainer = pl.Trainer(default_root_dir=tmp_path, max_epochs=1, logger=logger, limit_train_batches=1,
-                         limit_val_batches=1, log_every_n_steps=1, accelerator="cpu", enable_progress_bar=False,
-                         enable_model_summary=False)
+    trainer = pl.Trainer(
+        default_root_dir=tmp_path,
+        max_epochs=1,
+        logger=logger,
+        limit_train_batches=1,
+        limit_val_batches=1,
+        log_every_n_steps=1,
+        accelerator="cpu",
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     model = CustomModel()
     train, val = tiny.loaders()
     trainer.fit(model, train, val)

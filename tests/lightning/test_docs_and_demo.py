@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_readme_example_runs_standalone(tmp_path: Path) -> None:
-    lines = run_example('Lightning', tmp_path, timeout=240)
+    lines = run_example("Lightning", tmp_path, timeout=240)
     epochs = ast.literal_eval(lines[-2])  # [(epoch, loss, val_loss), ...]
     assert [e[0] for e in epochs] == [0, 1, 2] and all(e[1] > 0 and e[2] > 0 for e in epochs)
     assert "train_loss_step" in lines[-1] and "val_loss" in lines[-1]

@@ -38,7 +38,9 @@ def test_resume_appends_to_the_same_run_without_duplicates(hub: ct.Telemetry, tm
     assert sorted(r["step"] for r in before if r["metric"] == "train_loss_step") == list(range(10))
 
     # Resume from the end of epoch 0: epoch 1 (steps 5-9) is replayed, epoch 2 (steps 10-14) is new.
-    cb_b, lg_b, model_b = _session(flavour, tmp_path, max_epochs=3, ckpt_path=str(tmp_path / "ckpt" / "epoch=0-step=5.ckpt"))
+    cb_b, lg_b, model_b = _session(
+        flavour, tmp_path, max_epochs=3, ckpt_path=str(tmp_path / "ckpt" / "epoch=0-step=5.ckpt")
+    )
     assert cb_b.experiment_id == run and lg_b.version == run
     after = metrics(hub, run)
 
@@ -72,10 +74,21 @@ def test_resume_with_a_strategy_that_restores_after_setup(hub: ct.Telemetry, tmp
 
     cb_a, _, _ = _session("lightning.pytorch", tmp_path, max_epochs=1)
     cb, lg = CrucibleCallback(), CrucibleLogger()
-    trainer = tiny.trainer("lightning.pytorch", tmp_path, callbacks=[cb], logger=lg, max_epochs=2,
-                           strategy=LateRestore(device="cpu"), accelerator=None, devices=None)
-    trainer.fit(tiny.module_class("lightning.pytorch")(), *tiny.loaders(),
-                ckpt_path=str(tmp_path / "ckpt" / "epoch=0-step=5.ckpt"))
+    trainer = tiny.trainer(
+        "lightning.pytorch",
+        tmp_path,
+        callbacks=[cb],
+        logger=lg,
+        max_epochs=2,
+        strategy=LateRestore(device="cpu"),
+        accelerator=None,
+        devices=None,
+    )
+    trainer.fit(
+        tiny.module_class("lightning.pytorch")(),
+        *tiny.loaders(),
+        ckpt_path=str(tmp_path / "ckpt" / "epoch=0-step=5.ckpt"),
+    )
     assert cb.errors == [] and lg.errors == []
     run = cb_a.experiment_id
     assert cb.experiment_id == run and lg.run_id == run
@@ -98,8 +111,15 @@ def test_logger_alone_writes_under_the_live_experiment(hub: ct.Telemetry, tmp_pa
     rows = metrics(hub, exp.id)
     train = [r for r in rows if r["metric"] == "train_loss_step"]
     assert [(r["step"], r["epoch"]) for r in train] == [(s, 0) for s in range(5)]
-    assert {r["metric"] for r in rows} == {"train_loss_step", "train_loss_epoch", "train_acc", "val_loss",
-                                          "lr", "hidden", "fail_at"}
+    assert {r["metric"] for r in rows} == {
+        "train_loss_step",
+        "train_loss_epoch",
+        "train_acc",
+        "val_loss",
+        "lr",
+        "hidden",
+        "fail_at",
+    }
     assert lg.errors == []
 
 
@@ -116,8 +136,9 @@ def test_logger_without_experiment_and_direct_calls(hub: ct.Telemetry, tmp_path:
     assert rows[("m-loss", 8)]["value"] == 0.25 and ("m-bad", 8) not in rows
     assert rows[("sched/warmup", None)]["value"] == 3.0 and rows[("flag", None)]["value"] == 1.0
     assert math.isnan(rows[("optimizer", None)]["value"]) and rows[("optimizer", None)]["kind"] == "hparam"
-    md = hub.store.execute("SELECT json_extract_string(metadata, '$.value') FROM metrics "
-                           "WHERE run_id = 'my-run' AND metric = 'optimizer'").fetchall()
+    md = hub.store.execute(
+        "SELECT json_extract_string(metadata, '$.value') FROM metrics WHERE run_id = 'my-run' AND metric = 'optimizer'"
+    ).fetchall()
     assert md == [("adam",)]
     # Through the MetricsStore port too.
     read = ct.MetricsStore.read(ct.DuckDBMetrics(hub=hub), "my-run")

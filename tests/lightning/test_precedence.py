@@ -20,12 +20,19 @@ from .helpers import events, metrics
 PL = "lightning.pytorch"
 
 
-def _fit(root: Path, cb: CrucibleCallback, *, max_epochs: int = 1, ckpt_path: Path | None = None,
-         logger: CrucibleLogger | None = None) -> None:
+def _fit(
+    root: Path,
+    cb: CrucibleCallback,
+    *,
+    max_epochs: int = 1,
+    ckpt_path: Path | None = None,
+    logger: CrucibleLogger | None = None,
+) -> None:
     pl = tiny.flavour(PL)
     keep_all = pl.callbacks.ModelCheckpoint(dirpath=root / "ckpt", save_top_k=-1)
-    trainer = tiny.trainer(PL, root, callbacks=[cb, keep_all], logger=logger if logger is not None else False,
-                           max_epochs=max_epochs)
+    trainer = tiny.trainer(
+        PL, root, callbacks=[cb, keep_all], logger=logger if logger is not None else False, max_epochs=max_epochs
+    )
     trainer.fit(tiny.module_class(PL)(), *tiny.loaders(), ckpt_path=None if ckpt_path is None else str(ckpt_path))
     assert cb.errors == []
 
@@ -47,9 +54,9 @@ def _starts(hub: ct.Telemetry, exp_id: str) -> int:
     return sum(e["event"] == "crucible_train.training.start" for e in events(hub, exp_id))
 
 
-def test_explicit_beats_environment_checkpoint_and_live(hub: ct.Telemetry, tmp_path: Path,
-                                                        resumable: tuple[str, Path],
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_explicit_beats_environment_checkpoint_and_live(
+    hub: ct.Telemetry, tmp_path: Path, resumable: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     resumed, ckpt = resumable
     monkeypatch.setenv(ENV_EXPERIMENT_ID, "from-env")
     with ct.experiment("mine") as live:
@@ -61,8 +68,9 @@ def test_explicit_beats_environment_checkpoint_and_live(hub: ct.Telemetry, tmp_p
     assert _starts(hub, resumed) == 1 and _starts(hub, live.id) == 0
 
 
-def test_environment_beats_checkpoint_and_live(hub: ct.Telemetry, tmp_path: Path, resumable: tuple[str, Path],
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_beats_checkpoint_and_live(
+    hub: ct.Telemetry, tmp_path: Path, resumable: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     resumed, ckpt = resumable
     monkeypatch.setenv(ENV_EXPERIMENT_ID, "from-env")
     with ct.experiment("mine") as live:
@@ -74,8 +82,9 @@ def test_environment_beats_checkpoint_and_live(hub: ct.Telemetry, tmp_path: Path
     assert {r["epoch"] for r in metrics(hub, "from-env") if r["metric"] == "train_loss_epoch"} == {1}
 
 
-def test_checkpoint_beats_live_and_the_live_one_keeps_running(hub: ct.Telemetry, tmp_path: Path,
-                                                              resumable: tuple[str, Path]) -> None:
+def test_checkpoint_beats_live_and_the_live_one_keeps_running(
+    hub: ct.Telemetry, tmp_path: Path, resumable: tuple[str, Path]
+) -> None:
     resumed, ckpt = resumable
     with ct.experiment("mine") as live:
         cb, lg = CrucibleCallback(), CrucibleLogger()
@@ -104,8 +113,9 @@ def test_live_beats_new_and_is_never_stopped(hub: ct.Telemetry, tmp_path: Path) 
     assert _starts(hub, live.id) == 3
 
 
-def test_new_when_nothing_else_and_it_is_stopped(hub: ct.Telemetry, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_new_when_nothing_else_and_it_is_stopped(
+    hub: ct.Telemetry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv(ENV_EXPERIMENT_ID, raising=False)
     cb = CrucibleCallback()
     _fit(tmp_path / "a", cb)

@@ -46,8 +46,10 @@ def module_class(name: str) -> type:
 
         def configure_optimizers(self) -> Any:
             first, last = self.net[0], self.net[2]  # two param groups: learning_rate and learning_rate_pg1
-            return torch.optim.SGD([{"params": first.parameters()},
-                                    {"params": last.parameters(), "lr": self.hparams.lr / 2}], lr=self.hparams.lr)
+            return torch.optim.SGD(
+                [{"params": first.parameters()}, {"params": last.parameters(), "lr": self.hparams.lr / 2}],
+                lr=self.hparams.lr,
+            )
 
     return TinyRegressor
 
@@ -65,8 +67,15 @@ def trainer(name: str, root: Any, **kw: Any) -> Any:
     """A quiet CPU Trainer of flavour ``name``."""
     pl = flavour(name)
     opts: dict[str, Any] = dict(
-        accelerator="cpu", devices=1, max_epochs=2, limit_train_batches=5, limit_val_batches=2,
-        num_sanity_val_steps=0, log_every_n_steps=1, enable_progress_bar=False, enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+        max_epochs=2,
+        limit_train_batches=5,
+        limit_val_batches=2,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
         default_root_dir=str(root),
     )
     opts.update(kw)

@@ -22,9 +22,13 @@ def _pair(exp_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return evs[0], evs[1]
 
 
-def test_chat_completion_records_model_tokens_cost_status_and_gen_ai_names(client: Any, server: FakeOpenAIServer) -> None:
+def test_chat_completion_records_model_tokens_cost_status_and_gen_ai_names(
+    client: Any, server: FakeOpenAIServer
+) -> None:
     with ct.experiment("chat") as exp:
-        r = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, temperature=0.3, max_tokens=50, seed=7)
+        r = client.chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, temperature=0.3, max_tokens=50, seed=7
+        )
     start, stop = _pair(exp.id)
     assert start["metadata"]["model"] == "gpt-4o-mini"
     assert start["metadata"]["operation"] == "chat"
@@ -39,7 +43,9 @@ def test_chat_completion_records_model_tokens_cost_status_and_gen_ai_names(clien
     # asked vs answered model; the dated snapshot is priced as its base model
     assert md["model"] == "gpt-4o-mini" and md["response_model"] == "gpt-4o-mini-2024-07-18" == r.model
     price = BUILTIN_PRICES["gpt-4o-mini"]
-    assert m["cost_usd"] == pytest.approx((r.usage.prompt_tokens * price.input + r.usage.completion_tokens * price.output) / 1e6)
+    assert m["cost_usd"] == pytest.approx(
+        (r.usage.prompt_tokens * price.input + r.usage.completion_tokens * price.output) / 1e6
+    )
     assert md["cost_source"] == "builtin" and md["price_table_version"] == BUILTIN_VERSION
     assert m["http_status"] == 200 and m["retries"] == 0
     assert md["finish_reason"] == "stop" == r.choices[0].finish_reason
@@ -78,7 +84,9 @@ def test_finish_reason_length_when_max_tokens_cuts(client: Any) -> None:
 
 def test_cached_tokens_are_recorded_and_priced_at_the_cached_rate(client: Any) -> None:
     with ct.experiment("cached") as exp:
-        r = client.chat.completions.create(model="gpt-4o", messages=MESSAGES, extra_headers={"x-fake-cached-tokens": "4"})
+        r = client.chat.completions.create(
+            model="gpt-4o", messages=MESSAGES, extra_headers={"x-fake-cached-tokens": "4"}
+        )
     _, stop = _pair(exp.id)
     m = stop["measurements"]
     assert m["cached_tokens"] == r.usage.prompt_tokens_details.cached_tokens == 4
@@ -179,8 +187,9 @@ def test_openai_host_is_named_openai_without_network(hub: ct.Telemetry) -> None:
     c.close()
 
 
-def test_plain_call_stop_is_timed_at_its_end_and_built_off_the_callers_thread(client: Any, hub: ct.Telemetry,
-                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plain_call_stop_is_timed_at_its_end_and_built_off_the_callers_thread(
+    client: Any, hub: ct.Telemetry, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from crucible_telemetry_llm.call import Call
 
     builders: list[str] = []
@@ -206,8 +215,9 @@ def test_plain_call_stop_is_timed_at_its_end_and_built_off_the_callers_thread(cl
     assert stop["metadata"]["response_model"] == r.model
 
 
-def test_with_content_capture_the_stop_and_the_mask_run_in_the_callers_thread(server: FakeOpenAIServer,
-                                                                            hub: ct.Telemetry) -> None:
+def test_with_content_capture_the_stop_and_the_mask_run_in_the_callers_thread(
+    server: FakeOpenAIServer, hub: ct.Telemetry
+) -> None:
     threads: list[str] = []
 
     def mask(text: str) -> str:
@@ -235,4 +245,6 @@ def test_a_call_is_priced_by_the_table_in_effect_when_it_ends(client: Any) -> No
     for stop in stops:
         m = stop["measurements"]
         assert stop["metadata"]["price_table_version"] == BUILTIN_VERSION
-        assert m["cost_usd"] == pytest.approx((m["prompt_tokens"] * price.input + m["completion_tokens"] * price.output) / 1e6)
+        assert m["cost_usd"] == pytest.approx(
+            (m["prompt_tokens"] * price.input + m["completion_tokens"] * price.output) / 1e6
+        )

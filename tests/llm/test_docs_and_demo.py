@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_readme_example_runs_standalone(tmp_path: Path) -> None:
-    lines = run_example('LLM calls', tmp_path, timeout=120)
+    lines = run_example("LLM calls", tmp_path, timeout=120)
     assert "fake server" in lines[0]
     summary = ast.literal_eval(lines[1])
     assert summary["success_rate"] == 1.0 and summary["cost_usd"] > 0 and summary["tokens"] > 0
@@ -42,8 +42,13 @@ def test_demo_section(hub: ct.Telemetry, capsys: pytest.CaptureFixture[str]) -> 
 
 @pytest.mark.slow
 def test_bench_runs_and_prints_targets() -> None:
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_llm.py"), "--pairs", "60"],
-                          capture_output=True, text=True, timeout=240, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_llm.py"), "--pairs", "60"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("target <= 1.05") == 3 and "target <= 50" in proc.stdout
     assert "every instrumented call recorded" in proc.stdout

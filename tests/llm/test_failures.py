@@ -18,11 +18,17 @@ from ._util import API_KEY, MESSAGES, events, llm_events
 
 def test_429_twice_then_success_counts_two_retries(client: Any, server: FakeOpenAIServer) -> None:
     with ct.experiment("retried") as exp:
-        r = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, extra_headers={"x-fake-fail": "429:2"})
+        r = client.chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, extra_headers={"x-fake-fail": "429:2"}
+        )
     assert server.request_count("/chat/completions") == 3
     evs = llm_events(exp.id)
-    assert [e["event"] for e in evs] == ["req_llm.request.start", "req_llm.request.retry", "req_llm.request.retry",
-                                         "req_llm.request.stop"]
+    assert [e["event"] for e in evs] == [
+        "req_llm.request.start",
+        "req_llm.request.retry",
+        "req_llm.request.retry",
+        "req_llm.request.stop",
+    ]
     assert [e["measurements"]["http_status"] for e in evs[1:3]] == [429, 429]
     assert [e["measurements"]["attempt"] for e in evs[1:3]] == [2, 3]
     m = evs[-1]["measurements"]
@@ -30,7 +36,9 @@ def test_429_twice_then_success_counts_two_retries(client: Any, server: FakeOpen
     assert m["prompt_tokens"] == r.usage.prompt_tokens
 
 
-def test_500_until_retries_exhausted_gives_exception_with_the_users_error(client: Any, server: FakeOpenAIServer) -> None:
+def test_500_until_retries_exhausted_gives_exception_with_the_users_error(
+    client: Any, server: FakeOpenAIServer
+) -> None:
     with ct.experiment("exhausted") as exp, pytest.raises(openai.InternalServerError) as info:
         client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, extra_headers={"x-fake-fail": "500:9"})
     assert info.value.status_code == 500
@@ -79,7 +87,9 @@ async def test_async_failure_and_retry(aclient: Any) -> None:
     with ct.experiment("async-fail") as exp:
         await aclient.chat.completions.create(model="gpt-4o", messages=MESSAGES, extra_headers={"x-fake-fail": "429:1"})
         with pytest.raises(openai.RateLimitError):
-            await aclient.chat.completions.create(model="gpt-4o", messages=MESSAGES, extra_headers={"x-fake-fail": "429:5"})
+            await aclient.chat.completions.create(
+                model="gpt-4o", messages=MESSAGES, extra_headers={"x-fake-fail": "429:5"}
+            )
     stop = events(exp.id, "request.stop")[0]["measurements"]
     exc = events(exp.id, "request.exception")[0]
     assert stop["retries"] == 1
@@ -113,8 +123,9 @@ def test_the_users_own_exception_object_is_reraised_unchanged(hub: ct.Telemetry)
     assert ex["metadata"]["kind"] == "_Boom" and ex["metadata"]["reason"] == "user failure"
 
 
-def test_telemetry_failure_never_reaches_the_user(client: Any, hub: ct.Telemetry, monkeypatch: pytest.MonkeyPatch,
-                                                  caplog: pytest.LogCaptureFixture) -> None:
+def test_telemetry_failure_never_reaches_the_user(
+    client: Any, hub: ct.Telemetry, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     def broken_emit(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("telemetry is broken")
 
@@ -130,8 +141,9 @@ def test_telemetry_failure_never_reaches_the_user(client: Any, hub: ct.Telemetry
     FAILURES.clear()
 
 
-def test_a_stop_that_cannot_be_built_is_warned_and_dropped_alone(client: Any, hub: ct.Telemetry,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_stop_that_cannot_be_built_is_warned_and_dropped_alone(
+    client: Any, hub: ct.Telemetry, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from crucible_telemetry_llm import extract
 
     def broken(*args: Any) -> Any:
@@ -163,8 +175,9 @@ async def test_cancelled_async_call_is_recorded_and_cancellation_propagates(acli
     import asyncio
 
     with ct.experiment("cancelled") as exp:
-        task = asyncio.ensure_future(aclient.chat.completions.create(
-            model="gpt-4o", messages=MESSAGES, extra_headers={"x-fake-delay": "0.5"}))
+        task = asyncio.ensure_future(
+            aclient.chat.completions.create(model="gpt-4o", messages=MESSAGES, extra_headers={"x-fake-delay": "0.5"})
+        )
         await asyncio.sleep(0.1)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):

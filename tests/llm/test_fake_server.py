@@ -16,7 +16,7 @@ BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "one tw
 
 
 def _sse(text: str) -> list[str]:
-    return [line[len("data: "):] for line in text.splitlines() if line.startswith("data: ")]
+    return [line[len("data: ") :] for line in text.splitlines() if line.startswith("data: ")]
 
 
 def test_chat_plain_and_streamed_with_usage_only_when_asked() -> None:
@@ -29,8 +29,11 @@ def test_chat_plain_and_streamed_with_usage_only_when_asked() -> None:
         assert body["usage"]["completion_tokens"] == len(DEFAULT_REPLY.split())
         plain = _sse(http.post("/chat/completions", json={**BODY, "stream": True}).text)
         assert plain[-1] == "[DONE]" and all("usage" not in json.loads(d) for d in plain[:-1])
-        asked = _sse(http.post("/chat/completions", json={**BODY, "stream": True,
-                                                         "stream_options": {"include_usage": True}}).text)
+        asked = _sse(
+            http.post(
+                "/chat/completions", json={**BODY, "stream": True, "stream_options": {"include_usage": True}}
+            ).text
+        )
         last = json.loads(asked[-2])
         assert last["choices"] == [] and last["usage"]["total_tokens"] == 3 + len(DEFAULT_REPLY.split())
         assert "".join(json.loads(d)["choices"][0]["delta"].get("content") or "" for d in asked[:-2]) == DEFAULT_REPLY
@@ -62,10 +65,14 @@ def test_errors_retry_after_and_fail_next() -> None:
         r = http.post("/chat/completions", json=BODY, headers={"x-fake-fail": "500:1", "x-stainless-retry-count": "0"})
         assert r.status_code == 500 and r.headers["retry-after-ms"] == "3"
         assert r.json()["error"]["type"] == "server_error"
-        again = http.post("/chat/completions", json=BODY, headers={"x-fake-fail": "500:1", "x-stainless-retry-count": "1"})
+        again = http.post(
+            "/chat/completions", json=BODY, headers={"x-fake-fail": "500:1", "x-stainless-retry-count": "1"}
+        )
         assert again.status_code == 200  # the retry of the same request succeeds
-        keyed = [http.post("/completions", json=BODY, headers={"x-fake-fail": "429:1", "x-fake-key": "k"}).status_code
-                 for _ in range(2)]
+        keyed = [
+            http.post("/completions", json=BODY, headers={"x-fake-fail": "429:1", "x-fake-key": "k"}).status_code
+            for _ in range(2)
+        ]
         assert keyed == [429, 200]  # no retry-count header: attempts counted per key
         assert http.post("/nowhere", json={}).status_code == 404
         assert http.post("/chat/completions", content=b"{not json").status_code == 400
@@ -75,8 +82,10 @@ def test_errors_retry_after_and_fail_next() -> None:
 def test_cut_stream_ends_without_the_chunked_terminator() -> None:
     with FakeOpenAIServer(cut_after=2) as server, httpx.Client(base_url=server.url) as http:
         lines = []
-        with pytest.raises(httpx.RemoteProtocolError), http.stream("POST", "/chat/completions",
-                                                                   json={**BODY, "stream": True}) as r:
+        with (
+            pytest.raises(httpx.RemoteProtocolError),
+            http.stream("POST", "/chat/completions", json={**BODY, "stream": True}) as r,
+        ):
             lines.extend(r.iter_lines())
     assert not any("[DONE]" in line for line in lines)
 
@@ -85,8 +94,10 @@ def test_responses_completions_and_embeddings_wire_format() -> None:
     with FakeOpenAIServer(model_suffix="-x") as server, httpx.Client(base_url=server.url) as http:
         resp = http.post("/responses", json={"model": "gpt-4o", "input": "a b"}).json()
         assert resp["object"] == "response" and resp["model"] == "gpt-4o-x" and resp["usage"]["input_tokens"] == 2
-        events = [json.loads(d) for d in _sse(http.post("/responses", json={"model": "gpt-4o", "input": "a",
-                                                                              "stream": True}).text)]
+        events = [
+            json.loads(d)
+            for d in _sse(http.post("/responses", json={"model": "gpt-4o", "input": "a", "stream": True}).text)
+        ]
         assert events[0]["type"] == "response.created" and events[-1]["type"] == "response.completed"
         assert [e["sequence_number"] for e in events] == list(range(len(events)))
         comp = http.post("/completions", json={"model": "m", "prompt": "a b c"}).json()

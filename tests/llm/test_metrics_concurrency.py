@@ -22,17 +22,33 @@ def test_calculate_metrics_for_an_experiment_of_llm_calls(client: Any, server: F
     usages = []
     with ct.experiment("metrics") as exp:
         for _ in range(6):
-            r = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, extra_headers={"x-fake-delay": str(DELAY)})
+            r = client.chat.completions.create(
+                model="gpt-4o-mini", messages=MESSAGES, extra_headers={"x-fake-delay": str(DELAY)}
+            )
             usages.append(r.usage)
         for _ in range(3):
-            chunks = list(client.chat.completions.create(
-                model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options={"include_usage": True},
-                extra_headers={"x-fake-delay": str(DELAY), "x-fake-first-token-delay": str(FIRST)}))
+            chunks = list(
+                client.chat.completions.create(
+                    model="gpt-4o-mini",
+                    messages=MESSAGES,
+                    stream=True,
+                    stream_options={"include_usage": True},
+                    extra_headers={"x-fake-delay": str(DELAY), "x-fake-first-token-delay": str(FIRST)},
+                )
+            )
             usages.append(chunks[-1].usage)
         with pytest.raises(openai.InternalServerError):
-            client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, extra_headers={"x-fake-fail": "500:9"})
+            client.chat.completions.create(
+                model="gpt-4o-mini", messages=MESSAGES, extra_headers={"x-fake-fail": "500:9"}
+            )
     res = ct.calculate_metrics(exp.id)
-    lat, ttft, cost, rel, tok = res["latency"], res["time_to_first_token"], res["cost"], res["reliability"], res["tokens"]
+    lat, ttft, cost, rel, tok = (
+        res["latency"],
+        res["time_to_first_token"],
+        res["cost"],
+        res["reliability"],
+        res["tokens"],
+    )
     # latency (ms) of the 9 successful calls: all at least the injected delay
     assert lat["count"] == 9
     assert DELAY * 1e3 <= lat["min"] <= lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"] < DELAY * 1e3 + 1500
@@ -58,13 +74,17 @@ def test_calculate_metrics_for_an_experiment_of_llm_calls(client: Any, server: F
 async def test_200_concurrent_calls_in_two_experiments_side_by_side(aclient: Any) -> None:
     async def run(name: str, model: str, n: int) -> tuple[str, list[Any]]:
         with ct.experiment(name) as exp:
+
             async def one(i: int) -> Any:
                 if i % 4 == 0:
-                    stream = await aclient.chat.completions.create(model=model, messages=MESSAGES, stream=True,
-                                                                   extra_headers={"x-fake-delay": "0.02"})
+                    stream = await aclient.chat.completions.create(
+                        model=model, messages=MESSAGES, stream=True, extra_headers={"x-fake-delay": "0.02"}
+                    )
                     return [c async for c in stream]
-                return await aclient.chat.completions.create(model=model, messages=MESSAGES,
-                                                             extra_headers={"x-fake-delay": "0.02"})
+                return await aclient.chat.completions.create(
+                    model=model, messages=MESSAGES, extra_headers={"x-fake-delay": "0.02"}
+                )
+
             results = await asyncio.gather(*(one(i) for i in range(n)))
         return exp.id, results
 

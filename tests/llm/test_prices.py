@@ -67,7 +67,9 @@ def test_set_prices_from_a_dict_is_laid_over_the_builtin_table(client: Any) -> N
 
 def test_prices_from_a_json_file_without_merge(client: Any, tmp_path: Path) -> None:
     path = tmp_path / "prices.json"
-    path.write_text(json.dumps({"version": "acme-7", "models": {"gpt-4o": {"input": 100, "output": 200, "cached_input": 50}}}))
+    path.write_text(
+        json.dumps({"version": "acme-7", "models": {"gpt-4o": {"input": 100, "output": 200, "cached_input": 50}}})
+    )
     table = load_prices(path)
     assert table.version == "acme-7" and table.models == {"gpt-4o": Price(100.0, 200.0, 50.0)}
     set_prices(path, merge=False)
@@ -76,7 +78,8 @@ def test_prices_from_a_json_file_without_merge(client: Any, tmp_path: Path) -> N
         client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     stops = events(exp.id, "request.stop")
     assert stops[0]["measurements"]["cost_usd"] == pytest.approx(
-        (r.usage.prompt_tokens * 100 + r.usage.completion_tokens * 200) / 1e6)
+        (r.usage.prompt_tokens * 100 + r.usage.completion_tokens * 200) / 1e6
+    )
     assert stops[0]["metadata"]["price_table_version"] == "acme-7"
     assert stops[1]["metadata"]["cost_source"] == "unknown"  # not in this table, not merged
 
@@ -87,7 +90,9 @@ def test_per_client_prices(server: FakeOpenAIServer, hub: ct.Telemetry) -> None:
         r = c.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     c.close()
     stop = _stop(exp.id)
-    assert stop["measurements"]["cost_usd"] == pytest.approx((r.usage.prompt_tokens * 10 + r.usage.completion_tokens * 20) / 1e6)
+    assert stop["measurements"]["cost_usd"] == pytest.approx(
+        (r.usage.prompt_tokens * 10 + r.usage.completion_tokens * 20) / 1e6
+    )
     assert stop["metadata"]["price_table_version"] == f"user+{BUILTIN_VERSION}"
 
 

@@ -53,8 +53,14 @@ def _all_calls(client: Any) -> None:
         client.chat.completions.create(model="gpt-4o", messages=msgs, extra_headers={"x-fake-fail": "401:9"})
 
 
-def test_key_never_in_store_exports_or_logs(server: FakeOpenAIServer, hub: ct.Telemetry, home: Path, tmp_path: Path,
-                                            caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_key_never_in_store_exports_or_logs(
+    server: FakeOpenAIServer,
+    hub: ct.Telemetry,
+    home: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     server.echo_auth_on_401 = True
     monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
     client = instrument(openai.OpenAI(base_url=server.url, api_key=API_KEY, max_retries=1))
@@ -63,8 +69,9 @@ def test_key_never_in_store_exports_or_logs(server: FakeOpenAIServer, hub: ct.Te
         _all_calls(client)
         _all_calls(from_env)
         # Positive control: content captured on opt-in is found by the same search.
-        instrument(openai.OpenAI(base_url=server.url, api_key=API_KEY), capture_content=True) \
-            .chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": CANARY}])
+        instrument(openai.OpenAI(base_url=server.url, api_key=API_KEY), capture_content=True).chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": CANARY}]
+        )
     client.close()
     from_env.close()
     auth = events(exp.id, "request.exception")
@@ -91,8 +98,11 @@ def test_capture_content_runs_the_mask_first(client: Any, server: FakeOpenAIServ
     masked = instrument(openai.OpenAI(base_url=server.url, api_key=API_KEY), capture_content=True, mask=mask)
     with ct.experiment("capture") as exp:
         masked.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": SECRET_PROMPT}])
-        list(masked.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": SECRET_PROMPT}],
-                                            stream=True))
+        list(
+            masked.chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": SECRET_PROMPT}], stream=True
+            )
+        )
         masked.responses.create(model="gpt-4o", input=SECRET_PROMPT)
     masked.close()
     stops = events(exp.id, "request.stop")

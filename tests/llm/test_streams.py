@@ -16,8 +16,8 @@ from crucible_telemetry_llm.testing import FakeOpenAIServer
 
 from ._util import API_KEY, MESSAGES, llm_events
 
-FIRST = 0.12   # seconds between the stream's headers and its first token
-DELAY = 0.05   # seconds before the headers
+FIRST = 0.12  # seconds between the stream's headers and its first token
+DELAY = 0.05  # seconds before the headers
 
 
 def _fingerprint(chunks: list[Any]) -> list[Any]:
@@ -31,7 +31,9 @@ def test_sync_stream_same_chunks_ttft_and_usage(client: Any, server: FakeOpenAIS
     bare.close()
     headers = {"x-fake-delay": str(DELAY), "x-fake-first-token-delay": str(FIRST)}
     with ct.experiment("stream") as exp:
-        stream = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True, extra_headers=headers)
+        stream = client.chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, stream=True, extra_headers=headers
+        )
         assert isinstance(stream, openai.Stream)
         got = list(stream)
     # The chunks are those of the bare client: the usage chunk we asked for is not shown.
@@ -42,9 +44,9 @@ def test_sync_stream_same_chunks_ttft_and_usage(client: Any, server: FakeOpenAIS
     assert DELAY + FIRST <= m["ttft_ns"] / 1e9 < DELAY + FIRST + 1.0
     assert m["ttft_ns"] <= m["duration"]
     words = len(server.reply.split())
-    assert m["completion_tokens"] == words and m["prompt_tokens"] == 6      # the server's usage
+    assert m["completion_tokens"] == words and m["prompt_tokens"] == 6  # the server's usage
     assert md["tokens_source"] == "provider" and md["cost_source"] == "builtin" and m["cost_usd"] > 0
-    assert m["chunks"] == words + 3            # role chunk, one per word, finish chunk, usage chunk
+    assert m["chunks"] == words + 3  # role chunk, one per word, finish chunk, usage chunk
     assert m["inter_chunk_mean_ns"] > 0 and m["inter_chunk_max_ns"] >= m["inter_chunk_mean_ns"]
     assert md["finish_reason"] == "stop" and md["stream"] is True and m["http_status"] == 200
     assert md["stream_state"] == "completed"
@@ -52,8 +54,11 @@ def test_sync_stream_same_chunks_ttft_and_usage(client: Any, server: FakeOpenAIS
 
 def test_user_asked_for_usage_sees_the_usage_chunk(client: Any) -> None:
     with ct.experiment("usage-asked") as exp:
-        chunks = list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True,
-                                                     stream_options={"include_usage": True}))
+        chunks = list(
+            client.chat.completions.create(
+                model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+            )
+        )
     assert chunks[-1].usage is not None and chunks[-1].choices == []
     stop = llm_events(exp.id)[-1]
     assert stop["measurements"]["total_tokens"] == chunks[-1].usage.total_tokens
@@ -61,8 +66,11 @@ def test_user_asked_for_usage_sees_the_usage_chunk(client: Any) -> None:
 
 def test_user_refused_usage_gives_estimated_tokens_without_cost(client: Any) -> None:
     with ct.experiment("usage-refused") as exp:
-        chunks = list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True,
-                                                     stream_options={"include_usage": False}))
+        chunks = list(
+            client.chat.completions.create(
+                model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options={"include_usage": False}
+            )
+        )
     assert all(c.usage is None for c in chunks)
     m, md = llm_events(exp.id)[-1]["measurements"], llm_events(exp.id)[-1]["metadata"]
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -105,8 +113,9 @@ def test_abandoned_stream_stops_when_collected(client: Any) -> None:
 
 def test_stream_cut_midway_gives_exception_and_the_users_error(client: Any) -> None:
     with ct.experiment("cut") as exp:
-        stream = client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True,
-                                                extra_headers={"x-fake-cut-after": "4"})
+        stream = client.chat.completions.create(
+            model="gpt-4o", messages=MESSAGES, stream=True, extra_headers={"x-fake-cut-after": "4"}
+        )
         seen = []
         with pytest.raises(openai.APIConnectionError) as info:
             for chunk in stream:
@@ -139,8 +148,14 @@ def test_stream_consumed_in_another_experiments_context_stays_in_its_own(client:
 
 def test_completions_stream(client: Any) -> None:
     with ct.experiment("completions-stream") as exp:
-        chunks = list(client.completions.create(model="gpt-3.5-turbo-instruct", prompt="one two", stream=True,
-                                                extra_headers={"x-fake-first-token-delay": str(FIRST)}))
+        chunks = list(
+            client.completions.create(
+                model="gpt-3.5-turbo-instruct",
+                prompt="one two",
+                stream=True,
+                extra_headers={"x-fake-first-token-delay": str(FIRST)},
+            )
+        )
     assert all(c.choices for c in chunks)  # the injected usage chunk is hidden
     m = llm_events(exp.id)[-1]["measurements"]
     assert m["prompt_tokens"] == 2 and m["completion_tokens"] == len(chunks)
@@ -149,8 +164,11 @@ def test_completions_stream(client: Any) -> None:
 
 def test_responses_stream(client: Any) -> None:
     with ct.experiment("responses-stream") as exp:
-        evs = list(client.responses.create(model="gpt-4o", input="hello there", stream=True,
-                                           extra_headers={"x-fake-first-token-delay": str(FIRST)}))
+        evs = list(
+            client.responses.create(
+                model="gpt-4o", input="hello there", stream=True, extra_headers={"x-fake-first-token-delay": str(FIRST)}
+            )
+        )
     assert evs[-1].type == "response.completed"
     m, md = llm_events(exp.id)[-1]["measurements"], llm_events(exp.id)[-1]["metadata"]
     assert m["prompt_tokens"] == evs[-1].response.usage.input_tokens == 2
@@ -162,8 +180,9 @@ def test_responses_stream(client: Any) -> None:
 async def test_async_stream(aclient: Any) -> None:
     headers = {"x-fake-delay": str(DELAY), "x-fake-first-token-delay": str(FIRST)}
     with ct.experiment("async-stream") as exp:
-        stream = await aclient.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True,
-                                                       extra_headers=headers)
+        stream = await aclient.chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, stream=True, extra_headers=headers
+        )
         assert isinstance(stream, openai.AsyncStream)
         chunks = [c async for c in stream]
     assert all(c.choices for c in chunks)
@@ -178,13 +197,19 @@ async def test_async_stream_context_manager_and_cut(aclient: Any) -> None:
     with ct.experiment("async-cm") as exp:
         async with await aclient.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True) as stream:
             await stream.__anext__()
-        stream = await aclient.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True,
-                                                       extra_headers={"x-fake-cut-after": "2"})
+        stream = await aclient.chat.completions.create(
+            model="gpt-4o", messages=MESSAGES, stream=True, extra_headers={"x-fake-cut-after": "2"}
+        )
         with pytest.raises(openai.APIConnectionError):
             async for _ in stream:
                 pass
     names = [e["event"] for e in llm_events(exp.id)]
-    assert names == ["req_llm.request.start", "req_llm.request.stop", "req_llm.request.start", "req_llm.request.exception"]
+    assert names == [
+        "req_llm.request.start",
+        "req_llm.request.stop",
+        "req_llm.request.start",
+        "req_llm.request.exception",
+    ]
 
 
 class _Chunks:
@@ -202,8 +227,10 @@ class _Chunks:
 
 
 def test_duck_typed_stream_yields_the_very_same_objects(hub: ct.Telemetry) -> None:
-    items = [{"model": "x", "choices": [{"delta": {"content": "a"}, "finish_reason": None}]},
-             {"model": "x", "choices": [{"delta": {"content": "b"}, "finish_reason": "stop"}]}]
+    items = [
+        {"model": "x", "choices": [{"delta": {"content": "a"}, "finish_reason": None}]},
+        {"model": "x", "choices": [{"delta": {"content": "b"}, "finish_reason": "stop"}]},
+    ]
     fake = _Chunks(items)
     instrument(fake)
     with ct.experiment("duck") as exp:
@@ -252,8 +279,9 @@ def test_a_long_duck_typed_stream_is_read_in_slices_and_recorded_whole(hub: ct.T
     assert stop["measurements"]["ttft_ns"] >= 0
 
 
-def test_stream_stop_is_timed_at_its_end_and_read_off_the_callers_thread(client: Any, hub: ct.Telemetry,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stream_stop_is_timed_at_its_end_and_read_off_the_callers_thread(
+    client: Any, hub: ct.Telemetry, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from crucible_telemetry_llm.call import Call
 
     readers: list[str] = []

@@ -19,9 +19,16 @@ AGGS = ["count", "sum", "mean", "min", "max", "p50", "p95", "p99"]
 
 def _numpy(values: np.ndarray) -> dict[str, float]:
     v = values[~np.isnan(values)]
-    return {"count": len(v), "sum": float(v.sum()), "mean": float(v.mean()), "min": float(v.min()),
-            "max": float(v.max()), "p50": float(np.percentile(v, 50)), "p95": float(np.percentile(v, 95)),
-            "p99": float(np.percentile(v, 99))}
+    return {
+        "count": len(v),
+        "sum": float(v.sum()),
+        "mean": float(v.mean()),
+        "min": float(v.min()),
+        "max": float(v.max()),
+        "p50": float(np.percentile(v, 50)),
+        "p95": float(np.percentile(v, 95)),
+        "p99": float(np.percentile(v, 99)),
+    }
 
 
 def _close(got: dict[str, object], want: dict[str, float]) -> None:
@@ -86,8 +93,10 @@ def test_windows_filter_by_time(hub: ct.Telemetry) -> None:
     ages_h = [0.1, 0.5, 2, 20, 30, 24 * 6, 24 * 20, 24 * 40]
     for i, age in enumerate(ages_h):
         m.record("events_total", float(i + 1), kind="counter", timestamp=now - age * 3600)
-    counts = {w: metrics.query("events_total", aggregation="count", window=w)[0]["count"]
-              for w in ("last_hour", "last_24h", "last_7d", "last_30d")}
+    counts = {
+        w: metrics.query("events_total", aggregation="count", window=w)[0]["count"]
+        for w in ("last_hour", "last_24h", "last_7d", "last_30d")
+    }
     assert counts == {"last_hour": 2, "last_24h": 4, "last_7d": 6, "last_30d": 7}
     assert metrics.query("events_total", aggregation="count", window=None)[0]["count"] == 8
     start = datetime.fromtimestamp(now, UTC) - timedelta(hours=25)

@@ -20,11 +20,12 @@ def test_readme_section_example_runs(tmp_path: Path) -> None:
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     assert len(blocks) == 1
     env = {**os.environ, "CRUCIBLE_HOME": str(tmp_path / "home")}
-    res = subprocess.run([sys.executable, "-c", blocks[0]], cwd=tmp_path, env=env, capture_output=True, text=True,
-                         timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-c", blocks[0]], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     assert res.returncode == 0, res.stderr
     assert "'llama-3.1/scifact': {'mean': 0.76" in res.stdout
-    assert "requests_total{model=\"qwen\"} 1.0" in res.stdout
+    assert 'requests_total{model="qwen"} 1.0' in res.stdout
     assert "('eval', 'treatment', 'entailment_score', 2.2" in res.stdout
     assert "scrape http://127.0.0.1:" in res.stdout
 

@@ -14,8 +14,9 @@ from crucible_telemetry import metrics
 from crucible_telemetry.metrics import Metrics
 
 
-def test_cardinality_bound_folds_into_overflow_with_one_warning(hub: ct.Telemetry,
-                                                                caplog: pytest.LogCaptureFixture) -> None:
+def test_cardinality_bound_folds_into_overflow_with_one_warning(
+    hub: ct.Telemetry, caplog: pytest.LogCaptureFixture
+) -> None:
     metrics.configure(max_tag_sets=10)
     with caplog.at_level(logging.WARNING, logger="crucible_telemetry"):
         for i in range(25):
@@ -147,12 +148,13 @@ def test_concurrent_threads_lose_no_points(hub: ct.Telemetry) -> None:
         t.join()
     r = metrics.rollup("hits_total", ["shard"], ["sum", "count"])
     assert r["0"]["sum"] + r["1"]["sum"] == n * k and r["0"]["count"] == n * k // 2
-    assert "hits_total{shard=\"1\"} 40000.0" in metrics.prometheus.export("hits_total")
+    assert 'hits_total{shard="1"} 40000.0' in metrics.prometheus.export("hits_total")
     metrics.flush()  # waits for a write the background thread may have in flight
     assert metrics.get_stats()["persisted"] == n * k + k * n // 1000
     with hub.connect() as con:
         assert con.sql("SELECT count(*), sum(value) FROM metrics WHERE metric = 'hits_total'").fetchall() == [
-            (n * k, float(n * k))]
+            (n * k, float(n * k))
+        ]
 
 
 def test_points_reach_the_store_when_the_hub_closes(tmp_path: object) -> None:
@@ -182,6 +184,8 @@ def test_max_points_bounds_memory_oldest_first(hub: ct.Telemetry) -> None:
     for i in range(250):
         m.record("g", float(i), kind="gauge", timestamp=now - 250 + i)
     assert metrics.prune() == 150
-    assert sorted(p["value"] for p in metrics.get_metrics("g", limit=1000)["metrics"]) == [float(i) for i in range(150, 250)]
+    assert sorted(p["value"] for p in metrics.get_metrics("g", limit=1000)["metrics"]) == [
+        float(i) for i in range(150, 250)
+    ]
     with pytest.raises(ct.InvalidArgumentError, match="max_points"):
         metrics.configure(max_points=0)

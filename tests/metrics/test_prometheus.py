@@ -19,8 +19,9 @@ from crucible_telemetry.metrics import prometheus
 
 
 def _record() -> None:
-    metrics.define("request_latency_seconds", "histogram", help="Request latency.\nIn seconds \\ wall.",
-                   buckets=[0.1, 0.5, 1.0])
+    metrics.define(
+        "request_latency_seconds", "histogram", help="Request latency.\nIn seconds \\ wall.", buckets=[0.1, 0.5, 1.0]
+    )
     for v in (0.05, 0.2, 0.3, 0.7, 2.0):
         metrics.histogram("request_latency_seconds", v, tags={"model": "llama-3.1", "provider": "local"})
     metrics.histogram("request_latency_seconds", math.nan, tags={"model": "llama-3.1", "provider": "local"})
@@ -103,9 +104,15 @@ def test_a_real_prometheus_scrapes_and_answers_queries(hub: ct.Telemetry, tmp_pa
     )
     log = (tmp_path / "prometheus.log").open("wb")
     proc = subprocess.Popen(
-        ["prometheus", f"--config.file={cfg}", f"--storage.tsdb.path={tmp_path / 'data'}",
-         f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn"],
-        stdout=log, stderr=subprocess.STDOUT,
+        [
+            "prometheus",
+            f"--config.file={cfg}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
+            "--log.level=warn",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     api = f"http://127.0.0.1:{prom_port}/api/v1/query"
 

@@ -34,8 +34,11 @@ for v in (5, 9, 7):
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for f in text_string_to_metric_families(text) for s in f.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
 
 
 def test_store_exposition_equals_the_registrys_and_passes_promtool(hub: ct.Telemetry) -> None:
@@ -51,10 +54,13 @@ def test_store_exposition_equals_the_registrys_and_passes_promtool(hub: ct.Telem
     assert got[("queue_depth", (("queue", "main"),))] == 7.0  # the newest value
     assert list(_samples(prometheus.export_store("ttft_ms", hub=hub))) == [
         ("ttft_ms_bucket", (("le", le),)) for le in ("1.0", "2.5", "5.0", "10.0", "25.0", "50.0", "100.0")
-    ] + [("ttft_ms_bucket", (("le", le),)) for le in ("250.0", "500.0", "1000.0", "2500.0", "5000.0", "10000.0", "+Inf")] \
-        + [("ttft_ms_sum", ()), ("ttft_ms_count", ())]
+    ] + [
+        ("ttft_ms_bucket", (("le", le),)) for le in ("250.0", "500.0", "1000.0", "2500.0", "5000.0", "10000.0", "+Inf")
+    ] + [("ttft_ms_sum", ()), ("ttft_ms_count", ())]
     assert shutil.which("promtool"), "promtool missing: apt-get install prometheus (the nox tests session does)"
-    linted = "".join(prometheus.export_store(n, hub=hub) for n in ("requests_total", "request_latency_seconds", "queue_depth"))
+    linted = "".join(
+        prometheus.export_store(n, hub=hub) for n in ("requests_total", "request_latency_seconds", "queue_depth")
+    )
     assert len(_samples(linted)) == len(got) - 16  # all but ttft_ms, whose name promtool's lint rejects (a unit suffix)
     res = subprocess.run(["promtool", "check", "metrics"], input=linted, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -62,15 +68,22 @@ def test_store_exposition_equals_the_registrys_and_passes_promtool(hub: ct.Telem
 
 def test_crucible_serve_shows_what_other_processes_recorded(tmp_path: Path) -> None:
     home = tmp_path / "store"
-    script = "import crucible_telemetry as ct\nfrom crucible_telemetry import metrics\n" \
-             f"hub = ct.configure({str(home)!r})\nct.start_experiment('recorder')\n" + RECORD + "hub.close()\n"
+    script = (
+        "import crucible_telemetry as ct\nfrom crucible_telemetry import metrics\n"
+        f"hub = ct.configure({str(home)!r})\nct.start_experiment('recorder')\n" + RECORD + "hub.close()\n"
+    )
     env = {k: v for k, v in os.environ.items() if k != "CRUCIBLE_HOME"}
     for _ in range(2):  # two recording processes, gone before the server starts: their counts add up
         subprocess.run([sys.executable, "-c", textwrap.dedent(script)], env=env, check=True, timeout=120)
     exe = shutil.which("crucible", path=str(Path(sys.executable).parent)) or shutil.which("crucible")
     assert exe is not None
-    proc = subprocess.Popen([exe, "serve", "--home", str(home), "--port", "0"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [exe, "serve", "--home", str(home), "--port", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()

@@ -19,9 +19,13 @@ def test_increment_gauge_histogram_record_kinds(hub: ct.Telemetry) -> None:
     metrics.histogram("response_time", 123.45)
     m = metrics.registry()
     assert (m.kind_of("jobs_completed"), m.kind_of("queue_depth"), m.kind_of("response_time")) == (
-        "counter", "gauge", "histogram")
+        "counter",
+        "gauge",
+        "histogram",
+    )
     assert metrics.query("jobs_completed", ["tenant"], "sum") == [
-        {"tenant": "cns", "sum": 5.0, "count": 2, "nan_excluded": 0}]
+        {"tenant": "cns", "sum": 5.0, "count": 2, "nan_excluded": 0}
+    ]
 
 
 @pytest.mark.parametrize(

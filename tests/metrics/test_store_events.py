@@ -14,17 +14,25 @@ def _train(n_epochs: int = 2, n_batches: int = 3) -> None:
     step = 0
     for epoch in range(n_epochs):
         for b in range(n_batches):
-            ct.emit(("crucible_train", "batch", "stop"),
-                    {"loss": 1.0 / (step + 1), "duration": 2_000_000 * (b + 1), "global_step": step, "batch": b},
-                    {"epoch": epoch, "framework": "lightning", "model_name": "tiny"})
+            ct.emit(
+                ("crucible_train", "batch", "stop"),
+                {"loss": 1.0 / (step + 1), "duration": 2_000_000 * (b + 1), "global_step": step, "batch": b},
+                {"epoch": epoch, "framework": "lightning", "model_name": "tiny"},
+            )
             step += 1
-        ct.emit(("crucible_train", "epoch", "stop"), {"duration": 10_000_000, "epoch": epoch}, {"framework": "lightning"})
+        ct.emit(
+            ("crucible_train", "epoch", "stop"), {"duration": 10_000_000, "epoch": epoch}, {"framework": "lightning"}
+        )
 
 
 def test_sql_joins_metrics_with_events(hub: ct.Telemetry) -> None:
-    metrics.attach_telemetry([("crucible_train.batch.stop", "histogram"),
-                              ("crucible_train.batch.stop", "gauge", {"measurement": "loss"}),
-                              ("crucible_train.epoch.stop", "counter")])
+    metrics.attach_telemetry(
+        [
+            ("crucible_train.batch.stop", "histogram"),
+            ("crucible_train.batch.stop", "gauge", {"measurement": "loss"}),
+            ("crucible_train.epoch.stop", "counter"),
+        ]
+    )
     with ct.experiment("train", condition="baseline") as exp:
         _train()
         metrics.gauge("gpu_memory_bytes", 1e9)
@@ -57,12 +65,20 @@ def test_sql_joins_metrics_with_events(hub: ct.Telemetry) -> None:
 
 
 def test_attach_telemetry_names_values_and_tags(hub: ct.Telemetry) -> None:
-    metrics.attach_telemetry([("req_llm.request.stop", "counter"), ("req_llm.request.stop", "histogram"),
-                              ("req_llm.request.exception", "counter"),
-                              ("req_llm.request.stop", "counter", {"measurement": "total_tokens"})])
+    metrics.attach_telemetry(
+        [
+            ("req_llm.request.stop", "counter"),
+            ("req_llm.request.stop", "histogram"),
+            ("req_llm.request.exception", "counter"),
+            ("req_llm.request.stop", "counter", {"measurement": "total_tokens"}),
+        ]
+    )
     for i, model in enumerate(["gpt-4o", "gpt-4o", "llama"]):
-        ct.emit("req_llm.request.stop", {"duration": (i + 1) * 100_000_000, "total_tokens": 10 * (i + 1)},
-                {"model": model, "provider": "openai", "operation": "chat", "prompt": "not a tag"})
+        ct.emit(
+            "req_llm.request.stop",
+            {"duration": (i + 1) * 100_000_000, "total_tokens": 10 * (i + 1)},
+            {"model": model, "provider": "openai", "operation": "chat", "prompt": "not a tag"},
+        )
     ct.emit("req_llm.request.exception", {"duration": 5}, {"model": "llama", "kind": "timeout"})
     assert metrics.rollup("req_llm_request_stop_total", ["model", "status"], ["sum"]) == {
         "gpt-4o/ok": {"sum": 2.0, "count": 2, "nan_excluded": 0},
@@ -80,8 +96,10 @@ def test_attach_telemetry_names_values_and_tags(hub: ct.Telemetry) -> None:
 
 
 def test_attach_telemetry_custom_measurement_tags_and_first_numeric(hub: ct.Telemetry) -> None:
-    metrics.attach_telemetry([("app.job.done", "gauge"), ("app.job.done", "histogram", {"name": "job_size_bytes",
-                              "measurement": "size"})], tags=["queue"])
+    metrics.attach_telemetry(
+        [("app.job.done", "gauge"), ("app.job.done", "histogram", {"name": "job_size_bytes", "measurement": "size"})],
+        tags=["queue"],
+    )
     ct.emit("app.job.done", {"size": 2048, "items": 3}, {"queue": "q1", "model": "ignored"})
     assert metrics.get_metrics("app_job_done_size")["metrics"][0]["tags"] == {"queue": "q1"}
     assert metrics.rollup("job_size_bytes", ["queue"], ["sum"])["q1"]["sum"] == 2048.0
@@ -114,8 +132,9 @@ def test_backfill_replays_stored_events_with_their_time_and_run(hub: ct.Telemetr
     r = metrics.rollup("crucible_train_batch_stop_duration_seconds", ["run_id", "condition"], ["count", "sum"])
     assert r == {f"{exp.id}/treatment": {"count": 4, "sum": pytest.approx(0.02), "nan_excluded": 0}}
     with hub.connect() as con:
-        first_us = con.sql("SELECT epoch_us(min(ts)) FROM events WHERE experiment_id = ?",
-                           params=[exp.id]).fetchall()[0][0]
+        first_us = con.sql("SELECT epoch_us(min(ts)) FROM events WHERE experiment_id = ?", params=[exp.id]).fetchall()[
+            0
+        ][0]
     oldest = min(p["timestamp"] for p in metrics.get_metrics()["metrics"])
     assert oldest.timestamp() == pytest.approx(first_us / 1e6, abs=1e-6)
 

@@ -19,9 +19,11 @@ def server_bin(name: str) -> str:
     """The path of ``initdb``/``pg_ctl``: on PATH, else the newest Debian one; fails loudly when absent."""
     found = shutil.which(name) or next(iter(sorted(glob.glob(f"{DEBIAN_BINS}/{name}"), reverse=True)), None)
     if found is None:
-        raise RuntimeError(f"PostgreSQL server binary {name!r} not found on PATH nor in {DEBIAN_BINS}: "
-                           "install Debian's `postgresql` package (apt-get install -y postgresql); "
-                           "`nox -s tests` does it when run as root")
+        raise RuntimeError(
+            f"PostgreSQL server binary {name!r} not found on PATH nor in {DEBIAN_BINS}: "
+            "install Debian's `postgresql` package (apt-get install -y postgresql); "
+            "`nox -s tests` does it when run as root"
+        )
     return found
 
 
@@ -45,8 +47,7 @@ class PgServer:
         if self.user is not None:
             pw = pwd.getpwnam(self.user)
             os.chown(self.folder, pw.pw_uid, pw.pw_gid)
-        self._run(self.initdb, "-D", str(self.data), "-A", "trust", "-U", "crucible", "-E", "UTF8",
-                  "--no-instructions")
+        self._run(self.initdb, "-D", str(self.data), "-A", "trust", "-U", "crucible", "-E", "UTF8", "--no-instructions")
         self.start()
 
     def _run(self, *args: str) -> None:

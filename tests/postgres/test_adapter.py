@@ -56,8 +56,9 @@ def test_round_trip_equals_the_jsonl_adapter(dsn: str, tmp_path: Path) -> None:
         assert all(r["timestamp"].endswith("Z") for r in got) and stamps == sorted(stamps)
     assert len(ct.MetricsStore.read(pg, "run-a")) == 7
     with psycopg.connect(dsn) as conn:  # the rows are in the documented table, as written
-        assert conn.execute("SELECT count(*), count(*) FILTER (WHERE source = 'adapter') FROM crucible_metrics"
-                            ).fetchone() == (8, 8)
+        assert conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE source = 'adapter') FROM crucible_metrics"
+        ).fetchone() == (8, 8)
 
 
 def test_the_migrations_run_once_in_order_and_are_recorded(dsn: str) -> None:
@@ -74,7 +75,8 @@ def test_the_migrations_run_once_in_order_and_are_recorded(dsn: str) -> None:
             n = conn.execute("SELECT count(*) FROM crucible_migrations").fetchone()[0]
             indexdef = conn.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'crucible_metrics'").fetchall()
             has_timescale = conn.execute(
-                "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()[0]
+                "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'"
+            ).fetchone()[0]
         assert n == len(MIGRATIONS) == 3
         assert any("(run_id, metric, step)" in d for (d,) in indexdef), indexdef
         note = dict(rows)["0003_timescaledb_hypertable"]
@@ -119,8 +121,12 @@ def test_a_wrong_dsn_is_one_clear_error_at_the_boundary_never_in_record() -> Non
     with pytest.raises(ct.InvalidArgumentError, match="dsn"):
         PostgresMetrics("")
     port = free_port()  # nothing listens there
-    adapter = PostgresMetrics(f"host=127.0.0.1 port={port} user=u password=hunter2 dbname=d connect_timeout=1",
-                              flush_timeout=1.0, retry_max=0.2, max_buffer=10)
+    adapter = PostgresMetrics(
+        f"host=127.0.0.1 port={port} user=u password=hunter2 dbname=d connect_timeout=1",
+        flush_timeout=1.0,
+        retry_max=0.2,
+        max_buffer=10,
+    )
     try:
         for step in range(15):
             adapter.record("run", "loss", 0.5, step=step)  # never raises for the server's sake
@@ -140,8 +146,12 @@ def test_a_wrong_dsn_is_one_clear_error_at_the_boundary_never_in_record() -> Non
 
 def test_bad_arguments_raise_invalid_argument(dsn: str) -> None:
     pg = ("postgres", {"dsn": dsn})
-    for args, name in [(("", "m", 1.0), "run_id"), (("r", "", 1.0), "metric"), (("r", "m", "1"), "value"),
-                       (("r", "m", True), "value")]:
+    for args, name in [
+        (("", "m", 1.0), "run_id"),
+        (("r", "", 1.0), "metric"),
+        (("r", "m", "1"), "value"),
+        (("r", "m", True), "value"),
+    ]:
         with pytest.raises(ct.InvalidArgumentError, match=name):
             ct.MetricsStore.record(pg, *args)
     with pytest.raises(ct.InvalidArgumentError, match="step"):
@@ -152,10 +162,12 @@ def test_bad_arguments_raise_invalid_argument(dsn: str) -> None:
 
 
 def test_rows_buffered_at_exit_are_written(dsn: str) -> None:
-    code = ("import crucible_telemetry as ct\n"
-            f"pg = ('postgres', {{'dsn': {dsn!r}, 'flush_interval': 60.0}})\n"
-            "for s in range(20):\n"
-            "    ct.MetricsStore.record(pg, 'run-exit', 'loss', float(s), step=s)\n")  # no flush: exit drains
+    code = (
+        "import crucible_telemetry as ct\n"
+        f"pg = ('postgres', {{'dsn': {dsn!r}, 'flush_interval': 60.0}})\n"
+        "for s in range(20):\n"
+        "    ct.MetricsStore.record(pg, 'run-exit', 'loss', float(s), step=s)\n"
+    )  # no flush: exit drains
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     with psycopg.connect(dsn) as conn:

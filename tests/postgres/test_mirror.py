@@ -17,8 +17,11 @@ from ..lightning.helpers import metrics
 
 def _mirrored(dsn: str, run_id: str) -> list[tuple[str, float, int | None, int | None]]:
     with psycopg.connect(dsn) as conn:
-        rows = conn.execute("SELECT metric, value, step, (metadata->>'epoch')::int FROM crucible_metrics "
-                            "WHERE run_id = %s AND source = 'core' ORDER BY id", [run_id]).fetchall()
+        rows = conn.execute(
+            "SELECT metric, value, step, (metadata->>'epoch')::int FROM crucible_metrics "
+            "WHERE run_id = %s AND source = 'core' ORDER BY id",
+            [run_id],
+        ).fetchall()
     return [(m, v, s, e) for m, v, s, e in rows]
 
 
@@ -26,7 +29,8 @@ def test_a_lightning_run_mirrors_into_postgres(hub: ct.Telemetry, tmp_path: Path
     lg = CrucibleLogger()
     with ct.experiment("pg-mirror") as exp:
         tiny.trainer("lightning.pytorch", tmp_path, logger=lg, max_epochs=2).fit(
-            tiny.module_class("lightning.pytorch")(), *tiny.loaders())
+            tiny.module_class("lightning.pytorch")(), *tiny.loaders()
+        )
     assert lg.errors == [] and lg.run_id == exp.id
     core = metrics(hub, exp.id)
     assert sum(r["metric"] == "train_loss_step" for r in core) == 10
@@ -43,7 +47,8 @@ def test_a_lightning_run_mirrors_into_postgres(hub: ct.Telemetry, tmp_path: Path
         conn.execute("INSERT INTO my_runs VALUES (%s, 'ada')", [exp.id])
         owner, best = conn.execute(
             "SELECT r.owner, min(m.value) FROM crucible_metrics m JOIN my_runs r USING (run_id) "
-            "WHERE m.metric = 'train_loss_step' GROUP BY r.owner").fetchone()
+            "WHERE m.metric = 'train_loss_step' GROUP BY r.owner"
+        ).fetchone()
     assert owner == "ada" and best == min(r["value"] for r in core if r["metric"] == "train_loss_step")
 
 

@@ -29,5 +29,6 @@ def test_the_readme_examples_run(hub: ct.Telemetry, dsn: str) -> None:
     exec(blocks[1].replace(quoted, repr(dsn)), second)
     assert second["copied"] == 3
     with psycopg.connect(dsn) as conn:
-        assert conn.execute("SELECT metric, max(step) FROM crucible_metrics WHERE source = 'core' GROUP BY metric"
-                            ).fetchall() == [("val_loss", 2)]
+        assert conn.execute(
+            "SELECT metric, max(step) FROM crucible_metrics WHERE source = 'core' GROUP BY metric"
+        ).fetchall() == [("val_loss", 2)]

@@ -42,9 +42,14 @@ def _wait(pred, timeout: float = 10.0) -> None:
 
 def _samples(hub: ct.Telemetry) -> list[tuple]:
     hub.flush()
-    return hub.connect().execute(
-        "SELECT host, pid, experiment_id, measurements, metadata FROM events "
-        "WHERE event = 'crucible_system.sample' ORDER BY seq").fetchall()
+    return (
+        hub.connect()
+        .execute(
+            "SELECT host, pid, experiment_id, measurements, metadata FROM events "
+            "WHERE event = 'crucible_system.sample' ORDER BY seq"
+        )
+        .fetchall()
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -99,13 +104,17 @@ def test_samples_join_with_training_steps(hub: ct.Telemetry) -> None:
         ct.emit(("crucible_train", "batch", "stop"), {"loss": 1.0 / step}, {"global_step": step})
     system.stop()
     hub.flush()
-    joined = hub.connect().execute("""
+    joined = (
+        hub.connect()
+        .execute("""
         SELECT b.global_step, s.measurements['process_rss_bytes'] AS rss, b.ts - s.ts AS lag
         FROM (SELECT * FROM events WHERE event = 'crucible_train.batch.stop') b
         ASOF JOIN (SELECT * FROM events WHERE event = 'crucible_system.sample'
                    AND json_extract_string(metadata, '$.device') = 'host') s
         ON b.host = s.host AND b.pid = s.pid AND b.rank IS NOT DISTINCT FROM s.rank AND b.ts >= s.ts
-        ORDER BY b.global_step""").fetchall()
+        ORDER BY b.global_step""")
+        .fetchall()
+    )
     assert [r[0] for r in joined] == [1, 2, 3, 4, 5]
     assert all(r[1] > 0 for r in joined)
     assert all(r[2].total_seconds() < 5 for r in joined)

@@ -104,15 +104,27 @@ def list_handlers(prefix: Any = None) -> list[Handler]:
     return default().list_handlers(prefix)
 
 
-def start_experiment(name: str, hypothesis: str | None = None, condition: str | None = None,
-                     tags: Iterable[str] = (), metadata: dict[str, Any] | None = None, store: Any = None,
-                     **kw: Any) -> Experiment:
+def start_experiment(
+    name: str,
+    hypothesis: str | None = None,
+    condition: str | None = None,
+    tags: Iterable[str] = (),
+    metadata: dict[str, Any] | None = None,
+    store: Any = None,
+    **kw: Any,
+) -> Experiment:
     """Start an experiment and bind it to the current context."""
     return default().start_experiment(name, hypothesis, condition, tags, metadata, store, **kw)
 
 
-def experiment(name: str, hypothesis: str | None = None, condition: str | None = None,
-               tags: Iterable[str] = (), metadata: dict[str, Any] | None = None, **kw: Any) -> Experiment:
+def experiment(
+    name: str,
+    hypothesis: str | None = None,
+    condition: str | None = None,
+    tags: Iterable[str] = (),
+    metadata: dict[str, Any] | None = None,
+    **kw: Any,
+) -> Experiment:
     """``with ct.experiment("name", condition="treatment") as exp:`` starts, binds and stops."""
     return default().experiment(name, hypothesis, condition, tags, metadata, **kw)
 
@@ -174,8 +186,9 @@ def calculate_metrics(exp_id: str) -> dict[str, Any]:
     return calc(default(), exp_id)
 
 
-def export(exp_id: str, fmt: str = "parquet", path: str | os.PathLike[str] | None = None,
-           overwrite: bool = False) -> Path:
+def export(
+    exp_id: str, fmt: str = "parquet", path: str | os.PathLike[str] | None = None, overwrite: bool = False
+) -> Path:
     """Write an experiment's events as csv, jsonl or parquet, streamed in batches."""
     from .storage.export import export as do_export
 

@@ -66,4 +66,3 @@ def hub_for(home: str | os.PathLike[str] | None) -> Telemetry:
         if hub is None:
             hub = _others[path] = Telemetry(path)
         return hub
-

@@ -47,7 +47,9 @@ class HandlerTable:
             raise InvalidArgumentError("handler_id", "a non-empty string is required")
         if not callable(fn):
             raise InvalidArgumentError("fn", f"a handler must be callable, got {type(fn).__name__}")
-        if isinstance(event_names, (str, tuple)) and (isinstance(event_names, str) or all(isinstance(p, str) for p in event_names)):
+        if isinstance(event_names, (str, tuple)) and (
+            isinstance(event_names, str) or all(isinstance(p, str) for p in event_names)
+        ):
             names = [event_names]
         else:
             names = list(event_names)
@@ -82,7 +84,13 @@ class HandlerTable:
         if self._on_change is not None:
             self._on_change(self.table)
 
-    def dispatch(self, handlers: tuple[Handler, ...], parts: tuple[str, ...], measurements: dict[str, Any], metadata: dict[str, Any] | None) -> None:
+    def dispatch(
+        self,
+        handlers: tuple[Handler, ...],
+        parts: tuple[str, ...],
+        measurements: dict[str, Any],
+        metadata: dict[str, Any] | None,
+    ) -> None:
         """Call each handler; one that raises is detached and logged once."""
         for h in handlers:
             try:
@@ -92,5 +100,8 @@ class HandlerTable:
                 if self.detach(h.id):
                     log.error(
                         "crucible_telemetry: handler %r raised on %s and was detached: %r",
-                        h.id, ".".join(parts), exc, exc_info=exc,
+                        h.id,
+                        ".".join(parts),
+                        exc,
+                        exc_info=exc,
                     )

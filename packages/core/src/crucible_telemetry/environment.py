@@ -14,9 +14,22 @@ from typing import Any
 __all__ = ["capture_environment", "distributed_identity", "scrub_argv"]
 
 _PACKAGES = (
-    "crucible-telemetry", "crucible-telemetry-lightning", "crucible-telemetry-hf", "crucible-telemetry-llm",
-    "torch", "lightning", "pytorch-lightning", "transformers", "accelerate", "openai", "numpy",
-    "duckdb", "pyarrow", "pandas", "jax", "scikit-learn",
+    "crucible-telemetry",
+    "crucible-telemetry-lightning",
+    "crucible-telemetry-hf",
+    "crucible-telemetry-llm",
+    "torch",
+    "lightning",
+    "pytorch-lightning",
+    "transformers",
+    "accelerate",
+    "openai",
+    "numpy",
+    "duckdb",
+    "pyarrow",
+    "pandas",
+    "jax",
+    "scikit-learn",
 )
 
 HOSTNAME = socket.gethostname()
@@ -54,8 +67,12 @@ def _git_commit(cwd: str) -> dict[str, Any] | None:
         if out.returncode != 0:
             return None
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True,
-            text=True, timeout=2, check=False,
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=2,
+            check=False,
         )
         return {"commit": out.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
     except (OSError, subprocess.SubprocessError):

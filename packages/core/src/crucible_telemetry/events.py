@@ -58,8 +58,19 @@ LLM_EXCEPTION = ("req_llm", "request", "exception")
 
 _TRAIN = ("epoch", "global_step", "batch")
 _LLM = (
-    "model", "response_model", "provider", "operation", "duration", "ttft_ns", "http_status",
-    "prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "cost_usd", "finish_reason",
+    "model",
+    "response_model",
+    "provider",
+    "operation",
+    "duration",
+    "ttft_ns",
+    "http_status",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cached_tokens",
+    "cost_usd",
+    "finish_reason",
 )
 
 
@@ -90,15 +101,32 @@ STANDARD_EVENTS: tuple[EventInfo, ...] = (
     _ev("crucible_train.training.start", "training", "A training run begins.", ("model_name", "parameters")),
     _ev("crucible_train.training.stop", "training", "A training run ends.", ("duration", *_TRAIN)),
     _ev("crucible_train.epoch.start", "training", "An epoch begins.", ("epoch",)),
-    _ev("crucible_train.epoch.stop", "training", "An epoch ends; loss, accuracy, learning rate.",
-        ("duration", "loss", "accuracy", "learning_rate", *_TRAIN)),
-    _ev("crucible_train.batch.stop", "training", "An optimizer or batch step ends; loss, grad norm, throughput.",
-        ("duration", "loss", "gradient_norm", "learning_rate", "samples_per_second", "tokens_per_second", *_TRAIN)),
+    _ev(
+        "crucible_train.epoch.stop",
+        "training",
+        "An epoch ends; loss, accuracy, learning rate.",
+        ("duration", "loss", "accuracy", "learning_rate", *_TRAIN),
+    ),
+    _ev(
+        "crucible_train.batch.stop",
+        "training",
+        "An optimizer or batch step ends; loss, grad norm, throughput.",
+        ("duration", "loss", "gradient_norm", "learning_rate", "samples_per_second", "tokens_per_second", *_TRAIN),
+    ),
     _ev("crucible_train.checkpoint.saved", "training", "A checkpoint was written.", ("checkpoint_path", *_TRAIN)),
     _ev("crucible_deployment.inference.start", "deployment", "A model inference request begins.", ("model",)),
-    _ev("crucible_deployment.inference.stop", "deployment", "A model inference request completed.", ("duration", "model")),
-    _ev("crucible_deployment.inference.exception", "deployment", "A model inference request failed.",
-        ("duration", "kind", "reason")),
+    _ev(
+        "crucible_deployment.inference.stop",
+        "deployment",
+        "A model inference request completed.",
+        ("duration", "model"),
+    ),
+    _ev(
+        "crucible_deployment.inference.exception",
+        "deployment",
+        "A model inference request failed.",
+        ("duration", "kind", "reason"),
+    ),
     _ev("crucible_framework.pipeline.start", "framework", "A pipeline begins.", ("pipeline",)),
     _ev("crucible_framework.pipeline.stop", "framework", "A pipeline ends.", ("pipeline", "duration")),
     _ev("crucible_framework.stage.start", "framework", "A pipeline stage begins.", ("stage",)),
@@ -116,13 +144,24 @@ STANDARD_EVENTS: tuple[EventInfo, ...] = (
 
 # Beyond the seed table: emitted by every training plugin alike, so defined once here.
 BUILTIN_EVENTS: tuple[EventInfo, ...] = (
-    _ev("crucible_train.validation.stop", "training", "A validation run ended; its metrics as val_<name>.",
-        ("duration", "epoch", "global_step")),
-    _ev("crucible_train.training.exception", "training",
+    _ev(
+        "crucible_train.validation.stop",
+        "training",
+        "A validation run ended; its metrics as val_<name>.",
+        ("duration", "epoch", "global_step"),
+    ),
+    _ev(
+        "crucible_train.training.exception",
+        "training",
         "A training run failed; kind, reason and stacktrace of the exception.",
-        ("duration", "epoch", "global_step", "kind", "reason", "stacktrace")),
-    _ev("crucible_system.sample", "system", "Machine load: CPU, memory, disk and network rates; one row per GPU.",
-        ("device", "gpu_index", "cpu_percent", "process_rss_bytes", "gpu_utilization_percent")),
+        ("duration", "epoch", "global_step", "kind", "reason", "stacktrace"),
+    ),
+    _ev(
+        "crucible_system.sample",
+        "system",
+        "Machine load: CPU, memory, disk and network rates; one row per GPU.",
+        ("device", "gpu_index", "cpu_percent", "process_rss_bytes", "gpu_utilization_percent"),
+    ),
 )
 
 _LOCK = threading.Lock()
@@ -142,7 +181,9 @@ def register_event(
 ) -> EventInfo:
     """Add (or replace) an event definition; the plugin hook calls this."""
     dotted, parts = normalize(name)
-    info = EventInfo(parts, category, description, BASE_FIELDS + tuple(f for f in enriched_fields if f not in BASE_FIELDS))
+    info = EventInfo(
+        parts, category, description, BASE_FIELDS + tuple(f for f in enriched_fields if f not in BASE_FIELDS)
+    )
     with _LOCK:
         _REGISTRY[dotted] = info
     return info

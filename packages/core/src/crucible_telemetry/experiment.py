@@ -33,7 +33,8 @@ def validate_id(argument: str, value: object) -> str:
     """Check an experiment or run id (it names a folder); raise naming ``argument`` otherwise."""
     if not isinstance(value, str) or not _ID_RE.fullmatch(value):
         raise InvalidArgumentError(
-            argument, f"{value!r} is not a valid id: use 1-200 of letters, digits and . _ : + @ - (starting alphanumeric)"
+            argument,
+            f"{value!r} is not a valid id: use 1-200 of letters, digits and . _ : + @ - (starting alphanumeric)",
         )
     return value
 

@@ -127,8 +127,14 @@ def _choose_here(hub: Telemetry, explicit_id: str | None, resumed: str | None) -
     return Choice(new_experiment_id(), "new")
 
 
-def choose_experiment(hub: Telemetry, *, explicit_id: str | None = None, resumed_id: str | None = None,
-                      broadcast: Callable[[Any], Any] | None = None, rank: int = 0) -> Choice:
+def choose_experiment(
+    hub: Telemetry,
+    *,
+    explicit_id: str | None = None,
+    resumed_id: str | None = None,
+    broadcast: Callable[[Any], Any] | None = None,
+    rank: int = 0,
+) -> Choice:
     """Pick the experiment by the documented order; with ``broadcast``, rank 0 picks for every rank.
 
     Args:
@@ -218,9 +224,18 @@ class Run:
             exp.hub.flush()
 
 
-def open_run(hub: Telemetry, choice: Choice, *, name: str, hypothesis: str | None = None,
-             condition: str | None = None, tags: Iterable[str] = (), metadata: Mapping[str, Any] | None = None,
-             leader: bool = True, bind: bool = True) -> Run:
+def open_run(
+    hub: Telemetry,
+    choice: Choice,
+    *,
+    name: str,
+    hypothesis: str | None = None,
+    condition: str | None = None,
+    tags: Iterable[str] = (),
+    metadata: Mapping[str, Any] | None = None,
+    leader: bool = True,
+    bind: bool = True,
+) -> Run:
     """Start, join or reuse the chosen experiment and bind it to this context.
 
     Args:
@@ -248,8 +263,9 @@ def open_run(hub: Telemetry, choice: Choice, *, name: str, hypothesis: str | Non
         if not leader:
             raise
     if exp is None:
-        exp = hub.start_experiment(name, hypothesis, condition, check_tags(tags), dict(metadata or {}),
-                                   experiment_id=exp_id, bind=False)
+        exp = hub.start_experiment(
+            name, hypothesis, condition, check_tags(tags), dict(metadata or {}), experiment_id=exp_id, bind=False
+        )
     elif leader:
         exp.owner = True  # a resumed experiment is ours again: its record gets the final status
     if bind:

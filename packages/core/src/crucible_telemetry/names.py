@@ -26,7 +26,9 @@ def normalize(name: object) -> tuple[str, tuple[str, ...]]:
     elif isinstance(name, (tuple, list)):
         parts = tuple(name)
     else:
-        raise InvalidArgumentError("name", f"an event name is a tuple of strings or a dotted string, got {type(name).__name__}")
+        raise InvalidArgumentError(
+            "name", f"an event name is a tuple of strings or a dotted string, got {type(name).__name__}"
+        )
     if not parts or not all(isinstance(p, str) and p and "." not in p for p in parts):
         raise InvalidArgumentError("name", f"malformed event name {name!r}: need non-empty string parts without dots")
     result = (".".join(parts), parts)

@@ -50,17 +50,38 @@ def _group_rank() -> int:
     return int(dist.get_rank())
 
 
-def open_trainer_run(hub: Telemetry, *, explicit_id: str | None, resume_from: str | None, name: str,
-                     metadata: dict[str, Any], tags: Iterable[str], hypothesis: str | None,
-                     condition: str | None) -> Run:
+def open_trainer_run(
+    hub: Telemetry,
+    *,
+    explicit_id: str | None,
+    resume_from: str | None,
+    name: str,
+    metadata: dict[str, Any],
+    tags: Iterable[str],
+    hypothesis: str | None,
+    condition: str | None,
+) -> Run:
     """Choose the experiment (rank 0 for all ranks) and open it: rank 0 first, then the others."""
     rank = _group_rank()
-    choice = choose_experiment(hub, explicit_id=explicit_id, resumed_id=read_checkpoint_marker(resume_from),
-                               broadcast=torch_broadcast, rank=rank)
+    choice = choose_experiment(
+        hub,
+        explicit_id=explicit_id,
+        resumed_id=read_checkpoint_marker(resume_from),
+        broadcast=torch_broadcast,
+        rank=rank,
+    )
 
     def _open(leader: bool) -> Run:
-        return open_run(hub, choice, name=name, hypothesis=hypothesis, condition=condition, tags=tags,
-                        metadata=metadata, leader=leader)
+        return open_run(
+            hub,
+            choice,
+            name=name,
+            hypothesis=hypothesis,
+            condition=condition,
+            tags=tags,
+            metadata=metadata,
+            leader=leader,
+        )
 
     if rank == 0:
         opened = False

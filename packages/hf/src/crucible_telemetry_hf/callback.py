@@ -74,11 +74,24 @@ class CrucibleCallback(TrainerCallback):
         >>> trainer.train()  # doctest: +SKIP
     """
 
-    def __init__(self, experiment_name: str | None = None, *, experiment_id: str | None = None,
-                 hub: Telemetry | None = None, tags: Iterable[str] = (), hypothesis: str | None = None,
-                 condition: str | None = None, log_epoch_loss: bool = True, record_metrics: bool = True) -> None:
-        for arg, val in (("experiment_name", experiment_name), ("experiment_id", experiment_id),
-                         ("hypothesis", hypothesis), ("condition", condition)):
+    def __init__(
+        self,
+        experiment_name: str | None = None,
+        *,
+        experiment_id: str | None = None,
+        hub: Telemetry | None = None,
+        tags: Iterable[str] = (),
+        hypothesis: str | None = None,
+        condition: str | None = None,
+        log_epoch_loss: bool = True,
+        record_metrics: bool = True,
+    ) -> None:
+        for arg, val in (
+            ("experiment_name", experiment_name),
+            ("experiment_id", experiment_id),
+            ("hypothesis", hypothesis),
+            ("condition", condition),
+        ):
             if val is not None and (not isinstance(val, str) or not val.strip()):
                 raise InvalidArgumentError(arg, f"expected a non-empty string, got {val!r}")
         if hub is not None and not isinstance(hub, Telemetry):
@@ -141,19 +154,32 @@ class CrucibleCallback(TrainerCallback):
         resume_from = None
         if state.global_step > 0:
             resume_from = find_in_stack("resume_from_checkpoint", lambda v: isinstance(v, str)) or os.path.join(
-                args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+                args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+            )
         self._run = open_trainer_run(
-            self._hub, explicit_id=self.experiment_id, resume_from=resume_from,
-            name=self.experiment_name or args.run_name or model_name, metadata=metadata, tags=self.tags,
-            hypothesis=self.hypothesis, condition=self.condition)
+            self._hub,
+            explicit_id=self.experiment_id,
+            resume_from=resume_from,
+            name=self.experiment_name or args.run_name or model_name,
+            metadata=metadata,
+            tags=self.tags,
+            hypothesis=self.hypothesis,
+            condition=self.condition,
+        )
         exp = self._run.experiment
         exp.metadata.setdefault("config", config)
         self.experiment = exp
         self._model_name = model_name
-        self._start_md = {"framework": "transformers", "model_name": model_name, "parameters": params,
-                          "trainable_parameters": trainable, "run_name": args.run_name,
-                          "output_dir": args.output_dir, "resumed": resume_from is not None,
-                          "resumed_from": resume_from}
+        self._start_md = {
+            "framework": "transformers",
+            "model_name": model_name,
+            "parameters": params,
+            "trainable_parameters": trainable,
+            "run_name": args.run_name,
+            "output_dir": args.output_dir,
+            "resumed": resume_from is not None,
+            "resumed_from": resume_from,
+        }
 
     # --------------------------------------------------------------- training
 
@@ -256,8 +282,7 @@ class CrucibleCallback(TrainerCallback):
         self._emit(EPOCH_STOP, done)
 
     @guarded
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
-               **kwargs: Any) -> None:
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         """Every scalar into the ``metrics`` view; the training loss onto its step and epoch."""
         if not logs:
             return
@@ -297,8 +322,9 @@ class CrucibleCallback(TrainerCallback):
         record_logs(self._hub, run_id, logs, step, epoch, self.skipped)
 
     @guarded
-    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None,
-                    **kwargs: Any) -> None:
+    def on_evaluate(
+        self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
         """``validation.stop`` with each metric as ``val_<name>``; also onto the epoch's ``epoch.stop``."""
         if not metrics or (self.experiment is None and self._outside() is None):
             return
@@ -322,8 +348,11 @@ class CrucibleCallback(TrainerCallback):
         self._flush_epoch()
         folder = os.path.abspath(os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"))
         write_checkpoint_marker(folder, self.experiment.id)
-        self._emit(CHECKPOINT_SAVED, {"global_step": state.global_step, "epoch": self._epoch},
-                   {**_META, "checkpoint_path": folder})
+        self._emit(
+            CHECKPOINT_SAVED,
+            {"global_step": state.global_step, "epoch": self._epoch},
+            {**_META, "checkpoint_path": folder},
+        )
 
     @guarded
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -332,8 +361,12 @@ class CrucibleCallback(TrainerCallback):
             return
         self._flush_batch()
         self._flush_epoch()
-        m: dict[str, Any] = {"duration": time.monotonic_ns() - self._t_train, "global_step": state.global_step,
-                             "epoch": self._epoch, **self._summary}
+        m: dict[str, Any] = {
+            "duration": time.monotonic_ns() - self._t_train,
+            "global_step": state.global_step,
+            "epoch": self._epoch,
+            **self._summary,
+        }
         self._emit(TRAINING_STOP, m, {**_META, "model_name": self._model_name})
         self._finish()
 
@@ -355,7 +388,11 @@ class CrucibleCallback(TrainerCallback):
     def _emit_exception(self, state: Any, exc: BaseException) -> None:
         self._flush_batch()
         m = {"global_step": state.global_step, "epoch": self._epoch, "duration": time.monotonic_ns() - self._t_train}
-        md = {**_META, "model_name": self._model_name, "kind": type(exc).__name__, "reason": str(exc),
-              "stacktrace": "".join(traceback.format_exception(exc))[-8000:]}
+        md = {
+            **_META,
+            "model_name": self._model_name,
+            "kind": type(exc).__name__,
+            "reason": str(exc),
+            "stacktrace": "".join(traceback.format_exception(exc))[-8000:],
+        }
         self._emit(TRAINING_EXCEPTION, m, md)
-

@@ -49,8 +49,11 @@ class CheckpointWatch:
 
 
 def _paths(cb: Any) -> list[str]:
-    paths = [getattr(cb, "_last_checkpoint_saved", ""), getattr(cb, "last_model_path", ""),
-             getattr(cb, "best_model_path", "")]
+    paths = [
+        getattr(cb, "_last_checkpoint_saved", ""),
+        getattr(cb, "last_model_path", ""),
+        getattr(cb, "best_model_path", ""),
+    ]
     paths.extend(getattr(cb, "best_k_models", {}) or {})
     return list(dict.fromkeys(str(p) for p in paths if p))
 

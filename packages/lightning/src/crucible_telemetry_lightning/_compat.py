@@ -12,7 +12,15 @@ import importlib
 from types import ModuleType
 from typing import Any
 
-__all__ = ["FLAVOURS", "callback_bases", "dummy_experiment_class", "flavours", "global_rank", "logger_bases", "rank_zero_experiment"]
+__all__ = [
+    "FLAVOURS",
+    "callback_bases",
+    "dummy_experiment_class",
+    "flavours",
+    "global_rank",
+    "logger_bases",
+    "rank_zero_experiment",
+]
 
 #: Import names tried, in order; the first installed is the primary flavour.
 FLAVOURS = ("lightning.pytorch", "pytorch_lightning")

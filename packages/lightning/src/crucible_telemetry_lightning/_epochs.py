@@ -102,5 +102,8 @@ class EpochHooks(StepHooks):
             self._deferred.drain(force=True)
         self._poll_checkpoints(trainer)
         if self._emitting:
-            self._emit(TRAINING_STOP, {"epoch": self._epoch, "global_step": trainer.global_step,
-                                        "duration": _mono() - self._t_fit}, None)
+            self._emit(
+                TRAINING_STOP,
+                {"epoch": self._epoch, "global_step": trainer.global_step, "duration": _mono() - self._t_fit},
+                None,
+            )

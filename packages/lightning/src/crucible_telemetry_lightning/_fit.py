@@ -63,16 +63,26 @@ class FitExperiment:
     def resume(self, resumed_id: str) -> bool:
         """A checkpoint names ``resumed_id``: choose again with it; True when an open run must move over."""
         self.resumed = True
-        self.choice = _as_live(self.hub, choose_experiment(self.hub, explicit_id=self.explicit_id,
-                                                           resumed_id=resumed_id))
+        self.choice = _as_live(
+            self.hub, choose_experiment(self.hub, explicit_id=self.explicit_id, resumed_id=resumed_id)
+        )
         return self.run is not None and self.run.id != self.choice.experiment_id
 
-    def open(self, name: str, hypothesis: str | None, condition: str | None, tags: tuple[str, ...],
-             metadata: dict[str, Any]) -> Run:
+    def open(
+        self, name: str, hypothesis: str | None, condition: str | None, tags: tuple[str, ...], metadata: dict[str, Any]
+    ) -> Run:
         """Start, join or reuse the chosen experiment (rank 0 may create it) and bind it."""
         assert self.choice is not None
-        self.run = open_run(self.hub, self.choice, name=name, hypothesis=hypothesis, condition=condition,
-                            tags=tags, metadata=metadata, leader=self.rank == 0)
+        self.run = open_run(
+            self.hub,
+            self.choice,
+            name=name,
+            hypothesis=hypothesis,
+            condition=condition,
+            tags=tags,
+            metadata=metadata,
+            leader=self.rank == 0,
+        )
         return self.run
 
     def close(self) -> None:

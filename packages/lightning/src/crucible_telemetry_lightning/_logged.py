@@ -13,9 +13,20 @@ __all__ = ["epoch_summary", "learning_rates", "validation_metrics"]
 
 #: Logged names taken as the epoch's training loss / accuracy, first match wins.
 LOSS_KEYS = ("train_loss_epoch", "train/loss_epoch", "loss_epoch", "train_loss", "train/loss", "loss")
-ACCURACY_KEYS = ("train_acc_epoch", "train_accuracy_epoch", "train/acc_epoch", "train/accuracy_epoch",
-                 "acc_epoch", "accuracy_epoch", "train_acc", "train_accuracy", "train/acc",
-                 "train/accuracy", "acc", "accuracy")
+ACCURACY_KEYS = (
+    "train_acc_epoch",
+    "train_accuracy_epoch",
+    "train/acc_epoch",
+    "train/accuracy_epoch",
+    "acc_epoch",
+    "accuracy_epoch",
+    "train_acc",
+    "train_accuracy",
+    "train/acc",
+    "train/accuracy",
+    "acc",
+    "accuracy",
+)
 
 _VAL = re.compile(r"^(?:val|valid|validation)(?:[_/.\-])(.+?)(?:_epoch)?$")
 _UNSAFE = re.compile(r"[^0-9A-Za-z_]+")

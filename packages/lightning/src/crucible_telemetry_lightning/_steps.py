@@ -93,18 +93,22 @@ class StepHooks(*_compat.callback_bases()):  # type: ignore[misc]
         if not self._emitting:
             return
         fit = self._fit
-        self._emit(TRAINING_START, {"epoch": trainer.current_epoch, "global_step": trainer.global_step}, {
-            "model_name": type(pl_module).__name__,
-            "framework": "lightning",
-            "parameters": count_parameters(pl_module),
-            "max_epochs": trainer.max_epochs,
-            "max_steps": trainer.max_steps,
-            "accumulate_grad_batches": self._accum,
-            "world_size": self._world,
-            "precision": str(getattr(trainer, "precision", "")),
-            "resumed": fit is not None and fit.resumed,
-            "experiment_id": fit.experiment_id if fit is not None else None,
-        })
+        self._emit(
+            TRAINING_START,
+            {"epoch": trainer.current_epoch, "global_step": trainer.global_step},
+            {
+                "model_name": type(pl_module).__name__,
+                "framework": "lightning",
+                "parameters": count_parameters(pl_module),
+                "max_epochs": trainer.max_epochs,
+                "max_steps": trainer.max_steps,
+                "accumulate_grad_batches": self._accum,
+                "world_size": self._world,
+                "precision": str(getattr(trainer, "precision", "")),
+                "resumed": fit is not None and fit.resumed,
+                "experiment_id": fit.experiment_id if fit is not None else None,
+            },
+        )
 
     # The three per-step hooks catch failures inline (as ``guarded`` does): one call frame less each.
 
@@ -144,8 +148,12 @@ class StepHooks(*_compat.callback_bases()):  # type: ignore[misc]
             if self._emit is None or not self._emitting:
                 return
             dur = _mono() - self._t0
-            m: dict[str, Any] = {"epoch": self._epoch, "batch": batch_idx, "global_step": self._step0 + 1,
-                                 "duration": dur}
+            m: dict[str, Any] = {
+                "epoch": self._epoch,
+                "batch": batch_idx,
+                "global_step": self._step0 + 1,
+                "duration": dur,
+            }
             tensors: dict[str, Tensor] | None = None
             loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
             if isinstance(loss, Tensor):

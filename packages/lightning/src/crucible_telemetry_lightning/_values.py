@@ -151,8 +151,9 @@ class Deferred:
     def __len__(self) -> int:
         return len(self.queue)
 
-    def push(self, name: Any, measurements: dict[str, Any], metadata: dict[str, Any] | None,
-             tensors: dict[str, torch.Tensor]) -> None:
+    def push(
+        self, name: Any, measurements: dict[str, Any], metadata: dict[str, Any] | None, tensors: dict[str, torch.Tensor]
+    ) -> None:
         """Start non-blocking host copies of ``tensors``; the event waits until they land."""
         host = {k: t.detach().to("cpu", non_blocking=True) for k, t in tensors.items()}
         ready: Any = True  # nothing to wait for: it only keeps its place in the queue

@@ -193,8 +193,13 @@ class CrucibleCallback(EpochHooks):
 
     def _open(self, trainer: Any, pl_module: Any) -> None:
         assert self._fit is not None
-        run = self._fit.open(self._default_name(pl_module), self.hypothesis, self.condition, self.tags,
-                             self._experiment_metadata(trainer, pl_module))
+        run = self._fit.open(
+            self._default_name(pl_module),
+            self.hypothesis,
+            self.condition,
+            self.tags,
+            self._experiment_metadata(trainer, pl_module),
+        )
         self.experiment = run.experiment
         assert self.hub is not None
         self._emit = self.hub.emit
@@ -282,13 +287,18 @@ class CrucibleCallback(EpochHooks):
             if self._deferred:
                 self._deferred.drain(force=True)
             if self._emitting:
-                self._emit(TRAINING_EXCEPTION, {
-                    "epoch": trainer.current_epoch, "global_step": trainer.global_step,
-                    "duration": _mono() - self._t_fit if self._t_fit else 0,
-                }, {
-                    "kind": type(exception).__name__,
-                    "reason": str(exception),
-                    "stacktrace": "".join(traceback.format_exception(exception)),
-                    "framework": "lightning",
-                })
+                self._emit(
+                    TRAINING_EXCEPTION,
+                    {
+                        "epoch": trainer.current_epoch,
+                        "global_step": trainer.global_step,
+                        "duration": _mono() - self._t_fit if self._t_fit else 0,
+                    },
+                    {
+                        "kind": type(exception).__name__,
+                        "reason": str(exception),
+                        "stacktrace": "".join(traceback.format_exception(exception)),
+                        "framework": "lightning",
+                    },
+                )
         self._close()

@@ -193,8 +193,9 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
         """Rows skipped because the run already held that ``(metric, step)`` (resumed runs)."""
         return self._skipped
 
-    def _adopt(self, run_id: str, hub: ct.Telemetry | None, resumed: bool, callback: Any = None,
-               name: str | None = None) -> None:
+    def _adopt(
+        self, run_id: str, hub: ct.Telemetry | None, resumed: bool, callback: Any = None, name: str | None = None
+    ) -> None:
         """Called by ``CrucibleCallback``: write under the experiment's id (unless a run id was given)."""
         self._adopted_name = name
         self._callback = weakref.ref(callback) if callback is not None else None
@@ -221,7 +222,8 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
             rank = _compat.global_rank() if self.all_ranks else 0
             rows = hub.store.execute(
                 "SELECT metric, max(step), bool_or(step IS NULL) FROM metrics "
-                "WHERE run_id = ? AND coalesce(rank, 0) = ? GROUP BY metric", [run_id, rank],
+                "WHERE run_id = ? AND coalesce(rank, 0) = ? GROUP BY metric",
+                [run_id, rank],
             ).fetchall()
             for metric, max_step, has_null in rows:
                 if max_step is not None:
@@ -257,8 +259,9 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
                     continue
                 v = value if type(value) is float else to_scalar(value)
                 if v is None:
-                    _warn_once(self, f"value:{key}", "metric %r is not a number (%s); not recorded", key,
-                               type(value).__name__)
+                    _warn_once(
+                        self, f"value:{key}", "metric %r is not a number (%s); not recorded", key, type(value).__name__
+                    )
                     continue
                 record(run_id, metric, v, step, epoch)
         except Exception as exc:
@@ -266,8 +269,14 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
 
     @override
     @guarded
-    def log_hyperparams(self, params: Mapping[str, Any] | Namespace, metrics: Any = None, step: int | None = None,
-                        *args: Any, **kwargs: Any) -> None:
+    def log_hyperparams(
+        self,
+        params: Mapping[str, Any] | Namespace,
+        metrics: Any = None,
+        step: int | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
         """One row per (flattened) hyper-parameter, ``kind = 'hparam'``, ``step`` NULL; the value in metadata.
 
         numpy and torch scalars are stored as the number or bool they hold, other objects as their

@@ -62,7 +62,9 @@ class Call:
     parts: list[str] | None = None
     seen: list[tuple[int, Any]] | None = None  # a stream's chunks not read yet (streams.py fills it)
 
-    def __init__(self, inst: Instrumentation, hub: Any, op: str, kwargs: dict[str, Any], meta: dict[str, Any], stream: bool) -> None:
+    def __init__(
+        self, inst: Instrumentation, hub: Any, op: str, kwargs: dict[str, Any], meta: dict[str, Any], stream: bool
+    ) -> None:
         self.inst = inst
         self.hub = hub
         self.op = op
@@ -81,8 +83,12 @@ class Call:
                 m: dict[str, Any] = {"attempt": self.attempts, "retries": self.attempts - 1}
                 if self.status is not None:
                     m["http_status"] = self.status
-                md = {"model": self.meta.get("model"), "operation": self.op, "provider": self.meta.get("provider"),
-                      "server_address": self.meta.get("server_address")}
+                md = {
+                    "model": self.meta.get("model"),
+                    "operation": self.op,
+                    "provider": self.meta.get("provider"),
+                    "server_address": self.meta.get("server_address"),
+                }
                 self.hub.emit(RETRY, m, md)
         except Exception as exc:
             warn_once("retry", "could not record a retry", exc)
@@ -130,13 +136,21 @@ class Call:
         self.response_id = f.get("id")
         if op != "embeddings":
             self.reasons = extract.finish_reasons(op, f)
-        recognised = self.usage is not None or f.get("choices") is not None or f.get("output") is not None \
+        recognised = (
+            self.usage is not None
+            or f.get("choices") is not None
+            or f.get("output") is not None
             or f.get("data") is not None
+        )
         if not recognised:
             status = getattr(result, "status_code", None)  # a raw response (with_raw_response)
             if type(status) is int:
                 self.status = status
-        text = extract.output_text(op, result) if recognised and (self.usage is None or self.inst.capture_content) else None
+        text = (
+            extract.output_text(op, result)
+            if recognised and (self.usage is None or self.inst.capture_content)
+            else None
+        )
         return self._fields(end, text, recognised, table)
 
     def fail(self, exc: BaseException) -> None:

@@ -37,11 +37,20 @@ ENDPOINTS: tuple[tuple[tuple[str, ...], tuple[str, ...], str], ...] = (
 
 # host suffix -> OpenTelemetry gen_ai.provider.name
 _PROVIDERS = (
-    ("api.openai.com", "openai"), (".openai.azure.com", "azure.ai.openai"), ("api.anthropic.com", "anthropic"),
-    ("generativelanguage.googleapis.com", "gcp.gemini"), ("aiplatform.googleapis.com", "gcp.vertex_ai"),
-    ("api.groq.com", "groq"), ("api.deepseek.com", "deepseek"), ("api.mistral.ai", "mistral_ai"),
-    ("api.x.ai", "x_ai"), ("api.perplexity.ai", "perplexity"), ("api.cohere.com", "cohere"),
-    ("openrouter.ai", "openrouter"), ("api.together.xyz", "together_ai"), ("api.fireworks.ai", "fireworks_ai"),
+    ("api.openai.com", "openai"),
+    (".openai.azure.com", "azure.ai.openai"),
+    ("api.anthropic.com", "anthropic"),
+    ("generativelanguage.googleapis.com", "gcp.gemini"),
+    ("aiplatform.googleapis.com", "gcp.vertex_ai"),
+    ("api.groq.com", "groq"),
+    ("api.deepseek.com", "deepseek"),
+    ("api.mistral.ai", "mistral_ai"),
+    ("api.x.ai", "x_ai"),
+    ("api.perplexity.ai", "perplexity"),
+    ("api.cohere.com", "cohere"),
+    ("openrouter.ai", "openrouter"),
+    ("api.together.xyz", "together_ai"),
+    ("api.fireworks.ai", "fireworks_ai"),
 )
 _SECRET_ATTRS = ("api_key", "admin_api_key", "webhook_secret", "_api_key", "token")
 _RAW_HEADER = "x-stainless-raw-response"
@@ -73,15 +82,30 @@ def provider_of(host: str | None) -> str:
 class Instrumentation:
     """What ``instrument`` changed on one client, and the options its calls are recorded with."""
 
-    def __init__(self, client: Any, *, capture_content: bool, mask: Callable[[str], Any] | None,
-                 prices_: price_tables.PriceTable | None, include_usage: bool, provider: str | None, hub: Any) -> None:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        capture_content: bool,
+        mask: Callable[[str], Any] | None,
+        prices_: price_tables.PriceTable | None,
+        include_usage: bool,
+        provider: str | None,
+        hub: Any,
+    ) -> None:
         self.capture_content = capture_content
         self.mask = mask
         self.include_usage = include_usage
         self.hub = hub
         self._prices = prices_
-        self.options = {"capture_content": capture_content, "mask": mask, "prices": prices_,
-                        "include_usage": include_usage, "provider": provider, "hub": hub}
+        self.options = {
+            "capture_content": capture_content,
+            "mask": mask,
+            "prices": prices_,
+            "include_usage": include_usage,
+            "provider": provider,
+            "hub": hub,
+        }
         try:
             ref: Callable[[], Any] = weakref.ref(client)
         except TypeError:  # a client class without weak references
@@ -118,11 +142,21 @@ class Instrumentation:
             otel = OTEL_OPERATION[op]
             if not isinstance(model, str):
                 model = None
-            start: dict[str, Any] = {"model": model, "operation": op, "provider": self.provider,
-                                     "server_address": self.host, "gen_ai.operation.name": otel,
-                                     "gen_ai.request.model": model}
-            meta = {**self.base, "model": model, "operation": op, "gen_ai.operation.name": otel,
-                    "gen_ai.request.model": model}
+            start: dict[str, Any] = {
+                "model": model,
+                "operation": op,
+                "provider": self.provider,
+                "server_address": self.host,
+                "gen_ai.operation.name": otel,
+                "gen_ai.request.model": model,
+            }
+            meta = {
+                **self.base,
+                "model": model,
+                "operation": op,
+                "gen_ai.operation.name": otel,
+                "gen_ai.request.model": model,
+            }
             if stream:
                 start["stream"] = meta["stream"] = True
             if len(kwargs) > 2:  # beyond model + prompt: sampling options to record
@@ -258,8 +292,16 @@ def _resource(inst: Instrumentation, client: Any, path: tuple[str, ...]) -> Any:
     return obj
 
 
-def instrument(client: Any, *, capture_content: bool = False, mask: Callable[[str], Any] | None = None,
-               prices: Any = None, include_usage: bool = True, provider: str | None = None, hub: Any = None) -> Any:
+def instrument(
+    client: Any,
+    *,
+    capture_content: bool = False,
+    mask: Callable[[str], Any] | None = None,
+    prices: Any = None,
+    include_usage: bool = True,
+    provider: str | None = None,
+    hub: Any = None,
+) -> Any:
     """Record every call of an OpenAI-style client as ``req_llm.request.*`` events; returns the client.
 
     Wraps ``chat.completions.create/parse``, ``completions.create``, ``responses.create/parse`` and
@@ -296,8 +338,15 @@ def instrument(client: Any, *, capture_content: bool = False, mask: Callable[[st
     if STATE_ATTR in vars(client):
         return client
     table = price_tables.resolve(prices) if prices is not None else None
-    inst = Instrumentation(client, capture_content=capture_content, mask=mask, prices_=table,
-                           include_usage=include_usage, provider=provider, hub=hub)
+    inst = Instrumentation(
+        client,
+        capture_content=capture_content,
+        mask=mask,
+        prices_=table,
+        include_usage=include_usage,
+        provider=provider,
+        hub=hub,
+    )
     try:
         for path, methods, op in ENDPOINTS:
             res = _resource(inst, client, path)
@@ -310,8 +359,11 @@ def instrument(client: Any, *, capture_content: bool = False, mask: Callable[[st
                 make = _async_wrapper if _is_async(fn) else _sync_wrapper
                 _patch(inst, res, name, make(fn, op, inst))
         if not inst.patches:
-            raise InvalidArgumentError("client", f"{type(client).__name__} has no OpenAI-style endpoint "
-                                       "(chat.completions.create, completions.create, responses.create, embeddings.create)")
+            raise InvalidArgumentError(
+                "client",
+                f"{type(client).__name__} has no OpenAI-style endpoint "
+                "(chat.completions.create, completions.create, responses.create, embeddings.create)",
+            )
         for name in ("copy", "with_options"):
             fn = getattr(client, name, None)
             if callable(fn):

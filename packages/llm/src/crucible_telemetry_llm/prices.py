@@ -52,28 +52,30 @@ BUILTIN_VERSION = "builtin-2025-08"
 
 _P = Price
 #: The built-in table: USD per 1M tokens, OpenAI standard tier list prices.
-BUILTIN_PRICES: Mapping[str, Price] = MappingProxyType({
-    "gpt-5": _P(1.25, 10.0, 0.125),
-    "gpt-5-mini": _P(0.25, 2.0, 0.025),
-    "gpt-5-nano": _P(0.05, 0.40, 0.005),
-    "gpt-4.1": _P(2.0, 8.0, 0.50),
-    "gpt-4.1-mini": _P(0.40, 1.60, 0.10),
-    "gpt-4.1-nano": _P(0.10, 0.40, 0.025),
-    "gpt-4o": _P(2.50, 10.0, 1.25),
-    "gpt-4o-mini": _P(0.15, 0.60, 0.075),
-    "gpt-4-turbo": _P(10.0, 30.0),
-    "gpt-4": _P(30.0, 60.0),
-    "gpt-3.5-turbo": _P(0.50, 1.50),
-    "gpt-3.5-turbo-instruct": _P(1.50, 2.0),
-    "o1": _P(15.0, 60.0, 7.50),
-    "o1-mini": _P(1.10, 4.40, 0.55),
-    "o3": _P(2.0, 8.0, 0.50),
-    "o3-mini": _P(1.10, 4.40, 0.55),
-    "o4-mini": _P(1.10, 4.40, 0.275),
-    "text-embedding-3-small": _P(0.02),
-    "text-embedding-3-large": _P(0.13),
-    "text-embedding-ada-002": _P(0.10),
-})
+BUILTIN_PRICES: Mapping[str, Price] = MappingProxyType(
+    {
+        "gpt-5": _P(1.25, 10.0, 0.125),
+        "gpt-5-mini": _P(0.25, 2.0, 0.025),
+        "gpt-5-nano": _P(0.05, 0.40, 0.005),
+        "gpt-4.1": _P(2.0, 8.0, 0.50),
+        "gpt-4.1-mini": _P(0.40, 1.60, 0.10),
+        "gpt-4.1-nano": _P(0.10, 0.40, 0.025),
+        "gpt-4o": _P(2.50, 10.0, 1.25),
+        "gpt-4o-mini": _P(0.15, 0.60, 0.075),
+        "gpt-4-turbo": _P(10.0, 30.0),
+        "gpt-4": _P(30.0, 60.0),
+        "gpt-3.5-turbo": _P(0.50, 1.50),
+        "gpt-3.5-turbo-instruct": _P(1.50, 2.0),
+        "o1": _P(15.0, 60.0, 7.50),
+        "o1-mini": _P(1.10, 4.40, 0.55),
+        "o3": _P(2.0, 8.0, 0.50),
+        "o3-mini": _P(1.10, 4.40, 0.55),
+        "o4-mini": _P(1.10, 4.40, 0.275),
+        "text-embedding-3-small": _P(0.02),
+        "text-embedding-3-large": _P(0.13),
+        "text-embedding-ada-002": _P(0.10),
+    }
+)
 
 _SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{4})$")
 BUILTIN = "builtin"
@@ -86,15 +88,19 @@ def _as_price(model: str, value: Any) -> Price:
     if isinstance(value, Mapping):
         unknown = set(value) - {"input", "output", "cached_input"}
         if unknown or "input" not in value:
-            raise InvalidArgumentError("prices", f"{model!r}: expected keys input, output, cached_input; got {sorted(value)}")
+            raise InvalidArgumentError(
+                "prices", f"{model!r}: expected keys input, output, cached_input; got {sorted(value)}"
+            )
         fields = (value["input"], value.get("output", 0.0), value.get("cached_input"))
     elif isinstance(value, (list, tuple)) and 1 <= len(value) <= 3:
-        fields = (*value, *([0.0, None][len(value) - 1:]))
+        fields = (*value, *([0.0, None][len(value) - 1 :]))
     else:
         raise InvalidArgumentError("prices", f"{model!r}: a price is a dict {{input, output, cached_input}} or a tuple")
     for f in fields:
         if f is not None and (isinstance(f, bool) or not isinstance(f, (int, float)) or not math.isfinite(f) or f < 0):
-            raise InvalidArgumentError("prices", f"{model!r}: prices are finite numbers >= 0 (USD per 1M tokens), got {f!r}")
+            raise InvalidArgumentError(
+                "prices", f"{model!r}: prices are finite numbers >= 0 (USD per 1M tokens), got {f!r}"
+            )
     return Price(float(fields[0]), float(fields[1] or 0.0), None if fields[2] is None else float(fields[2]))
 
 
@@ -119,7 +125,9 @@ class PriceTable:
         if not isinstance(version, str) or not version:
             raise InvalidArgumentError("version", "a price table needs a non-empty version string")
         self.version = version
-        self._entries: dict[str, tuple[Price, str]] = {str(m).lower(): (_as_price(str(m), p), source) for m, p in prices.items()}
+        self._entries: dict[str, tuple[Price, str]] = {
+            str(m).lower(): (_as_price(str(m), p), source) for m, p in prices.items()
+        }
         self._resolved: dict[str, tuple[Price, str] | None] = {}
         self._lock = threading.Lock()
 
@@ -157,7 +165,9 @@ class PriceTable:
                 self._resolved[model] = found
         return found
 
-    def cost(self, model: str | None, prompt: float, completion: float = 0.0, cached: float = 0.0) -> tuple[float | None, str]:
+    def cost(
+        self, model: str | None, prompt: float, completion: float = 0.0, cached: float = 0.0
+    ) -> tuple[float | None, str]:
         """``(cost_usd, cost_source)``; ``(None, "unknown")`` for a model without a price."""
         found = self.lookup(model)
         if found is None:
@@ -199,7 +209,9 @@ def _coerce(source: Any, version: str | None) -> PriceTable:
         return table
     if isinstance(source, Mapping):
         return PriceTable(source, version or "user")
-    raise InvalidArgumentError("prices", f"expected a dict, a JSON file path or a PriceTable, got {type(source).__name__}")
+    raise InvalidArgumentError(
+        "prices", f"expected a dict, a JSON file path or a PriceTable, got {type(source).__name__}"
+    )
 
 
 def resolve(source: Any, version: str | None = None, merge: bool = True) -> PriceTable:

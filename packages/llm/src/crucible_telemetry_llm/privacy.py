@@ -18,10 +18,10 @@ log = logging.getLogger("crucible_telemetry.llm")
 
 REDACTED = "[REDACTED]"
 _PATTERNS = re.compile(
-    r"(?i)(bearer\s+)[^\s'\",}]+"                 # Authorization: Bearer <token>
+    r"(?i)(bearer\s+)[^\s'\",}]+"  # Authorization: Bearer <token>
     r"|(authorization['\"]?\s*[:=]\s*['\"]?(?:bearer\s+|basic\s+|token\s+)?)[^\s'\",}]+"
     r"|(api[_-]?key['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"
-    r"|()\bsk-[A-Za-z0-9_\-]{6,}"                 # OpenAI-style secret keys
+    r"|()\bsk-[A-Za-z0-9_\-]{6,}"  # OpenAI-style secret keys
 )
 _warned: set[str] = set()
 FAILURES: list[tuple[str, BaseException]] = []
@@ -107,7 +107,9 @@ def _content(value: Any, mask: Callable[[str], Any] | None, scrub: Callable[[str
     return f"<{type(value).__name__}>"
 
 
-def capture_prompt(op: str, kwargs: dict[str, Any], mask: Callable[[str], Any] | None, scrub: Callable[[str], str]) -> Any:
+def capture_prompt(
+    op: str, kwargs: dict[str, Any], mask: Callable[[str], Any] | None, scrub: Callable[[str], str]
+) -> Any:
     """The prompt of a call, masked: chat messages, completion prompt, responses or embeddings input."""
     if op == "chat":
         return _content(kwargs.get("messages"), mask, scrub)
@@ -118,7 +120,11 @@ def capture_prompt(op: str, kwargs: dict[str, Any], mask: Callable[[str], Any] |
         if isinstance(kwargs.get("instructions"), str):
             parts.append({"role": "system", "content": _content(kwargs["instructions"], mask, scrub)})
         inp = kwargs.get("input")
-        parts.append({"role": "user", "content": _content(inp, mask, scrub)} if isinstance(inp, str) else _content(inp, mask, scrub))
+        parts.append(
+            {"role": "user", "content": _content(inp, mask, scrub)}
+            if isinstance(inp, str)
+            else _content(inp, mask, scrub)
+        )
         return parts
     return _content(kwargs.get("input"), mask, scrub)
 

@@ -101,19 +101,32 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_json(self, status: int, payload: Any, extra: dict[str, str] | None = None) -> None:
         body = json.dumps(payload).encode()
-        head = [f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}",
-                "Content-Type: application/json", f"Content-Length: {len(body)}",
-                f"x-request-id: req_{next(_ids)}"]
+        head = [
+            f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}",
+            "Content-Type: application/json",
+            f"Content-Length: {len(body)}",
+            f"x-request-id: req_{next(_ids)}",
+        ]
         head += [f"{k}: {v}" for k, v in (extra or {}).items()]
         self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
 
     def _start_sse(self) -> None:
-        head = ["HTTP/1.1 200 OK", "Content-Type: text/event-stream", "Transfer-Encoding: chunked",
-                "Cache-Control: no-cache", f"x-request-id: req_{next(_ids)}"]
+        head = [
+            "HTTP/1.1 200 OK",
+            "Content-Type: text/event-stream",
+            "Transfer-Encoding: chunked",
+            "Cache-Control: no-cache",
+            f"x-request-id: req_{next(_ids)}",
+        ]
         self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode())
 
     def _sse(self, data: Any, event: str | None = None) -> None:
-        text = (f"event: {event}\n" if event else "") + "data: " + (data if isinstance(data, str) else json.dumps(data)) + "\n\n"
+        text = (
+            (f"event: {event}\n" if event else "")
+            + "data: "
+            + (data if isinstance(data, str) else json.dumps(data))
+            + "\n\n"
+        )
         raw = text.encode()
         self.wfile.write(f"{len(raw):x}\r\n".encode() + raw + b"\r\n")
 
@@ -132,7 +145,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path.rstrip("/").endswith("/models"):
-            self._send_json(200, {"object": "list", "data": [{"id": "fake-model", "object": "model", "created": 0, "owned_by": "fake"}]})
+            self._send_json(
+                200,
+                {"object": "list", "data": [{"id": "fake-model", "object": "model", "created": 0, "owned_by": "fake"}]},
+            )
         else:
             self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "invalid_request_error"}})
 
@@ -147,8 +163,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         path = self.path.split("?", 1)[0].rstrip("/")
         fake._count(path)
-        status = fake._failure(self.headers.get("x-fake-fail"), self.headers.get("x-stainless-retry-count"),
-                               self.headers.get("Idempotency-Key") or self.headers.get("x-fake-key"))
+        status = fake._failure(
+            self.headers.get("x-fake-fail"),
+            self.headers.get("x-stainless-retry-count"),
+            self.headers.get("Idempotency-Key") or self.headers.get("x-fake-key"),
+        )
         _pause(self._opt("x-fake-delay", fake.delay))
         if status:
             self._error(status)
@@ -169,13 +188,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _error(self, status: int) -> None:
         fake = self.server.fake
-        message = {429: "Rate limit reached (fake).", 500: "The server had an error (fake)."}.get(status, f"Error {status} (fake).")
+        message = {429: "Rate limit reached (fake).", 500: "The server had an error (fake)."}.get(
+            status, f"Error {status} (fake)."
+        )
         if status == 401 and fake.echo_auth_on_401:
             # A careless provider that echoes the credential back: the instrumentation must scrub it.
             message = f"Incorrect API key provided: {self.headers.get('Authorization', '')}"
         kind = {429: "rate_limit_error", 401: "invalid_request_error"}.get(status, "server_error")
-        self._send_json(status, {"error": {"message": message, "type": kind, "code": None}},
-                        {"retry-after-ms": str(int(fake.retry_after_ms))})
+        self._send_json(
+            status,
+            {"error": {"message": message, "type": kind, "code": None}},
+            {"retry-after-ms": str(int(fake.retry_after_ms))},
+        )
 
     # ---------------------------------------------------------------- behaviour
 
@@ -193,14 +217,22 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _chat_usage(self, prompt: int, completion: int) -> dict[str, Any]:
         cached = min(prompt, int(self._opt("x-fake-cached-tokens", self.server.fake.cached_tokens)))
-        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-                "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
-                "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0}}
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+        }
 
     def _stream_pacing(self) -> tuple[float, float, int]:
         fake = self.server.fake
         cut = int(self._opt("x-fake-cut-after", -1 if fake.cut_after is None else fake.cut_after))
-        return self._opt("x-fake-first-token-delay", fake.first_token_delay), self._opt("x-fake-chunk-delay", fake.chunk_delay), cut
+        return (
+            self._opt("x-fake-first-token-delay", fake.first_token_delay),
+            self._opt("x-fake-chunk-delay", fake.chunk_delay),
+            cut,
+        )
 
     def _chat(self, body: dict[str, Any]) -> None:
         words = self._reply_words()
@@ -213,23 +245,43 @@ class _Handler(BaseHTTPRequestHandler):
         usage = self._chat_usage(prompt, len(words))
         if not body.get("stream"):
             msg = {"role": "assistant", "content": "".join(words), "refusal": None}
-            payload = {"id": cid, "object": "chat.completion", "created": created, "model": model,
-                       "choices": [{"index": 0, "message": msg, "logprobs": None, "finish_reason": finish}],
-                       "system_fingerprint": "fp_fake"}
+            payload = {
+                "id": cid,
+                "object": "chat.completion",
+                "created": created,
+                "model": model,
+                "choices": [{"index": 0, "message": msg, "logprobs": None, "finish_reason": finish}],
+                "system_fingerprint": "fp_fake",
+            }
             if self._usage_on():
                 payload["usage"] = usage
             self._send_json(200, payload)
             return
         first, gap, cut = self._stream_pacing()
-        base = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "system_fingerprint": "fp_fake"}
+        base = {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "system_fingerprint": "fp_fake",
+        }
         include_usage = bool((body.get("stream_options") or {}).get("include_usage")) and self._usage_on()
         self._start_sse()
-        self._sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}]})
+        self._sse(
+            {
+                **base,
+                "choices": [
+                    {"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}
+                ],
+            }
+        )
         for i, w in enumerate(words):
             if i == cut:
                 self._cut()
             _pause(first if i == 0 else gap)
-            self._sse({**base, "choices": [{"index": 0, "delta": {"content": w}, "logprobs": None, "finish_reason": None}]})
+            self._sse(
+                {**base, "choices": [{"index": 0, "delta": {"content": w}, "logprobs": None, "finish_reason": None}]}
+            )
         self._sse({**base, "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish}]})
         if include_usage:
             self._sse({**base, "choices": [], "usage": usage})
@@ -243,7 +295,10 @@ class _Handler(BaseHTTPRequestHandler):
         usage = {"prompt_tokens": prompt, "completion_tokens": len(words), "total_tokens": prompt + len(words)}
         base = {"id": cid, "object": "text_completion", "created": created, "model": model}
         if not body.get("stream"):
-            payload = {**base, "choices": [{"text": "".join(words), "index": 0, "logprobs": None, "finish_reason": "stop"}]}
+            payload = {
+                **base,
+                "choices": [{"text": "".join(words), "index": 0, "logprobs": None, "finish_reason": "stop"}],
+            }
             if self._usage_on():
                 payload["usage"] = usage
             self._send_json(200, payload)
@@ -256,28 +311,67 @@ class _Handler(BaseHTTPRequestHandler):
                 self._cut()
             _pause(first if i == 0 else gap)
             last = i == len(words) - 1
-            self._sse({**base, "choices": [{"text": w, "index": 0, "logprobs": None, "finish_reason": "stop" if last else None}]})
+            self._sse(
+                {
+                    **base,
+                    "choices": [{"text": w, "index": 0, "logprobs": None, "finish_reason": "stop" if last else None}],
+                }
+            )
         if include_usage:
             self._sse({**base, "choices": [], "usage": usage})
         self._sse("[DONE]")
         self._end_sse()
 
-    def _response_obj(self, body: dict[str, Any], rid: str, text: str, status: str, usage: dict[str, Any] | None) -> dict[str, Any]:
-        output = [] if status != "completed" else [{
-            "type": "message", "id": f"msg_{rid}", "status": "completed", "role": "assistant",
-            "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]}]
-        return {"id": rid, "object": "response", "created_at": int(time.time()), "status": status,
-                "model": self._model(body), "output": output, "usage": usage, "error": None,
-                "incomplete_details": None, "instructions": None, "metadata": {}, "parallel_tool_calls": True,
-                "temperature": body.get("temperature", 1.0), "tool_choice": "auto", "tools": [], "top_p": 1.0}
+    def _response_obj(
+        self, body: dict[str, Any], rid: str, text: str, status: str, usage: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        output = (
+            []
+            if status != "completed"
+            else [
+                {
+                    "type": "message",
+                    "id": f"msg_{rid}",
+                    "status": "completed",
+                    "role": "assistant",
+                    "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
+                }
+            ]
+        )
+        return {
+            "id": rid,
+            "object": "response",
+            "created_at": int(time.time()),
+            "status": status,
+            "model": self._model(body),
+            "output": output,
+            "usage": usage,
+            "error": None,
+            "incomplete_details": None,
+            "instructions": None,
+            "metadata": {},
+            "parallel_tool_calls": True,
+            "temperature": body.get("temperature", 1.0),
+            "tool_choice": "auto",
+            "tools": [],
+            "top_p": 1.0,
+        }
 
     def _responses(self, body: dict[str, Any]) -> None:
         words = self._reply_words()
         prompt = count_tokens(" ".join(_texts(body.get("input", "")) + _texts(body.get("instructions") or "")))
         cached = min(prompt, int(self._opt("x-fake-cached-tokens", self.server.fake.cached_tokens)))
-        usage = {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": cached},
-                 "output_tokens": len(words), "output_tokens_details": {"reasoning_tokens": 0},
-                 "total_tokens": prompt + len(words)} if self._usage_on() else None
+        usage = (
+            {
+                "input_tokens": prompt,
+                "input_tokens_details": {"cached_tokens": cached},
+                "output_tokens": len(words),
+                "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": prompt + len(words),
+            }
+            if self._usage_on()
+            else None
+        )
         rid = f"resp_{next(_ids)}"
         if not body.get("stream"):
             self._send_json(200, self._response_obj(body, rid, "".join(words), "completed", usage))
@@ -285,28 +379,57 @@ class _Handler(BaseHTTPRequestHandler):
         first, gap, cut = self._stream_pacing()
         seq = itertools.count()
         self._start_sse()
-        self._sse({"type": "response.created", "sequence_number": next(seq),
-                   "response": self._response_obj(body, rid, "", "in_progress", None)}, "response.created")
+        self._sse(
+            {
+                "type": "response.created",
+                "sequence_number": next(seq),
+                "response": self._response_obj(body, rid, "", "in_progress", None),
+            },
+            "response.created",
+        )
         for i, w in enumerate(words):
             if i == cut:
                 self._cut()
             _pause(first if i == 0 else gap)
-            self._sse({"type": "response.output_text.delta", "item_id": f"msg_{rid}", "output_index": 0,
-                       "content_index": 0, "delta": w, "logprobs": [], "sequence_number": next(seq)},
-                      "response.output_text.delta")
-        self._sse({"type": "response.completed", "sequence_number": next(seq),
-                   "response": self._response_obj(body, rid, "".join(words), "completed", usage)}, "response.completed")
+            self._sse(
+                {
+                    "type": "response.output_text.delta",
+                    "item_id": f"msg_{rid}",
+                    "output_index": 0,
+                    "content_index": 0,
+                    "delta": w,
+                    "logprobs": [],
+                    "sequence_number": next(seq),
+                },
+                "response.output_text.delta",
+            )
+        self._sse(
+            {
+                "type": "response.completed",
+                "sequence_number": next(seq),
+                "response": self._response_obj(body, rid, "".join(words), "completed", usage),
+            },
+            "response.completed",
+        )
         self._end_sse()
 
     def _embeddings(self, body: dict[str, Any]) -> None:
         inputs = body.get("input", "")
-        items = [inputs] if isinstance(inputs, str) or (isinstance(inputs, list) and inputs and isinstance(inputs[0], int)) else list(inputs)
+        items = (
+            [inputs]
+            if isinstance(inputs, str) or (isinstance(inputs, list) and inputs and isinstance(inputs[0], int))
+            else list(inputs)
+        )
         dims = int(body.get("dimensions") or 8)
         data, prompt = [], 0
         for i, item in enumerate(items):
             prompt += len(item) if isinstance(item, list) else count_tokens(item)
             vec = [((i + 1) * (j + 1)) % 7 / 7.0 for j in range(dims)]
-            emb: Any = base64.b64encode(struct.pack(f"<{dims}f", *vec)).decode() if body.get("encoding_format") == "base64" else vec
+            emb: Any = (
+                base64.b64encode(struct.pack(f"<{dims}f", *vec)).decode()
+                if body.get("encoding_format") == "base64"
+                else vec
+            )
             data.append({"object": "embedding", "index": i, "embedding": emb})
         payload: dict[str, Any] = {"object": "list", "data": data, "model": self._model(body)}
         if self._usage_on():
@@ -340,9 +463,20 @@ class FakeOpenAIServer:
         ...     client = OpenAI(base_url=server.url, api_key="sk-test")
     """
 
-    def __init__(self, *, delay: float = 0.0, first_token_delay: float = 0.0, chunk_delay: float = 0.0,
-                 reply: str = DEFAULT_REPLY, usage: bool = True, cached_tokens: int = 0, model_suffix: str = "",
-                 cut_after: int | None = None, retry_after_ms: float = 1.0, echo_auth_on_401: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        delay: float = 0.0,
+        first_token_delay: float = 0.0,
+        chunk_delay: float = 0.0,
+        reply: str = DEFAULT_REPLY,
+        usage: bool = True,
+        cached_tokens: int = 0,
+        model_suffix: str = "",
+        cut_after: int | None = None,
+        retry_after_ms: float = 1.0,
+        echo_auth_on_401: bool = False,
+    ) -> None:
         self.delay = delay
         self.first_token_delay = first_token_delay
         self.chunk_delay = chunk_delay
@@ -367,8 +501,9 @@ class FakeOpenAIServer:
         """Bind a free port on 127.0.0.1 and serve from a daemon thread."""
         if self._httpd is None:
             self._httpd = _Server(self, ("127.0.0.1", 0))
-            self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                            name="fake-openai-server", daemon=True)
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-openai-server", daemon=True
+            )
             self._thread.start()
         return self
 

@@ -92,9 +92,17 @@ class PostgresMetrics:
     wait for it, ``retry_max`` the longest pause between reconnection attempts.
     """
 
-    def __init__(self, dsn: str, *, batch_size: int = 5000, flush_interval: float = 0.2,
-                 max_buffer: int = 1_000_000, flush_timeout: float = 30.0, retry_max: float = 2.0,
-                 connect_timeout: int = 5) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        batch_size: int = 5000,
+        flush_interval: float = 0.2,
+        max_buffer: int = 1_000_000,
+        flush_timeout: float = 30.0,
+        retry_max: float = 2.0,
+        connect_timeout: int = 5,
+    ) -> None:
         if not isinstance(dsn, str) or not dsn.strip():
             raise InvalidArgumentError("dsn", f"expected a PostgreSQL conninfo string or URL, got {dsn!r}")
         try:
@@ -124,17 +132,28 @@ class PostgresMetrics:
 
     # -- the port -------------------------------------------------------------------------------------
 
-    def record(self, run_id: str, metric: str, value: float, step: int | None = None,
-               metadata: dict[str, Any] | None = None) -> None:
+    def record(
+        self, run_id: str, metric: str, value: float, step: int | None = None, metadata: dict[str, Any] | None = None
+    ) -> None:
         """Buffer one value for the writer thread (raises only for bad arguments)."""
         v = _check(run_id, metric, value, step, metadata)
-        row = (run_id, metric, v, None if step is None else int(step), datetime.now(UTC),
-               json.dumps(_finite(metadata or {}), default=repr))
+        row = (
+            run_id,
+            metric,
+            v,
+            None if step is None else int(step),
+            datetime.now(UTC),
+            json.dumps(_finite(metadata or {}), default=repr),
+        )
         with self._cond:
             if len(self._pending) >= self.max_buffer:
                 self.dropped += 1
-                self._warn("full", "buffer of %d rows full (server %s unreachable?): dropping new rows, counted in "
-                           ".dropped", self.max_buffer, self.where)
+                self._warn(
+                    "full",
+                    "buffer of %d rows full (server %s unreachable?): dropping new rows, counted in .dropped",
+                    self.max_buffer,
+                    self.where,
+                )
                 return
             self._pending.append(row)
             self._recorded += 1
@@ -156,7 +175,8 @@ class PostgresMetrics:
                     if left <= 0:
                         raise PostgresUnavailableError(
                             f"dsn: cannot write to PostgreSQL at {self.where} within {wait:g}s "
-                            f"({len(self._pending)} rows kept, retried in the background): {self._reason()}")
+                            f"({len(self._pending)} rows kept, retried in the background): {self._reason()}"
+                        )
                     self._cond.wait(min(left, 0.5))
             finally:
                 self._flushing -= 1
@@ -168,14 +188,16 @@ class PostgresMetrics:
             with self._connect() as conn:
                 migrate(conn)  # a read before any write still finds the (empty) table
                 rows = conn.execute(
-                    f"SELECT {_COLUMNS} FROM {TABLE} WHERE run_id = %s AND source = 'adapter' ORDER BY ts, id",
-                    [run_id]).fetchall()
+                    f"SELECT {_COLUMNS} FROM {TABLE} WHERE run_id = %s AND source = 'adapter' ORDER BY ts, id", [run_id]
+                ).fetchall()
         except Exception as exc:
             if isinstance(exc, CrucibleError):
                 raise
             raise PostgresUnavailableError(f"dsn: cannot read from PostgreSQL at {self.where}: {exc}") from None
-        return [{"run_id": r, "metric": m, "value": v, "step": s, "timestamp": _iso(ts), "metadata": md}
-                for r, m, v, s, ts, md in rows]
+        return [
+            {"run_id": r, "metric": m, "value": v, "step": s, "timestamp": _iso(ts), "metadata": md}
+            for r, m, v, s, ts, md in rows
+        ]
 
     @property
     def unwritten(self) -> int:
@@ -199,8 +221,7 @@ class PostgresMetrics:
 
     def _due(self) -> bool:
         """Write now: a full batch waits, someone flushes, or the adapter closes."""
-        return (self._closed or len(self._pending) >= self.batch_size
-                or (bool(self._pending) and self._flushing > 0))
+        return self._closed or len(self._pending) >= self.batch_size or (bool(self._pending) and self._flushing > 0)
 
     def _connect(self) -> Any:
         import psycopg
@@ -224,8 +245,12 @@ class PostgresMetrics:
                 with self._cond:
                     self.retries += 1
                     self.last_error = exc
-                    self._warn("down", "PostgreSQL at %s unreachable, retrying in the background: %s", self.where,
-                               self._reason())
+                    self._warn(
+                        "down",
+                        "PostgreSQL at %s unreachable, retrying in the background: %s",
+                        self.where,
+                        self._reason(),
+                    )
                     self._cond.wait_for(lambda: self._closed, timeout=pause)
                     if self._closed:
                         break
@@ -252,8 +277,11 @@ class PostgresMetrics:
                 conn.close()
                 raise
             self._conn = conn
-        with (self._conn.transaction(), self._conn.cursor() as cur,
-              cur.copy(f"COPY {TABLE} ({_COLUMNS}) FROM STDIN") as copy):
+        with (
+            self._conn.transaction(),
+            self._conn.cursor() as cur,
+            cur.copy(f"COPY {TABLE} ({_COLUMNS}) FROM STDIN") as copy,
+        ):
             for row in batch:
                 copy.write_row(row)
 

@@ -25,7 +25,9 @@ def _rows(home: Any, run_ids: list[str]) -> list[tuple[Any, ...]]:
         marks = ", ".join("?" for _ in run_ids)
         raw = con.execute(
             f"SELECT run_id, metric, value, step, ts, epoch, metadata FROM metrics WHERE run_id IN ({marks}) "
-            "ORDER BY ts, host, pid, seq", run_ids).fetchall()
+            "ORDER BY ts, host, pid, seq",
+            run_ids,
+        ).fetchall()
     finally:
         con.close()
     out = []

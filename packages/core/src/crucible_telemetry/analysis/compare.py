@@ -41,8 +41,7 @@ class Group:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict."""
-        return {"label": self.label, "experiment_ids": self.experiment_ids, "unit": self.unit,
-                **self.summary.to_dict()}
+        return {"label": self.label, "experiment_ids": self.experiment_ids, "unit": self.unit, **self.summary.to_dict()}
 
 
 @dataclass
@@ -58,8 +57,14 @@ class Pair:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict."""
-        return {"a": self.a, "b": self.b, "p_adjusted": self.p_adjusted, "significant": self.significant,
-                "verdict": self.verdict, **self.test.to_dict()}
+        return {
+            "a": self.a,
+            "b": self.b,
+            "p_adjusted": self.p_adjusted,
+            "significant": self.significant,
+            "verdict": self.verdict,
+            **self.test.to_dict(),
+        }
 
 
 @dataclass
@@ -92,18 +97,26 @@ class Comparison:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (metric, groups, pairs, verdict)."""
         m = self.metric
-        return {"metric": {"name": m.name, "label": m.label, "unit": m.unit, "kind": m.kind},
-                "by": self.by, "alpha": self.alpha, "confidence": self.confidence, "correction": self.correction,
-                "groups": [g.to_dict() for g in self.groups], "pairs": [p.to_dict() for p in self.pairs],
-                "verdict": self.verdict}
+        return {
+            "metric": {"name": m.name, "label": m.label, "unit": m.unit, "kind": m.kind},
+            "by": self.by,
+            "alpha": self.alpha,
+            "confidence": self.confidence,
+            "correction": self.correction,
+            "groups": [g.to_dict() for g in self.groups],
+            "pairs": [p.to_dict() for p in self.pairs],
+            "verdict": self.verdict,
+        }
 
     def __str__(self) -> str:
         m = self.metric
         lines = [f"{m.label} by {self.by}" + (f" ({m.unit})" if m.unit else "")]
         for g in self.groups:
             s = g.summary
-            lines.append(f"  {g.label}: n={s.n} ({g.unit}s) mean={_num(s.mean)} {s.mean_ci} sd={_num(s.sd)} "
-                         f"median={_num(s.median)} p95={_num(s.p95)}")
+            lines.append(
+                f"  {g.label}: n={s.n} ({g.unit}s) mean={_num(s.mean)} {s.mean_ci} sd={_num(s.sd)} "
+                f"median={_num(s.median)} p95={_num(s.p95)}"
+            )
         lines += ["  " + p.verdict for p in self.pairs]
         return "\n".join(lines)
 
@@ -126,12 +139,21 @@ def _num(x: float | None, unit: str = "") -> str:
     return f"{text} {unit}".rstrip() if unit else text
 
 
-def _verdict(spec: MetricSpec, a: Group, b: Group, test: SampleTest | ProportionTest, p: float | None,
-             adjusted: bool, alpha: float) -> tuple[str, bool]:
+def _verdict(
+    spec: MetricSpec,
+    a: Group,
+    b: Group,
+    test: SampleTest | ProportionTest,
+    p: float | None,
+    adjusted: bool,
+    alpha: float,
+) -> tuple[str, bool]:
     label = spec.label
     if test.n_a < 2 or test.n_b < 2 or p is None:
-        return (f"not enough data to compare {label} between {a.label} and {b.label} "
-                f"(n = {test.n_a} and {test.n_b} {a.unit}s)"), False
+        return (
+            f"not enough data to compare {label} between {a.label} and {b.label} "
+            f"(n = {test.n_a} and {test.n_b} {a.unit}s)"
+        ), False
     ptext = format_p(p) + (" (Holm-adjusted)" if adjusted else "")
     eff_name, eff = test.effect
     etext = f"{eff_name} = {eff:.2f}" if eff is not None else f"{eff_name} = n/a"
@@ -170,8 +192,15 @@ def _group_values(spec: MetricSpec, per_exp: dict[str, np.ndarray], ids: list[st
     return np.concatenate(arrays) if arrays else np.empty(0)
 
 
-def _compare(hub: Telemetry, grouping: list[tuple[str, list[str]]], spec: MetricSpec, by: str, alpha: float,
-             confidence: float, unit: str) -> Comparison:
+def _compare(
+    hub: Telemetry,
+    grouping: list[tuple[str, list[str]]],
+    spec: MetricSpec,
+    by: str,
+    alpha: float,
+    confidence: float,
+    unit: str,
+) -> Comparison:
     if not 0 < alpha < 1:
         raise InvalidArgumentError("alpha", f"expected a significance level between 0 and 1, got {alpha!r}")
     all_ids = [i for _, ids in grouping for i in ids]
@@ -189,8 +218,9 @@ def _compare(hub: Telemetry, grouping: list[tuple[str, list[str]]], spec: Metric
     for a, b in itertools.combinations(groups, 2):
         test: SampleTest | ProportionTest
         if binary_counts:
-            test = compare_proportions(int(a.values.sum()), int(a.values.size), int(b.values.sum()),
-                                       int(b.values.size), confidence)
+            test = compare_proportions(
+                int(a.values.sum()), int(a.values.size), int(b.values.sum()), int(b.values.size), confidence
+            )
         else:
             test = compare_samples(a.values, b.values, confidence)
         tests.append((a, b, test))
@@ -233,9 +263,15 @@ def _check_ids(experiment_ids: Any) -> list[str]:
     return ids
 
 
-def compare_experiments(experiment_ids: Iterable[str], metric: str | MetricSpec = "latency", *,
-                        by: str = "experiment", alpha: float = 0.05, confidence: float = 0.95,
-                        hub: Telemetry | None = None) -> Comparison:
+def compare_experiments(
+    experiment_ids: Iterable[str],
+    metric: str | MetricSpec = "latency",
+    *,
+    by: str = "experiment",
+    alpha: float = 0.05,
+    confidence: float = 0.95,
+    hub: Telemetry | None = None,
+) -> Comparison:
     """Compare experiments on a per-event metric; the first one is the baseline.
 
     Per group: n, mean, sd, median and p95 with confidence intervals. Per pair: the difference
@@ -278,9 +314,15 @@ def compare_experiments(experiment_ids: Iterable[str], metric: str | MetricSpec 
     raise InvalidArgumentError("by", f"expected 'experiment' or 'condition', got {by!r}")
 
 
-def compare_conditions(conditions: Iterable[str], metric: str | MetricSpec = "latency", *,
-                       experiments: Iterable[str] | None = None, alpha: float = 0.05, confidence: float = 0.95,
-                       hub: Telemetry | None = None) -> Comparison:
+def compare_conditions(
+    conditions: Iterable[str],
+    metric: str | MetricSpec = "latency",
+    *,
+    experiments: Iterable[str] | None = None,
+    alpha: float = 0.05,
+    confidence: float = 0.95,
+    hub: Telemetry | None = None,
+) -> Comparison:
     """Compare conditions over seeds: each experiment's mean is one unit; the first condition is the baseline.
 
     Args:

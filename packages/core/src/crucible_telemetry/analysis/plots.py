@@ -25,8 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["COLORS", "ema", "figure_png", "plot_histogram", "plot_metric"]
 
 #: Line colors, in order (matplotlib's tab10).
-COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-          "#bcbd22", "#17becf")
+COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
 
 def ema(values: np.ndarray, factor: float) -> np.ndarray:
@@ -109,11 +108,21 @@ def _by_step(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndar
     return np.arange(1, values.size + 1, dtype=np.float64), values
 
 
-def plot_metric(experiment_ids: Iterable[str] | str, metric: str | MetricSpec = "loss", *, x: str = "step",
-                smooth: float | None = None, kind: str = "auto", by: str = "experiment",
-                out: str | os.PathLike[str] | None = None,
-                hub: Telemetry | None = None, title: str | None = None, width: float = 8.0, height: float = 4.5,
-                dpi: int = 100) -> Figure | Path:
+def plot_metric(
+    experiment_ids: Iterable[str] | str,
+    metric: str | MetricSpec = "loss",
+    *,
+    x: str = "step",
+    smooth: float | None = None,
+    kind: str = "auto",
+    by: str = "experiment",
+    out: str | os.PathLike[str] | None = None,
+    hub: Telemetry | None = None,
+    title: str | None = None,
+    width: float = 8.0,
+    height: float = 4.5,
+    dpi: int = 100,
+) -> Figure | Path:
     """Curves of a metric for several experiments overlaid (or histograms for request metrics).
 
     Args:
@@ -180,9 +189,19 @@ def plot_metric(experiment_ids: Iterable[str] | str, metric: str | MetricSpec = 
     return _save(fig, out)
 
 
-def plot_histogram(experiment_ids: Iterable[str] | str, metric: str | MetricSpec = "latency", *, bins: int = 40,
-                   by: str = "experiment", out: str | os.PathLike[str] | None = None, hub: Telemetry | None = None,
-                   title: str | None = None, width: float = 8.0, height: float = 4.5, dpi: int = 100) -> Figure | Path:
+def plot_histogram(
+    experiment_ids: Iterable[str] | str,
+    metric: str | MetricSpec = "latency",
+    *,
+    bins: int = 40,
+    by: str = "experiment",
+    out: str | os.PathLike[str] | None = None,
+    hub: Telemetry | None = None,
+    title: str | None = None,
+    width: float = 8.0,
+    height: float = 4.5,
+    dpi: int = 100,
+) -> Figure | Path:
     """Histograms of a per-event metric (latency by default) for several experiments, on shared bins.
 
     ``by="condition"`` pools each condition's experiments into one histogram.
@@ -209,13 +228,17 @@ def plot_histogram(experiment_ids: Iterable[str] | str, metric: str | MetricSpec
         if not v.size:
             continue
         ax.hist(v, bins=edges.tolist(), color=color, alpha=0.35, histtype="stepfilled")
-        ax.hist(v, bins=edges.tolist(), color=color, linewidth=2, histtype="step",
-                label=f"{label} (n={v.size}, p50={np.median(v):.3g})")
+        ax.hist(
+            v,
+            bins=edges.tolist(),
+            color=color,
+            linewidth=2,
+            histtype="step",
+            label=f"{label} (n={v.size}, p50={np.median(v):.3g})",
+        )
     ax.set_xlabel(spec.axis_label())
     ax.set_ylabel("events")
     ax.set_title(title or f"{spec.label} distribution")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize="small")
     return _save(fig, out)
-
-

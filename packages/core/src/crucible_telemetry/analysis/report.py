@@ -50,8 +50,12 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
     body = []
     for r in rows:
-        cells = "".join(f'<td class="num">{_e(fmt_num(v))}</td>' if isinstance(v, (int, float)) and not isinstance(v, bool)
-                        else f"<td>{_e(fmt_num(v))}</td>" for v in r)
+        cells = "".join(
+            f'<td class="num">{_e(fmt_num(v))}</td>'
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+            else f"<td>{_e(fmt_num(v))}</td>"
+            for v in r
+        )
         body.append(f"<tr>{cells}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
@@ -65,8 +69,12 @@ def _headline(m: dict[str, Any]) -> list[tuple[str, Any]]:
     lat, rel, cost, tok, tr = (m.get(k) or {} for k in ("latency", "reliability", "cost", "tokens", "training"))
     ttft = m.get("time_to_first_token") or {}
     if lat.get("count"):
-        rows += [("requests", rel.get("total")), ("latency p50 (ms)", lat.get("p50")),
-                 ("latency p95 (ms)", lat.get("p95")), ("latency p99 (ms)", lat.get("p99"))]
+        rows += [
+            ("requests", rel.get("total")),
+            ("latency p50 (ms)", lat.get("p50")),
+            ("latency p95 (ms)", lat.get("p95")),
+            ("latency p99 (ms)", lat.get("p99")),
+        ]
     if ttft.get("count"):
         rows.append(("ttft p50 (ms)", ttft.get("p50")))
     if rel.get("total"):
@@ -76,9 +84,13 @@ def _headline(m: dict[str, Any]) -> list[tuple[str, Any]]:
     if tok.get("total") is not None:
         rows.append(("tokens total", tok.get("total")))
     if tr.get("batches") or tr.get("epochs"):
-        rows += [("epochs", tr.get("epochs")), ("global steps", tr.get("global_steps")),
-                 ("final loss", tr.get("final_loss")), ("best loss", tr.get("best_loss")),
-                 ("mean step (ms)", tr.get("mean_step_ms"))]
+        rows += [
+            ("epochs", tr.get("epochs")),
+            ("global steps", tr.get("global_steps")),
+            ("final loss", tr.get("final_loss")),
+            ("best loss", tr.get("best_loss")),
+            ("mean step (ms)", tr.get("mean_step_ms")),
+        ]
     return [(k, v) for k, v in rows if v is not None]
 
 
@@ -86,7 +98,9 @@ def _environment(exp: Experiment) -> list[tuple[str, Any]]:
     env = exp.environment or {}
     git = env.get("git") or {}
     rows: list[tuple[str, Any]] = [
-        ("python", env.get("python")), ("platform", env.get("platform")), ("hostname", env.get("hostname") or exp.host),
+        ("python", env.get("python")),
+        ("platform", env.get("platform")),
+        ("hostname", env.get("hostname") or exp.host),
         ("git commit", (git.get("commit", "")[:12] + (" (dirty)" if git.get("dirty") else "")) if git else None),
     ]
     rows += [(k, v) for k, v in (env.get("packages") or {}).items()]
@@ -95,9 +109,11 @@ def _environment(exp: Experiment) -> list[tuple[str, Any]]:
 
 def _data_kinds(hub: Telemetry, ids: list[str]) -> tuple[bool, bool]:
     reqs = [e for pair in REQUEST_EVENTS for e in pair]
-    sql = (f"SELECT count(*) FILTER (WHERE event IN ({', '.join('?' * len(reqs))})), "
-           "count(*) FILTER (WHERE event = 'crucible_train.batch.stop' AND measurements['loss'] IS NOT NULL) "
-           f"FROM events WHERE experiment_id IN ({', '.join('?' * len(ids))})")
+    sql = (
+        f"SELECT count(*) FILTER (WHERE event IN ({', '.join('?' * len(reqs))})), "
+        "count(*) FILTER (WHERE event = 'crucible_train.batch.stop' AND measurements['loss'] IS NOT NULL) "
+        f"FROM events WHERE experiment_id IN ({', '.join('?' * len(ids))})"
+    )
     row = hub.store.execute(sql, reqs + ids).fetchone() or (0, 0)
     return bool(row[0]), bool(row[1])
 
@@ -114,8 +130,17 @@ def _comparison_html(result: Comparison) -> str:
     for g in result.groups:
         s = g.summary
         if spec.binary and g.unit == "event":
-            rows.append([g.label, s.n, f"{s.mean:.1%}" if s.mean is not None else "", _ci(s.mean_ci.low, s.mean_ci.high),
-                         "", "", ""])
+            rows.append(
+                [
+                    g.label,
+                    s.n,
+                    f"{s.mean:.1%}" if s.mean is not None else "",
+                    _ci(s.mean_ci.low, s.mean_ci.high),
+                    "",
+                    "",
+                    "",
+                ]
+            )
         else:
             rows.append([g.label, s.n, s.mean, _ci(s.mean_ci.low, s.mean_ci.high), s.sd, s.median, s.p95])
     parts.append(_table(["group", f"n ({result.groups[0].unit}s)", "mean", conf, "sd", "median", "p95"], rows))
@@ -132,20 +157,41 @@ def _comparison_html(result: Comparison) -> str:
             row += [fmt_num(t.odds_ratio), ""]
         prow.append(row)
     binary = any(not isinstance(p.test, SampleTest) for p in result.pairs)
-    parts.append(_table(["pair", "difference", conf, "test", "p", *(["p (Holm)"] if result.correction else []),
-                         "effect", "odds ratio" if binary else "Cliff's δ", "" if binary else "Mann-Whitney p"],
-                        prow))
+    parts.append(
+        _table(
+            [
+                "pair",
+                "difference",
+                conf,
+                "test",
+                "p",
+                *(["p (Holm)"] if result.correction else []),
+                "effect",
+                "odds ratio" if binary else "Cliff's δ",
+                "" if binary else "Mann-Whitney p",
+            ],
+            prow,
+        )
+    )
     return "".join(parts)
 
 
 def _figure_html(png: bytes, caption: str) -> str:
     data = base64.b64encode(png).decode("ascii")
-    return (f'<figure><img alt="{_e(caption)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{_e(caption)}</figcaption></figure>")
+    return (
+        f'<figure><img alt="{_e(caption)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{_e(caption)}</figcaption></figure>"
+    )
 
 
-def render_report(hub: Telemetry, experiment_ids: Sequence[str], *, metrics: Sequence[str] | None = None,
-                  by: str = "auto", title: str | None = None) -> str:
+def render_report(
+    hub: Telemetry,
+    experiment_ids: Sequence[str],
+    *,
+    metrics: Sequence[str] | None = None,
+    by: str = "auto",
+    title: str | None = None,
+) -> str:
     """The report as an HTML string (see :func:`build_report`)."""
     from .. import __version__
     from . import compare_experiments, metric_spec
@@ -159,17 +205,22 @@ def render_report(hub: Telemetry, experiment_ids: Sequence[str], *, metrics: Seq
         raise InvalidArgumentError("by", f"expected 'auto', 'experiment' or 'condition', got {by!r}")
     exps = [hub.get_experiment(i) for i in ids]
     has_requests, has_training = _data_kinds(hub, ids)
-    chosen = list(metrics) if metrics else (["latency", "success"] if has_requests else []) + (
-        ["loss"] if has_training else [])
+    chosen = (
+        list(metrics)
+        if metrics
+        else (["latency", "success"] if has_requests else []) + (["loss"] if has_training else [])
+    )
     specs = [metric_spec(m) for m in chosen]
     conditions = [e.condition for e in exps]
     if by == "auto":
         distinct = {c for c in conditions if c is not None}
         by = "condition" if None not in conditions and len(distinct) >= 2 and len(distinct) < len(ids) else "experiment"
     title = title or ("Report: " + ", ".join(e.name for e in exps[:4]) + (" ..." if len(exps) > 4 else ""))
-    body = [f"<h1>{_e(title)}</h1>",
-            f'<p class="meta">{len(exps)} experiment(s) · generated {datetime.now(UTC):%Y-%m-%d %H:%M UTC} by '
-            f"crucible-telemetry {_e(__version__)} · store <code>{_e(hub.home)}</code></p>"]
+    body = [
+        f"<h1>{_e(title)}</h1>",
+        f'<p class="meta">{len(exps)} experiment(s) · generated {datetime.now(UTC):%Y-%m-%d %H:%M UTC} by '
+        f"crucible-telemetry {_e(__version__)} · store <code>{_e(hub.home)}</code></p>",
+    ]
     hyps = sorted({e.hypothesis for e in exps if e.hypothesis})
     if hyps:
         body.append("<h2>Hypothesis</h2>" + "".join(f"<p>{_e(h)}</p>" for h in hyps))
@@ -195,9 +246,15 @@ def render_report(hub: Telemetry, experiment_ids: Sequence[str], *, metrics: Seq
     body.append('<h2>Experiments</h2><div class="cards">')
     for exp in exps:
         rec = exp.to_json()
-        info = [("id", exp.id), ("condition", exp.condition), ("hypothesis", exp.hypothesis),
-                ("tags", ", ".join(exp.tags)), ("status", rec["status"]), ("started", rec["started_at"]),
-                ("stopped", rec["stopped_at"])]
+        info = [
+            ("id", exp.id),
+            ("condition", exp.condition),
+            ("hypothesis", exp.hypothesis),
+            ("tags", ", ".join(exp.tags)),
+            ("status", rec["status"]),
+            ("started", rec["started_at"]),
+            ("stopped", rec["stopped_at"]),
+        ]
         if exp.metadata:
             info.append(("metadata", json.dumps(exp.metadata, default=str)))
         card = [f'<div class="card"><h3>{_e(exp.name)}</h3>', _table(["field", "value"], [r for r in info if r[1]])]
@@ -210,14 +267,22 @@ def render_report(hub: Telemetry, experiment_ids: Sequence[str], *, metrics: Seq
         card.append("</div>")
         body.append("".join(card))
     body.append("</div>")
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n"
+    )
 
 
-def build_report(experiment_ids: Sequence[str] | str, out: str | os.PathLike[str] = "report.html", *,
-                 metrics: Sequence[str] | None = None, by: str = "auto", hub: Telemetry | None = None,
-                 title: str | None = None) -> Path:
+def build_report(
+    experiment_ids: Sequence[str] | str,
+    out: str | os.PathLike[str] = "report.html",
+    *,
+    metrics: Sequence[str] | None = None,
+    by: str = "auto",
+    hub: Telemetry | None = None,
+    title: str | None = None,
+) -> Path:
     """Write one self-contained HTML report (hypothesis, conditions, environment, metrics, plots, verdicts).
 
     Args:

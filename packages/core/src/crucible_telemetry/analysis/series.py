@@ -66,21 +66,31 @@ class MetricSpec:
 
 
 METRICS: dict[str, MetricSpec] = {
-    "latency": MetricSpec("latency", "latency", "ms", "continuous", _STOPS, None, 1e-6,
-                          lower_is_better=True, histogram=True),
-    "ttft": MetricSpec("ttft", "time to first token", "ms", "continuous", _STOPS, "ttft_ns", 1e-6,
-                       lower_is_better=True, histogram=True),
-    "cost": MetricSpec("cost", "cost per request", "USD", "continuous", _STOPS + _ERRS, "cost_usd",
-                       lower_is_better=True, histogram=True),
-    "tokens": MetricSpec("tokens", "tokens per request", "tokens", "continuous", _STOPS, "total_tokens",
-                         histogram=True),
+    "latency": MetricSpec(
+        "latency", "latency", "ms", "continuous", _STOPS, None, 1e-6, lower_is_better=True, histogram=True
+    ),
+    "ttft": MetricSpec(
+        "ttft", "time to first token", "ms", "continuous", _STOPS, "ttft_ns", 1e-6, lower_is_better=True, histogram=True
+    ),
+    "cost": MetricSpec(
+        "cost",
+        "cost per request",
+        "USD",
+        "continuous",
+        _STOPS + _ERRS,
+        "cost_usd",
+        lower_is_better=True,
+        histogram=True,
+    ),
+    "tokens": MetricSpec(
+        "tokens", "tokens per request", "tokens", "continuous", _STOPS, "total_tokens", histogram=True
+    ),
     "loss": MetricSpec("loss", "training loss", "", "continuous", _TRAIN_BATCH, "loss", lower_is_better=True),
-    "accuracy": MetricSpec("accuracy", "accuracy", "", "continuous", _TRAIN_BATCH, "accuracy",
-                           lower_is_better=False),
-    "step_time": MetricSpec("step_time", "step time", "ms", "continuous", _TRAIN_BATCH, None, 1e-6,
-                            lower_is_better=True, histogram=True),
-    "success": MetricSpec("success", "success rate", "", "binary", _STOPS, failure_events=_ERRS,
-                          lower_is_better=False),
+    "accuracy": MetricSpec("accuracy", "accuracy", "", "continuous", _TRAIN_BATCH, "accuracy", lower_is_better=False),
+    "step_time": MetricSpec(
+        "step_time", "step time", "ms", "continuous", _TRAIN_BATCH, None, 1e-6, lower_is_better=True, histogram=True
+    ),
+    "success": MetricSpec("success", "success rate", "", "binary", _STOPS, failure_events=_ERRS, lower_is_better=False),
 }
 METRICS["ttft_ms"] = METRICS["ttft"]
 METRICS["latency_ms"] = METRICS["latency"]
@@ -108,15 +118,34 @@ def metric_spec(metric: str | MetricSpec) -> MetricSpec:
             raise InvalidArgumentError("metric", f"{name!r}: expected '<event>:<measurement>'")
         if meas == "success":
             prefix = dotted.rsplit(".", 1)[0] if dotted.endswith((".stop", ".exception", ".start")) else dotted
-            return MetricSpec(name, f"{prefix} success rate", "", "binary", (prefix + ".stop",),
-                              failure_events=(prefix + ".exception",), lower_is_better=False)
+            return MetricSpec(
+                name,
+                f"{prefix} success rate",
+                "",
+                "binary",
+                (prefix + ".stop",),
+                failure_events=(prefix + ".exception",),
+                lower_is_better=False,
+            )
         if meas == "duration":
-            return MetricSpec(name, f"{dotted} duration", "ms", "continuous", (dotted,), None, 1e-6,
-                              lower_is_better=True, histogram=True)
+            return MetricSpec(
+                name,
+                f"{dotted} duration",
+                "ms",
+                "continuous",
+                (dotted,),
+                None,
+                1e-6,
+                lower_is_better=True,
+                histogram=True,
+            )
         return MetricSpec(name, meas, "", "continuous", (dotted,), meas)
     if "." in name or " " in name:
-        raise InvalidArgumentError("metric", f"unknown metric {name!r}; use one of {', '.join(sorted(METRICS))}, "
-                                   "'<event>:<measurement>' or a measurement name")
+        raise InvalidArgumentError(
+            "metric",
+            f"unknown metric {name!r}; use one of {', '.join(sorted(METRICS))}, "
+            "'<event>:<measurement>' or a measurement name",
+        )
     return MetricSpec(name, name, "", "continuous", (), name)
 
 
@@ -127,8 +156,9 @@ def _value_sql(spec: MetricSpec) -> tuple[str, list[Any]]:
     if spec.measurement is None:
         return "CAST(duration AS DOUBLE)", []
     if spec.measurement == "total_tokens":
-        return ("coalesce(measurements['total_tokens'], "
-                "measurements['prompt_tokens'] + measurements['completion_tokens'])"), []
+        return (
+            "coalesce(measurements['total_tokens'], measurements['prompt_tokens'] + measurements['completion_tokens'])"
+        ), []
     return "measurements[?]", [spec.measurement]
 
 
@@ -161,9 +191,11 @@ def load_series(hub: Telemetry, experiment_ids: list[str], metric: str | MetricS
     vsql, vparams = _value_sql(spec)
     esql, eparams = _event_sql(spec)
     isql, iparams = _ids(experiment_ids)
-    sql = (f"SELECT experiment_id, v, CAST(global_step AS DOUBLE) AS step, epoch_us(ts) AS t FROM ("
-           f"SELECT *, {vsql} AS v FROM events WHERE {isql} AND {esql}) "
-           "WHERE v IS NOT NULL AND isfinite(v) ORDER BY experiment_id, ts, host, pid, seq")
+    sql = (
+        f"SELECT experiment_id, v, CAST(global_step AS DOUBLE) AS step, epoch_us(ts) AS t FROM ("
+        f"SELECT *, {vsql} AS v FROM events WHERE {isql} AND {esql}) "
+        "WHERE v IS NOT NULL AND isfinite(v) ORDER BY experiment_id, ts, host, pid, seq"
+    )
     tbl = hub.store.arrow(sql, vparams + iparams + eparams)
     import pyarrow.compute as pc
 

@@ -123,9 +123,16 @@ def describe(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -> 
     else:
         mean_ci = Interval(None, None, confidence)
     return Description(
-        n=n, mean=mean, sd=sd, median=float(np.median(x)), p95=float(np.quantile(x, 0.95)),
-        mean_ci=mean_ci, median_ci=_quantile_ci(x, 0.5, confidence), p95_ci=_quantile_ci(x, 0.95, confidence),
-        min=float(x.min()), max=float(x.max()),
+        n=n,
+        mean=mean,
+        sd=sd,
+        median=float(np.median(x)),
+        p95=float(np.quantile(x, 0.95)),
+        mean_ci=mean_ci,
+        median_ci=_quantile_ci(x, 0.5, confidence),
+        p95_ci=_quantile_ci(x, 0.95, confidence),
+        min=float(x.min()),
+        max=float(x.max()),
     )
 
 
@@ -146,9 +153,17 @@ def describe_proportion(successes: int, n: int, confidence: float = 0.95) -> Des
         return Description(0, None, None, None, None, _NO_CI, _NO_CI, _NO_CI, successes=0)
     p = successes / n
     return Description(
-        n=int(n), mean=p, sd=math.sqrt(p * (1 - p)), median=None, p95=None,
-        mean_ci=wilson_interval(successes, n, confidence), median_ci=_NO_CI, p95_ci=_NO_CI,
-        min=None, max=None, successes=int(successes),
+        n=int(n),
+        mean=p,
+        sd=math.sqrt(p * (1 - p)),
+        median=None,
+        p95=None,
+        mean_ci=wilson_interval(successes, n, confidence),
+        median_ci=_NO_CI,
+        p95_ci=_NO_CI,
+        min=None,
+        max=None,
+        successes=int(successes),
     )
 
 
@@ -210,8 +225,9 @@ class SampleTest:
         return asdict(self)
 
 
-def compare_samples(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray,
-                    confidence: float = 0.95) -> SampleTest:
+def compare_samples(
+    a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, confidence: float = 0.95
+) -> SampleTest:
     """Welch's t-test (difference CI), Mann-Whitney U, Cohen's d and Cliff's delta of ``b`` against ``a``.
 
     Example:
@@ -242,9 +258,19 @@ def compare_samples(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.nda
             mw = stats.mannwhitneyu(y, x, alternative="two-sided", method="auto")
             u, pu = _f(mw.statistic), _f(mw.pvalue)
     return SampleTest(
-        n_a=int(x.size), n_b=int(y.size), mean_a=mean_a, mean_b=mean_b, difference=diff, difference_ci=ci,
-        welch_t=t, welch_df=df, welch_p=p, mannwhitney_u=u, mannwhitney_p=pu,
-        cohens_d=cohens_d(x, y), cliffs_delta=cliffs_delta(x, y),
+        n_a=int(x.size),
+        n_b=int(y.size),
+        mean_a=mean_a,
+        mean_b=mean_b,
+        difference=diff,
+        difference_ci=ci,
+        welch_t=t,
+        welch_df=df,
+        welch_p=p,
+        mannwhitney_u=u,
+        mannwhitney_p=pu,
+        cohens_d=cohens_d(x, y),
+        cliffs_delta=cliffs_delta(x, y),
     )
 
 
@@ -295,8 +321,9 @@ class ProportionTest:
         return asdict(self)
 
 
-def compare_proportions(successes_a: int, n_a: int, successes_b: int, n_b: int,
-                        confidence: float = 0.95) -> ProportionTest:
+def compare_proportions(
+    successes_a: int, n_a: int, successes_b: int, n_b: int, confidence: float = 0.95
+) -> ProportionTest:
     """Compare two success rates: ``b`` against ``a``.
 
     The 2x2 table is ``[[successes_a, failures_a], [successes_b, failures_b]]``. Fisher's exact
@@ -319,9 +346,22 @@ def compare_proportions(successes_a: int, n_a: int, successes_b: int, n_b: int,
     h = 2 * math.asin(math.sqrt(rb)) - 2 * math.asin(math.sqrt(ra)) if ra is not None and rb is not None else None
     rows, cols = table.sum(axis=1), table.sum(axis=0)
     if n_a == 0 or n_b == 0 or (cols == 0).any():
-        return ProportionTest(successes_a, n_a, successes_b, n_b, ra, rb, diff,
-                              newcombe_interval(successes_a, n_a, successes_b, n_b, confidence),
-                              "none (a margin is empty)", None, None if diff is None else 1.0, None, h, None)
+        return ProportionTest(
+            successes_a,
+            n_a,
+            successes_b,
+            n_b,
+            ra,
+            rb,
+            diff,
+            newcombe_interval(successes_a, n_a, successes_b, n_b, confidence),
+            "none (a margin is empty)",
+            None,
+            None if diff is None else 1.0,
+            None,
+            h,
+            None,
+        )
     expected = np.outer(rows, cols) / table.sum()
     min_expected = float(expected.min())
     odds = _f(stats.fisher_exact(table[::-1]).statistic)  # odds of success in b over a
@@ -332,10 +372,20 @@ def compare_proportions(successes_a: int, n_a: int, successes_b: int, n_b: int,
         chi = stats.chi2_contingency(table, correction=True)
         test, statistic, p = "chi-square", _f(chi.statistic), _f(chi.pvalue)
     return ProportionTest(
-        successes_a=int(successes_a), n_a=int(n_a), successes_b=int(successes_b), n_b=int(n_b),
-        rate_a=ra, rate_b=rb, difference=diff,
+        successes_a=int(successes_a),
+        n_a=int(n_a),
+        successes_b=int(successes_b),
+        n_b=int(n_b),
+        rate_a=ra,
+        rate_b=rb,
+        difference=diff,
         difference_ci=newcombe_interval(successes_a, n_a, successes_b, n_b, confidence),
-        test=test, statistic=statistic, p=p, odds_ratio=odds, cohens_h=h, min_expected=min_expected,
+        test=test,
+        statistic=statistic,
+        p=p,
+        odds_ratio=odds,
+        cohens_h=h,
+        min_expected=min_expected,
     )
 
 

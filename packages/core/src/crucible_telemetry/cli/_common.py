@@ -121,8 +121,15 @@ def _cell(x: Any) -> str:
     return fmt_num(x) if isinstance(x, float) else ("" if x is None else str(x))
 
 
-def emit_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "table", output: str | None = None,
-              title: str | None = None, max_rows: int | None = None, no_wrap: Sequence[str] = ()) -> None:
+def emit_rows(
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    fmt: str = "table",
+    output: str | None = None,
+    title: str | None = None,
+    max_rows: int | None = None,
+    no_wrap: Sequence[str] = (),
+) -> None:
     """Print rows as a rich table, CSV or JSON (a list of objects), to stdout or ``output``.
 
     ``no_wrap`` names columns kept on one line (ids to copy); the others fold to fit the terminal.
@@ -136,8 +143,14 @@ def emit_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = 
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(columns)
         for r in rows:
-            w.writerow([json.dumps(jsonable(v), default=str) if isinstance(v, (dict, list, tuple)) else
-                        (v.isoformat() if isinstance(v, datetime) else ("" if v is None else v)) for v in r])
+            w.writerow(
+                [
+                    json.dumps(jsonable(v), default=str)
+                    if isinstance(v, (dict, list, tuple))
+                    else (v.isoformat() if isinstance(v, datetime) else ("" if v is None else v))
+                    for v in r
+                ]
+            )
         write_text(buf.getvalue(), output)
         return
     from rich import box

@@ -53,8 +53,11 @@ def print_comparison(result: Comparison) -> None:
         s = g.summary
         row = [g.label, s.n, _with_ci(s.mean, s.mean_ci, pct)]
         if not pct:
-            row += [fmt_num(s.sd), _with_ci(s.median, s.median_ci) if wide else fmt_num(s.median),
-                    _with_ci(s.p95, s.p95_ci) if wide else fmt_num(s.p95)]
+            row += [
+                fmt_num(s.sd),
+                _with_ci(s.median, s.median_ci) if wide else fmt_num(s.median),
+                _with_ci(s.p95, s.p95_ci) if wide else fmt_num(s.p95),
+            ]
         rows.append(row)
     emit_rows(cols, rows, title=f"{spec.label}{unit} by {result.by}")
     pcols = ["pair", f"difference [{conf}]", "test", "p"]
@@ -75,8 +78,11 @@ def print_comparison(result: Comparison) -> None:
             row.append(_p(p.p_adjusted))
         row.append(f"{eff_name} = {fmt_num(eff, 3)}")
         if wide:
-            row += ([fmt_num(getattr(t, "cliffs_delta", None), 3), _p(getattr(t, "mannwhitney_p", None))]
-                    if not pct else [fmt_num(getattr(t, "odds_ratio", None), 3)])
+            row += (
+                [fmt_num(getattr(t, "cliffs_delta", None), 3), _p(getattr(t, "mannwhitney_p", None))]
+                if not pct
+                else [fmt_num(getattr(t, "odds_ratio", None), 3)]
+            )
         prow.append(row)
     if prow:
         emit_rows(pcols, prow, title="pairwise (b vs baseline a)")
@@ -95,13 +101,20 @@ def _compare(args: argparse.Namespace) -> int:
 
     hub = open_hub(args)
     if args.conditions:
-        result = compare_conditions(args.conditions, args.metric, experiments=args.ids or None, alpha=args.alpha,
-                                    confidence=args.confidence, hub=hub)
+        result = compare_conditions(
+            args.conditions,
+            args.metric,
+            experiments=args.ids or None,
+            alpha=args.alpha,
+            confidence=args.confidence,
+            hub=hub,
+        )
     else:
         if len(args.ids) < 2:
             raise CommandError("compare needs two or more experiment ids (or --conditions A B)")
-        result = compare_experiments(args.ids, args.metric, by=args.by, alpha=args.alpha,
-                                     confidence=args.confidence, hub=hub)
+        result = compare_experiments(
+            args.ids, args.metric, by=args.by, alpha=args.alpha, confidence=args.confidence, hub=hub
+        )
     if args.format == "json":
         write_text(json.dumps(jsonable(result.to_dict()), indent=2, default=str) + "\n", args.output)
     else:
@@ -114,8 +127,20 @@ def _plot(args: argparse.Namespace) -> int:
 
     hub = open_hub(args)
     out = Path(args.output or f"{args.metric.replace(':', '_').replace('/', '_')}.png")
-    path = plot_metric(args.ids, args.metric, x=args.x, smooth=args.smooth, kind=args.kind, by=args.by, out=out, hub=hub,
-                       title=args.title, width=args.width / args.dpi, height=args.height / args.dpi, dpi=args.dpi)
+    path = plot_metric(
+        args.ids,
+        args.metric,
+        x=args.x,
+        smooth=args.smooth,
+        kind=args.kind,
+        by=args.by,
+        out=out,
+        hub=hub,
+        title=args.title,
+        width=args.width / args.dpi,
+        height=args.height / args.dpi,
+        dpi=args.dpi,
+    )
     out_console().print(f"wrote {path} ({args.width}x{args.height} px)")
     return 0
 
@@ -131,51 +156,71 @@ def _report(args: argparse.Namespace) -> int:
 
 def register(add: Any) -> None:
     """Add ``compare``, ``plot`` and ``report``."""
-    p = add("compare", _compare, help="compare experiments or conditions on a metric, with a verdict",
-                       description="Compare experiments on a per-event metric: n, mean, sd, median, p95 with CIs; "
-                                   "difference with its CI, Welch's t, Mann-Whitney U, Cohen's d, Cliff's delta "
-                                   "(success: chi-square or Fisher's exact); Holm-adjusted for more than two. "
-                                   "The first id (or condition) is the baseline. Metrics: latency, ttft, cost, "
-                                   "tokens, loss, step_time, success, <event>:<measurement>.",
-                       epilog="examples:\n  crucible compare ID_A ID_B --metric latency\n"
-                              "  crucible compare ID_A ID_B ID_C --metric success\n"
-                              "  crucible compare --conditions control treatment --metric latency\n"
-                              "  crucible compare ID1 ID2 ID3 ID4 --by condition --metric loss --format json")
+    p = add(
+        "compare",
+        _compare,
+        help="compare experiments or conditions on a metric, with a verdict",
+        description="Compare experiments on a per-event metric: n, mean, sd, median, p95 with CIs; "
+        "difference with its CI, Welch's t, Mann-Whitney U, Cohen's d, Cliff's delta "
+        "(success: chi-square or Fisher's exact); Holm-adjusted for more than two. "
+        "The first id (or condition) is the baseline. Metrics: latency, ttft, cost, "
+        "tokens, loss, step_time, success, <event>:<measurement>.",
+        epilog="examples:\n  crucible compare ID_A ID_B --metric latency\n"
+        "  crucible compare ID_A ID_B ID_C --metric success\n"
+        "  crucible compare --conditions control treatment --metric latency\n"
+        "  crucible compare ID1 ID2 ID3 ID4 --by condition --metric loss --format json",
+    )
     p.add_argument("ids", nargs="*", help="experiment ids (with --conditions: the pool to draw from; default all)")
     p.add_argument("--metric", default="latency", help="metric name (default latency)")
-    p.add_argument("--by", choices=["experiment", "condition"], default="experiment",
-                   help="condition: group the ids by condition, each experiment's mean is one seed")
+    p.add_argument(
+        "--by",
+        choices=["experiment", "condition"],
+        default="experiment",
+        help="condition: group the ids by condition, each experiment's mean is one seed",
+    )
     p.add_argument("--conditions", nargs="+", metavar="CONDITION", help="compare these conditions over seeds")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
     p.add_argument("--confidence", type=float, default=0.95, help="confidence level of intervals (default 0.95)")
     p.add_argument("--format", choices=["table", "json"], default="table")
     p.add_argument("-o", "--output", help="write to this file instead of stdout")
 
-    p = add("plot", _plot, help="plot a metric of several runs overlaid (PNG)",
-                       description="Curves of a metric for several runs overlaid, by step or wall time, with "
-                                   "optional EMA smoothing; latency-like metrics draw histograms.",
-                       epilog="examples:\n  crucible plot RUN_A RUN_B --metric loss --smooth 0.6 -o loss.png\n"
-                              "  crucible plot RUN_A --metric loss --x time -o loss_time.png\n"
-                              "  crucible plot EXP_A EXP_B --metric latency -o latency.png")
+    p = add(
+        "plot",
+        _plot,
+        help="plot a metric of several runs overlaid (PNG)",
+        description="Curves of a metric for several runs overlaid, by step or wall time, with "
+        "optional EMA smoothing; latency-like metrics draw histograms.",
+        epilog="examples:\n  crucible plot RUN_A RUN_B --metric loss --smooth 0.6 -o loss.png\n"
+        "  crucible plot RUN_A --metric loss --x time -o loss_time.png\n"
+        "  crucible plot EXP_A EXP_B --metric latency -o latency.png",
+    )
     p.add_argument("ids", nargs="+", help="experiment ids")
     p.add_argument("--metric", default="loss", help="metric name (default loss)")
     p.add_argument("--x", choices=["step", "time"], default="step", help="x axis: global step or wall seconds")
     p.add_argument("--smooth", type=float, help="EMA factor in [0, 1), e.g. 0.6")
     p.add_argument("--kind", choices=["auto", "line", "hist"], default="auto")
-    p.add_argument("--by", choices=["experiment", "condition"], default="experiment",
-                   help="condition: one color per condition (seeds share it; histograms pooled)")
+    p.add_argument(
+        "--by",
+        choices=["experiment", "condition"],
+        default="experiment",
+        help="condition: one color per condition (seeds share it; histograms pooled)",
+    )
     p.add_argument("--title")
     p.add_argument("--width", type=int, default=800, help="pixels (default 800)")
     p.add_argument("--height", type=int, default=450, help="pixels (default 450)")
     p.add_argument("--dpi", type=int, default=100)
     p.add_argument("-o", "--output", help="image path (default <metric>.png); .svg/.pdf by suffix")
 
-    p = add("report", _report, help="one self-contained HTML report of runs and their comparison",
-                       description="Write one self-contained HTML file (inline CSS, images as data URIs) with "
-                                   "each run's hypothesis, condition, environment, headline metrics, plots and "
-                                   "the comparison verdict.",
-                       epilog="examples:\n  crucible report RUN_A RUN_B -o report.html\n"
-                              "  crucible report C1 C2 T1 T2 --by condition --metric latency -o ab.html")
+    p = add(
+        "report",
+        _report,
+        help="one self-contained HTML report of runs and their comparison",
+        description="Write one self-contained HTML file (inline CSS, images as data URIs) with "
+        "each run's hypothesis, condition, environment, headline metrics, plots and "
+        "the comparison verdict.",
+        epilog="examples:\n  crucible report RUN_A RUN_B -o report.html\n"
+        "  crucible report C1 C2 T1 T2 --by condition --metric latency -o ab.html",
+    )
     p.add_argument("ids", nargs="+", help="experiment ids")
     p.add_argument("-o", "--output", default="report.html", help="HTML path (default report.html)")
     p.add_argument("--metric", action="append", help="metric to compare and plot (repeat; default: by the data)")

@@ -36,12 +36,18 @@ def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
     common = _Parser(add_help=False)
-    common.add_argument("--home", default=argparse.SUPPRESS, metavar="DIR",
-                        help="store folder (default $CRUCIBLE_HOME or ./.crucible)")
+    common.add_argument(
+        "--home", default=argparse.SUPPRESS, metavar="DIR", help="store folder (default $CRUCIBLE_HOME or ./.crucible)"
+    )
     parser = _Parser(
-        prog="crucible", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG,
-        description="Look at, compare and report on crucible-telemetry experiments.")
-    parser.add_argument("--home", default=None, metavar="DIR", help="store folder (default $CRUCIBLE_HOME or ./.crucible)")
+        prog="crucible",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_EPILOG,
+        description="Look at, compare and report on crucible-telemetry experiments.",
+    )
+    parser.add_argument(
+        "--home", default=None, metavar="DIR", help="store folder (default $CRUCIBLE_HOME or ./.crucible)"
+    )
     parser.add_argument("--version", action="version", version=f"crucible-telemetry {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 

@@ -73,14 +73,21 @@ def _export(args: argparse.Namespace) -> int:
             except BaseException as exc:
                 result["error"] = exc
 
-        with Progress(SpinnerColumn(), TextColumn("[bold]exporting {task.description}"), BarColumn(),
-                      TextColumn("{task.fields[size]}"), TimeElapsedColumn(), console=errc, transient=True) as prog:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]exporting {task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[size]}"),
+            TimeElapsedColumn(),
+            console=errc,
+            transient=True,
+        ) as prog:
             task = prog.add_task(f"{total:,} events to {args.format}", total=None, size="")
             thread = threading.Thread(target=work, daemon=True)
             thread.start()
             while thread.is_alive():
                 thread.join(0.1)
-                folder = (out.parent if out else hub.home / "exports")
+                folder = out.parent if out else hub.home / "exports"
                 tmps = list(folder.glob(".*.tmp")) if folder.is_dir() else []
                 written = sum(p.stat().st_size for p in tmps if p.exists())
                 prog.update(task, size=_size(written) if written else "")
@@ -126,37 +133,52 @@ def _serve(args: argparse.Namespace) -> int:
 
 def register(add: Any) -> None:
     """Add ``sql``, ``export``, ``prune`` and ``serve``."""
-    p = add("sql", _sql, help="run DuckDB SQL over the views",
-                       description="Run DuckDB SQL over the views experiments, events, metrics and runs. "
-                                   "Use ? placeholders with --param for values.",
-                       epilog="examples:\n"
-                              "  crucible sql \"SELECT event, count(*) FROM events GROUP BY event\"\n"
-                              "  crucible sql \"SELECT * FROM events WHERE experiment_id = ?\" --param ID --format csv "
-                              "-o events.csv")
+    p = add(
+        "sql",
+        _sql,
+        help="run DuckDB SQL over the views",
+        description="Run DuckDB SQL over the views experiments, events, metrics and runs. "
+        "Use ? placeholders with --param for values.",
+        epilog="examples:\n"
+        '  crucible sql "SELECT event, count(*) FROM events GROUP BY event"\n'
+        '  crucible sql "SELECT * FROM events WHERE experiment_id = ?" --param ID --format csv '
+        "-o events.csv",
+    )
     p.add_argument("query", help="the SQL statement ('-' reads it from stdin)")
     p.add_argument("--param", action="append", help="a value bound to the next ? placeholder (repeat)")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.add_argument("-o", "--output", help="write to this file instead of stdout")
     p.add_argument("--max-rows", type=int, default=200, help="rows shown in table format (default 200)")
 
-    p = add("export", _export, help="write an experiment's events to a file",
-                       description="Write an experiment's events as csv, jsonl or parquet (streamed by DuckDB).",
-                       epilog="examples:\n  crucible export exp-20250101T120000-1a2b3c4d --format parquet -o run.parquet\n"
-                              "  crucible export exp-20250101T120000-1a2b3c4d --format csv -o run.csv --overwrite")
+    p = add(
+        "export",
+        _export,
+        help="write an experiment's events to a file",
+        description="Write an experiment's events as csv, jsonl or parquet (streamed by DuckDB).",
+        epilog="examples:\n  crucible export exp-20250101T120000-1a2b3c4d --format parquet -o run.parquet\n"
+        "  crucible export exp-20250101T120000-1a2b3c4d --format csv -o run.csv --overwrite",
+    )
     p.add_argument("id", help="experiment id")
     p.add_argument("--format", default="parquet", help="csv, jsonl, parquet (or a plugin's format)")
     p.add_argument("-o", "--output", help="output path (default <home>/exports/<id>.<format>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
     p.add_argument("--progress-over", type=int, default=50_000, help=argparse.SUPPRESS)
 
-    p = add("prune", _prune, help="compact segments and delete garbage",
-                       description="Compact this store's segment files and delete superseded ones past their "
-                                   "grace period.",
-                       epilog="examples:\n  crucible prune\n  crucible prune --grace 0")
+    p = add(
+        "prune",
+        _prune,
+        help="compact segments and delete garbage",
+        description="Compact this store's segment files and delete superseded ones past their grace period.",
+        epilog="examples:\n  crucible prune\n  crucible prune --grace 0",
+    )
     p.add_argument("--grace", type=float, help="seconds a superseded file is kept for readers (default 120)")
 
-    p = add("serve", _serve, help="serve the Prometheus /metrics endpoint (rebuilt from the store)",
-                       description="Serve the Prometheus /metrics endpoint until interrupted.",
-                       epilog="examples:\n  crucible serve --port 9464\n  crucible serve --host 0.0.0.0 --port 9464")
+    p = add(
+        "serve",
+        _serve,
+        help="serve the Prometheus /metrics endpoint (rebuilt from the store)",
+        description="Serve the Prometheus /metrics endpoint until interrupted.",
+        epilog="examples:\n  crucible serve --port 9464\n  crucible serve --host 0.0.0.0 --port 9464",
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=9464, help="0 picks a free port")

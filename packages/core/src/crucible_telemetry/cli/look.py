@@ -75,7 +75,7 @@ def _runs(args: argparse.Namespace) -> int:
     columns = tbl.column_names
     rows = tbl.to_pylist()
     if args.limit is not None:
-        rows = rows[-args.limit:]
+        rows = rows[-args.limit :]
     if args.format != "table":
         cols = [*columns, "headline"]
         emit_rows(cols, [[*r.values(), headline(r)] for r in rows], args.format, args.output)
@@ -91,10 +91,17 @@ def _runs(args: argparse.Namespace) -> int:
         cols = [c for c in cols if c not in ("condition", "duration")]
     table_rows = []
     for r in rows:
-        cell = {"id": r["experiment_id"], "name": r["name"], "condition": r["condition"] or "",
-                "status": r["status"], "duration": fmt_duration(r["duration_s"]), "events": fmt_num(r["events"]),
-                "started": r["started_at"].strftime("%Y-%m-%d %H:%M") if r["started_at"] else "",
-                "tags": ", ".join(r["tags"] or []), "metrics": headline(r)}
+        cell = {
+            "id": r["experiment_id"],
+            "name": r["name"],
+            "condition": r["condition"] or "",
+            "status": r["status"],
+            "duration": fmt_duration(r["duration_s"]),
+            "events": fmt_num(r["events"]),
+            "started": r["started_at"].strftime("%Y-%m-%d %H:%M") if r["started_at"] else "",
+            "tags": ", ".join(r["tags"] or []),
+            "metrics": headline(r),
+        }
         table_rows.append([cell[c] for c in cols])
     keep = [c for c in cols if c not in ("metrics", "tags")]  # only these two fold
     emit_rows(cols, table_rows, "table", args.output, title=f"experiments in {hub.home}", no_wrap=keep)
@@ -108,12 +115,18 @@ def _show(args: argparse.Namespace) -> int:
     summary = found[0] if found else {}
     counts = hub.store.execute(
         "SELECT event, count(*) AS n, avg(duration) / 1e6 AS mean_ms FROM events WHERE experiment_id = ? "
-        "GROUP BY event ORDER BY n DESC, event", [exp.id]).fetchall()
+        "GROUP BY event ORDER BY n DESC, event",
+        [exp.id],
+    ).fetchall()
     record = exp.to_json()
     if args.format == "json":
-        data = {**record, "duration_s": summary.get("duration_s"), "events": summary.get("events"),
-                "exceptions": summary.get("exceptions"),
-                "event_counts": {e: int(n) for e, n, _ in counts}}
+        data = {
+            **record,
+            "duration_s": summary.get("duration_s"),
+            "events": summary.get("events"),
+            "exceptions": summary.get("exceptions"),
+            "event_counts": {e: int(n) for e, n, _ in counts},
+        }
         write_text(json.dumps(jsonable(data), indent=2, default=str) + "\n", args.output)
         return 0
     from rich.table import Table
@@ -125,11 +138,19 @@ def _show(args: argparse.Namespace) -> int:
     env = record.get("environment") or {}
     git = env.get("git") or {}
     for key, val in (
-        ("id", exp.id), ("name", exp.name), ("hypothesis", exp.hypothesis), ("condition", exp.condition),
-        ("tags", ", ".join(exp.tags)), ("status", record["status"]), ("started", record["started_at"]),
-        ("stopped", record["stopped_at"]), ("duration", fmt_duration(summary.get("duration_s"))),
-        ("events", fmt_num(summary.get("events"))), ("exceptions", fmt_num(summary.get("exceptions"))),
-        ("host", f"{exp.host} (pid {exp.pid})"), ("python", env.get("python")),
+        ("id", exp.id),
+        ("name", exp.name),
+        ("hypothesis", exp.hypothesis),
+        ("condition", exp.condition),
+        ("tags", ", ".join(exp.tags)),
+        ("status", record["status"]),
+        ("started", record["started_at"]),
+        ("stopped", record["stopped_at"]),
+        ("duration", fmt_duration(summary.get("duration_s"))),
+        ("events", fmt_num(summary.get("events"))),
+        ("exceptions", fmt_num(summary.get("exceptions"))),
+        ("host", f"{exp.host} (pid {exp.pid})"),
+        ("python", env.get("python")),
         ("platform", env.get("platform")),
         ("git", f"{git.get('commit', '')[:12]}{' (dirty)' if git.get('dirty') else ''}" if git else None),
         ("packages", ", ".join(f"{k} {v}" for k, v in (env.get("packages") or {}).items())),
@@ -139,8 +160,9 @@ def _show(args: argparse.Namespace) -> int:
             info.add_row(key, str(val))
     con.print(info)
     if counts:
-        emit_rows(["event", "count", "mean duration (ms)"], [[e, int(n), m] for e, n, m in counts], "table",
-                  title="events")
+        emit_rows(
+            ["event", "count", "mean duration (ms)"], [[e, int(n), m] for e, n, m in counts], "table", title="events"
+        )
     return 0
 
 
@@ -163,8 +185,13 @@ def _metrics(args: argparse.Namespace) -> int:
                 val = ", ".join(f"{k}: {fmt_num(v)}" for k, v in val.items())
             rows.append([section, key, fmt_num(val) if not isinstance(val, str) else val])
     rows = [r for r in rows if not _empty_section(m, r[0])]
-    emit_rows(["section", "metric", "value"], rows, args.format if args.format != "json" else "table", args.output,
-              title=f"metrics of {args.id} (latency in ms, cost in USD)")
+    emit_rows(
+        ["section", "metric", "value"],
+        rows,
+        args.format if args.format != "json" else "table",
+        args.output,
+        title=f"metrics of {args.id} (latency in ms, cost in USD)",
+    )
     return 0
 
 
@@ -185,11 +212,14 @@ def _empty_section(m: dict[str, Any], section: str) -> bool:
 
 def register(add: Any) -> None:
     """Add ``runs``, ``show`` and ``metrics`` to the subcommand parser."""
-    p = add("runs", _runs, help="list experiments with status, duration, counts and headline metrics",
-                       description="List experiments (oldest first) with status, duration, event counts and "
-                                   "headline metrics.",
-                       epilog="examples:\n  crucible runs\n  crucible runs --condition treatment --status stopped\n"
-                              "  crucible runs --tag sweep-3 --format json")
+    p = add(
+        "runs",
+        _runs,
+        help="list experiments with status, duration, counts and headline metrics",
+        description="List experiments (oldest first) with status, duration, event counts and headline metrics.",
+        epilog="examples:\n  crucible runs\n  crucible runs --condition treatment --status stopped\n"
+        "  crucible runs --tag sweep-3 --format json",
+    )
     p.add_argument("--tag", action="append", help="only experiments with this tag (repeat: all of them)")
     p.add_argument("--condition", action="append", help="only this condition (repeat for several)")
     p.add_argument("--status", action="append", choices=["running", "paused", "stopped"], help="only this status")
@@ -197,19 +227,26 @@ def register(add: Any) -> None:
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.add_argument("-o", "--output", help="write to this file instead of stdout")
 
-    p = add("show", _show, help="one experiment: record, environment, events",
-                       description="Show an experiment: hypothesis, condition, tags, status, environment and "
-                                   "event counts.",
-                       epilog="example:\n  crucible show exp-20250101T120000-1a2b3c4d")
+    p = add(
+        "show",
+        _show,
+        help="one experiment: record, environment, events",
+        description="Show an experiment: hypothesis, condition, tags, status, environment and event counts.",
+        epilog="example:\n  crucible show exp-20250101T120000-1a2b3c4d",
+    )
     p.add_argument("id", help="experiment id")
     p.add_argument("--format", choices=["table", "json"], default="table")
     p.add_argument("-o", "--output", help="write to this file instead of stdout")
 
-    p = add("metrics", _metrics, help="latency, cost, reliability, tokens and training summaries",
-                       description="Summaries of one experiment (ct.calculate_metrics): latency, time to first "
-                                   "token, cost, reliability, tokens, training.",
-                       epilog="examples:\n  crucible metrics exp-20250101T120000-1a2b3c4d\n"
-                              "  crucible metrics exp-20250101T120000-1a2b3c4d --format json -o metrics.json")
+    p = add(
+        "metrics",
+        _metrics,
+        help="latency, cost, reliability, tokens and training summaries",
+        description="Summaries of one experiment (ct.calculate_metrics): latency, time to first "
+        "token, cost, reliability, tokens, training.",
+        epilog="examples:\n  crucible metrics exp-20250101T120000-1a2b3c4d\n"
+        "  crucible metrics exp-20250101T120000-1a2b3c4d --format json -o metrics.json",
+    )
     p.add_argument("id", help="experiment id")
     p.add_argument("--format", choices=["table", "json"], default="table")
     p.add_argument("-o", "--output", help="write to this file instead of stdout")

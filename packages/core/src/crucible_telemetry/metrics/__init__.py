@@ -83,8 +83,15 @@ def registry(hub: Any = None) -> Metrics:
     return m
 
 
-def record(name: str, value: float, tags: dict[str, Any] | None = None, *, kind: str | None = None,
-           step: int | None = None, epoch: int | None = None) -> None:
+def record(
+    name: str,
+    value: float,
+    tags: dict[str, Any] | None = None,
+    *,
+    kind: str | None = None,
+    step: int | None = None,
+    epoch: int | None = None,
+) -> None:
     """Record ``value``; the kind is the metric's own, or inferred from the name and value.
 
     Inference (:func:`infer_kind`): ``*_total``/``*_count`` or an int value of 1 -> counter;
@@ -154,13 +161,23 @@ def define(name: str, kind: str, *, help: str | None = None, buckets: Iterable[f
     registry().define(name, kind, help=help, buckets=buckets)
 
 
-def configure(*, retention_hours: float | None = None, max_tag_sets: int | None = None,
-              buckets: Iterable[float] | None = None, prune_interval: float | None = None,
-              max_points: int | None = None) -> None:
+def configure(
+    *,
+    retention_hours: float | None = None,
+    max_tag_sets: int | None = None,
+    buckets: Iterable[float] | None = None,
+    prune_interval: float | None = None,
+    max_points: int | None = None,
+) -> None:
     """Retention (default 24 h), tag sets per metric (default 10,000), default buckets, prune
     interval (default 60 s), points kept in memory per metric (default 10M)."""
-    registry().configure(retention_hours=retention_hours, max_tag_sets=max_tag_sets, buckets=buckets,
-                         prune_interval=prune_interval, max_points=max_points)
+    registry().configure(
+        retention_hours=retention_hours,
+        max_tag_sets=max_tag_sets,
+        buckets=buckets,
+        prune_interval=prune_interval,
+        max_points=max_points,
+    )
 
 
 def get_metrics(name: str | None = None, limit: int = 100) -> dict[str, Any]:
@@ -168,32 +185,54 @@ def get_metrics(name: str | None = None, limit: int = 100) -> dict[str, Any]:
     return _q.get_metrics(registry(), name, limit)
 
 
-def query(name: str, group_by: Iterable[str] | None = None, aggregation: str = "mean", window: Any = "last_24h",
-          tags: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def query(
+    name: str,
+    group_by: Iterable[str] | None = None,
+    aggregation: str = "mean",
+    window: Any = "last_24h",
+    tags: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
     """Rows ``{<group tags>, <aggregation>: value, "count": n, "nan_excluded": k}``, one per group."""
     return _q.query(registry(), name, group_by, aggregation, window, tags)
 
 
-def time_series(name: str, interval: str = "hour", aggregation: str = "count", window: Any = "last_24h",
-                tags: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def time_series(
+    name: str,
+    interval: str = "hour",
+    aggregation: str = "count",
+    window: Any = "last_24h",
+    tags: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
     """Rows ``{"timestamp", <aggregation>, "count", "nan_excluded"}`` per bucket; empty buckets included."""
     return _q.time_series(registry(), name, interval, aggregation, window, tags)
 
 
-def rollup(name: str, group_by: Iterable[str] | None = None, aggregations: Iterable[str] = ("mean", "count"),
-           window: Any = "last_24h", tags: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+def rollup(
+    name: str,
+    group_by: Iterable[str] | None = None,
+    aggregations: Iterable[str] = ("mean", "count"),
+    window: Any = "last_24h",
+    tags: dict[str, Any] | None = None,
+) -> dict[str, dict[str, Any]]:
     """``{"llama-3.1/scifact": {"mean": .., "count": .., "p95": ..}}`` keyed by the group's tag values."""
     return _q.rollup(registry(), name, group_by, aggregations, window, tags)
 
 
-def attach_telemetry(specs: Any, *, measurement: str | None = None, tags: Iterable[str] | None = None,
-                     handler_id: str = _t.HANDLER_ID, backfill: Any = None) -> str:
+def attach_telemetry(
+    specs: Any,
+    *,
+    measurement: str | None = None,
+    tags: Iterable[str] | None = None,
+    handler_id: str = _t.HANDLER_ID,
+    backfill: Any = None,
+) -> str:
     """Turn events into metrics: ``attach_telemetry([("req_llm.request.stop", "histogram"), ...])``.
 
     See :mod:`crucible_telemetry.metrics.from_events` for names, values and tags.
     """
-    return _t.attach_telemetry(registry(), specs, measurement=measurement, tags=tags, handler_id=handler_id,
-                               backfill=backfill)
+    return _t.attach_telemetry(
+        registry(), specs, measurement=measurement, tags=tags, handler_id=handler_id, backfill=backfill
+    )
 
 
 def detach_telemetry(handler_id: str = _t.HANDLER_ID) -> bool:

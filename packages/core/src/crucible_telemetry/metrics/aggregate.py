@@ -151,8 +151,9 @@ def _group_dtype(n: int) -> type[np.integer[Any]]:
     return np.int16 if n < 2**15 else np.int32 if n < 2**31 else np.int64
 
 
-def _small(gid: np.ndarray, values: np.ndarray, count: np.ndarray, n: int, aggs: Sequence[str],
-           out: dict[str, np.ndarray]) -> None:
+def _small(
+    gid: np.ndarray, values: np.ndarray, count: np.ndarray, n: int, aggs: Sequence[str], out: dict[str, np.ndarray]
+) -> None:
     """Few groups: a stable (radix) sort by group, then partition-based percentiles per group."""
     res = {a: np.full(n, np.nan) for a in aggs}
     if n == 1:
@@ -161,7 +162,7 @@ def _small(gid: np.ndarray, values: np.ndarray, count: np.ndarray, n: int, aggs:
         order = np.argsort(gid.astype(_group_dtype(n), copy=False), kind="stable")
         vs = values[order]
         ends = np.cumsum(count)
-        slices = [(g, vs[ends[g] - count[g]: ends[g]]) for g in range(n) if count[g]]
+        slices = [(g, vs[ends[g] - count[g] : ends[g]]) for g in range(n) if count[g]]
     qs = [a for a in aggs if a in _QUANTILES]
     for g, v in slices:
         if not len(v):
@@ -195,7 +196,7 @@ def _order_stats(v: np.ndarray, qs: Sequence[float], want_min: bool, want_max: b
     los = sorted({math.floor(p) for p in pos})
     v.partition(los)
     part = v
-    out = [part[: los[0] + 1].min() if want_min else math.nan, part[los[-1]:].max() if want_max else math.nan]
+    out = [part[: los[0] + 1].min() if want_min else math.nan, part[los[-1] :].max() if want_max else math.nan]
     for p in pos:
         lo = math.floor(p)
         t = p - lo
@@ -204,13 +205,14 @@ def _order_stats(v: np.ndarray, qs: Sequence[float], want_min: bool, want_max: b
             out.append(a)
             continue
         nxt = next((k for k in los if k > lo), n - 1)
-        b = float(part[lo + 1: nxt + 1].min())
+        b = float(part[lo + 1 : nxt + 1].min())
         out.append(_lerp(a, b, t))
     return out
 
 
-def _large(gid: np.ndarray, values: np.ndarray, count: np.ndarray, n: int, aggs: Sequence[str],
-           out: dict[str, np.ndarray]) -> None:
+def _large(
+    gid: np.ndarray, values: np.ndarray, count: np.ndarray, n: int, aggs: Sequence[str], out: dict[str, np.ndarray]
+) -> None:
     """Many groups (time buckets): one sort by (group, value), percentiles by vectorised interpolation."""
     order = np.lexsort((values, gid))
     vs = values[order]

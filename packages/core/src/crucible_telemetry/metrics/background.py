@@ -62,5 +62,3 @@ def _close_all() -> None:
 def _after_fork_in_child() -> None:
     for m in list(_LIVE):
         m.after_fork()
-
-

@@ -45,8 +45,9 @@ class Drain(State):
                     va = np.array(v, dtype=np.float64)
                 except (TypeError, ValueError, OverflowError):
                     arr = self._salvage([(sid, x, y, NO_STEP, NO_STEP) for x, y in zip(v, t, strict=True)])
-                    parts.append(tuple(arr[:, i].astype(np.int64) if i in (0, 3, 4) else arr[:, i].copy()
-                                       for i in range(5)))
+                    parts.append(
+                        tuple(arr[:, i].astype(np.int64) if i in (0, 3, 4) else arr[:, i].copy() for i in range(5))
+                    )
                     continue
                 ones = np.full(n, NO_STEP, dtype=np.int64)
                 parts.append((np.full(n, sid, dtype=np.int64), va, np.array(t, dtype=np.float64), ones, ones))
@@ -60,8 +61,15 @@ class Drain(State):
                 except (TypeError, ValueError, OverflowError):
                     arr = self._salvage(chunk)
                 if len(arr):
-                    parts.append((arr[:, 0].astype(np.int64), np.ascontiguousarray(arr[:, 1]),
-                                  np.ascontiguousarray(arr[:, 2]), arr[:, 3].astype(np.int64), arr[:, 4].astype(np.int64)))
+                    parts.append(
+                        (
+                            arr[:, 0].astype(np.int64),
+                            np.ascontiguousarray(arr[:, 1]),
+                            np.ascontiguousarray(arr[:, 2]),
+                            arr[:, 3].astype(np.int64),
+                            arr[:, 4].astype(np.int64),
+                        )
+                    )
             if not parts:
                 return 0
             if len(parts) == 1:
@@ -82,8 +90,11 @@ class Drain(State):
             except (TypeError, ValueError, OverflowError):
                 self.dropped += 1
                 if self.dropped == 1:
-                    log.warning("crucible_telemetry: metric value %r is not a number; dropped (counted in "
-                                "get_stats()['dropped'])", row[1])
+                    log.warning(
+                        "crucible_telemetry: metric value %r is not a number; dropped (counted in "
+                        "get_stats()['dropped'])",
+                        row[1],
+                    )
         return np.asarray(good, dtype=np.float64).reshape(len(good), 5)
 
     def _ingest(self, cols: tuple[np.ndarray, ...]) -> None:
@@ -115,9 +126,12 @@ class Drain(State):
                 self.persist_dropped += len(lost[0])
                 if not self._warned_pending:
                     self._warned_pending = True
-                    log.warning("crucible_telemetry: metric points arrive faster than the store takes them; "
-                                "more than max_pending=%d wait, the oldest are not persisted (they stay queryable "
-                                "in memory; see get_stats()['persist_dropped'])", self.max_pending)
+                    log.warning(
+                        "crucible_telemetry: metric points arrive faster than the store takes them; "
+                        "more than max_pending=%d wait, the oldest are not persisted (they stay queryable "
+                        "in memory; see get_stats()['persist_dropped'])",
+                        self.max_pending,
+                    )
         if self._subs:
             publish(self, cols)  # type: ignore[arg-type]  # self is a Metrics
 
@@ -129,8 +143,11 @@ class Drain(State):
         with self._lock:
             n = len(self._s_tagset)
             names = {nm: i for i, nm in enumerate(self._names)}
-            self._arrays = (n, np.asarray(self._s_tagset[:n], dtype=np.int64),
-                            np.asarray([names[s] for s in self._s_name[:n]], dtype=np.int64))
+            self._arrays = (
+                n,
+                np.asarray(self._s_tagset[:n], dtype=np.int64),
+                np.asarray([names[s] for s in self._s_name[:n]], dtype=np.int64),
+            )
         return self._arrays[1], self._arrays[2]
 
     # ------------------------------------------------------- the store queue

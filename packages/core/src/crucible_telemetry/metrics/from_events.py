@@ -81,7 +81,9 @@ def _parse(specs: Any, measurement: str | None) -> list[_Spec]:
             raise InvalidArgumentError("specs", f"unknown kind {kind!r} for {event!r}; valid: {', '.join(KINDS)}")
         unknown = set(opts) - {"measurement", "name"}
         if unknown:
-            raise InvalidArgumentError("specs", f"unknown options {sorted(unknown)} for {event!r}; valid: measurement, name")
+            raise InvalidArgumentError(
+                "specs", f"unknown options {sorted(unknown)} for {event!r}; valid: measurement, name"
+            )
         dotted = normalize(event)[0]
         out.append(_Spec(dotted, kind, opts.get("measurement", measurement), opts.get("name")))
     return out
@@ -94,8 +96,15 @@ def _first_numeric(measurements: dict[str, Any]) -> tuple[str, Any] | None:
     return None
 
 
-def attach_telemetry(m: Metrics, specs: Any, *, measurement: str | None = None, tags: Iterable[str] | None = None,
-                     handler_id: str = HANDLER_ID, backfill: Any = None) -> str:
+def attach_telemetry(
+    m: Metrics,
+    specs: Any,
+    *,
+    measurement: str | None = None,
+    tags: Iterable[str] | None = None,
+    handler_id: str = HANDLER_ID,
+    backfill: Any = None,
+) -> str:
     """Attach one handler turning the listed events into metrics; returns the handler id.
 
     ``backfill``: experiment id(s) whose stored events are replayed into metrics first
@@ -111,8 +120,9 @@ def attach_telemetry(m: Metrics, specs: Any, *, measurement: str | None = None, 
     base = {ev: ev.replace(".", "_") for ev in by_event}
     hub = m.hub
 
-    def points(name: tuple[str, ...], measurements: dict[str, Any], metadata: dict[str, Any] | None,
-               condition: str | None) -> list[tuple[str, str, float, dict[str, Any], int | None, int | None]]:
+    def points(
+        name: tuple[str, ...], measurements: dict[str, Any], metadata: dict[str, Any] | None, condition: str | None
+    ) -> list[tuple[str, str, float, dict[str, Any], int | None, int | None]]:
         dotted = ".".join(name)
         md = metadata or {}
         point_tags: dict[str, Any] = {}
@@ -159,8 +169,9 @@ def attach_telemetry(m: Metrics, specs: Any, *, measurement: str | None = None, 
         try:
             exp = hub.current_experiment()
             now = time.time()
-            for metric, kind, value, tg, step, epoch in points(name, measurements, metadata,
-                                                              exp.condition if exp is not None else None):
+            for metric, kind, value, tg, step, epoch in points(
+                name, measurements, metadata, exp.condition if exp is not None else None
+            ):
                 m.record(metric, value, tg, kind=kind, step=step, epoch=epoch, timestamp=now)
         except Exception as exc:  # never into the emitting code
             m.handler_errors += 1
@@ -198,8 +209,7 @@ def replay(m: Metrics, points: Any, experiment_ids: list[str], events: list[str]
             meas = dict(row["measurements"] or [])
             md = json.loads(row["metadata"]) if row["metadata"] else None
             for metric, kind, value, tg, step, epoch in points(tuple(row["event"].split(".")), meas, md, exp.condition):
-                m.record(metric, value, tg, kind=kind, step=step, epoch=epoch, timestamp=row["us"] / 1e6,
-                         run_id=exp_id)
+                m.record(metric, value, tg, kind=kind, step=step, epoch=epoch, timestamp=row["us"] / 1e6, run_id=exp_id)
                 n += 1
     return n
 

@@ -122,8 +122,9 @@ def export_store(name: str | None = None, hub: Any = None) -> str:
 
     h = hub if hub is not None else _hubs.default()
     with h.connect() as con:
-        rows = con.execute(_STORED_SQL.format(where="AND metric = ?" if name is not None else ""),
-                           [name] if name is not None else []).fetchall()
+        rows = con.execute(
+            _STORED_SQL.format(where="AND metric = ?" if name is not None else ""), [name] if name is not None else []
+        ).fetchall()
     families: dict[str, tuple[str, list[_Stored]]] = {}
     for metric, kind, tags, total, last, vals in rows:
         fam = families.setdefault(metric, (kind, []))
@@ -193,8 +194,9 @@ class MetricsServer:
         self.port = int(self._server.server_address[1])
         shown = f"[{host}]" if ":" in host else host
         self.url = f"http://{shown}:{self.port}/metrics"
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="crucible-metrics-http", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, name="crucible-metrics-http", daemon=True
+        )
         self._thread.start()
 
     def close(self) -> None:

@@ -44,7 +44,9 @@ def _check_group_by(group_by: Any) -> tuple[str, ...]:
     return out
 
 
-def _groups(m: Metrics, info: Any, sid: np.ndarray, group_by: Sequence[str]) -> tuple[np.ndarray, list[tuple[str, ...]]]:
+def _groups(
+    m: Metrics, info: Any, sid: np.ndarray, group_by: Sequence[str]
+) -> tuple[np.ndarray, list[tuple[str, ...]]]:
     """Group id per point and the tag values of each group."""
     if not group_by or info is None:
         return np.zeros(len(sid), dtype=np.int64), [()]
@@ -52,14 +54,21 @@ def _groups(m: Metrics, info: Any, sid: np.ndarray, group_by: Sequence[str]) -> 
     return lookup[sid], keys
 
 
-def _filter(m: Metrics, name: str, window: Any, tags: dict[str, Any] | None,
-            columns: tuple[int, ...] = (0, 1)) -> tuple[Any, tuple[np.ndarray, ...]]:
+def _filter(
+    m: Metrics, name: str, window: Any, tags: dict[str, Any] | None, columns: tuple[int, ...] = (0, 1)
+) -> tuple[Any, tuple[np.ndarray, ...]]:
     start, end = resolve_window(window)
     return m.points(name, start, end, tags, columns)
 
 
-def query(m: Metrics, name: str, group_by: Any = None, aggregation: str = "mean", window: Any = "last_24h",
-          tags: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def query(
+    m: Metrics,
+    name: str,
+    group_by: Any = None,
+    aggregation: str = "mean",
+    window: Any = "last_24h",
+    tags: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
     """One row per group: the group's tag values, ``aggregation: value``, ``count``, ``nan_excluded``."""
     agg = check_aggregation(aggregation)
     gb = _check_group_by(group_by)
@@ -78,8 +87,14 @@ def query(m: Metrics, name: str, group_by: Any = None, aggregation: str = "mean"
     return rows
 
 
-def rollup(m: Metrics, name: str, group_by: Any = None, aggregations: Any = ("mean", "count"),
-           window: Any = "last_24h", tags: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+def rollup(
+    m: Metrics,
+    name: str,
+    group_by: Any = None,
+    aggregations: Any = ("mean", "count"),
+    window: Any = "last_24h",
+    tags: dict[str, Any] | None = None,
+) -> dict[str, dict[str, Any]]:
     """``{"llama-3.1/scifact": {"mean": .., "count": .., "nan_excluded": ..}}``: tag values joined by ``/``.
 
     Without ``group_by`` the single key is ``"all"``.
@@ -101,8 +116,14 @@ def rollup(m: Metrics, name: str, group_by: Any = None, aggregations: Any = ("me
     return out
 
 
-def time_series(m: Metrics, name: str, interval: str = "hour", aggregation: str = "count", window: Any = "last_24h",
-                tags: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def time_series(
+    m: Metrics,
+    name: str,
+    interval: str = "hour",
+    aggregation: str = "count",
+    window: Any = "last_24h",
+    tags: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
     """One row per interval bucket (UTC-aligned), oldest first; empty buckets have ``count`` 0.
 
     Each row: ``timestamp`` (bucket start), ``aggregation: value``, ``count``, ``nan_excluded``.
@@ -123,8 +144,12 @@ def time_series(m: Metrics, name: str, interval: str = "hour", aggregation: str 
     b = np.floor((ts - first) / step).astype(np.int64).clip(0, nb - 1)
     st = group_stats(b, cols[1], nb, (agg,))
     return [
-        {"timestamp": _dt(first + i * step), agg: st.value(agg, i), "count": int(st.count[i]),
-         "nan_excluded": int(st.nan_excluded[i])}
+        {
+            "timestamp": _dt(first + i * step),
+            agg: st.value(agg, i),
+            "count": int(st.count[i]),
+            "nan_excluded": int(st.nan_excluded[i]),
+        }
         for i in range(nb)
     ]
 
@@ -151,6 +176,16 @@ def get_metrics(m: Metrics, name: str | None = None, limit: int = 100) -> dict[s
     picked.sort(key=lambda r: r[0], reverse=True)
     rows = []
     for t, s, nm, v, stp, ep, kind in picked[:limit]:
-        rows.append({"name": nm, "kind": kind, "value": v, "tags": dict(m.series_tags(s)), "run_id": m.series_run(s),
-                     "step": stp if stp >= 0 else None, "epoch": ep if ep >= 0 else None, "timestamp": _dt(t)})
+        rows.append(
+            {
+                "name": nm,
+                "kind": kind,
+                "value": v,
+                "tags": dict(m.series_tags(s)),
+                "run_id": m.series_run(s),
+                "step": stp if stp >= 0 else None,
+                "epoch": ep if ep >= 0 else None,
+                "timestamp": _dt(t),
+            }
+        )
     return {"metrics": rows, "count": len(rows), "total": total, "timestamp": datetime.now(UTC)}

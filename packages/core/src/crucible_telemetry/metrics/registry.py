@@ -55,11 +55,21 @@ class Metrics(SeriesTable, Drain, Upkeep):
         >>> m.rollup("jobs_total", group_by=["queue"], aggregations=["sum"])
     """
 
-    def __init__(self, hub: Any, *, retention_hours: float = 24.0, max_tag_sets: int = 10_000,
-                 buckets: Any = None, prune_interval: float = 60.0, tick: float = 0.1, persist: bool = True) -> None:
+    def __init__(
+        self,
+        hub: Any,
+        *,
+        retention_hours: float = 24.0,
+        max_tag_sets: int = 10_000,
+        buckets: Any = None,
+        prune_interval: float = 60.0,
+        tick: float = 0.1,
+        persist: bool = True,
+    ) -> None:
         super().__init__(hub, persist=persist, tick=tick)
-        self.configure(retention_hours=retention_hours, max_tag_sets=max_tag_sets, buckets=buckets,
-                       prune_interval=prune_interval)
+        self.configure(
+            retention_hours=retention_hours, max_tag_sets=max_tag_sets, buckets=buckets, prune_interval=prune_interval
+        )
         register(self)
         add_hook = getattr(hub, "add_flush_hook", None)
         if callable(add_hook):  # a core hook, when present: ct.flush() and hub.close() write our points too
@@ -79,8 +89,15 @@ class Metrics(SeriesTable, Drain, Upkeep):
                     hub._crucible_metrics = m  # our slot on the hub
         return m
 
-    def configure(self, *, retention_hours: float | None = None, max_tag_sets: int | None = None,
-                  buckets: Any = None, prune_interval: float | None = None, max_points: int | None = None) -> None:
+    def configure(
+        self,
+        *,
+        retention_hours: float | None = None,
+        max_tag_sets: int | None = None,
+        buckets: Any = None,
+        prune_interval: float | None = None,
+        max_points: int | None = None,
+    ) -> None:
         """Change retention, the cardinality bound, default buckets, the prune interval or
         ``max_points`` (points kept in memory per metric, default 10M; the oldest go first)."""
         if max_points is not None:
@@ -88,7 +105,11 @@ class Metrics(SeriesTable, Drain, Upkeep):
                 raise InvalidArgumentError("max_points", f"must be an int >= 1, got {max_points!r}")
             self.max_points = max_points
         if retention_hours is not None:
-            if isinstance(retention_hours, bool) or not isinstance(retention_hours, (int, float)) or not retention_hours > 0:
+            if (
+                isinstance(retention_hours, bool)
+                or not isinstance(retention_hours, (int, float))
+                or not retention_hours > 0
+            ):
                 raise InvalidArgumentError("retention_hours", f"must be a number > 0, got {retention_hours!r}")
             self.retention_hours = float(retention_hours)
         if max_tag_sets is not None:
@@ -98,7 +119,11 @@ class Metrics(SeriesTable, Drain, Upkeep):
         if buckets is not None:
             self.default_buckets = kinds.check_buckets(buckets)
         if prune_interval is not None:
-            if isinstance(prune_interval, bool) or not isinstance(prune_interval, (int, float)) or not prune_interval > 0:
+            if (
+                isinstance(prune_interval, bool)
+                or not isinstance(prune_interval, (int, float))
+                or not prune_interval > 0
+            ):
                 raise InvalidArgumentError("prune_interval", f"must be seconds > 0, got {prune_interval!r}")
             self.prune_interval = float(prune_interval)
 
@@ -131,9 +156,18 @@ class Metrics(SeriesTable, Drain, Upkeep):
         va(value)
         ta(_time())
 
-    def record(self, name: str, value: float, tags: dict[str, Any] | None = None, *, kind: str | None = None,
-               step: int | None = None, epoch: int | None = None, timestamp: float | None = None,
-               run_id: str | None = None) -> None:
+    def record(
+        self,
+        name: str,
+        value: float,
+        tags: dict[str, Any] | None = None,
+        *,
+        kind: str | None = None,
+        step: int | None = None,
+        epoch: int | None = None,
+        timestamp: float | None = None,
+        run_id: str | None = None,
+    ) -> None:
         """Record ``value`` under the metric's kind (declared, first used, or inferred from the name).
 
         See :func:`crucible_telemetry.metrics.kinds.infer_kind` for the inference rules.
@@ -168,14 +202,26 @@ class Metrics(SeriesTable, Drain, Upkeep):
                     self._ext_ids[kind, name, tuple(tags.items()) if tags else None, run_id] = sid
                 except (TypeError, AttributeError):
                     pass
-        self._rows.append((sid, value, _time() if timestamp is None else timestamp,
-                           NO_STEP if step is None else step, NO_STEP if epoch is None else epoch))
+        self._rows.append(
+            (
+                sid,
+                value,
+                _time() if timestamp is None else timestamp,
+                NO_STEP if step is None else step,
+                NO_STEP if epoch is None else epoch,
+            )
+        )
 
     # ------------------------------------------------------------ reading
 
-    def points(self, name: str, start: float = -math.inf, end: float = math.inf,
-               tags: dict[str, Any] | None = None, columns: tuple[int, ...] = (0, 1, 2, 3, 4),
-               ) -> tuple[MetricInfo | None, tuple[np.ndarray, ...]]:
+    def points(
+        self,
+        name: str,
+        start: float = -math.inf,
+        end: float = math.inf,
+        tags: dict[str, Any] | None = None,
+        columns: tuple[int, ...] = (0, 1, 2, 3, 4),
+    ) -> tuple[MetricInfo | None, tuple[np.ndarray, ...]]:
         """The retained points of ``name`` with ``start <= ts < end`` and matching ``tags``.
 
         ``columns`` picks among (series id, value, ts, step, epoch). ``tags`` may name ``run_id``.
@@ -212,22 +258,40 @@ class Metrics(SeriesTable, Drain, Upkeep):
 
         return get_metrics(self, name, limit)
 
-    def query(self, name: str, group_by: Any = None, aggregation: str = "mean", window: Any = "last_24h",
-              tags: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    def query(
+        self,
+        name: str,
+        group_by: Any = None,
+        aggregation: str = "mean",
+        window: Any = "last_24h",
+        tags: dict[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
         """See :func:`crucible_telemetry.metrics.query`."""
         from .reads import query
 
         return query(self, name, group_by, aggregation, window, tags)
 
-    def time_series(self, name: str, interval: str = "hour", aggregation: str = "count", window: Any = "last_24h",
-                    tags: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    def time_series(
+        self,
+        name: str,
+        interval: str = "hour",
+        aggregation: str = "count",
+        window: Any = "last_24h",
+        tags: dict[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
         """See :func:`crucible_telemetry.metrics.time_series`."""
         from .reads import time_series
 
         return time_series(self, name, interval, aggregation, window, tags)
 
-    def rollup(self, name: str, group_by: Any = None, aggregations: Any = ("mean", "count"), window: Any = "last_24h",
-               tags: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    def rollup(
+        self,
+        name: str,
+        group_by: Any = None,
+        aggregations: Any = ("mean", "count"),
+        window: Any = "last_24h",
+        tags: dict[str, Any] | None = None,
+    ) -> dict[str, dict[str, Any]]:
         """See :func:`crucible_telemetry.metrics.rollup`."""
         from .reads import rollup
 

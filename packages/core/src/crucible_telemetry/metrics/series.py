@@ -17,7 +17,9 @@ class TagSet:
 
     __slots__ = ("count", "hist", "id", "key", "last", "last_ts", "name", "sum", "tags", "total")
 
-    def __init__(self, id: int, name: str, tags: dict[str, str], key: tuple[tuple[str, str], ...], nbuckets: int) -> None:
+    def __init__(
+        self, id: int, name: str, tags: dict[str, str], key: tuple[tuple[str, str], ...], nbuckets: int
+    ) -> None:
         self.id = id
         self.name = name
         self.tags = tags
@@ -33,8 +35,18 @@ class TagSet:
 class MetricInfo:
     """One metric name: its kind, buckets, tag sets and the retained points (numpy columns)."""
 
-    __slots__ = ("buckets", "chunks", "help", "kind", "name", "overflow", "overflow_warned", "regular", "sids",
-                 "tagsets")
+    __slots__ = (
+        "buckets",
+        "chunks",
+        "help",
+        "kind",
+        "name",
+        "overflow",
+        "overflow_warned",
+        "regular",
+        "sids",
+        "tagsets",
+    )
 
     def __init__(self, name: str, kind: str, buckets: tuple[float, ...] | None, help: str | None) -> None:
         self.name = name

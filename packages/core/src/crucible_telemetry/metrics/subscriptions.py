@@ -145,11 +145,18 @@ def publish(m: Metrics, cols: tuple[np.ndarray, ...]) -> None:
         if nm not in wanted:
             continue
         s_i = int(sid[i])
-        updates.append({
-            "name": nm, "kind": kind_of[nm], "value": float(val[i]), "tags": dict(m.series_tags(s_i)),
-            "run_id": m.series_run(s_i), "step": int(step[i]) if step[i] >= 0 else None,
-            "epoch": int(epoch[i]) if epoch[i] >= 0 else None, "timestamp": datetime.fromtimestamp(float(ts[i]), UTC),
-        })
+        updates.append(
+            {
+                "name": nm,
+                "kind": kind_of[nm],
+                "value": float(val[i]),
+                "tags": dict(m.series_tags(s_i)),
+                "run_id": m.series_run(s_i),
+                "step": int(step[i]) if step[i] >= 0 else None,
+                "epoch": int(epoch[i]) if epoch[i] >= 0 else None,
+                "timestamp": datetime.fromtimestamp(float(ts[i]), UTC),
+            }
+        )
     if not updates:
         return
     for s in subs:

@@ -99,14 +99,16 @@ class SeriesTable(State):
         for sid in info.sids:
             stags = self._tagsets[self._s_tagset[sid]].tags
             if (run is None or self._s_run[sid] == run or stags.get("run_id") == run) and all(
-                    stags.get(k) == v for k, v in want.items()):
+                stags.get(k) == v for k, v in want.items()
+            ):
                 ok[sid] = True
         return ok
 
     # ------------------------------------------------------------ new series
 
-    def _series(self, kind: str, name: str, tags: dict[str, Any] | None, run_id: str | None,
-                value: Any, argument: str) -> tuple[int, bool]:
+    def _series(
+        self, kind: str, name: str, tags: dict[str, Any] | None, run_id: str | None, value: Any, argument: str
+    ) -> tuple[int, bool]:
         """The series of (name, tags, run), created on first use; ``folded``: it is the overflow series."""
         kinds.check_name(name)
         kinds.check_value(name, value, argument)
@@ -139,7 +141,9 @@ class SeriesTable(State):
                         log.warning(
                             "crucible_telemetry: metric %r reached max_tag_sets=%d distinct tag sets; new tag sets "
                             "are folded into the %r series (raise it with metrics.configure(max_tag_sets=...))",
-                            name, self.max_tag_sets, OVERFLOW,
+                            name,
+                            self.max_tag_sets,
+                            OVERFLOW,
                         )
                 if ts is None:
                     ts = TagSet(len(self._tagsets), name, norm, key, len(info.buckets) if kind == HISTOGRAM else 0)
@@ -162,8 +166,9 @@ class SeriesTable(State):
         self._ensure_thread()
         return sid, folded
 
-    def _new_series(self, kind: str, name: str, tags: dict[str, Any] | None, value: Any,
-                    argument: str = "value") -> Appenders:
+    def _new_series(
+        self, kind: str, name: str, tags: dict[str, Any] | None, value: Any, argument: str = "value"
+    ) -> Appenders:
         """The appenders of a series' value and time lists, cached for the next call when possible."""
         exp = self._current()
         run_id = exp.id if exp is not None else "global"

@@ -134,7 +134,9 @@ class Upkeep(State):
                 return
             self._pid = os.getpid()
             self._stop.clear()
-            t = threading.Thread(target=loop, args=(weakref.ref(self), self._stop), name="crucible-metrics", daemon=True)
+            t = threading.Thread(
+                target=loop, args=(weakref.ref(self), self._stop), name="crucible-metrics", daemon=True
+            )
             self._thread = t
             t.start()
 
@@ -149,7 +151,8 @@ class Upkeep(State):
         if self.persist and now - self._last_persist >= getattr(self.hub, "flush_interval", 1.0):
             self.flush()
         if now - self._last_prune >= self.prune_interval or any(
-                len(c[0]) > self.max_points for i in list(self._names.values()) for c in i.chunks[:1]):
+            len(c[0]) > self.max_points for i in list(self._names.values()) for c in i.chunks[:1]
+        ):
             self.prune()
 
     def close(self) -> None:

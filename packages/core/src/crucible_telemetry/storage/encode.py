@@ -41,8 +41,9 @@ def to_json(value: Any) -> str | None:
         return orjson.dumps(value, default=_repr, option=_JSON_OPTS).decode()
     except Exception:
         if isinstance(value, dict):  # only the values that cannot be encoded become text
-            return orjson.dumps({_key(k): _one_value(v) for k, v in value.items()}, default=_repr,
-                                option=_JSON_OPTS).decode()
+            return orjson.dumps(
+                {_key(k): _one_value(v) for k, v in value.items()}, default=_repr, option=_JSON_OPTS
+            ).decode()
         return orjson.dumps(_repr(value)).decode()
 
 
@@ -162,14 +163,18 @@ class EventBatch:
 
     __slots__ = ("counts", "nonnumeric", "series", "table")
 
-    def __init__(self, table: pa.Table, counts: dict[str, int], series: dict[tuple[str, str], Any], nonnumeric: int) -> None:
+    def __init__(
+        self, table: pa.Table, counts: dict[str, int], series: dict[tuple[str, str], Any], nonnumeric: int
+    ) -> None:
         self.table = table
         self.counts = counts
         self.series = series
         self.nonnumeric = nonnumeric
 
 
-def _sanitize(name: str, m: dict[str, Any] | None, md: dict[str, Any] | None) -> tuple[dict[str, Any] | None, dict[str, Any] | None, int]:
+def _sanitize(
+    name: str, m: dict[str, Any] | None, md: dict[str, Any] | None
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None, int]:
     """Move non-numeric measurements into metadata (one warning per event and key)."""
     if not m:
         return m, md, 0
@@ -183,8 +188,13 @@ def _sanitize(name: str, m: dict[str, Any] | None, md: dict[str, Any] | None) ->
             clean[k] = f
         else:
             moved[str(k)] = v
-            _warn_once(f"nonnum:{name}:{k}", "crucible_telemetry: measurement %r of %s is not a number "
-                       "(%s); stored in metadata instead", k, name, type(v).__name__)
+            _warn_once(
+                f"nonnum:{name}:{k}",
+                "crucible_telemetry: measurement %r of %s is not a number (%s); stored in metadata instead",
+                k,
+                name,
+                type(v).__name__,
+            )
     if not moved:
         return clean, md, 0
     md2 = dict(md) if md else {}
@@ -282,7 +292,11 @@ def build_events(
         md_keys = set(chain.from_iterable(md for md in mds if md)) & set(_ROW_KEYS)
     ints = [_int_column(kx.column(k, n), mds, k, md_keys) for k in _ROW_KEYS]
     dur = kx.column("duration", n)
-    duration = pa.array(dur, pa.float64(), mask=np.isnan(dur) & ~_nan_given(kx, "duration", n)) if dur is not None else pa.nulls(n, pa.float64())
+    duration = (
+        pa.array(dur, pa.float64(), mask=np.isnan(dur) & ~_nan_given(kx, "duration", n))
+        if dur is not None
+        else pa.nulls(n, pa.float64())
+    )
     metas = _metadata_column(mds)
     mono = np.fromiter(map(itemgetter(4), rows), dtype=np.int64, count=n)
     name_arr = pa.array(names, pa.string())
@@ -292,8 +306,9 @@ def build_events(
     counts = dict(zip(distinct, np.bincount(name_idx, minlength=len(distinct)).tolist()))
     category = pa.array([category_of(nm) for nm in distinct], pa.string()).take(pa.array(name_idx))
     tag_list = list(tags)
-    tag_col = pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32) * len(tag_list)),
-                                       pa.array(tag_list * n, pa.string()))
+    tag_col = pa.ListArray.from_arrays(
+        pa.array(np.arange(n + 1, dtype=np.int32) * len(tag_list)), pa.array(tag_list * n, pa.string())
+    )
     table = pa.Table.from_arrays(
         [
             name_arr,
@@ -314,7 +329,9 @@ def build_events(
     return EventBatch(table, counts, series, nonnumeric)
 
 
-def _slow_path(names: list[str], ms: list[Any], mds: list[Any], enrichers: Sequence[Callable[..., Any]]) -> tuple[list[Any], list[Any], int]:
+def _slow_path(
+    names: list[str], ms: list[Any], mds: list[Any], enrichers: Sequence[Callable[..., Any]]
+) -> tuple[list[Any], list[Any], int]:
     out_m: list[Any] = []
     out_md: list[Any] = []
     moved_total = 0
@@ -372,8 +389,9 @@ def _metadata_column(mds: list[Any]) -> pa.Array:
     offsets = np.zeros(n + 1, dtype=np.int32)
     np.cumsum(lens_np, out=offsets[1:])
     mask = pa.array(valid).buffers()[1] if not valid.all() else None
-    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(bytes(buf)), mask,
-                                       null_count=int(n - valid.sum()))
+    return pa.StringArray.from_buffers(
+        n, pa.py_buffer(offsets), pa.py_buffer(bytes(buf)), mask, null_count=int(n - valid.sum())
+    )
 
 
 def _nan_given(kx: _Keys, key: str, n: int) -> np.ndarray[Any, Any]:
@@ -399,7 +417,7 @@ def _series(name_enc: pa.DictionaryArray, kx: _Keys) -> dict[tuple[str, str], An
     nd = name_enc.dictionary.to_pylist()
     out: dict[tuple[str, str], Any] = {}
     for i, code in enumerate(uniq.tolist()):
-        out[(nd[code // nkeys], kx.names[code % nkeys])] = kx.values[order[bounds[i]:bounds[i + 1]]]
+        out[(nd[code // nkeys], kx.names[code % nkeys])] = kx.values[order[bounds[i] : bounds[i + 1]]]
     return out
 
 
@@ -410,14 +428,19 @@ def _float_or_none(v: Any) -> float | None:
         return None
 
 
-def _identity(ident: tuple[str, int, int | None, int | None, int | None, int | None], n: int,
-              world: bool) -> list[pa.Array]:
+def _identity(
+    ident: tuple[str, int, int | None, int | None, int | None, int | None], n: int, world: bool
+) -> list[pa.Array]:
     """The constant columns host, pid, rank, local_rank, node (and world_size) of ``n`` rows."""
     host, *ints = ident
-    return [pa.array([host] * n, pa.string()), *(pa.array([v] * n, pa.int32()) for v in ints[:5 if world else 4])]
+    return [pa.array([host] * n, pa.string()), *(pa.array([v] * n, pa.int32()) for v in ints[: 5 if world else 4])]
 
 
-def build_metrics(rows: Sequence[tuple[Any, ...]], seqs: Sequence[int], ident: tuple[str, int, int | None, int | None, int | None, int | None]) -> pa.Table:
+def build_metrics(
+    rows: Sequence[tuple[Any, ...]],
+    seqs: Sequence[int],
+    ident: tuple[str, int, int | None, int | None, int | None, int | None],
+) -> pa.Table:
     """Rows are ``(run_id, metric, value, step, epoch, kind, tags, wall_ns, metadata)``."""
     n = len(rows)
     cols = list(zip(*rows)) if rows else [()] * 9

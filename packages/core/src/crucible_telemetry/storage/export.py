@@ -58,8 +58,9 @@ def _batches(con: Any, sql: str, params: list[Any], fmt: str) -> Iterator[pa.Rec
         where = "ts >= ?" + (" AND ts < ?" if t1 is not None else "")
         cols = "* REPLACE (CAST(metadata AS JSON) AS metadata)" if fmt == "jsonl" else "*"
         inner = f"SELECT {cols} FROM ({sql}) r WHERE {where}{_ORDER}"
-        yield from con.sql(f"SELECT {_COLUMNS[fmt]} FROM ({inner}) t",
-                           params=[*params, t0, *([t1] if t1 is not None else [])]).to_arrow_reader(BATCH_ROWS)
+        yield from con.sql(
+            f"SELECT {_COLUMNS[fmt]} FROM ({inner}) t", params=[*params, t0, *([t1] if t1 is not None else [])]
+        ).to_arrow_reader(BATCH_ROWS)
 
 
 def write_jsonl(con: Any, sql: str, params: list[Any], path: Path) -> None:
@@ -72,7 +73,11 @@ def write_jsonl(con: Any, sql: str, params: list[Any], path: Path) -> None:
 
 
 def _write_table(con: Any, sql: str, params: list[Any], path: Path, fmt: str) -> None:
-    schema = con.sql(f"SELECT {_COLUMNS[fmt]} FROM (SELECT * FROM ({sql}) r WHERE false) t", params=params).to_arrow_table().schema
+    schema = (
+        con.sql(f"SELECT {_COLUMNS[fmt]} FROM (SELECT * FROM ({sql}) r WHERE false) t", params=params)
+        .to_arrow_table()
+        .schema
+    )
     with Path(path).open("wb") as sink:
         if fmt == "parquet":
             writer: Any = pq.ParquetWriter(sink, schema, compression="zstd")
@@ -96,8 +101,13 @@ def write_parquet(con: Any, sql: str, params: list[Any], path: Path) -> None:
     _write_table(con, sql, params, path, "parquet")
 
 
-def export(hub: Telemetry, exp_id: str, fmt: str = "parquet", path: str | os.PathLike[str] | None = None,
-           overwrite: bool = False) -> Path:
+def export(
+    hub: Telemetry,
+    exp_id: str,
+    fmt: str = "parquet",
+    path: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+) -> Path:
     """Write an experiment's events to ``path`` (default ``<home>/exports/<id>.<fmt>``); returns the path."""
     hub._require_known(exp_id)
     plugins.load_plugins()

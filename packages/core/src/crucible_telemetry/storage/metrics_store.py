@@ -23,8 +23,9 @@ __all__ = ["DuckDBMetrics", "JSONLMetrics", "MetricsAdapter", "MetricsStore"]
 class MetricsAdapter(Protocol):
     """What a MetricsStore adapter implements."""
 
-    def record(self, run_id: str, metric: str, value: float, step: int | None = None,
-               metadata: dict[str, Any] | None = None) -> None:
+    def record(
+        self, run_id: str, metric: str, value: float, step: int | None = None, metadata: dict[str, Any] | None = None
+    ) -> None:
         """Buffer one value."""
 
     def flush(self, run_id: str) -> None:
@@ -61,12 +62,19 @@ class JSONLMetrics:
         self._lock = threading.Lock()
         self._pending: list[dict[str, Any]] = []
 
-    def record(self, run_id: str, metric: str, value: float, step: int | None = None,
-               metadata: dict[str, Any] | None = None) -> None:
+    def record(
+        self, run_id: str, metric: str, value: float, step: int | None = None, metadata: dict[str, Any] | None = None
+    ) -> None:
         """Buffer one line."""
         v = _check(run_id, metric, value, step)
-        line = {"run_id": run_id, "metric": metric, "value": v, "step": None if step is None else int(step),
-                "timestamp": _iso_now(), "metadata": metadata or {}}
+        line = {
+            "run_id": run_id,
+            "metric": metric,
+            "value": v,
+            "step": None if step is None else int(step),
+            "timestamp": _iso_now(),
+            "metadata": metadata or {},
+        }
         with self._lock:
             self._pending.append(line)
 
@@ -115,9 +123,18 @@ class DuckDBMetrics:
 
         return self._hub if self._hub is not None else _hubs.default()
 
-    def record(self, run_id: str, metric: str, value: float, step: int | None = None,
-               metadata: dict[str, Any] | None = None, *, epoch: int | None = None, kind: str = "value",
-               tags: dict[str, str] | None = None) -> None:
+    def record(
+        self,
+        run_id: str,
+        metric: str,
+        value: float,
+        step: int | None = None,
+        metadata: dict[str, Any] | None = None,
+        *,
+        epoch: int | None = None,
+        kind: str = "value",
+        tags: dict[str, str] | None = None,
+    ) -> None:
         """Buffer one row for the writer thread."""
         from ..experiment import validate_id
 
@@ -135,7 +152,8 @@ class DuckDBMetrics:
         """Rows of ``run_id`` ordered by time: ``run_id, metric, value, step, timestamp, metadata`` and more."""
         rows: list[dict[str, Any]] = self.hub.store.arrow(
             "SELECT run_id, metric, value, step, epoch, kind, ts AS timestamp, rank, node, metadata "
-            "FROM metrics WHERE run_id = ? ORDER BY ts, host, pid, seq", [run_id]
+            "FROM metrics WHERE run_id = ? ORDER BY ts, host, pid, seq",
+            [run_id],
         ).to_pylist()
         for r in rows:
             r["metadata"] = json.loads(r["metadata"]) if r["metadata"] else {}
@@ -180,15 +198,23 @@ def resolve(adapter: Any) -> MetricsAdapter:
         return inst
     if isinstance(adapter, MetricsAdapter):
         return adapter
-    raise InvalidArgumentError("adapter", f"expected an adapter instance, (AdapterClass, options) or a name, got {adapter!r}")
+    raise InvalidArgumentError(
+        "adapter", f"expected an adapter instance, (AdapterClass, options) or a name, got {adapter!r}"
+    )
 
 
 class MetricsStore:
     """Static entry points of the port."""
 
     @staticmethod
-    def record(adapter: Any, run_id: str, metric: str, value: float, step: int | None = None,
-               metadata: dict[str, Any] | None = None) -> None:
+    def record(
+        adapter: Any,
+        run_id: str,
+        metric: str,
+        value: float,
+        step: int | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
         """Record one value through ``adapter``."""
         resolve(adapter).record(run_id, metric, value, step=step, metadata=metadata)
 
@@ -201,4 +227,3 @@ class MetricsStore:
     def read(adapter: Any, run_id: str) -> list[dict[str, Any]]:
         """Every value recorded for ``run_id``."""
         return resolve(adapter).read(run_id)
-

@@ -38,8 +38,18 @@ MATURITY_SECONDS = 5.0  # a covering file is used by readers once this old (cloc
 COMPACT_EVERY = 32  # small segments per partition before they are merged
 MERGE_COMPACTED_OVER = 4  # compacted files per partition before they are merged again
 # repetitive strings only: dictionary pages on numbers and JSON text cost time and save nothing
-_DICT_COLUMNS = ["event", "category", "host", "metric", "kind", "tags", "tags.list.element",
-                 "measurements.key_value.key", "tags.key_value.key", "tags.key_value.value"]
+_DICT_COLUMNS = [
+    "event",
+    "category",
+    "host",
+    "metric",
+    "kind",
+    "tags",
+    "tags.list.element",
+    "measurements.key_value.key",
+    "tags.key_value.key",
+    "tags.key_value.value",
+]
 
 
 def process_id() -> str:
@@ -262,7 +272,11 @@ class SegmentWriter:
 
     def collect_garbage(self, value: str | None = None, grace: float = GRACE_SECONDS) -> int:
         """Delete covered segments ``grace`` seconds after their cover matured, and stale temp files."""
-        folders = [self.folder(value)] if value is not None else [p for p in self.root.glob(f"{self.partition_key}=*") if p.is_dir()]
+        folders = (
+            [self.folder(value)]
+            if value is not None
+            else [p for p in self.root.glob(f"{self.partition_key}=*") if p.is_dir()]
+        )
         now = time.time()
         removed = 0
         for folder in folders:

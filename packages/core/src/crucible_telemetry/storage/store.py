@@ -35,8 +35,10 @@ def _column(key: str) -> tuple[str, list[Any]]:
         return "measurements[?]", [key.split(".", 1)[1]]
     if key.startswith("metadata."):
         return "json_extract_string(metadata, ?)", ["$." + key.split(".", 1)[1]]
-    raise InvalidArgumentError("where", f"unknown column {key!r}; use one of {', '.join(EVENT_COLUMNS)}, "
-                               "'measurements.<key>' or 'metadata.<key>'")
+    raise InvalidArgumentError(
+        "where",
+        f"unknown column {key!r}; use one of {', '.join(EVENT_COLUMNS)}, 'measurements.<key>' or 'metadata.<key>'",
+    )
 
 
 def where_sql(where: Any) -> tuple[str, list[Any]]:
@@ -162,7 +164,9 @@ class Store:
         """Every stored event of an experiment, oldest first."""
         return self.query(exp_id)
 
-    def query(self, exp_id: str, event: Any = None, where: dict[str, Any] | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    def query(
+        self, exp_id: str, event: Any = None, where: dict[str, Any] | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
         """Events of an experiment, optionally of one event name (or prefix ending in ``.*``), filtered."""
         self._check(exp_id)
         sql = "SELECT * FROM events WHERE experiment_id = ?"
@@ -218,8 +222,9 @@ class Store:
             raise InvalidWindowError("window", f"expected Last(...), LastN(n) or Range(t0, t1), got {window!r}")
         return _rows(self.arrow(sql, params))
 
-    def windowed_metrics(self, exp_id: str, window_us: int, step_us: int, event: Any = None,
-                         measurement: str = "duration") -> list[dict[str, Any]]:
+    def windowed_metrics(
+        self, exp_id: str, window_us: int, step_us: int, event: Any = None, measurement: str = "duration"
+    ) -> list[dict[str, Any]]:
         """Sliding windows ``[start, start + window_us)`` every ``step_us``: count, mean, min, max, p50/p95/p99.
 
         Percentiles come from a log-binned histogram with 1% relative error; the rest is exact.

@@ -38,7 +38,7 @@ def _dataset_sql(home: Path, dataset: str, key: str) -> str:
         FROM read_parquet({_lit(pattern)}, hive_partitioning = true, union_by_name = true,
                           filename = true, hive_types = {{'{key}': VARCHAR}})
         WHERE {key} <> '__schema__'
-          AND filename IN ({segments.visible_files_sql(f'SELECT file FROM glob({_lit(pattern)})')})"""
+          AND filename IN ({segments.visible_files_sql(f"SELECT file FROM glob({_lit(pattern)})")})"""
 
 
 _MAGIC = b"PAR1"
@@ -92,7 +92,9 @@ def set_aside_damaged(home: Path) -> list[Path]:
             os.replace(path, aside)
             log.warning("crucible_telemetry: %s is damaged; set aside as %s (its rows are not read)", path, aside.name)
         except OSError as exc:
-            log.warning("crucible_telemetry: %s is damaged and cannot be set aside (%r); queries reading it fail", path, exc)
+            log.warning(
+                "crucible_telemetry: %s is damaged and cannot be set aside (%r); queries reading it fail", path, exc
+            )
     return found
 
 

@@ -24,21 +24,31 @@ _MAX_CELLS = 20_000_000
 _MAX_WINDOWS = 1_000_000
 
 
-def _exact(ts: np.ndarray[Any, Any], vals: np.ndarray[Any, Any], t0: int, window_us: int, step_us: int,
-           n_windows: int) -> list[dict[str, Any]]:
+def _exact(
+    ts: np.ndarray[Any, Any], vals: np.ndarray[Any, Any], t0: int, window_us: int, step_us: int, n_windows: int
+) -> list[dict[str, Any]]:
     """Window by window (when window and step share no coarse grid): exact percentiles."""
     starts = t0 + np.arange(n_windows, dtype=np.int64) * step_us
     lo = np.searchsorted(ts, starts, side="left")
     hi = np.searchsorted(ts, starts + window_us, side="left")
     out: list[dict[str, Any]] = []
     for i in range(n_windows):
-        sel = vals[lo[i]:hi[i]]
-        row: dict[str, Any] = {"window_start_us": int(starts[i]), "window_end_us": int(starts[i]) + window_us,
-                               "count": int(sel.size)}
+        sel = vals[lo[i] : hi[i]]
+        row: dict[str, Any] = {
+            "window_start_us": int(starts[i]),
+            "window_end_us": int(starts[i]) + window_us,
+            "count": int(sel.size),
+        }
         if sel.size:
             p50, p95, p99 = np.quantile(sel, [0.5, 0.95, 0.99], method="inverted_cdf")
-            row.update(mean=float(sel.mean()), min=float(sel.min()), max=float(sel.max()),
-                       p50=float(p50), p95=float(p95), p99=float(p99))
+            row.update(
+                mean=float(sel.mean()),
+                min=float(sel.min()),
+                max=float(sel.max()),
+                p50=float(p50),
+                p95=float(p95),
+                p99=float(p99),
+            )
         else:
             row.update(mean=None, min=None, max=None, p50=None, p95=None, p99=None)
         out.append(row)
@@ -72,7 +82,9 @@ def _bins(v: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], np.ndarray[Any
     return rank[inverse], rep[order]
 
 
-def windowed_stats(ts: np.ndarray[Any, Any], vals: np.ndarray[Any, Any], window_us: int, step_us: int) -> list[dict[str, Any]]:
+def windowed_stats(
+    ts: np.ndarray[Any, Any], vals: np.ndarray[Any, Any], window_us: int, step_us: int
+) -> list[dict[str, Any]]:
     """Stats of ``vals`` in windows ``[s, s + window_us)`` for ``s`` every ``step_us`` from the first event."""
     finite = np.isfinite(vals)
     ts = ts[finite]
@@ -89,7 +101,9 @@ def windowed_stats(ts: np.ndarray[Any, Any], vals: np.ndarray[Any, Any], window_
     w, s = window_us // g, step_us // g
     n_windows = (n_buckets - 1) // s + 1
     if n_windows > _MAX_WINDOWS:
-        raise InvalidWindowError("step_us", f"{n_windows} windows is too many; use a larger step_us (at most {_MAX_WINDOWS})")
+        raise InvalidWindowError(
+            "step_us", f"{n_windows} windows is too many; use a larger step_us (at most {_MAX_WINDOWS})"
+        )
     binidx, reps = _bins(vals)
     if n_buckets * reps.size > _MAX_CELLS:
         return _exact(ts, vals, t0, window_us, step_us, n_windows)
@@ -125,8 +139,12 @@ def windowed_stats(ts: np.ndarray[Any, Any], vals: np.ndarray[Any, Any], window_
         start = t0 + int(idx[i]) * g
         row: dict[str, Any] = {"window_start_us": start, "window_end_us": start + window_us, "count": c}
         if c:
-            row.update(mean=float(wsum[i] / c), min=float(wmin[i]), max=float(wmax[i]),
-                       **{k: float(reps[qidx[k][i]]) for k in qs})
+            row.update(
+                mean=float(wsum[i] / c),
+                min=float(wmin[i]),
+                max=float(wmax[i]),
+                **{k: float(reps[qidx[k][i]]) for k in qs},
+            )
         else:
             row.update(mean=None, min=None, max=None, p50=None, p95=None, p99=None)
         out.append(row)

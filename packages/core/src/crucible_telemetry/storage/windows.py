@@ -69,7 +69,9 @@ class Range:
         start = to_datetime(self.t_start, "t_start")
         end = to_datetime(self.t_end, "t_end")
         if end <= start:
-            raise InvalidWindowError("t_end", f"Range() needs t_end > t_start, got {start.isoformat()} .. {end.isoformat()}")
+            raise InvalidWindowError(
+                "t_end", f"Range() needs t_end > t_start, got {start.isoformat()} .. {end.isoformat()}"
+            )
         object.__setattr__(self, "t_start", start)
         object.__setattr__(self, "t_end", end)
 

@@ -121,7 +121,7 @@ class Writer:
         if at_emit:
             self._emit_rejects += n
         self.recent_rejects.append((reason, name))
-        if f"reject:{reason}" not in self._logged:
+        if reason != "no_experiment" and f"reject:{reason}" not in self._logged:  # that one is by design
             self._logged.add(f"reject:{reason}")
             log.warning(
                 "crucible_telemetry: an event (%s) was rejected: %s (counted in Telemetry.stats())", name, reason

@@ -48,8 +48,12 @@ def rates(a: Counters, b: Counters) -> dict[str, float]:
         "memory_total_bytes": float(b.mem_total),
         "memory_percent": 100.0 * b.mem_used / b.mem_total if b.mem_total else 0.0,
     }
-    for key, x, y in (("disk_read", a.disk_read, b.disk_read), ("disk_write", a.disk_write, b.disk_write),
-                      ("net_recv", a.net_recv, b.net_recv), ("net_sent", a.net_sent, b.net_sent)):
+    for key, x, y in (
+        ("disk_read", a.disk_read, b.disk_read),
+        ("disk_write", a.disk_write, b.disk_write),
+        ("net_recv", a.net_recv, b.net_recv),
+        ("net_sent", a.net_sent, b.net_sent),
+    ):
         out[f"{key}_bytes_per_s"] = max(y - x, 0) / dt  # a counter reset (device gone) reads as 0
     return out
 
@@ -68,15 +72,25 @@ class ProcReader:
         idle = cpu[3] + (cpu[4] if len(cpu) > 4 else 0.0)  # idle + iowait
         total = sum(cpu[:8])  # guest time is already inside user/nice
         stat = (self.root / "self" / "stat").read_text()
-        fields = stat[stat.rindex(")") + 2:].split()
+        fields = stat[stat.rindex(")") + 2 :].split()
         proc_cpu = (int(fields[11]) + int(fields[12])) / _TICK
         rss = int((self.root / "self" / "statm").read_text().split()[1]) * _PAGE
         mem = _meminfo(self.root / "meminfo")
         dr, dw = _diskstats(self.root / "diskstats")
         nr, ns = _netdev(self.root / "net" / "dev")
-        return Counters(wall, (total - idle) / _TICK, total / _TICK, proc_cpu, rss,
-                        mem["MemTotal"] - mem.get("MemAvailable", mem.get("MemFree", 0)), mem["MemTotal"],
-                        dr, dw, nr, ns)
+        return Counters(
+            wall,
+            (total - idle) / _TICK,
+            total / _TICK,
+            proc_cpu,
+            rss,
+            mem["MemTotal"] - mem.get("MemAvailable", mem.get("MemFree", 0)),
+            mem["MemTotal"],
+            dr,
+            dw,
+            nr,
+            ns,
+        )
 
 
 def _meminfo(path: Path) -> dict[str, int]:
@@ -147,8 +161,19 @@ class PsutilReader:
         net = ps.net_io_counters(pernic=True)
         recv = sum(v.bytes_recv for k, v in net.items() if k != "lo")
         sent = sum(v.bytes_sent for k, v in net.items() if k != "lo")
-        return Counters(wall, total - idle, total, pt.user + pt.system, rss, vm.total - vm.available, vm.total,
-                        disk.read_bytes if disk else 0, disk.write_bytes if disk else 0, recv, sent)
+        return Counters(
+            wall,
+            total - idle,
+            total,
+            pt.user + pt.system,
+            rss,
+            vm.total - vm.available,
+            vm.total,
+            disk.read_bytes if disk else 0,
+            disk.write_bytes if disk else 0,
+            recv,
+            sent,
+        )
 
 
 def default_reader() -> PsutilReader | ProcReader | None:

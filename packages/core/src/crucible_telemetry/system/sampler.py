@@ -27,8 +27,15 @@ class Sampler:
     rows go (default: the hub's live experiment, as ``emit`` does without a bound one).
     """
 
-    def __init__(self, hub: Any = None, interval: float = 10.0, *, experiment: Any = None,
-                 gpus: bool = True, reader: Any = "auto") -> None:
+    def __init__(
+        self,
+        hub: Any = None,
+        interval: float = 10.0,
+        *,
+        experiment: Any = None,
+        gpus: bool = True,
+        reader: Any = "auto",
+    ) -> None:
         self.hub, self.interval, self.experiment = hub, max(float(interval), 0.01), experiment
         self.gpus, self._reader_choice = gpus, reader
         self.samples = 0  # host rows emitted
