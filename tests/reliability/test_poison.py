@@ -128,3 +128,22 @@ def test_unknown_or_invalid_explicit_experiment_id_is_counted(tmp_path: Path) ->
         assert s["emitted"] == 4 and _balanced(s)
     finally:
         hub.close()
+
+
+def test_events_outside_any_experiment_and_while_paused_are_accounted(tmp_path: Path) -> None:
+    hub = ct.Telemetry(tmp_path / "h", flush_interval=3600)
+    try:
+        hub.emit("early.one", {"v": 1.0})  # no experiment yet: handlers only
+        exp = hub.start_experiment("acct")
+        hub.pause_experiment(exp.id)
+        hub.emit("paused.one", {"v": 1.0})
+        hub.emit("paused.one", {"v": 1.0}, {"experiment_id": exp.id})
+        hub.resume_experiment(exp.id)
+        hub.emit("", {"v": 1.0})  # an invalid name
+        hub.emit("good.one", {"i": 0})
+        hub.flush()
+        s = hub.stats()
+        assert s["rejected"] == {"no_experiment": 1, "invalid_name": 1}
+        assert (s["dropped_paused"], s["stored"], s["emitted"]) == (2, 1, 5) and _balanced(s)
+    finally:
+        hub.close()
