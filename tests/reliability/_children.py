@@ -32,8 +32,6 @@ def _rss() -> int:
         return int(f.read().split()[1]) * 4096
 
 
-
-
 def buffered_then_wait(home: str, chain: str = "") -> None:
     """Emit 3,000 events that wait for a flush an hour away, say so, and sleep until a signal.
 
@@ -45,6 +43,7 @@ def buffered_then_wait(home: str, chain: str = "") -> None:
     from pathlib import Path
 
     if chain == "before":
+
         def mine(signum: int, frame: object) -> None:
             Path(home + ".chained").write_text(str(signum))
             sys.exit(3)
@@ -106,8 +105,18 @@ def full_disk(home: str) -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))  # space is back
     hub.flush()
     hub.stop_experiment(exp.id)
-    print(json.dumps({"after_pieces": after_pieces, "while_full": while_full, "end": hub.stats(),
-                      "errors": hub.error_count, "fd_growth": len(os.listdir("/proc/self/fd")) - fds0}), flush=True)
+    print(
+        json.dumps(
+            {
+                "after_pieces": after_pieces,
+                "while_full": while_full,
+                "end": hub.stats(),
+                "errors": hub.error_count,
+                "fd_growth": len(os.listdir("/proc/self/fd")) - fds0,
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -22,8 +22,9 @@ def _store_with_two(home: Path) -> tuple[ct.Telemetry, str, str]:
 
 
 @pytest.mark.parametrize("damage", ["zero", "truncated", "garbage"])
-def test_a_damaged_segment_is_set_aside_with_a_warning(tmp_path: Path, damage: str,
-                                                        caplog: pytest.LogCaptureFixture) -> None:
+def test_a_damaged_segment_is_set_aside_with_a_warning(
+    tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
     home = tmp_path / "h"
     hub, a, b = _store_with_two(home)
     try:

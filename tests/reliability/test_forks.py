@@ -26,10 +26,17 @@ class _Emitting:
 
 def _count(hub: ct.Telemetry, exp_id: str) -> tuple[int, int, set[int]]:
     con = hub.connect()
-    n, distinct = con.execute("SELECT count(*), count(DISTINCT measurements['i']) FROM events "
-                              "WHERE experiment_id = ? AND event = 'worker.item'", [exp_id]).fetchone()
-    pids = {r[0] for r in con.execute("SELECT DISTINCT pid FROM events WHERE experiment_id = ? AND event = 'worker.item'",
-                                      [exp_id]).fetchall()}
+    n, distinct = con.execute(
+        "SELECT count(*), count(DISTINCT measurements['i']) FROM events "
+        "WHERE experiment_id = ? AND event = 'worker.item'",
+        [exp_id],
+    ).fetchone()
+    pids = {
+        r[0]
+        for r in con.execute(
+            "SELECT DISTINCT pid FROM events WHERE experiment_id = ? AND event = 'worker.item'", [exp_id]
+        ).fetchall()
+    }
     return n, distinct, pids
 
 
@@ -37,8 +44,9 @@ def _count(hub: ct.Telemetry, exp_id: str) -> tuple[int, int, set[int]]:
 def test_a_fast_dataloader_epoch_stores_every_worker_event(hub: ct.Telemetry, persistent: bool) -> None:
     torch = pytest.importorskip("torch")
     exp = hub.start_experiment("workers")
-    loader = torch.utils.data.DataLoader(_Emitting(64), batch_size=4, num_workers=2,
-                                         multiprocessing_context="fork", persistent_workers=persistent)
+    loader = torch.utils.data.DataLoader(
+        _Emitting(64), batch_size=4, num_workers=2, multiprocessing_context="fork", persistent_workers=persistent
+    )
     epochs = 2 if persistent else 1
     for _ in range(epochs):
         assert sorted(int(x) for b in loader for x in b) == list(range(64))

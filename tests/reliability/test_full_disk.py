@@ -16,8 +16,14 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_a_full_disk_then_space_again_loses_nothing(tmp_path: Path) -> None:
     home = tmp_path / "h"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    p = subprocess.run([sys.executable, "-m", "tests.reliability._children", "full_disk", str(home)],
-                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-m", "tests.reliability._children", "full_disk", str(home)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     out = json.loads(p.stdout.strip().splitlines()[-1])
     assert out["errors"] > 0  # the limit really refused writes
@@ -28,8 +34,11 @@ def test_a_full_disk_then_space_again_loses_nothing(tmp_path: Path) -> None:
     assert out["fd_growth"] <= 2  # no descriptor held by a kept error
     reader = ct.Telemetry(home)
     try:
-        (n, distinct) = reader.connect().execute(
-            "SELECT count(*), count(DISTINCT measurements['i']) FROM events WHERE event = 'disk.fill'").fetchone()
+        (n, distinct) = (
+            reader.connect()
+            .execute("SELECT count(*), count(DISTINCT measurements['i']) FROM events WHERE event = 'disk.fill'")
+            .fetchone()
+        )
     finally:
         reader.close()
     assert (n, distinct) == (102_000, 102_000)  # no holes, no duplicates

@@ -61,8 +61,9 @@ def test_fuzz_every_good_neighbour_stored_and_every_event_accounted(tmp_path: Pa
     exp = hub.start_experiment("fuzz")
     state = {"random": 0, "good": 0, "emitted": 0}
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
+    )
     @given(st.lists(_event, min_size=PER_EXAMPLE, max_size=PER_EXAMPLE + 20))
     def run(events: list[tuple[Any, Any, Any]]) -> None:
         for name, m, md in events:
@@ -85,8 +86,10 @@ def test_fuzz_every_good_neighbour_stored_and_every_event_accounted(tmp_path: Pa
         run()
         assert state["random"] >= 10_000
         con = hub.connect()
-        (good,) = con.execute("SELECT count(DISTINCT measurements['i']) FROM events WHERE event = 'good.one' "
-                              "AND experiment_id = ?", [exp.id]).fetchone()
+        (good,) = con.execute(
+            "SELECT count(DISTINCT measurements['i']) FROM events WHERE event = 'good.one' AND experiment_id = ?",
+            [exp.id],
+        ).fetchone()
         assert good == state["good"]
         (total,) = con.execute("SELECT count(*) FROM events").fetchone()
         assert total == hub.stats()["stored"]

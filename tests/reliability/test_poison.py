@@ -18,14 +18,22 @@ class _BadRepr:
 
 
 def _balanced(stats: dict[str, Any]) -> bool:
-    return stats["emitted"] == (stats["stored"] + stats["pending"] + stats["dropped_overflow"]
-                                + stats["dropped_paused"] + stats["rejected_total"])
+    return stats["emitted"] == (
+        stats["stored"]
+        + stats["pending"]
+        + stats["dropped_overflow"]
+        + stats["dropped_paused"]
+        + stats["rejected_total"]
+    )
 
 
 def _good(hub: ct.Telemetry, exp_id: str) -> list[int]:
     con = hub.connect()
-    rows = con.execute("SELECT measurements['i'] FROM events WHERE experiment_id = ? AND event = 'good.one' "
-                       "ORDER BY measurements['i']", [exp_id]).fetchall()
+    rows = con.execute(
+        "SELECT measurements['i'] FROM events WHERE experiment_id = ? AND event = 'good.one' "
+        "ORDER BY measurements['i']",
+        [exp_id],
+    ).fetchall()
     return [int(r[0]) for r in rows]
 
 

@@ -17,8 +17,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _child(home: Path, seconds: float) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "tests.reliability._children", "runaway", str(home), str(seconds)],
-                            stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.reliability._children", "runaway", str(home), str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
 
 
 def _stored(home: Path) -> int:
@@ -46,7 +51,10 @@ def test_a_tight_loop_writes_every_interval_in_bounded_memory(tmp_path: Path) ->
     rss = [x["rss"] for x in late]
     assert max(rss) - min(rss) < 100 << 20, [r >> 20 for r in rss]  # flat, not growing ~40 MiB/s
     for x in lines:
-        assert x["emitted"] == x["stored"] + x["pending"] + x["dropped_overflow"] + x["dropped_paused"] + x["rejected_total"]
+        assert (
+            x["emitted"]
+            == x["stored"] + x["pending"] + x["dropped_overflow"] + x["dropped_paused"] + x["rejected_total"]
+        )
 
 
 def test_sigkill_in_a_tight_loop_loses_about_one_flush_interval(tmp_path: Path) -> None:

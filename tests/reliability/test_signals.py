@@ -18,15 +18,23 @@ def _stored(home: Path) -> list[int]:
     files = list((home / "events").rglob("*.parquet"))
     if not files:
         return []
-    rows = duckdb.connect().execute("SELECT measurements['i'] FROM read_parquet(?) ORDER BY 1",
-                                    [[str(f) for f in files]]).fetchall()
+    rows = (
+        duckdb.connect()
+        .execute("SELECT measurements['i'] FROM read_parquet(?) ORDER BY 1", [[str(f) for f in files]])
+        .fetchall()
+    )
     return [int(r[0]) for r in rows]
 
 
 def _run_and_signal(home: Path, sig: signal.Signals, *extra: str) -> int:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    p = subprocess.Popen([sys.executable, "-m", "tests.reliability._children", "buffered_then_wait", str(home), *extra],
-                         stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "tests.reliability._children", "buffered_then_wait", str(home), *extra],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
     assert p.stdout is not None
     assert p.stdout.readline().strip() == "ready"
     p.send_signal(sig)
@@ -51,8 +59,9 @@ def test_the_handler_installed_before_still_runs(tmp_path: Path, sig: signal.Sig
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
-def test_a_handler_installed_after_that_chains_to_ours_keeps_its_graceful_stop(tmp_path: Path,
-                                                                               sig: signal.Signals) -> None:
+def test_a_handler_installed_after_that_chains_to_ours_keeps_its_graceful_stop(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
     home = tmp_path / "h"
     rc = _run_and_signal(home, sig, "after")
     assert rc == 4  # not killed by the default action: the later handler decides how to end

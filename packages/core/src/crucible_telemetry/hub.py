@@ -89,14 +89,21 @@ class Telemetry:
         self._limit = self.buffer_limit
         self._handlers = HandlerTable(on_change=self._set_table)
         self._table: dict[str, tuple[Handler, ...]] = {}
-        self._current: contextvars.ContextVar[Experiment | None] = contextvars.ContextVar("crucible_experiment", default=None)
+        self._current: contextvars.ContextVar[Experiment | None] = contextvars.ContextVar(
+            "crucible_experiment", default=None
+        )
         self._experiments: dict[str, Experiment] = {}
         self._fallback: Experiment | None = None
         self._run_ids: set[str] = set()  # run ids record_metric has validated
         plugins.load_plugins()  # the event registry and the enrichers, before the first batch is built
-        self.writer = Writer(self.home, flush_interval=self.flush_interval, batch_size=self.batch_size,
-                             buffer_limit=self.buffer_limit, on_batch=self._on_batch,
-                             enrichers=lambda: list(plugins.ENRICHERS.values()))
+        self.writer = Writer(
+            self.home,
+            flush_interval=self.flush_interval,
+            batch_size=self.batch_size,
+            buffer_limit=self.buffer_limit,
+            on_batch=self._on_batch,
+            enrichers=lambda: list(plugins.ENRICHERS.values()),
+        )
         self._buf = self.writer.buf  # emit appends here directly: the hot path
         self._later = self.writer.later
         (self.home / "experiments").mkdir(exist_ok=True)
@@ -136,7 +143,11 @@ class Telemetry:
             exp = self._resolve(exp, dotted)
             if exp is None:
                 return
-        if metadata is not None and (type(metadata) is dict or isinstance(metadata, Mapping)) and "experiment_id" in metadata:
+        if (
+            metadata is not None
+            and (type(metadata) is dict or isinstance(metadata, Mapping))
+            and "experiment_id" in metadata
+        ):
             exp = self._explicit(metadata["experiment_id"], dotted)
             if exp is None:
                 return
@@ -146,8 +157,12 @@ class Telemetry:
         else:
             self.writer.overflow()
 
-    def emit_deferred(self, name: Any, build: Callable[[], tuple[dict[str, Any], dict[str, Any] | None]],
-                      experiment: Experiment | None = None) -> None:
+    def emit_deferred(
+        self,
+        name: Any,
+        build: Callable[[], tuple[dict[str, Any], dict[str, Any] | None]],
+        experiment: Experiment | None = None,
+    ) -> None:
         """Record an event now whose fields ``build()`` computes later, off the caller's thread.
 
         Time, order and experiment are taken now; ``build`` runs at the next flush (writer thread, or
@@ -282,7 +297,9 @@ class Telemetry:
         if metadata is not None and not isinstance(metadata, dict):
             raise InvalidArgumentError("metadata", f"expected a dict, got {type(metadata).__name__}")
         if store is not None and Path(store).absolute() != self.home:
-            raise InvalidArgumentError("store", f"this hub writes to {self.home}; build Telemetry(home={store!r}) for another store")
+            raise InvalidArgumentError(
+                "store", f"this hub writes to {self.home}; build Telemetry(home={store!r}) for another store"
+            )
         if experiment_id is not None:
             validate_id("experiment_id", experiment_id)
             existing = read_record(self.home / "experiments", experiment_id)
@@ -331,8 +348,15 @@ class Telemetry:
             exp._tokens.append(self._current.set(exp))
         return exp
 
-    def experiment(self, name: str, hypothesis: str | None = None, condition: str | None = None,
-                   tags: Iterable[str] = (), metadata: dict[str, Any] | None = None, **kw: Any) -> Experiment:
+    def experiment(
+        self,
+        name: str,
+        hypothesis: str | None = None,
+        condition: str | None = None,
+        tags: Iterable[str] = (),
+        metadata: dict[str, Any] | None = None,
+        **kw: Any,
+    ) -> Experiment:
         """``with ct.experiment("name"):`` starts, binds, and stops on exit."""
         return self.start_experiment(name, hypothesis, condition, tags, metadata, bind=False, **kw)
 
@@ -416,8 +440,17 @@ class Telemetry:
 
     # ----------------------------------------------------------------- writer
 
-    def record_metric(self, run_id: str, metric: str, value: Any, step: Any = None, epoch: Any = None,
-                      kind: str = "value", tags: dict[str, str] | None = None, metadata: dict[str, Any] | None = None) -> None:
+    def record_metric(
+        self,
+        run_id: str,
+        metric: str,
+        value: Any,
+        step: Any = None,
+        epoch: Any = None,
+        kind: str = "value",
+        tags: dict[str, str] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
         """Buffer one metric row for the ``metrics`` dataset (used by the MetricsStore adapter).
 
         ``run_id`` names a folder, so it follows the rule of experiment ids (checked once per id).
