@@ -3,8 +3,9 @@
 Module functions (``ct.emit`` ...) act on a process-wide default hub created on first
 use; tests and advanced users build their own ``Telemetry(home=...)``. The buffers and the
 writer thread live in ``storage/writer.py``, records in ``storage/records.py``, queries in
-``storage/store.py``. About 500 lines, over the 400 the other modules keep: ``emit``'s fast
-path reads experiment state inline, so the bus side and the lifecycle stay in one class.
+``storage/store.py``. About 640 lines, over the 400 the other modules keep: ``emit``'s fast
+path reads experiment state inline, so the bus side and the lifecycle stay in one class; the
+next split moves the lifecycle (start/join/stop/pause, signals) into a mixin of its own.
 """
 
 from __future__ import annotations

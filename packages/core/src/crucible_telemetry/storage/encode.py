@@ -1,4 +1,9 @@
-"""Turns drained buffer rows into Arrow tables and streaming-stat batches (writer thread only)."""
+"""Turns drained buffer rows into Arrow tables and streaming-stat batches (writer thread only).
+
+About 460 lines, over the 400 of the other modules: the vectorised fast path and the per-row
+quarantine that rebuilds a batch when one row is bad share their column builders; split them
+(fast path / quarantine) when either grows again.
+"""
 
 from __future__ import annotations
 

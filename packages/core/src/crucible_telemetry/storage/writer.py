@@ -3,6 +3,8 @@
 ``emit`` only appends a tuple to ``Writer.buf``. The thread (one per process, restarted after
 fork) drains the buffer into per-experiment Arrow tables every ``flush_interval`` seconds, or
 early when ``batch_size`` rows wait, and writes one segment per experiment and flush.
+About 470 lines, over 400: the thread, the event and metric buffers and their retry-in-pieces
+on a refused write share one lock and one set of counters; the retry logic is the next to move out.
 """
 
 from __future__ import annotations
