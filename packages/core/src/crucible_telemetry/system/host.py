@@ -41,8 +41,9 @@ def rates(a: Counters, b: Counters) -> dict[str, float]:
     dt = max(b.wall - a.wall, 1e-9)
     total = b.cpu_total - a.cpu_total
     out = {
-        "cpu_percent": 100.0 * (b.cpu_busy - a.cpu_busy) / total if total > 0 else 0.0,
-        "process_cpu_percent": 100.0 * (b.proc_cpu - a.proc_cpu) / dt,
+        # clamped: float rounding of two near-equal counter readings can land a hair outside [0, 100]
+        "cpu_percent": min(100.0, max(0.0, 100.0 * (b.cpu_busy - a.cpu_busy) / total)) if total > 0 else 0.0,
+        "process_cpu_percent": max(0.0, 100.0 * (b.proc_cpu - a.proc_cpu) / dt),
         "process_rss_bytes": float(b.rss),
         "memory_used_bytes": float(b.mem_used),
         "memory_total_bytes": float(b.mem_total),
