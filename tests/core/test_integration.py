@@ -179,3 +179,35 @@ def test_to_scalar_keeps_nan_and_infinity() -> None:
     assert np.isnan(kit.to_scalar(float("nan")))  # type: ignore[arg-type]
     assert kit.to_scalar(np.float64("inf")) == float("inf")
     assert kit.existing_hub() is ct.default(create=False)
+
+
+class _DeviceTensor:
+    """Stands for a one-element tensor on an accelerator (no GPU here): reading it would sync."""
+
+    class device:
+        type = "cuda"
+
+    reads = 0
+
+    def numel(self) -> int:
+        return 1
+
+    def item(self) -> float:
+        _DeviceTensor.reads += 1
+        return 2.0
+
+
+class _Lost:
+    def numel(self) -> int:
+        raise RuntimeError("device lost")
+
+
+def test_the_writer_threads_rule_never_reads_a_device_nor_raises() -> None:
+    from crucible_telemetry.values import to_scalar
+
+    assert to_scalar(_DeviceTensor()) == 2.0 and _DeviceTensor.reads == 1  # a plugin may choose to read it
+    assert to_scalar(_DeviceTensor(), host_only=True) is None and _DeviceTensor.reads == 1
+    assert to_scalar(_Lost(), host_only=True) is None
+    with pytest.raises(RuntimeError, match="device lost"):  # for a plugin, its failure guard decides
+        kit.to_scalar(_Lost())
+    assert kit.to_scalar is to_scalar

@@ -22,7 +22,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import numbers
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -35,6 +34,7 @@ from .environment import distributed_identity
 from .errors import InvalidArgumentError, UnknownExperimentError
 from .experiment import Experiment, check_tags, new_experiment_id, validate_id
 from .plugins import strict
+from .values import to_scalar
 
 if TYPE_CHECKING:
     from .hub import Telemetry
@@ -348,38 +348,3 @@ def guarded(fn: F) -> F:
             return None
 
     return wrapper  # type: ignore[return-value]
-
-
-# ------------------------------------------------------------------- scalars
-
-
-def to_scalar(value: Any) -> float | None:
-    """``value`` as a float when it is one real number, else None.
-
-    Python and numpy numbers and bools, and one-element tensors or arrays (0-d included), are
-    numbers; NaN and infinities are kept. Strings, None, complex numbers and anything with more
-    or fewer than one element are not: a plugin drops them (with one warning), never parses them.
-    """
-    t = type(value)
-    if t is float:
-        return value  # type: ignore[no-any-return]
-    if t is int or t is bool:
-        return float(value)
-    if isinstance(value, (str, bytes)) or value is None:
-        return None
-    if isinstance(value, numbers.Real):
-        try:
-            return float(value)
-        except (TypeError, ValueError, OverflowError):
-            return None
-    numel = getattr(value, "numel", None)
-    size = numel() if callable(numel) else getattr(value, "size", None)
-    if size != 1 or not hasattr(value, "item"):
-        return None
-    try:
-        item = value.item()
-    except (TypeError, ValueError, RuntimeError):
-        return None
-    if not isinstance(item, numbers.Real):
-        return None
-    return float(item)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 import time
 from collections.abc import Callable, Mapping, Sequence
 from itertools import chain
@@ -22,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..events import category_of
+from ..values import to_scalar
 from .schema import EVENTS_SCHEMA, METRICS_SCHEMA
 
 __all__ = ["EventBatch", "build_events", "build_metrics", "clean_row", "to_json"]
@@ -97,36 +97,6 @@ def _as_int(v: Any) -> int | None:
     return int(f) if math.isfinite(f) and f == int(f) and abs(f) < 2**63 else None
 
 
-def scalar(value: Any) -> float | None:
-    """``value`` as a float when it is one real number (numpy scalars, CPU 0-d tensors), else None.
-
-    The writer thread's twin of ``integration.to_scalar``; a tensor on an accelerator is left
-    alone (reading it would synchronise the device from this thread).
-    """
-    t = type(value)
-    if t is float:
-        return value  # type: ignore[no-any-return]
-    if isinstance(value, (str, bytes)) or value is None:
-        return None
-    if isinstance(value, (numbers.Real, np.bool_)):
-        try:
-            return float(value)
-        except Exception:
-            return None
-    device = getattr(value, "device", None)
-    if device is not None and getattr(device, "type", "cpu") != "cpu":
-        return None
-    try:
-        numel = getattr(value, "numel", None)
-        size = numel() if callable(numel) else getattr(value, "size", None)
-        if size != 1 or not hasattr(value, "item"):
-            return None
-        item = value.item()
-        return float(item) if isinstance(item, numbers.Real) else None
-    except Exception:
-        return None
-
-
 def clean_row(row: tuple[Any, ...]) -> tuple[tuple[Any, ...] | None, str | None]:
     """One buffered row made safe to build, or ``(None, reason)`` when nothing of it can be kept.
 
@@ -151,7 +121,7 @@ def clean_row(row: tuple[Any, ...]) -> tuple[tuple[Any, ...] | None, str | None]
             if t is int and not -1e308 < v < 1e308:
                 v = None  # beyond float64: NULL, not an overflow of the batch
             elif not (t is float or t is int or t is bool):
-                f = scalar(v)
+                f = to_scalar(v, host_only=True)
                 v = v if f is None else f
             clean[_key(k)] = v
         if md and any(type(k) is not str for k in md):
@@ -189,7 +159,7 @@ def _sanitize(
         t = type(v)
         if t is float or t is int or t is bool:
             clean[k] = v
-        elif (f := scalar(v)) is not None:
+        elif (f := to_scalar(v, host_only=True)) is not None:
             clean[k] = f
         else:
             moved[str(k)] = v
