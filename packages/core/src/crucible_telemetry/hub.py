@@ -436,9 +436,6 @@ class Telemetry:
             exp = self._fallback
         return exp
 
-    def _require_known(self, experiment_id: str) -> None:
-        self.get_experiment(experiment_id)
-
     # ----------------------------------------------------------------- writer
 
     def record_metric(
@@ -521,10 +518,6 @@ class Telemetry:
     @property
     def closed(self) -> bool:
         """Whether ``close()`` ran (a later ``emit`` into a live experiment reopens the writer)."""
-        return self.writer.closed
-
-    @property
-    def _closed(self) -> bool:  # the spelling of the first release, read by older helpers
         return self.writer.closed
 
     def close(self) -> None:

@@ -110,7 +110,7 @@ class Streaming:
 
     def get_metrics(self, experiment_id: str) -> dict[str, Any]:
         """Live stats of one experiment, after draining what is still buffered."""
-        self._hub._require_known(experiment_id)
+        self._hub.get_experiment(experiment_id)
         self._hub.flush()
         with self._lock:
             st = self._stats.get(experiment_id) or _ExperimentStats()
@@ -129,14 +129,14 @@ class Streaming:
 
     def reset(self, experiment_id: str) -> None:
         """Forget the live stats of an experiment (stored events are untouched)."""
-        self._hub._require_known(experiment_id)
+        self._hub.get_experiment(experiment_id)
         self._hub.flush()
         with self._lock:
             self._stats[experiment_id] = _ExperimentStats()
 
     def stop(self, experiment_id: str) -> None:
         """Stop updating live stats for an experiment (its last values stay readable)."""
-        self._hub._require_known(experiment_id)
+        self._hub.get_experiment(experiment_id)
         self._hub.flush()
         with self._lock:
             st = self._stats.setdefault(experiment_id, _ExperimentStats())

@@ -32,7 +32,7 @@ def _ns_to_ms(d: dict[str, Any]) -> dict[str, Any]:
 
 def calculate_metrics(hub: Telemetry, exp_id: str) -> dict[str, Any]:
     """Summaries of one experiment; latencies in milliseconds, costs in USD."""
-    hub._require_known(exp_id)
+    hub.get_experiment(exp_id)
     reqs = "experiment_id = ? AND event IN (?, ?, ?, ?)"
     p = [exp_id, *_ALL]
     latency = _ns_to_ms(

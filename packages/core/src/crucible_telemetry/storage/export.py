@@ -109,7 +109,7 @@ def export(
     overwrite: bool = False,
 ) -> Path:
     """Write an experiment's events to ``path`` (default ``<home>/exports/<id>.<fmt>``); returns the path."""
-    hub._require_known(exp_id)
+    hub.get_experiment(exp_id)
     plugins.load_plugins()
     exporter = plugins.EXPORTERS.get(fmt) if isinstance(fmt, str) else None
     if exporter is None:

@@ -157,7 +157,7 @@ class Store:
     def _check(self, exp_id: Any) -> str:
         if not isinstance(exp_id, str):
             raise InvalidArgumentError("exp_id", f"expected an experiment id string, got {type(exp_id).__name__}")
-        self._hub._require_known(exp_id)
+        self._hub.get_experiment(exp_id)
         return exp_id
 
     def get_all(self, exp_id: str) -> list[dict[str, Any]]:
