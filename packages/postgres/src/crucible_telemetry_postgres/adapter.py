@@ -14,7 +14,6 @@ import atexit
 import json
 import logging
 import math
-import numbers
 import threading
 import time
 import weakref
@@ -22,6 +21,7 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
+import crucible_telemetry as ct
 from crucible_telemetry.errors import CrucibleError, InvalidArgumentError
 
 from .migrations import TABLE, migrate
@@ -42,20 +42,6 @@ def describe_dsn(dsn: str) -> str:
 
     d = conninfo_to_dict(dsn)
     return f"{d.get('host', 'localhost')}:{d.get('port', 5432)}/{d.get('dbname', '')} user={d.get('user', '')}"
-
-
-def _check(run_id: Any, metric: Any, value: Any, step: Any, metadata: Any) -> float:
-    if not isinstance(run_id, str) or not run_id:
-        raise InvalidArgumentError("run_id", f"expected a non-empty string, got {run_id!r}")
-    if not isinstance(metric, str) or not metric:
-        raise InvalidArgumentError("metric", f"expected a non-empty string, got {metric!r}")
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise InvalidArgumentError("value", f"metric {metric!r} needs a real number, got {type(value).__name__}")
-    if step is not None and (isinstance(step, bool) or not isinstance(step, numbers.Integral)):
-        raise InvalidArgumentError("step", f"expected an int or None, got {step!r}")
-    if metadata is not None and not isinstance(metadata, dict):
-        raise InvalidArgumentError("metadata", f"expected a dict or None, got {type(metadata).__name__}")
-    return float(value)
 
 
 def _finite(obj: Any) -> Any:
@@ -136,7 +122,7 @@ class PostgresMetrics:
         self, run_id: str, metric: str, value: float, step: int | None = None, metadata: dict[str, Any] | None = None
     ) -> None:
         """Buffer one value for the writer thread (raises only for bad arguments)."""
-        v = _check(run_id, metric, value, step, metadata)
+        v = ct.MetricsStore.check(run_id, metric, value, step, metadata)
         row = (
             run_id,
             metric,

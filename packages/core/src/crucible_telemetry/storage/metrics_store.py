@@ -35,7 +35,12 @@ class MetricsAdapter(Protocol):
         """Every value recorded for ``run_id``, oldest first."""
 
 
-def _check(run_id: Any, metric: Any, value: Any, step: Any) -> float:
+def check_record(run_id: Any, metric: Any, value: Any, step: Any = None, metadata: Any = None) -> float:
+    """Check one ``record`` call's arguments (naming the bad one); returns the value as a float.
+
+    Every adapter calls it first, built-in or a plugin's (``ct.MetricsStore.check``), so bad input is
+    refused the same way whichever store it was meant for.
+    """
     if not isinstance(run_id, str) or not run_id:
         raise InvalidArgumentError("run_id", f"expected a non-empty string, got {run_id!r}")
     if not isinstance(metric, str) or not metric:
@@ -44,6 +49,8 @@ def _check(run_id: Any, metric: Any, value: Any, step: Any) -> float:
         raise InvalidArgumentError("value", f"metric {metric!r} needs a real number, got {type(value).__name__}")
     if step is not None and (isinstance(step, bool) or not isinstance(step, numbers.Integral)):
         raise InvalidArgumentError("step", f"expected an int or None, got {step!r}")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise InvalidArgumentError("metadata", f"expected a dict or None, got {type(metadata).__name__}")
     return float(value)
 
 
@@ -66,7 +73,7 @@ class JSONLMetrics:
         self, run_id: str, metric: str, value: float, step: int | None = None, metadata: dict[str, Any] | None = None
     ) -> None:
         """Buffer one line."""
-        v = _check(run_id, metric, value, step)
+        v = check_record(run_id, metric, value, step, metadata)
         line = {
             "run_id": run_id,
             "metric": metric,
@@ -138,7 +145,7 @@ class DuckDBMetrics:
         """Buffer one row for the writer thread."""
         from ..experiment import validate_id
 
-        v = _check(run_id, metric, value, step)
+        v = check_record(run_id, metric, value, step, metadata)
         validate_id("run_id", run_id)
         if metadata is not None and epoch is None and isinstance(metadata.get("epoch"), int):
             epoch = metadata["epoch"]
@@ -205,6 +212,8 @@ def resolve(adapter: Any) -> MetricsAdapter:
 
 class MetricsStore:
     """Static entry points of the port."""
+
+    check = staticmethod(check_record)
 
     @staticmethod
     def record(
