@@ -21,10 +21,10 @@ import numpy as np
 import psutil
 
 import crucible_telemetry as ct
-from crucible_telemetry import hub as hub_module
+from crucible_telemetry.storage import writer as writer_module
 from crucible_telemetry.streaming import Streaming
 
-DRAIN_AT = hub_module.DRAIN_AT
+DRAIN_AT = writer_module.DRAIN_AT
 
 N_EMIT = 100_000
 REPEATS = 7
@@ -89,7 +89,7 @@ def bench_flush(hub: ct.Telemetry) -> None:
     n = 300_000
     rates = []
     for _ in range(3):
-        hub._closed = True  # keep the writer thread out of the timed flush
+        hub.writer.closed = True  # keep the writer thread out of the timed flush
         rows = [
             (
                 exp,
@@ -105,7 +105,7 @@ def bench_flush(hub: ct.Telemetry) -> None:
         t = time.perf_counter()
         written = hub.flush()
         rates.append(written / (time.perf_counter() - t))
-    hub._closed = False
+    hub.writer.closed = False
     r = statistics.median(rates)
     report("flush buffer -> Parquet store", f"{r / 1000:.0f}k events/s", ">= 500k/s", r >= 500_000)
 
@@ -221,9 +221,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         # the writer thread flushes between timed loops, not inside them (its cost is the flush figure)
         hub = ct.Telemetry(os.path.join(d, "e"), flush_interval=3600, batch_size=10 * N_EMIT)
-        hub_module.DRAIN_AT = 10 * N_EMIT
+        writer_module.DRAIN_AT = 10 * N_EMIT
         bench_emit(hub)
-        hub_module.DRAIN_AT = DRAIN_AT
+        writer_module.DRAIN_AT = DRAIN_AT
         hub.close()
         hub = ct.Telemetry(os.path.join(d, "a"))
         bench_flush(hub)
