@@ -515,8 +515,11 @@ def test_every_command_of_the_readme_table_runs_as_written(tmp_path: Path) -> No
 def test_plot_metric_and_build_report_are_the_python_side(hub: ct.Telemetry, tmp_path: Path) -> None:
     import matplotlib.image as mpimg
 
-    from crucible_telemetry.plots import plot_metric
-    from crucible_telemetry.report import build_report
+    from crucible_telemetry import plots, report  # the deprecated first homes
+    from crucible_telemetry.analysis.plots import plot_metric
+    from crucible_telemetry.analysis.report import build_report
+
+    assert plots.plot_metric is plot_metric and report.build_report is build_report
     from tests.cli._data import train
 
     ids = [
