@@ -9,6 +9,8 @@ import pytest
 
 import crucible_telemetry as ct
 
+from .._requires import requires_plugin
+
 
 class _Emitting:
     """A dataset whose every item emits one event from the worker that loads it."""
@@ -40,9 +42,11 @@ def _count(hub: ct.Telemetry, exp_id: str) -> tuple[int, int, set[int]]:
     return n, distinct, pids
 
 
+@requires_plugin("torch")
 @pytest.mark.parametrize("persistent", [False, True], ids=["fresh", "persistent"])
 def test_a_fast_dataloader_epoch_stores_every_worker_event(hub: ct.Telemetry, persistent: bool) -> None:
-    torch = pytest.importorskip("torch")
+    import torch
+
     exp = hub.start_experiment("workers")
     loader = torch.utils.data.DataLoader(
         _Emitting(64), batch_size=4, num_workers=2, multiprocessing_context="fork", persistent_workers=persistent

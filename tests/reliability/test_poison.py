@@ -11,6 +11,8 @@ import pytest
 
 import crucible_telemetry as ct
 
+from .._requires import requires_plugin
+
 
 class _BadRepr:
     def __repr__(self) -> str:
@@ -109,8 +111,10 @@ def test_numbers_keep_their_meaning(tmp_path: Path) -> None:
         hub.close()
 
 
+@requires_plugin("torch")
 def test_a_cpu_zero_d_tensor_is_a_number(tmp_path: Path) -> None:
-    torch = pytest.importorskip("torch")
+    import torch
+
     hub = ct.Telemetry(tmp_path / "h", flush_interval=3600)
     try:
         exp = hub.start_experiment("tensor")

@@ -67,3 +67,44 @@ def test_a_handler_installed_after_that_chains_to_ours_keeps_its_graceful_stop(
     assert rc == 4  # not killed by the default action: the later handler decides how to end
     assert Path(str(home) + ".chained").read_text() == str(int(sig))
     assert _stored(home) == list(range(3000))
+
+
+_MID_FLUSH = """
+import os, signal, sys
+import crucible_telemetry as ct
+from crucible_telemetry import plugins
+from crucible_telemetry.plugins import hookimpl
+
+hub = ct.Telemetry(sys.argv[1], flush_interval=3600)
+sent = []
+
+def enrich(name, m, md):
+    if not sent:  # the signal lands while this (main) thread is inside hub.flush()
+        sent.append(1)
+        os.kill(os.getpid(), signal.SIGTERM)
+    return None
+
+class Plugin:
+    @hookimpl
+    def register_enrichers(self, register):
+        register("mid-flush-kill", enrich)
+
+plugins.register_plugin(Plugin(), name="mid-flush")
+exp = hub.start_experiment("mid-flush")
+for i in range(500):
+    hub.emit("x.y", {"i": i})
+hub.flush()
+print("survived the signal", flush=True)  # never reached: the deferred SIGTERM ends the process
+"""
+
+
+def test_a_signal_during_the_main_threads_flush_waits_for_it(tmp_path: Path) -> None:
+    """A worker flushing at exit when ``Pool.terminate()`` sends SIGTERM: the rows being written are kept."""
+    home = tmp_path / "home"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CRUCIBLE_STRICT": "0"}
+    out = subprocess.run(
+        [sys.executable, "-c", _MID_FLUSH, str(home)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == -signal.SIGTERM, out.stderr  # still ended by the signal, as its default says
+    assert "survived" not in out.stdout
+    assert _stored(home) == list(range(500))

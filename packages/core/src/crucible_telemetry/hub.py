@@ -41,6 +41,7 @@ from .experiment import (
 from .names import _CACHE as _NAMES
 from .names import normalize
 from .span import Span
+from .storage import writer as writer_module
 from .storage.records import read_record, write_record
 from .storage.segments import SegmentWriter
 from .storage.writer import Later, Writer
@@ -581,9 +582,7 @@ def _after_fork_in_child() -> None:
 
 
 def _flush_all() -> None:
-    for hub in list(_HUBS):
-        if hub.writer.holds_lock():  # interrupted inside its own flush: re-entering would tangle it
-            continue
+    for hub in list(_HUBS):  # never inside a flush of this thread: ``on_signal`` defers those
         try:
             hub.flush()
         except Exception as exc:
@@ -617,8 +616,23 @@ def _install_signal_flush() -> None:
             continue
 
 
+_deferred: list[int] = []  # signals that came while this (main) thread was inside a flush
+
+
+def _redeliver() -> None:
+    """After the main thread's flush: deliver the signals that waited for it (``Writer.AFTER_FLUSH``)."""
+    if _deferred and threading.current_thread() is threading.main_thread():
+        while _deferred:
+            signal.raise_signal(_deferred.pop(0))
+
+
 def _chain(prev: Any) -> Callable[[int, Any], None]:
     def on_signal(signum: int, frame: Any) -> None:
+        if any(hub.writer.main_flushing for hub in list(_HUBS)):
+            # interrupted inside a flush (a pool worker flushing at exit when terminate() comes):
+            # let it finish, then this signal is raised again (``_redeliver``) and handled in full
+            _deferred.append(signum)
+            return
         _flush_all()
         if callable(prev):
             prev(signum, frame)
@@ -632,5 +646,6 @@ def _chain(prev: Any) -> Callable[[int, Any], None]:
     return on_signal
 
 
+writer_module.AFTER_FLUSH.append(_redeliver)
 atexit.register(_close_all)
 os.register_at_fork(after_in_child=_after_fork_in_child)

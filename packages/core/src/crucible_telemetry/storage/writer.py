@@ -32,6 +32,8 @@ __all__ = ["DRAIN_AT", "FLUSH_CHUNK", "Later", "Writer"]
 log = logging.getLogger("crucible_telemetry")
 
 _wall_ns = time.time_ns
+#: Called when a thread's outermost ``Writer.flush`` ends (the hub re-delivers a deferred signal).
+AFTER_FLUSH: list[Callable[[], None]] = []
 DRAIN_AT = 10_000  # buffered events that the writer turns into Arrow columns before the interval
 FLUSH_CHUNK = 100_000  # rows built into Arrow at a time by a flush (bounds its working memory)
 
@@ -77,6 +79,7 @@ class Writer:
         self._flush_hooks: list[Callable[[], object]] = []
         self._mbuf: deque[tuple[Any, ...]] = deque()
         self._flush_lock = threading.RLock()
+        self.main_flushing = 0  # the main thread's flushes under way (signals wait for them)
         self._wake = threading.Event()
         self.closed = False
         self._thread: threading.Thread | None = None
@@ -229,13 +232,27 @@ class Writer:
         """Call ``fn()`` at the start of every flush."""
         self._flush_hooks.append(fn)
 
-    def holds_lock(self) -> bool:
-        """Whether the calling thread is inside a flush (a signal handler must not start another)."""
-        owned = getattr(self._flush_lock, "_is_owned", None)
-        return bool(owned()) if owned is not None else False
-
     def flush(self) -> int:
-        """Write everything buffered now; returns the number of rows written."""
+        """Write everything buffered now; returns the number of rows written.
+
+        ``main_flushing`` counts the main thread's flushes under way: a signal handled there
+        meanwhile (a pool worker flushing at exit when ``terminate()`` comes) waits until the
+        outermost one ends, when the ``AFTER_FLUSH`` callbacks run (see ``hub.py``), rather than
+        ending the process with the drained rows not yet written.
+        """
+        main = threading.current_thread() is threading.main_thread()
+        if main:
+            self.main_flushing += 1
+        try:
+            return self._flush()
+        finally:
+            if main:
+                self.main_flushing -= 1
+                if not self.main_flushing:
+                    for fn in AFTER_FLUSH:
+                        fn()
+
+    def _flush(self) -> int:
         for fn in list(self._flush_hooks):
             try:
                 fn()
@@ -451,6 +468,7 @@ class Writer:
         """In a forked child: drop the parent's buffers and locks (its rows are the parent's to write)."""
         self._thread = None
         self._flush_lock = threading.RLock()
+        self.main_flushing = 0
         self.buf.clear()
         self.later.clear()
         self._mbuf.clear()
