@@ -68,12 +68,14 @@ __all__ = [
     "join_experiment",
     "list_experiments",
     "list_handlers",
+    "log_params",
     "pause_experiment",
     "resume_experiment",
     "set_default",
     "span",
     "start_experiment",
     "stop_experiment",
+    "update_experiment",
     "store",
     "streaming",
 ]
@@ -134,9 +136,19 @@ def join_experiment(experiment_id: str) -> Experiment:
     return default().join_experiment(experiment_id)
 
 
-def stop_experiment(experiment_id: str | Experiment) -> Experiment:
-    """Stop an experiment and flush its events."""
-    return default().stop_experiment(experiment_id)
+def stop_experiment(experiment_id: str | Experiment, status: str = "stopped") -> Experiment:
+    """Stop an experiment (``status="failed"`` when its code failed) and flush its events."""
+    return default().stop_experiment(experiment_id, status=status)
+
+
+def log_params(params: dict[str, Any], experiment_id: str | None = None) -> dict[str, Any]:
+    """Add parameters to the current experiment (or ``experiment_id``); nested dicts become dotted keys."""
+    return default().log_params(params, experiment_id=experiment_id)
+
+
+def update_experiment(experiment_id: str, **changes: Any) -> Experiment:
+    """Rename, note, tag (``add_tags``/``remove_tags``) or add ``params`` to an experiment after the fact."""
+    return default().update_experiment(experiment_id, **changes)
 
 
 def pause_experiment(experiment_id: str) -> None:

@@ -15,10 +15,23 @@ from .errors import InvalidArgumentError
 if TYPE_CHECKING:
     from .hub import Telemetry
 
-__all__ = ["PAUSED", "RUNNING", "STOPPED", "Experiment", "check_tags", "new_experiment_id", "validate_id"]
+__all__ = [
+    "ENDINGS",
+    "PAUSED",
+    "RUNNING",
+    "STOPPED",
+    "Experiment",
+    "check_params",
+    "check_tags",
+    "flatten_params",
+    "new_experiment_id",
+    "validate_id",
+]
 
 RUNNING, PAUSED, STOPPED = 0, 1, 2
 _STATUS = {RUNNING: "running", PAUSED: "paused", STOPPED: "stopped"}
+#: How a stopped experiment ended: ``stopped`` (normally) or ``failed`` (its code raised).
+ENDINGS = ("stopped", "failed")
 
 
 def new_experiment_id() -> str:
@@ -61,6 +74,50 @@ def check_tags(tags: object) -> tuple[str, ...]:
     return out
 
 
+def flatten_params(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts become dotted keys (``{"optim": {"lr": 1}}`` -> ``{"optim.lr": 1}``); values become
+    JSON scalars (numpy scalars and 0-d tensors numbers, bools bools), else lists of them, else text."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten_params(value, f"{name}."))
+        else:
+            out[name] = _param_value(value)
+    return out
+
+
+def _param_value(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)) and all(v is None or isinstance(v, (bool, int, float, str)) for v in value):
+        return list(value)
+    try:  # numpy scalars, one-element arrays and tensors: their Python value (params are logged once: a sync is fine)
+        numel = getattr(value, "numel", None)
+        size = numel() if callable(numel) else getattr(value, "size", None)
+        if size == 1 and hasattr(value, "item"):
+            item = value.item()
+            if isinstance(item, float) and getattr(getattr(value, "dtype", None), "itemsize", 8) < 8:
+                item = float(f"{item:.7g}")  # a float32 0.9 is 0.9, not 0.8999999761581421
+            if isinstance(item, (bool, int, float, str)):
+                return item
+        return str(value)
+    except Exception:  # a conversion or __str__ that raises: keep the type's name
+        return f"<{type(value).__name__}>"
+
+
+def check_params(argument: str, params: object) -> dict[str, Any]:
+    """Validate and flatten a params dict (keys are strings); raise naming ``argument`` otherwise."""
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise InvalidArgumentError(argument, f"expected a dict of parameters, got {type(params).__name__}")
+    bad = [k for k in params if not isinstance(k, str) or not k]
+    if bad:
+        raise InvalidArgumentError(argument, f"parameter names are non-empty strings, got {bad[0]!r}")
+    return flatten_params(params)
+
+
 @dataclass(eq=False)
 class Experiment:
     """A live or finished experiment; also a context manager that binds it to the current context."""
@@ -77,6 +134,10 @@ class Experiment:
     host: str = ""
     pid: int = 0
     dropped_paused: int = 0
+    params: dict[str, Any] = field(default_factory=dict)
+    framework: str | None = None
+    notes: str | None = None
+    ending: str = "stopped"  # how a stopped experiment ended: one of ENDINGS
     state: int = RUNNING
     owner: bool = True  # False when this process joined an experiment another process started
     _hub: Telemetry | None = field(default=None, repr=False)
@@ -84,8 +145,8 @@ class Experiment:
 
     @property
     def status(self) -> str:
-        """``running``, ``paused`` or ``stopped``."""
-        return _STATUS[self.state]
+        """``running``, ``paused``, ``stopped`` or ``failed``."""
+        return self.ending if self.state == STOPPED else _STATUS[self.state]
 
     @property
     def stopped(self) -> bool:
@@ -102,10 +163,15 @@ class Experiment:
         """Whether events are being dropped (and counted)."""
         return self.state == PAUSED
 
-    def stop(self) -> Experiment:
-        """Stop the experiment and flush what it recorded."""
+    def stop(self, status: str = "stopped") -> Experiment:
+        """Stop the experiment (``status="failed"`` when its code failed) and flush what it recorded."""
         assert self._hub is not None
-        return self._hub.stop_experiment(self.id)
+        return self._hub.stop_experiment(self.id, status=status)
+
+    def log_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Add (or overwrite) parameters; nested dicts become dotted keys. Returns all params."""
+        assert self._hub is not None
+        return self._hub.log_params(params, experiment_id=self.id)
 
     def pause(self) -> None:
         """Drop (and count) events until ``resume``."""
@@ -132,17 +198,18 @@ class Experiment:
     def __enter__(self) -> Experiment:
         return self.bind()
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         assert self._hub is not None
         self.unbind()
         if self.state != STOPPED:
-            self._hub.stop_experiment(self.id)
+            failed = exc_type is not None and not (isinstance(exc_type, type) and issubclass(exc_type, GeneratorExit))
+            self._hub.stop_experiment(self.id, status="failed" if failed else "stopped")
 
     async def __aenter__(self) -> Experiment:
         return self.__enter__()
 
-    async def __aexit__(self, *exc: object) -> None:
-        self.__exit__(*exc)
+    async def __aexit__(self, exc_type: object, *exc: object) -> None:
+        self.__exit__(exc_type, *exc)
 
     def to_json(self) -> dict[str, Any]:
         """The record written to ``experiments/<id>.json``."""
@@ -159,6 +226,9 @@ class Experiment:
             "host": self.host,
             "pid": self.pid,
             "dropped_paused": self.dropped_paused,
+            "params": self.params,
+            "framework": self.framework,
+            "notes": self.notes,
             "environment": self.environment,
         }
 
@@ -180,6 +250,10 @@ class Experiment:
             host=data.get("host", ""),
             pid=int(data.get("pid") or 0),
             dropped_paused=int(data.get("dropped_paused") or 0),
+            params=data.get("params") or {},
+            framework=data.get("framework"),
+            notes=data.get("notes"),
+            ending=status if status in ENDINGS else "stopped",
             state={"running": RUNNING, "paused": PAUSED}.get(status, STOPPED),
             owner=False,
         )

@@ -30,10 +30,12 @@ from .bus import Handler, HandlerFn, HandlerTable
 from .environment import HOSTNAME, capture_environment
 from .errors import InvalidArgumentError, UnknownExperimentError
 from .experiment import (
+    ENDINGS,
     PAUSED,
     RUNNING,
     STOPPED,
     Experiment,
+    check_params,
     check_tags,
     new_experiment_id,
     validate_id,
@@ -288,14 +290,25 @@ class Telemetry:
         *,
         experiment_id: str | None = None,
         bind: bool = True,
+        params: dict[str, Any] | None = None,
+        framework: str | None = None,
+        notes: str | None = None,
     ) -> Experiment:
-        """Start (or, given the id of an existing one, join) an experiment and bind it to this context."""
+        """Start (or, given the id of an existing one, join) an experiment and bind it to this context.
+
+        ``params`` are its hyper-parameters (nested dicts become dotted keys, see ``log_params``);
+        ``framework`` names what trains it (``lightning``, ``transformers`` ...); ``notes`` is free text.
+        """
         if not isinstance(name, str) or not name.strip():
             raise InvalidArgumentError("name", "an experiment needs a non-empty name")
         for arg, val in (("hypothesis", hypothesis), ("condition", condition)):
             if val is not None and not isinstance(val, str):
                 raise InvalidArgumentError(arg, f"expected a string, got {type(val).__name__}")
         tag_tuple = check_tags(tags)
+        flat = check_params("params", params)
+        for arg, val in (("framework", framework), ("notes", notes)):
+            if val is not None and not isinstance(val, str):
+                raise InvalidArgumentError(arg, f"expected a string, got {type(val).__name__}")
         if metadata is not None and not isinstance(metadata, dict):
             raise InvalidArgumentError("metadata", f"expected a dict, got {type(metadata).__name__}")
         if store is not None and Path(store).absolute() != self.home:
@@ -306,7 +319,10 @@ class Telemetry:
             validate_id("experiment_id", experiment_id)
             existing = read_record(self.home / "experiments", experiment_id)
             if existing is not None:
-                return self.join_experiment(experiment_id, bind=bind)
+                exp = self.join_experiment(experiment_id, bind=bind)
+                if flat:
+                    self.log_params(flat, experiment_id=exp.id)
+                return exp
         exp = Experiment(
             id=experiment_id or new_experiment_id(),
             name=name,
@@ -314,6 +330,9 @@ class Telemetry:
             condition=condition,
             tags=tag_tuple,
             metadata=dict(metadata or {}),
+            params=flat,
+            framework=framework,
+            notes=notes,
             environment=capture_environment(),
             host=HOSTNAME,
             pid=os.getpid(),
@@ -368,12 +387,19 @@ class Telemetry:
             raise UnknownExperimentError(experiment_id)
         return exp
 
-    def stop_experiment(self, experiment_id: str | Experiment) -> Experiment:
-        """Stop an experiment, flush its events and compact its segments."""
+    def stop_experiment(self, experiment_id: str | Experiment, status: str = "stopped") -> Experiment:
+        """Stop an experiment, flush its events and compact its segments.
+
+        ``status="failed"`` records that its code failed (the exit of ``with ct.experiment()`` on an
+        exception, a trainer's exception hook); stopping an already stopped experiment changes nothing.
+        """
+        if status not in ENDINGS:
+            raise InvalidArgumentError("status", f"expected one of {', '.join(ENDINGS)}, got {status!r}")
         exp = self._live(experiment_id.id if isinstance(experiment_id, Experiment) else experiment_id)
         if exp.state == STOPPED:
             return exp
         self.flush()
+        exp.ending = status
         exp.state = STOPPED
         exp.stopped_at = datetime.now(UTC)
         if self._fallback is exp:
@@ -382,6 +408,47 @@ class Telemetry:
         if exp.owner:
             write_record(self.home / "experiments", exp)
         self.events_writer.compact(exp.id)
+        return exp
+
+    def log_params(self, params: dict[str, Any], experiment_id: str | None = None) -> dict[str, Any]:
+        """Add or overwrite parameters of an experiment (the current one by default) and record them.
+
+        Nested dicts become dotted keys; numpy scalars and one-element tensors their Python value;
+        anything else that is not a JSON scalar or a list of them its text. Returns all params.
+        """
+        flat = check_params("params", params)
+        exp = self._live(experiment_id) if experiment_id is not None else self.current_experiment()
+        if exp is None:
+            raise InvalidArgumentError("experiment_id", "no experiment is live here: start one or pass its id")
+        exp.params.update(flat)
+        write_record(self.home / "experiments", exp)
+        return dict(exp.params)
+
+    def update_experiment(
+        self,
+        experiment_id: str,
+        *,
+        name: str | None = None,
+        notes: str | None = None,
+        add_tags: Iterable[str] = (),
+        remove_tags: Iterable[str] = (),
+        params: dict[str, Any] | None = None,
+    ) -> Experiment:
+        """Rename, note, tag or add params to an experiment after the fact (live or stored)."""
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            raise InvalidArgumentError("name", "an experiment needs a non-empty name")
+        if notes is not None and not isinstance(notes, str):
+            raise InvalidArgumentError("notes", f"expected a string, got {type(notes).__name__}")
+        add, remove = check_tags(add_tags), set(check_tags(remove_tags))
+        flat = check_params("params", params)
+        exp = self.get_experiment(experiment_id)
+        if name is not None:
+            exp.name = name
+        if notes is not None:
+            exp.notes = notes
+        exp.tags = tuple(t for t in dict.fromkeys(exp.tags + add) if t not in remove)
+        exp.params.update(flat)
+        write_record(self.home / "experiments", exp)
         return exp
 
     def pause_experiment(self, experiment_id: str) -> None:

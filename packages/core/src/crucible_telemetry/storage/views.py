@@ -12,17 +12,19 @@ import duckdb
 import orjson
 
 from . import segments
+from .summaries import summary_sql
 
 __all__ = ["VIEW_NAMES", "connect", "create_views", "set_aside_damaged"]
 
 log = logging.getLogger("crucible_telemetry")
 
-VIEW_NAMES = ("experiments", "events", "metrics", "runs")
+VIEW_NAMES = ("experiments", "events", "metrics", "runs", "params", "summaries")
 
 _EXPERIMENT_COLUMNS = (
     "{experiment_id: 'VARCHAR', name: 'VARCHAR', hypothesis: 'VARCHAR', condition: 'VARCHAR', "
     "tags: 'VARCHAR[]', metadata: 'JSON', status: 'VARCHAR', started_at: 'TIMESTAMPTZ', "
-    "stopped_at: 'TIMESTAMPTZ', host: 'VARCHAR', pid: 'BIGINT', dropped_paused: 'BIGINT', environment: 'JSON'}"
+    "stopped_at: 'TIMESTAMPTZ', host: 'VARCHAR', pid: 'BIGINT', dropped_paused: 'BIGINT', params: 'JSON', "
+    "framework: 'VARCHAR', notes: 'VARCHAR', environment: 'JSON'}"
 )
 
 
@@ -111,6 +113,16 @@ def create_views(con: duckdb.DuckDBPyConnection, home: Path) -> None:
         SELECT * FROM read_json({_lit(exp_pattern)}, format = 'auto', columns = {_EXPERIMENT_COLUMNS},
                                 union_by_name = true)
         WHERE experiment_id IS NOT NULL"""
+    )
+    con.execute(f"CREATE OR REPLACE VIEW summaries AS {summary_sql()}")
+    con.execute(
+        """CREATE OR REPLACE VIEW params AS
+        SELECT e.experiment_id, p.key, p.value ->> '$' AS value,
+               CASE WHEN json_type(p.value) IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN CAST(p.value AS DOUBLE)
+                    WHEN json_type(p.value) = 'BOOLEAN' THEN CAST(CAST(p.value AS BOOLEAN) AS DOUBLE)
+               END AS value_num
+        FROM experiments e, json_each(coalesce(e.params, '{}')) p
+        WHERE json_type(e.params) = 'OBJECT'"""
     )
     con.execute(
         """CREATE OR REPLACE VIEW runs AS
