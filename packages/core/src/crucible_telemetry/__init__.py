@@ -75,9 +75,9 @@ __all__ = [
     "span",
     "start_experiment",
     "stop_experiment",
-    "update_experiment",
     "store",
     "streaming",
+    "update_experiment",
 ]
 
 
