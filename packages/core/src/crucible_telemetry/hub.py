@@ -97,6 +97,7 @@ class Telemetry:
             "crucible_experiment", default=None
         )
         self._experiments: dict[str, Experiment] = {}
+        self._samplers: dict[str, Any] = {}  # experiment id -> its system-metrics sampler
         self._fallback: Experiment | None = None
         self._run_ids: set[str] = set()  # run ids record_metric has validated
         plugins.load_plugins()  # the event registry and the enrichers, before the first batch is built
@@ -293,11 +294,14 @@ class Telemetry:
         params: dict[str, Any] | None = None,
         framework: str | None = None,
         notes: str | None = None,
+        system_metrics: bool | float = False,
     ) -> Experiment:
         """Start (or, given the id of an existing one, join) an experiment and bind it to this context.
 
         ``params`` are its hyper-parameters (nested dicts become dotted keys, see ``log_params``);
         ``framework`` names what trains it (``lightning``, ``transformers`` ...); ``notes`` is free text.
+        ``system_metrics``: True (or an interval in seconds) samples the machine into the experiment
+        until it stops (``crucible_telemetry.system``; ``$CRUCIBLE_SYSTEM_METRICS=0`` turns it off).
         """
         if not isinstance(name, str) or not name.strip():
             raise InvalidArgumentError("name", "an experiment needs a non-empty name")
@@ -306,6 +310,7 @@ class Telemetry:
                 raise InvalidArgumentError(arg, f"expected a string, got {type(val).__name__}")
         tag_tuple = check_tags(tags)
         flat = check_params("params", params)
+        self._check_system_metrics(system_metrics)
         for arg, val in (("framework", framework), ("notes", notes)):
             if val is not None and not isinstance(val, str):
                 raise InvalidArgumentError(arg, f"expected a string, got {type(val).__name__}")
@@ -322,6 +327,7 @@ class Telemetry:
                 exp = self.join_experiment(experiment_id, bind=bind)
                 if flat:
                     self.log_params(flat, experiment_id=exp.id)
+                self._start_sampler(exp, system_metrics)
                 return exp
         exp = Experiment(
             id=experiment_id or new_experiment_id(),
@@ -344,7 +350,35 @@ class Telemetry:
         self._fallback = exp
         if bind:
             exp._tokens.append(self._current.set(exp))
+        self._start_sampler(exp, system_metrics)
         return exp
+
+    @staticmethod
+    def _check_system_metrics(system_metrics: object) -> None:
+        if system_metrics is True or system_metrics is False or system_metrics is None:
+            return
+        if isinstance(system_metrics, bool) or not isinstance(system_metrics, (int, float)) or system_metrics <= 0:
+            raise InvalidArgumentError(
+                "system_metrics", f"expected True, False or an interval in seconds, got {system_metrics!r}"
+            )
+
+    def _start_sampler(self, exp: Experiment, system_metrics: bool | float) -> None:
+        if system_metrics is False or system_metrics is None:
+            return
+        from . import system
+
+        interval = None if system_metrics is True else float(system_metrics)
+        self._samplers[exp.id] = system.start(hub=self, interval=interval, experiment=exp)
+
+    def _stop_sampler(self, exp: Experiment) -> None:
+        sampler = self._samplers.pop(exp.id, None)
+        if sampler is not None:
+            from . import system
+
+            if system.current() is sampler:
+                system.stop()
+            else:
+                sampler.stop()
 
     def join_experiment(self, experiment_id: str, *, bind: bool = True) -> Experiment:
         """Record into an experiment another process started (DDP ranks, workers)."""
@@ -398,6 +432,7 @@ class Telemetry:
         exp = self._live(experiment_id.id if isinstance(experiment_id, Experiment) else experiment_id)
         if exp.state == STOPPED:
             return exp
+        self._stop_sampler(exp)
         self.flush()
         exp.ending = status
         exp.state = STOPPED
