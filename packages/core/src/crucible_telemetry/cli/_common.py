@@ -1,12 +1,19 @@
-"""Shared pieces of the ``crucible`` commands: the store to open, consoles, number formats, tables."""
+"""Shared pieces of the ``crucible`` commands: the store to open, run lookup, consoles, number formats, tables.
+
+Tables fit the terminal by truncating cells with an ellipsis (never folding a cell over lines);
+piped output is never cut or wrapped (unless ``$COLUMNS`` asks for a width); user text is never
+read as rich markup.
+"""
 
 from __future__ import annotations
 
 import argparse
 import csv
+import difflib
 import io
 import json
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from datetime import date, datetime
@@ -25,12 +32,17 @@ __all__ = [
     "CommandError",
     "emit_rows",
     "err_console",
+    "fit_widths",
     "fmt_duration",
     "fmt_num",
     "home_of",
     "jsonable",
     "open_hub",
     "out_console",
+    "resolve_id",
+    "resolve_ids",
+    "short_id",
+    "table_width",
     "write_text",
 ]
 
@@ -58,11 +70,20 @@ def open_hub(args: argparse.Namespace) -> Telemetry:
     return hub
 
 
-def out_console() -> Console:
-    """Console on stdout (fits the terminal; plain text when piped)."""
+def table_width() -> int | None:
+    """Width tables must fit: the terminal's, else ``$COLUMNS``, else None (piped: no limit)."""
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size().columns
+    cols = os.environ.get("COLUMNS", "")
+    return int(cols) if cols.isdigit() and int(cols) > 0 else None
+
+
+def out_console(width: int | None = None) -> Console:
+    """Console on stdout: the terminal's width, or a line as long as it needs when piped."""
     from rich.console import Console
 
-    return Console(soft_wrap=False, highlight=False)
+    w = width or table_width() or 100_000
+    return Console(soft_wrap=False, highlight=False, width=w, emoji=False)
 
 
 def err_console() -> Console:
@@ -113,9 +134,65 @@ def write_text(text: str, output: str | None) -> None:
         sys.stdout.flush()
 
 
+def short_id(experiment_id: str) -> str:
+    """What ``crucible runs`` shows of an id: the random tail of ``exp-<time>-<hex>``, else the id."""
+    head, _, tail = experiment_id.rpartition("-")
+    return tail if head.startswith("exp-") and len(tail) >= 6 else experiment_id
+
+
+def resolve_id(hub: Telemetry, token: str) -> str:
+    """One run named by its id, a unique prefix of the id or of its short id, or its unique name."""
+    return resolve_ids(hub, [token])[0]
+
+
+def resolve_ids(hub: Telemetry, tokens: Sequence[str]) -> list[str]:
+    """The experiment ids that ``tokens`` name, in order: each an id, a unique prefix of an id or of
+    its short id (as ``crucible runs`` shows it), or a unique run name.
+
+    Raises :class:`CommandError` (exit 1) for a token that names no run, with "did you mean ...",
+    or several runs, listing them.
+    """
+    runs = [(e.id, e.name) for e in hub.list_experiments()]
+    ids = {i for i, _ in runs}
+    out: list[str] = []
+    for raw in tokens:
+        token = str(raw).strip()
+        if not token:
+            raise CommandError("an empty run name or id")
+        if token in ids:
+            out.append(token)
+            continue
+        found = [i for i, _ in runs if i.startswith(token) or short_id(i).startswith(token)]
+        if not found:
+            found = [i for i, n in runs if n == token]
+        if len(found) == 1:
+            out.append(found[0])
+            continue
+        if found:
+            names = {i: n for i, n in runs}
+            listed = ", ".join(f"{short_id(i)} ({names[i]})" for i in found[:6])
+            more = f" and {len(found) - 6} more" if len(found) > 6 else ""
+            raise CommandError(f"{token!r} matches {len(found)} runs: {listed}{more}; give more of an id")
+        words = sorted({n for _, n in runs} | {short_id(i) for i in ids} | ids)
+        close = difflib.get_close_matches(token, words, n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else " (crucible runs lists them)"
+        raise CommandError(f"no run with id or name {token!r}{hint}")
+    return out
+
+
+#: Table cells holding JSON (params, environment) are cut to this many characters.
+JSON_CELL = 80
+
+
+def _cut_json(text: str) -> str:
+    return text if len(text) <= JSON_CELL else text[: JSON_CELL - 1] + "\u2026"
+
+
 def _cell(x: Any) -> str:
     if isinstance(x, (dict, list, tuple)):
-        return json.dumps(jsonable(x), default=str)
+        return _cut_json(json.dumps(jsonable(x), default=str))
+    if isinstance(x, str) and x[:1] in ("{", "["):  # a JSON column (DuckDB hands JSON over as text)
+        return _cut_json(x)
     if isinstance(x, datetime):
         return x.isoformat(sep=" ", timespec="seconds")
     return fmt_num(x) if isinstance(x, float) else ("" if x is None else str(x))
@@ -132,7 +209,8 @@ def emit_rows(
 ) -> None:
     """Print rows as a rich table, CSV or JSON (a list of objects), to stdout or ``output``.
 
-    ``no_wrap`` names columns kept on one line (ids to copy); the others fold to fit the terminal.
+    ``no_wrap`` names columns never cut (ids to copy); the others are cut with an ellipsis to fit the
+    terminal. Cells never fold over lines, and output to a pipe or file is not cut at all.
     """
     if fmt == "json":
         data = [{c: jsonable(v) for c, v in zip(columns, r)} for r in rows]
@@ -155,21 +233,69 @@ def emit_rows(
         return
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=title, show_lines=False, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
-    for c in columns:
-        table.add_column(c, overflow="fold", no_wrap=c in no_wrap)
-    shown = rows if max_rows is None else rows[:max_rows]
-    for r in shown:
-        table.add_row(*[_cell(v) for v in r])
-    if output:
-        from rich.console import Console
-
-        buf = io.StringIO()
-        Console(file=buf, width=200, color_system=None).print(table)
-        write_text(buf.getvalue(), output)
-        return
-    con = out_console()
-    con.print(table)
+    shown = list(rows if max_rows is None else rows[:max_rows])
+    cells = [[_cell(v).replace("\n", " ") for v in r] for r in shown]
+    width = None if output else table_width()
+    widths = fit_widths(columns, cells, width, keep=no_wrap)
+    hidden = list(columns[len(widths) :])
+    table = Table(
+        title=Text(title) if title else None,
+        show_lines=False,
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        title_justify="left",
+    )
+    for c, w in zip(columns, widths):
+        table.add_column(Text(str(c)), no_wrap=True, overflow="ellipsis", width=w)
+    for r in cells:
+        table.add_row(*[Text(v) for v in r[: len(widths)]])
+    notes = []
+    if hidden:
+        notes.append(f"{len(hidden)} more column(s) do not fit: {', '.join(hidden)} (use --format csv or json)")
     if max_rows is not None and len(rows) > max_rows:
-        con.print(f"... {len(rows) - max_rows} more rows (use --format csv or json for all)")
+        notes.append(f"... {len(rows) - max_rows} more rows (use --format csv or json for all)")
+    con = out_console(100_000 if output else None)
+    with con.capture() as cap:
+        con.print(table)
+        for n in notes:
+            con.print(Text(n))
+    write_text(_strip_lines(cap.get()), output)
+
+
+def _strip_lines(text: str) -> str:
+    return "\n".join(line.rstrip() for line in text.splitlines()) + "\n"
+
+
+def fit_widths(
+    columns: Sequence[str], cells: Sequence[Sequence[str]], width: int | None, keep: Sequence[str] = ()
+) -> list[int]:
+    """Widths of the columns that fit ``width`` (None: all, at their natural widths).
+
+    The widest columns give way first, down to 8 characters (``keep`` columns are never cut); cut
+    cells end in an ellipsis. Columns that still do not fit at 6 characters each are left off the
+    end: fewer widths than columns come back, and the caller says which were left off.
+    """
+    natural = [max([len(str(c)), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    if width is None or not columns:
+        return natural
+
+    def shrink(n: int, floor_of: Any) -> list[int]:
+        widths = natural[:n]
+        floors = [natural[i] if columns[i] in keep else min(natural[i], floor_of(i)) for i in range(n)]
+        avail = width - 3 * (n - 1)  # padding either side of a one-space rule
+        while sum(widths) > avail:
+            i = max(range(n), key=lambda k: (widths[k] - floors[k], widths[k]))
+            if widths[i] <= floors[i]:
+                break
+            widths[i] -= 1
+        return widths
+
+    n = len(columns)
+    while n > 1 and sum(shrink(n, lambda i: 6)) > width - 3 * (n - 1):
+        n -= 1
+    widths = shrink(n, lambda i: max(8, min(len(str(columns[i])), 12)))
+    return widths if sum(widths) <= width - 3 * (n - 1) else shrink(n, lambda i: 6)
