@@ -64,6 +64,7 @@ __all__ = [
     "export",
     "flush",
     "get_experiment",
+    "history",
     "is_paused",
     "join_experiment",
     "list_experiments",
@@ -71,6 +72,7 @@ __all__ = [
     "log_params",
     "pause_experiment",
     "resume_experiment",
+    "runs",
     "set_default",
     "span",
     "start_experiment",
@@ -205,6 +207,21 @@ def export(
     from .storage.export import export as do_export
 
     return do_export(default(), exp_id, fmt, path, overwrite)
+
+
+def runs(filter: Any = None, order_by: Any = None, *, hub: Telemetry | None = None) -> Any:
+    """Every run as a row of a pandas DataFrame: id, name, status, ..., ``params.<key>``, ``metrics.<name>``
+    (last), ``metrics.<name>.min`` and ``.max``; ``order_by="metrics.val_loss.min"`` ("-" for descending)."""
+    from .analysis.runs import runs as frame
+
+    return frame(filter, order_by, hub=hub)
+
+
+def history(ids: Any, metrics: Any, x: str = "step", *, hub: Telemetry | None = None) -> Any:
+    """The curves of ``metrics`` for runs ``ids`` as a long pandas DataFrame (``x``: step, epoch or time)."""
+    from .analysis.runs import history as curves
+
+    return curves(ids, metrics, x, hub=hub)
 
 
 class _Proxy:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import difflib
 import io
 import json
 import os
@@ -136,8 +135,9 @@ def write_text(text: str, output: str | None) -> None:
 
 def short_id(experiment_id: str) -> str:
     """What ``crucible runs`` shows of an id: the random tail of ``exp-<time>-<hex>``, else the id."""
-    head, _, tail = experiment_id.rpartition("-")
-    return tail if head.startswith("exp-") and len(tail) >= 6 else experiment_id
+    from ..analysis.runs import short_id as short
+
+    return short(experiment_id)
 
 
 def resolve_id(hub: Telemetry, token: str) -> str:
@@ -152,32 +152,14 @@ def resolve_ids(hub: Telemetry, tokens: Sequence[str]) -> list[str]:
     Raises :class:`CommandError` (exit 1) for a token that names no run, with "did you mean ...",
     or several runs, listing them.
     """
-    runs = [(e.id, e.name) for e in hub.list_experiments()]
-    ids = {i for i, _ in runs}
-    out: list[str] = []
-    for raw in tokens:
-        token = str(raw).strip()
-        if not token:
-            raise CommandError("an empty run name or id")
-        if token in ids:
-            out.append(token)
-            continue
-        found = [i for i, _ in runs if i.startswith(token) or short_id(i).startswith(token)]
-        if not found:
-            found = [i for i, n in runs if n == token]
-        if len(found) == 1:
-            out.append(found[0])
-            continue
-        if found:
-            names = {i: n for i, n in runs}
-            listed = ", ".join(f"{short_id(i)} ({names[i]})" for i in found[:6])
-            more = f" and {len(found) - 6} more" if len(found) > 6 else ""
-            raise CommandError(f"{token!r} matches {len(found)} runs: {listed}{more}; give more of an id")
-        words = sorted({n for _, n in runs} | {short_id(i) for i in ids} | ids)
-        close = difflib.get_close_matches(token, words, n=3, cutoff=0.6)
-        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else " (crucible runs lists them)"
-        raise CommandError(f"no run with id or name {token!r}{hint}")
-    return out
+    from ..analysis.runs import match_runs
+
+    ids, message = match_runs(hub, tokens)
+    if message:
+        raise CommandError(
+            message + ("" if "did you mean" in message or "matches" in message else " (crucible runs lists them)")
+        )
+    return ids
 
 
 #: Table cells holding JSON (params, environment) are cut to this many characters.

@@ -1,0 +1,258 @@
+"""``ct.runs()`` and ``ct.history()``: every run as one row of a pandas DataFrame, and curves in long form.
+
+Read from the ``experiments``, ``summaries`` and ``params`` views (never the events), so a table of
+hundreds of runs comes back at once. Metric names follow :mod:`crucible_telemetry.analysis.names`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InvalidArgumentError
+from .names import STATS, metric_series, metric_summaries, resolve_metric
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..hub import Telemetry
+
+__all__ = ["BASE_COLUMNS", "history", "match_runs", "runs", "runs_frame", "short_id"]
+
+#: The columns every ``ct.runs()`` frame starts with, before ``params.*`` and ``metrics.*``.
+BASE_COLUMNS = [
+    "id",
+    "name",
+    "status",
+    "condition",
+    "tags",
+    "started_at",
+    "duration_s",
+    "framework",
+    "notes",
+]
+
+_EXPERIMENTS_SQL = """
+SELECT e.experiment_id AS id, e.name, e.status, e.condition, e.tags, e.started_at,
+       epoch(coalesce(e.stopped_at, s.last_ts, e.started_at)) - epoch(e.started_at) AS duration_s,
+       e.framework, e.notes, CAST(e.params AS VARCHAR) AS params
+FROM experiments e
+LEFT JOIN (SELECT experiment_id, max(last_ts) AS last_ts FROM summaries GROUP BY experiment_id) s
+       ON s.experiment_id = e.experiment_id
+ORDER BY e.started_at, e.experiment_id
+"""
+
+
+def _hub(hub: Telemetry | None) -> Telemetry:
+    if hub is None:
+        from .._hubs import default
+
+        return default()
+    from ..hub import Telemetry
+
+    if not isinstance(hub, Telemetry):
+        raise InvalidArgumentError("hub", f"expected a crucible_telemetry.Telemetry, got {type(hub).__name__}")
+    return hub
+
+
+def _param_value(v: Any) -> Any:
+    return json.dumps(v, default=str) if isinstance(v, (dict, list)) else v
+
+
+def runs_frame(hub: Telemetry, stats: Iterable[str] = ("last", "min", "max")) -> pd.DataFrame:
+    """All runs, oldest first: the base columns, ``params.<key>`` and ``metrics.<name>[.<stat>]``."""
+    import pandas as pd
+
+    base = hub.store.arrow(_EXPERIMENTS_SQL).to_pandas()
+    params = [json.loads(p) if isinstance(p, str) and p else {} for p in base.pop("params")]
+    base["tags"] = [list(t) if t is not None else [] for t in base["tags"]]
+    keys = sorted({k for p in params if isinstance(p, dict) for k in p})
+    pcols = {f"params.{k}": [_param_value(p.get(k)) if isinstance(p, dict) else None for p in params] for k in keys}
+    frame = pd.concat([base, pd.DataFrame(pcols, index=base.index)], axis=1)
+    summ = metric_summaries(hub)
+    if len(summ):
+        cols: dict[str, Any] = {}
+        wanted = list(dict.fromkeys(stats))
+        for metric in sorted(summ["metric"].unique()):
+            rows = summ[summ["metric"] == metric].set_index("experiment_id")
+            for stat in wanted:
+                col = f"metrics.{metric}" if stat == "last" else f"metrics.{metric}.{stat}"
+                cols[col] = frame["id"].map(rows[stat]).astype("float64")
+        frame = pd.concat([frame, pd.DataFrame(cols, index=frame.index)], axis=1)
+    return frame.reset_index(drop=True)
+
+
+def _column(frame: pd.DataFrame, name: str, argument: str) -> str:
+    """A frame column from a full name or a short one (``lr`` -> ``params.lr``, ``val_loss.min``)."""
+    if name in frame.columns:
+        return name
+    for prefix in ("params.", "metrics."):
+        if prefix + name in frame.columns:
+            return prefix + name
+    close = difflib.get_close_matches(name, list(frame.columns), n=3, cutoff=0.6)
+    close += [c for c in difflib.get_close_matches(name, [c.split(".", 1)[-1] for c in frame.columns], n=3) if c]
+    shown = list(dict.fromkeys(c if c in frame.columns else _full(frame, c) for c in close))[:3]
+    hint = f"; did you mean {' or '.join(repr(c) for c in shown)}?" if shown else ""
+    raise InvalidArgumentError(argument, f"no column {name!r} in the runs table{hint}")
+
+
+def _full(frame: pd.DataFrame, short: str) -> str:
+    for prefix in ("params.", "metrics."):
+        if prefix + short in frame.columns:
+            return prefix + short
+    return short
+
+
+def _extra_stats(names: Iterable[str]) -> set[str]:
+    out = set()
+    for n in names:
+        stem, _, stat = str(n).lstrip("-").rpartition(".")
+        if stem and stat in STATS:
+            out.add(stat)
+    return out
+
+
+def _matches(value: Any, want: Any) -> bool:
+    if callable(want):
+        return bool(want(value))
+    if isinstance(value, list):  # tags: the run has every wanted tag
+        wanted = [want] if isinstance(want, str) else list(want)
+        return all(w in value for w in wanted)
+    if isinstance(want, (list, tuple, set, frozenset)):
+        return any(_matches(value, w) for w in want)
+    if isinstance(value, float) and math.isnan(value):
+        return want is None or (isinstance(want, float) and math.isnan(want))
+    return bool(value == want)
+
+
+def _apply_filter(frame: pd.DataFrame, flt: Any) -> pd.DataFrame:
+    if flt is None:
+        return frame
+    if isinstance(flt, str):
+        try:
+            return frame.query(flt)
+        except Exception as exc:
+            raise InvalidArgumentError("filter", f"{flt!r}: {type(exc).__name__}: {exc}") from None
+    if callable(flt):
+        return frame[[bool(flt(row)) for _, row in frame.iterrows()]]
+    if not isinstance(flt, dict):
+        raise InvalidArgumentError(
+            "filter", f"expected a dict of column -> value, a callable or a query string, got {type(flt).__name__}"
+        )
+    keep = [True] * len(frame)
+    for key, want in flt.items():
+        col = _column(frame, str(key), "filter")
+        keep = [k and _matches(v, want) for k, v in zip(keep, frame[col])]
+    return frame[keep]
+
+
+def _order(frame: pd.DataFrame, order_by: Any) -> pd.DataFrame:
+    if order_by is None:
+        return frame
+    keys = [order_by] if isinstance(order_by, str) else list(order_by)
+    if not keys or not all(isinstance(k, str) and k.strip("-") for k in keys):
+        raise InvalidArgumentError("order_by", f"expected a column name or a list of them, got {order_by!r}")
+    cols = [_column(frame, k.strip().lstrip("-"), "order_by") for k in keys]
+    asc = [not k.strip().startswith("-") for k in keys]
+    return frame.sort_values(cols, ascending=asc, na_position="last", kind="stable")
+
+
+def runs(
+    filter: Any = None,
+    order_by: str | Sequence[str] | None = None,
+    *,
+    hub: Telemetry | None = None,
+) -> pd.DataFrame:
+    """Every run as one row: id, name, status, condition, tags, started_at, duration_s, framework,
+    notes, ``params.<key>`` and ``metrics.<name>`` (last), ``metrics.<name>.min``, ``.max``.
+
+    Args:
+        filter: ``{"params.lr": 0.01, "status": "stopped", "tags": "sweep"}`` (a list value matches
+            any of its items, a callable value is a predicate, a tag value must be among the tags;
+            ``lr`` is short for ``params.lr``), a ``DataFrame.query`` string, or a callable on a row.
+        order_by: a column or a list of them, ``-`` first for descending (``"metrics.val_loss.min"``,
+            ``["-params.lr", "val_loss"]``); ``.first`` and ``.count`` columns are added when named.
+        hub: the ``ct.Telemetry`` to read; default the default hub.
+
+    Example:
+        >>> best = ct.runs(order_by="metrics.val_loss.min").iloc[0]  # doctest: +SKIP
+    """
+    h = _hub(hub)
+    named = [*([order_by] if isinstance(order_by, str) else list(order_by or ()))]
+    if isinstance(filter, dict):
+        named += [str(k) for k in filter]
+    stats = ["last", "min", "max", *sorted(_extra_stats(named) - {"last", "min", "max"})]
+    frame = runs_frame(h, stats)
+    frame = _order(_apply_filter(frame, filter), order_by)
+    return frame.reset_index(drop=True)
+
+
+def short_id(experiment_id: str) -> str:
+    """The short form of an id: the random tail of ``exp-<time>-<hex>``, else the id itself."""
+    head, _, tail = experiment_id.rpartition("-")
+    return tail if head.startswith("exp-") and len(tail) >= 6 else experiment_id
+
+
+def match_runs(hub: Telemetry, tokens: Iterable[Any]) -> tuple[list[str], str | None]:
+    """Ids of the runs ``tokens`` name (an id, a unique prefix of an id or of its short id, a unique
+    name, an ``Experiment``); ``(ids, None)``, or ``([], message)`` for the first token that fails."""
+    exps = hub.list_experiments()
+    runs_ = [(e.id, e.name) for e in exps]
+    ids = {i for i, _ in runs_}
+    out: list[str] = []
+    for raw in tokens:
+        token = str(getattr(raw, "id", raw)).strip()
+        if not token:
+            return [], "an empty run name or id"
+        if token in ids:
+            out.append(token)
+            continue
+        found = [i for i, _ in runs_ if i.startswith(token) or short_id(i).startswith(token)]
+        if not found:
+            found = [i for i, n in runs_ if n == token]
+        if len(found) == 1:
+            out.append(found[0])
+            continue
+        if found:
+            names = dict(runs_)
+            listed = ", ".join(f"{short_id(i)} ({names[i]})" for i in found[:6])
+            more = f" and {len(found) - 6} more" if len(found) > 6 else ""
+            return [], f"{token!r} matches {len(found)} runs: {listed}{more}; give more of an id"
+        words = sorted({n for _, n in runs_} | {short_id(i) for i in ids} | ids)
+        close = difflib.get_close_matches(token, words, n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        return [], f"no run with id or name {token!r}{hint}"
+    return out, None
+
+
+def history(
+    ids: Any,
+    metrics: str | Sequence[str],
+    x: str = "step",
+    *,
+    hub: Telemetry | None = None,
+) -> pd.DataFrame:
+    """The curves of ``metrics`` for the runs ``ids``, long form: experiment_id, metric, x, value,
+    step, epoch, ts (``x`` is ``"step"``, ``"epoch"`` or ``"time"``: seconds since the run started).
+
+    ``ids`` is an id, a name, an ``Experiment``, a list of them, or a ``ct.runs()`` frame.
+    """
+    import pandas as pd
+
+    h = _hub(hub)
+    if hasattr(ids, "columns") and "id" in getattr(ids, "columns", ()):
+        ids = list(ids["id"])
+    tokens = [ids] if isinstance(ids, str) or hasattr(ids, "id") else list(ids)
+    found, message = match_runs(h, tokens)
+    if message:
+        raise InvalidArgumentError("ids", message)
+    names = [metrics] if isinstance(metrics, str) else list(metrics)
+    if not names:
+        raise InvalidArgumentError("metrics", "need at least one metric name")
+    if x not in ("step", "epoch", "time"):
+        raise InvalidArgumentError("x", f"expected 'step', 'epoch' or 'time', got {x!r}")
+    frames = [metric_series(h, found, resolve_metric(h, n, found, argument="metrics", stats=False), x) for n in names]
+    return pd.concat(frames, ignore_index=True) if frames else frames
