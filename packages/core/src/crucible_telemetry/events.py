@@ -162,6 +162,15 @@ BUILTIN_EVENTS: tuple[EventInfo, ...] = (
         "Machine load: CPU, memory, disk and network rates; one row per GPU.",
         ("device", "gpu_index", "cpu_percent", "process_rss_bytes", "gpu_utilization_percent"),
     ),
+    *(
+        _ev(
+            f"crucible_alert.{state}",
+            "alert",
+            f"An alert rule's alert became {state}; rule, labels, value and the evaluation time.",
+            ("rule", "state", "previous", "labels", "value", "active_for_s", "at", "summary", "source"),
+        )
+        for state in ("pending", "firing", "resolved", "inactive")
+    ),
 )
 
 _LOCK = threading.Lock()
