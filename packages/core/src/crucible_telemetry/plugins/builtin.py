@@ -42,8 +42,9 @@ def register_exporters(register: Callable[..., Any]) -> None:
 @hookimpl
 def register_commands(register: Callable[..., Any]) -> None:
     """``runs``, ``show``, ``metrics``, ``compare``, ``plot``, ``report``, ``sql``, ``export``, ``prune``, ``serve``."""
-    from ..cli import analyze, data, look
+    from ..cli import analyze, data, look, watch
 
     look.register(register)
     analyze.register(register)
     data.register(register)
+    watch.register(register)
