@@ -225,7 +225,7 @@ def test_repeated_names_are_labelled_by_id(hub: ct.Telemetry) -> None:
     assert r.group(ids[1]).summary.mean == pytest.approx(3.0)
 
 
-def test_training_loss_and_custom_measurements(hub: ct.Telemetry) -> None:
+def test_training_metrics_compare_one_value_per_run(hub: ct.Telemetry) -> None:
     ids = []
     for name, losses in (("slow", [1.0, 0.9, 0.8, 0.7]), ("fast", [0.8, 0.6, 0.4, 0.3])):
         exp = hub.start_experiment(name)
@@ -234,14 +234,38 @@ def test_training_loss_and_custom_measurements(hub: ct.Telemetry) -> None:
         hub.emit("crucible_train.epoch.stop", {"epoch": 0, "val_loss": losses[-1] + 0.1}, {})
         hub.stop_experiment(exp.id)
         ids.append(exp.id)
-    r = compare_experiments(ids, metric="loss")
-    assert r.groups[0].summary.mean == pytest.approx(0.85) and r.groups[1].summary.mean == pytest.approx(0.525)
-    assert r.pairs[0].test.difference == pytest.approx(-0.325)
-    r = compare_experiments(ids, metric="crucible_train.epoch.stop:val_loss")
-    assert [g.summary.n for g in r.groups] == [1, 1]
-    assert r.pairs[0].verdict.startswith("not enough data to compare val_loss")
+    # a curve asked for as samples is converted to one value per run (its last), and says so
+    r = compare_experiments(ids, metric="crucible_train.batch.stop:loss")
+    assert [g.summary.n for g in r.groups] == [1, 1] and [g.unit for g in r.groups] == ["run", "run"]
+    assert r.groups[0].summary.mean == pytest.approx(0.7) and r.groups[1].summary.mean == pytest.approx(0.3)
+    assert "not independent samples" in r.notes[0] and ".min" in r.notes[0]
+    assert r.verdict == "one run per group: no test possible, difference = -0.4 (fast minus slow)"
+    assert r.pairs[0].p_adjusted is None and not r.pairs[0].significant and "p =" not in str(r)
+    r = compare_experiments(ids, metric="crucible_train.batch.stop:loss.min")
+    assert r.notes == [] and r.metric.name == "crucible_train.batch.stop:loss.min"
+    assert r.groups[1].summary.mean == pytest.approx(0.3)
+    r = compare_experiments(ids, metric="loss.last2")  # mean of the last two points
+    assert r.groups[0].summary.mean == pytest.approx(0.75) and r.groups[1].summary.mean == pytest.approx(0.35)
+    r = compare_experiments(ids, metric="val_loss.min")
+    assert [g.summary.mean for g in r.groups] == pytest.approx([0.8, 0.4])
     r = compare_experiments(ids, metric="step_time")
-    assert r.groups[0].summary.mean == pytest.approx(5.0)
+    assert r.groups[0].summary.mean == pytest.approx(5.0) and r.groups[0].summary.n == 1
+
+
+def test_training_conditions_test_run_values(hub: ct.Telemetry) -> None:
+    # 3 + 3 runs; each run's last loss is one unit: Welch's t over [0.5, 0.6, 0.7] and [0.3, 0.35, 0.4]
+    finals = {"control": [0.5, 0.6, 0.7], "treatment": [0.3, 0.35, 0.4]}
+    for cond, values in finals.items():
+        for v in values:
+            exp = hub.start_experiment(f"{cond}-{v}", condition=cond)
+            for step, loss in enumerate([1.0, 0.2, v], 1):  # the curve's min is not its last
+                hub.emit("crucible_train.batch.stop", {"loss": loss, "global_step": step}, {})
+            hub.stop_experiment(exp.id)
+    r = compare_conditions(["control", "treatment"], metric="loss.last")
+    assert [g.summary.n for g in r.groups] == [3, 3] and r.groups[0].unit == "run"
+    expected = compare_samples(finals["control"], finals["treatment"])
+    assert r.pairs[0].test.welch_p == pytest.approx(expected.welch_p)
+    assert "over runs" in r.pairs[0].verdict and r.notes == []
 
 
 def test_compare_errors_name_the_argument(hub: ct.Telemetry) -> None:

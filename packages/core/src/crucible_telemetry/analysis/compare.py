@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import InvalidArgumentError
+from .effects import format_p
+from .per_run import RunValues, is_per_request, parse_run_metric, run_values
 from .series import MetricSpec, load_values, metric_spec
 from .stats import (
     Description,
@@ -35,7 +37,7 @@ class Group:
 
     label: str
     experiment_ids: list[str]
-    unit: str  # "event" (one value per event) or "seed" (one mean per experiment)
+    unit: str  # "event" (one value per event), "seed" (one mean per experiment) or "run" (one summary each)
     summary: Description
     values: np.ndarray = field(repr=False)
 
@@ -81,10 +83,20 @@ class Comparison:
     groups: list[Group]
     pairs: list[Pair]
     correction: str | None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def verdict(self) -> str:
-        """Every pair's verdict, one line each."""
+        """Every pair's verdict, one line each (one line when no pair could be tested)."""
+        if self.pairs and all(g.unit == "run" and g.summary.n < 2 for g in self.groups):
+            diffs = "; ".join(
+                f"{p.test.difference:+.4g} ({p.b} minus {p.a})" for p in self.pairs if p.test.difference is not None
+            )
+            return (
+                f"one run per group: no test possible, difference = {diffs}"
+                if len(self.pairs) == 1
+                else (f"one run per group: no test possible; differences: {diffs}")
+            )
         return "\n".join(p.verdict for p in self.pairs) or "nothing to compare: need two groups"
 
     def group(self, label: str) -> Group:
@@ -106,6 +118,7 @@ class Comparison:
             "groups": [g.to_dict() for g in self.groups],
             "pairs": [p.to_dict() for p in self.pairs],
             "verdict": self.verdict,
+            "notes": self.notes,
         }
 
     def __str__(self) -> str:
@@ -117,17 +130,9 @@ class Comparison:
                 f"  {g.label}: n={s.n} ({g.unit}s) mean={_num(s.mean)} {s.mean_ci} sd={_num(s.sd)} "
                 f"median={_num(s.median)} p95={_num(s.p95)}"
             )
-        lines += ["  " + p.verdict for p in self.pairs]
+        lines += ["  " + v for v in self.verdict.splitlines()]
+        lines += ["  note: " + n for n in self.notes]
         return "\n".join(lines)
-
-
-def format_p(p: float | None) -> str:
-    """``p = 0.003`` / ``p < 0.001`` / ``p = n/a``."""
-    if p is None:
-        return "p = n/a"
-    if p < 0.001:
-        return "p < 0.001"
-    return f"p = {p:.3f}"
 
 
 def _num(x: float | None, unit: str = "") -> str:
@@ -149,6 +154,13 @@ def _verdict(
     alpha: float,
 ) -> tuple[str, bool]:
     label = spec.label
+    if a.unit == "run" and (test.n_a < 2 or test.n_b < 2):
+        few = a if test.n_a < 2 else b
+        diff = "n/a" if test.difference is None else f"{test.difference:+.4g}"
+        return (
+            f"{b.label} vs {a.label}: one run in {few.label}, no test possible, difference = {diff} "
+            f"({label}: one value per run)"
+        ), False
     if test.n_a < 2 or test.n_b < 2 or p is None:
         return (
             f"not enough data to compare {label} between {a.label} and {b.label} "
@@ -175,7 +187,7 @@ def _verdict(
     tests = test.test
     if isinstance(test, SampleTest) and test.mannwhitney_p is not None:
         tests += f"; Mann-Whitney {format_p(test.mannwhitney_p)}"
-    over = " over seed means" if a.unit == "seed" else ""
+    over = {"seed": " over seed means", "run": " over runs"}.get(a.unit, "")
     detail = f"({values}{over}; {diff}; {tests})"
     significant = p < alpha
     if significant and test.difference != 0:
@@ -200,11 +212,15 @@ def _compare(
     alpha: float,
     confidence: float,
     unit: str,
+    per_run: RunValues | None = None,
 ) -> Comparison:
     if not 0 < alpha < 1:
         raise InvalidArgumentError("alpha", f"expected a significance level between 0 and 1, got {alpha!r}")
     all_ids = [i for _, ids in grouping for i in ids]
-    per_exp = load_values(hub, all_ids, spec)
+    if per_run is not None:  # one value per run: a summary, never the points of a curve
+        per_exp = {i: np.asarray([] if v is None else [v], dtype=np.float64) for i, v in per_run.values.items()}
+    else:
+        per_exp = load_values(hub, all_ids, spec)
     binary_counts = spec.binary and unit == "event"
     groups: list[Group] = []
     for label, ids in grouping:
@@ -225,19 +241,49 @@ def _compare(
             test = compare_samples(a.values, b.values, confidence)
         tests.append((a, b, test))
     raw = [t.p_value for _, _, t in tests]
-    multiple = len(tests) > 1
+    multiple = sum(p is not None for p in raw) > 1 if per_run is not None else len(tests) > 1
     adjusted = holm(raw) if multiple else raw
     pairs = []
     for (a, b, test), p in zip(tests, adjusted):
         text, sig = _verdict(spec, a, b, test, p, multiple, alpha)
         pairs.append(Pair(a.label, b.label, test, p, sig, text))
-    return Comparison(spec, by, alpha, confidence, groups, pairs, "holm" if multiple else None)
+    notes = [per_run.note] if per_run is not None and per_run.note else []
+    return Comparison(spec, by, alpha, confidence, groups, pairs, "holm" if multiple else None, notes)
+
+
+def _per_run(hub: Telemetry, metric: str | MetricSpec, ids: list[str]) -> tuple[MetricSpec, RunValues | None]:
+    """A per-request metric as it is (each request a unit); anything else as one value per run."""
+    if isinstance(metric, MetricSpec):
+        if is_per_request(metric):
+            return metric, None
+        metric = metric.name
+    if not isinstance(metric, str) or not metric.strip():
+        raise InvalidArgumentError(
+            "metric", f"expected a metric name such as 'latency' or 'val_loss.min', got {metric!r}"
+        )
+    _, stat = parse_run_metric(metric)
+    if stat is None:
+        try:
+            spec = metric_spec(metric)
+        except InvalidArgumentError:
+            spec = None
+        if spec is not None and is_per_request(spec):
+            return spec, None
+    rv = run_values(hub, ids, metric)
+    return rv.metric.as_spec(), rv
 
 
 def _labels(exps: Sequence[Experiment]) -> list[str]:
+    """Unique names; else the params that differ (``lr=0.01``); else ids."""
+    from .labels import differing_params, run_labels
+
     names = [e.name for e in exps]
     if len(set(names)) == len(names):
         return names
+    if differing_params(exps, seeds=True):
+        labels = run_labels(exps)
+        if len(set(labels)) == len(labels):
+            return labels
     return [e.id for e in exps]
 
 
@@ -272,7 +318,13 @@ def compare_experiments(
     confidence: float = 0.95,
     hub: Telemetry | None = None,
 ) -> Comparison:
-    """Compare experiments on a per-event metric; the first one is the baseline.
+    """Compare experiments on a metric; the first one is the baseline.
+
+    A per-request metric (latency, ttft, cost, tokens, success) compares requests: each one is a
+    unit. A training metric compares one value per run, its summary (``"val_loss.min"``,
+    ``"val_loss.last"``, ``"loss.last5"``; a bare name is converted to its last value, said in
+    ``notes``): the points of one training curve are autocorrelated, never independent samples.
+    So two single runs on a training metric give a difference and no test.
 
     Per group: n, mean, sd, median and p95 with confidence intervals. Per pair: the difference
     of means with its Welch CI, Welch's t-test, Mann-Whitney U, Cohen's d and Cliff's delta
@@ -281,10 +333,11 @@ def compare_experiments(
 
     Args:
         experiment_ids: two or more experiment ids (or ``Experiment`` objects).
-        metric: ``"latency"``, ``"ttft"``, ``"cost"``, ``"tokens"``, ``"loss"``, ``"success"``,
-            ``"<event>:<measurement>"`` or a measurement name.
-        by: ``"experiment"`` (events are the unit) or ``"condition"``: experiments grouped by
-            their ``condition``, each experiment's mean is one unit (seeds).
+        metric: ``"latency"``, ``"ttft"``, ``"cost"``, ``"tokens"``, ``"success"`` (per request), or a
+            training metric with its summary: ``"val_loss.min"``, ``"crucible_train.epoch.stop:val_loss.last"``.
+        by: ``"experiment"`` or ``"condition"``: experiments grouped by their ``condition``, each
+            experiment one unit (its mean of a request metric, its summary of a training metric).
+            To group by a param (``lr``) use :func:`~crucible_telemetry.analysis.compare_by_param`.
         alpha: significance level of the verdicts.
         confidence: level of every confidence interval.
         hub: the ``Telemetry`` to read; default ``ct.default()``.
@@ -299,19 +352,21 @@ def compare_experiments(
     ids = _check_ids(experiment_ids)
     if len(ids) < 2:
         raise InvalidArgumentError("experiment_ids", f"need at least two experiments to compare, got {len(ids)}")
-    spec = metric_spec(metric)
+    if by not in ("experiment", "condition"):
+        raise InvalidArgumentError("by", f"expected 'experiment' or 'condition' (or use compare_by_param), got {by!r}")
     exps = [h.get_experiment(i) for i in ids]
+    spec, per_run = _per_run(h, metric, ids)
     if by == "experiment":
         grouping = [(label, [e.id]) for label, e in zip(_labels(exps), exps)]
-        return _compare(h, grouping, spec, by, alpha, confidence, "event")
-    if by == "condition":
-        conditions: dict[str, list[str]] = {}
-        for e in exps:
-            conditions.setdefault(e.condition if e.condition is not None else "(no condition)", []).append(e.id)
-        if len(conditions) < 2:
-            raise InvalidArgumentError("by", f"all experiments share one condition {next(iter(conditions))!r}")
-        return _compare(h, list(conditions.items()), spec, by, alpha, confidence, "seed")
-    raise InvalidArgumentError("by", f"expected 'experiment' or 'condition', got {by!r}")
+        return _compare(h, grouping, spec, by, alpha, confidence, "event" if per_run is None else "run", per_run)
+    conditions: dict[str, list[str]] = {}
+    for e in exps:
+        conditions.setdefault(e.condition if e.condition is not None else "(no condition)", []).append(e.id)
+    if len(conditions) < 2:
+        raise InvalidArgumentError("by", f"all experiments share one condition {next(iter(conditions))!r}")
+    return _compare(
+        h, list(conditions.items()), spec, by, alpha, confidence, "seed" if per_run is None else "run", per_run
+    )
 
 
 def compare_conditions(
@@ -350,4 +405,7 @@ def compare_conditions(
         if not ids:
             raise InvalidArgumentError("conditions", f"no experiment has condition {cond!r}")
         grouping.append((cond, ids))
-    return _compare(h, grouping, metric_spec(metric), "condition", alpha, confidence, "seed")
+    all_ids = [i for _, ids in grouping for i in ids]
+    spec, per_run = _per_run(h, metric, all_ids)
+    unit = "seed" if per_run is None else "run"
+    return _compare(h, grouping, spec, "condition", alpha, confidence, unit, per_run)

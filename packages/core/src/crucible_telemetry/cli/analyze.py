@@ -7,12 +7,40 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._common import CommandError, emit_rows, fmt_num, jsonable, open_hub, out_console, write_text
+from ..errors import InvalidArgumentError
+from ._common import CommandError, emit_rows, fmt_num, jsonable, open_hub, out_console, resolve_ids, write_text
 
 if TYPE_CHECKING:
-    from ..analysis import Comparison, Interval
+    from ..analysis import Comparison, Interval, ParamComparison
+    from ..hub import Telemetry
 
-__all__ = ["print_comparison", "register"]
+__all__ = ["print_comparison", "print_param_comparison", "register"]
+
+#: The user's words for the arguments of the analysis functions.
+_FLAGS = {
+    "metric": "--metric",
+    "by": "--by",
+    "alpha": "--alpha",
+    "confidence": "--confidence",
+    "conditions": "--conditions",
+    "ci": "--ci",
+    "x": "--x",
+    "label": "--label",
+    "group_by": "--group-by",
+    "smooth": "--smooth",
+    "size": "--width/--height/--dpi",
+    "kind": "--kind",
+    "experiment_ids": "ids",
+}
+
+
+def _in_user_words(exc: InvalidArgumentError) -> CommandError:
+    """``metric: unknown ...`` becomes ``--metric: unknown ...``."""
+    text = str(exc)
+    flag = _FLAGS.get(exc.argument)
+    if flag and text.startswith(exc.argument + ":"):
+        text = flag + text[len(exc.argument) :]
+    return CommandError(text)
 
 
 def _ci(ci: Interval, pct: bool = False) -> str:
@@ -31,16 +59,18 @@ def _with_ci(value: float | None, ci: Interval, pct: bool = False) -> str:
     return f"{text} {interval}" if interval else text
 
 
-def _p(p: float | None) -> str:
-    if p is None:
-        return ""
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
-
-
 def print_comparison(result: Comparison) -> None:
     """Summary table, pairwise table and the verdicts (bold; green when significant)."""
+    from ..analysis import p_cell
+
     spec = result.metric
     con = out_console()
+    if result.groups and all(g.unit == "run" and g.summary.n < 2 for g in result.groups):
+        emit_rows(["run", spec.name], [[g.label, g.summary.mean] for g in result.groups], title=f"{spec.name} per run")
+        con.print("[bold]" + _escape(result.verdict) + "[/]")
+        for note in result.notes:
+            con.print("[dim]note: " + _escape(note) + "[/]")
+        return
     wide = con.width >= 120
     unit = f" ({spec.unit})" if spec.unit else ""
     conf = f"{result.confidence:.0%} CI"
@@ -73,13 +103,13 @@ def print_comparison(result: Comparison) -> None:
         diff = _with_ci(t.difference, t.difference_ci, pct)
         if pct and t.difference is not None:
             diff = diff.replace("%", " pts", 1)
-        row = [f"{p.b} vs {p.a}", diff, t.test, _p(t.p_value)]
+        row = [f"{p.b} vs {p.a}", diff, t.test, p_cell(t.p_value)]
         if result.correction:
-            row.append(_p(p.p_adjusted))
+            row.append(p_cell(p.p_adjusted))
         row.append(f"{eff_name} = {fmt_num(eff, 3)}")
         if wide:
             row += (
-                [fmt_num(getattr(t, "cliffs_delta", None), 3), _p(getattr(t, "mannwhitney_p", None))]
+                [fmt_num(getattr(t, "cliffs_delta", None), 3), p_cell(getattr(t, "mannwhitney_p", None))]
                 if not pct
                 else [fmt_num(getattr(t, "odds_ratio", None), 3)]
             )
@@ -88,6 +118,52 @@ def print_comparison(result: Comparison) -> None:
         emit_rows(pcols, prow, title="pairwise (b vs baseline a)")
     for p in result.pairs:
         con.print(("[bold green]" if p.significant else "[bold]") + _escape(p.verdict) + "[/]")
+    for note in result.notes:
+        con.print("[dim]note: " + _escape(note) + "[/]")
+
+
+def print_param_comparison(result: ParamComparison) -> None:
+    """Groups with their means and CIs, the correlation, the tested pairs and the verdict."""
+    from ..analysis import p_cell
+
+    con = out_console()
+    conf = f"{result.confidence:.0%} CI"
+    rows = [
+        [
+            g.label,
+            g.summary.n,
+            _with_ci(g.summary.mean, g.summary.mean_ci),
+            fmt_num(g.summary.sd),
+            g.summary.min,
+            g.summary.max,
+        ]
+        for g in result.groups
+    ]
+    emit_rows(
+        [result.by, "runs", f"mean [{conf}]", "sd", "min", "max"],
+        rows,
+        title=f"{result.metric.name} by {result.by}",
+    )
+    tested = [p for p in result.pairs if p.test is not None]
+    if tested:
+        holm = len(tested) > 1
+        cols = ["pair", f"difference [{conf}]", "p (Holm)" if holm else "p", "d [CI]"]
+        prow = [
+            [
+                f"{p.b} vs {p.a}",
+                _with_ci(p.difference, p.test.difference_ci),  # type: ignore[union-attr]
+                p_cell(p.p_adjusted),
+                _with_ci(p.cohens_d, p.cohens_d_ci),
+            ]
+            for p in tested
+        ]
+        emit_rows(cols, prow, title="pairwise (b vs a)")
+    for line in result.verdict.splitlines():
+        sig = any(p.significant and p.verdict == line for p in result.pairs)
+        con.print(("[bold green]" if sig else "[bold]") + _escape(line) + "[/]")
+    for note in result.notes:
+        con.print("[dim]note: " + _escape(note) + "[/]")
+    con.print("[dim]methods: " + _escape(result.methods) + "[/]")
 
 
 def _escape(text: str) -> str:
@@ -96,27 +172,54 @@ def _escape(text: str) -> str:
     return escape(text)
 
 
+def _pool(hub: Telemetry, args: argparse.Namespace) -> list[str] | None:
+    """The runs named on the command line (ids, prefixes, names), narrowed by ``--tag``; None: all."""
+    ids = resolve_ids(hub, args.ids) if args.ids else None
+    if args.tag:
+        pool = [hub.get_experiment(i) for i in ids] if ids is not None else hub.list_experiments()
+        ids = [e.id for e in pool if all(t in e.tags for t in args.tag)]
+        if not ids:
+            raise CommandError(f"--tag: no run has tag(s) {', '.join(args.tag)}")
+    return ids
+
+
 def _compare(args: argparse.Namespace) -> int:
-    from ..analysis import compare_conditions, compare_experiments
+    from ..analysis import compare_by_param, compare_conditions, compare_experiments
 
     hub = open_hub(args)
-    if args.conditions:
-        result = compare_conditions(
-            args.conditions,
-            args.metric,
-            experiments=args.ids or None,
-            alpha=args.alpha,
-            confidence=args.confidence,
-            hub=hub,
-        )
-    else:
-        if len(args.ids) < 2:
-            raise CommandError("compare needs two or more experiment ids (or --conditions A B)")
-        result = compare_experiments(
-            args.ids, args.metric, by=args.by, alpha=args.alpha, confidence=args.confidence, hub=hub
-        )
+    try:
+        ids = _pool(hub, args)
+        if args.by not in ("experiment", "condition"):
+            if not args.metric:
+                raise CommandError("--metric: say which value of each run to compare, e.g. --metric val_loss.min")
+            result: Any = compare_by_param(
+                ids, by=args.by, metric=args.metric, alpha=args.alpha, confidence=args.confidence, ci=args.ci, hub=hub
+            )
+        elif args.conditions:
+            result = compare_conditions(
+                args.conditions,
+                args.metric or "latency",
+                experiments=ids,
+                alpha=args.alpha,
+                confidence=args.confidence,
+                hub=hub,
+            )
+        else:
+            if ids is None and args.all:
+                ids = [e.id for e in hub.list_experiments()]
+            if ids is None or len(ids) < 2:
+                raise CommandError(
+                    "compare needs two or more experiment ids (or --tag, --all, --conditions A B, or --by PARAM)"
+                )
+            result = compare_experiments(
+                ids, args.metric or "latency", by=args.by, alpha=args.alpha, confidence=args.confidence, hub=hub
+            )
+    except InvalidArgumentError as exc:
+        raise _in_user_words(exc) from None
     if args.format == "json":
         write_text(json.dumps(jsonable(result.to_dict()), indent=2, default=str) + "\n", args.output)
+    elif hasattr(result, "correlation"):
+        print_param_comparison(result)
     else:
         print_comparison(result)
     return 0
@@ -159,26 +262,46 @@ def register(add: Any) -> None:
     p = add(
         "compare",
         _compare,
-        help="compare experiments or conditions on a metric, with a verdict",
-        description="Compare experiments on a per-event metric: n, mean, sd, median, p95 with CIs; "
-        "difference with its CI, Welch's t, Mann-Whitney U, Cohen's d, Cliff's delta "
-        "(success: chi-square or Fisher's exact); Holm-adjusted for more than two. "
-        "The first id (or condition) is the baseline. Metrics: latency, ttft, cost, "
-        "tokens, loss, step_time, success, <event>:<measurement>.",
+        help="compare runs, conditions or the values of a param on a metric, with a verdict",
+        description="Compare runs on a metric. Per-request metrics (latency, ttft, cost, tokens, success) "
+        "compare requests: n, mean, sd, median, p95 with CIs; difference with its CI, Welch's t, Mann-Whitney U, "
+        "Cohen's d, Cliff's delta (success: chi-square or Fisher's exact); Holm-adjusted for more than two. "
+        "A training metric compares one value per run (val_loss.min, val_loss.last, loss.last5), never the "
+        "points of a curve; one run per group gives a difference and no test. --by PARAM groups runs by a "
+        "param: each group's mean with a t-interval over its seeds, Welch's t between groups of two or more "
+        "runs, and for a numeric param Spearman's rank correlation with a CI. The first id (or condition) "
+        "is the baseline.",
         epilog="examples:\n  crucible compare ID_A ID_B --metric latency\n"
         "  crucible compare ID_A ID_B ID_C --metric success\n"
         "  crucible compare --conditions control treatment --metric latency\n"
-        "  crucible compare ID1 ID2 ID3 ID4 --by condition --metric loss --format json",
+        "  crucible compare --by lr --metric val_loss.min --tag sweep\n"
+        "  crucible compare RUN_A RUN_B --metric val_loss.min\n"
+        "  crucible compare ID1 ID2 ID3 ID4 --by condition --metric loss.last --format json",
     )
-    p.add_argument("ids", nargs="*", help="experiment ids (with --conditions: the pool to draw from; default all)")
-    p.add_argument("--metric", default="latency", help="metric name (default latency)")
+    p.add_argument(
+        "ids", nargs="*", help="runs: ids, unique id prefixes or names (with --conditions or --by PARAM: the pool)"
+    )
+    p.add_argument(
+        "--metric",
+        help="latency, ttft, cost, tokens, success (per request; default latency) or one value per run of a "
+        "training metric: val_loss.min, val_loss.last, loss.last5",
+    )
     p.add_argument(
         "--by",
-        choices=["experiment", "condition"],
         default="experiment",
-        help="condition: group the ids by condition, each experiment's mean is one seed",
+        metavar="experiment|condition|PARAM",
+        help="experiment (default); condition: group by condition, each run one unit; "
+        "a param such as lr: group by it, runs differing only in seed are replicates",
     )
     p.add_argument("--conditions", nargs="+", metavar="CONDITION", help="compare these conditions over seeds")
+    p.add_argument("--tag", action="append", help="only runs with this tag (repeat for several)")
+    p.add_argument("--all", action="store_true", help="every run in the store")
+    p.add_argument(
+        "--ci",
+        choices=["fisher", "bootstrap"],
+        default="fisher",
+        help="interval of the rank correlation (--by PARAM): Fisher z (default) or bootstrap over runs",
+    )
     p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
     p.add_argument("--confidence", type=float, default=0.95, help="confidence level of intervals (default 0.95)")
     p.add_argument("--format", choices=["table", "json"], default="table")
