@@ -1,0 +1,166 @@
+"""Sound comparisons on a real Lightning lr sweep: one value per run, seeds as replicates, effects with CIs."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import crucible_telemetry as ct
+from crucible_telemetry.analysis import (
+    cohens_d_interval,
+    compare_by_param,
+    compare_experiments,
+    holm,
+    run_values,
+    spearman,
+)
+
+from .._requires import requires_plugin
+from ._sweep import LRS, lightning_sweep
+
+# ---------------------------------------------------------------- pure statistics
+
+
+def test_spearman_matches_scipy_and_an_exact_permutation_count() -> None:
+    x, y = [1, 2, 3, 4, 5], [5, 6, 7, 8, 7]  # scipy.stats.spearmanr's docs example: rho = 0.8207826816681233
+    r = spearman(x, y)
+    assert r.rho == pytest.approx(0.8207826816681233) and r.n == 5
+    # p by brute force: orderings of y whose |rho| reaches the observed one, of all 5! orderings
+    ranks = stats.rankdata(y)
+    hits = sum(
+        abs(np.corrcoef(stats.rankdata(x), perm)[0, 1]) >= abs(r.rho) - 1e-12 for perm in itertools.permutations(ranks)
+    )
+    assert r.p_value == pytest.approx(hits / math.factorial(5)) and r.p_method == "exact permutation test"
+    # Fisher z with the Bonett-Wright standard error, by hand
+    se = math.sqrt((1 + r.rho**2 / 2) / (5 - 3))
+    z = math.atanh(r.rho)
+    assert r.ci.low == pytest.approx(math.tanh(z - 1.959964 * se), abs=1e-6)
+    assert r.ci.high == pytest.approx(math.tanh(z + 1.959964 * se), abs=1e-6)
+    assert "Bonett-Wright" in r.ci_method
+
+
+def test_spearman_refuses_too_few_runs_and_gives_a_bootstrap_interval() -> None:
+    with pytest.raises(ct.InvalidArgumentError, match="3 or more runs"):
+        spearman([1, 2], [2, 1])
+    with pytest.raises(ct.InvalidArgumentError, match="vary"):
+        spearman([1, 1, 1], [1, 2, 3])
+    rng = np.random.default_rng(3)
+    x = np.arange(20.0)
+    y = -x + rng.normal(0, 4, 20)
+    b = spearman(x, y, ci="bootstrap")
+    assert -1 <= b.ci.low < b.rho < b.ci.high < 0 and "bootstrap over runs" in b.ci_method
+    assert b.p_method.startswith("permutation test (9999")
+    assert spearman([1, 2, 3], [1, 3, 2]).ci.low is None  # Fisher needs 4 runs: no interval, said so
+
+
+def test_cohens_d_interval_is_the_hedges_olkin_approximation() -> None:
+    a, b = [1.0, 2.0, 3.0, 4.0], [3.0, 4.0, 5.0, 6.0]
+    d, ci = cohens_d_interval(a, b)
+    assert d == pytest.approx(2 / math.sqrt(5 / 3))  # pooled sd sqrt(5/3), difference 2
+    se = math.sqrt(8 / 16 + d**2 / 16)
+    assert (ci.low, ci.high) == pytest.approx((d - 1.959964 * se, d + 1.959964 * se), abs=1e-5)
+
+
+# ---------------------------------------------------------------- a real Lightning sweep
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ct.Telemetry, list[str], list[str]]]:
+    """3 lrs x 2 seeds, and 2 lrs with one seed each (tag ``single``), real Trainers on CPU."""
+    root = tmp_path_factory.mktemp("sweep")
+    hub = ct.Telemetry(root / "crucible", flush_interval=0.2)
+    try:
+        seeded = lightning_sweep(hub, root)
+        single = lightning_sweep(hub, root, lrs=(0.01, 0.05), seeds=(0,), tag="single")
+        yield hub, seeded, single
+    finally:
+        hub.close()
+
+
+def _val_loss_min(hub: ct.Telemetry, exp_id: str) -> float:
+    row = hub.store.execute(
+        "SELECT min FROM summaries WHERE experiment_id = ? AND source = 'crucible_train.validation.stop' "
+        "AND name = 'val_loss'",
+        [exp_id],
+    ).fetchone()
+    assert row is not None
+    return float(row[0])
+
+
+@requires_plugin("lightning", "torch")
+def test_by_lr_gives_group_means_and_a_rank_correlation_with_a_ci(sweep: tuple[ct.Telemetry, list, list]) -> None:
+    hub, ids, _ = sweep
+    r = compare_by_param(ids, by="lr", metric="val_loss.min", hub=hub)
+    assert [g.label for g in r.groups] == [f"lr={lr:g}" for lr in LRS] and [g.summary.n for g in r.groups] == [2, 2, 2]
+    for g in r.groups:  # one value per run, read from the summaries view; a t-interval over the two seeds
+        vals = [_val_loss_min(hub, i) for i in g.experiment_ids]
+        assert g.values.tolist() == pytest.approx(vals)
+        half = stats.t.ppf(0.975, 1) * np.std(vals, ddof=1) / math.sqrt(2)
+        assert (g.summary.mean_ci.low, g.summary.mean_ci.high) == pytest.approx(
+            (np.mean(vals) - half, np.mean(vals) + half)
+        )
+    c = r.correlation
+    assert c is not None and c.n == 6
+    xs = [hub.get_experiment(i).params["lr"] for i in ids]
+    ys = [_val_loss_min(hub, i) for i in ids]
+    assert c.rho == pytest.approx(stats.spearmanr(xs, ys).statistic)
+    assert c.rho < 0 and -1 <= c.ci.low < c.rho < c.ci.high <= 1  # a larger lr learns faster in 3 epochs
+    assert len(r.pairs) == 3 and all(p.test is not None for p in r.pairs)
+    assert [p.p_adjusted for p in r.pairs] == pytest.approx(holm([p.test.p_value for p in r.pairs]))
+    assert all(p.cohens_d_ci.low < p.cohens_d < p.cohens_d_ci.high for p in r.pairs)
+    assert "as lr rises: Spearman rho = " in r.verdict and "95% CI" in r.verdict
+    assert r.best is not None and r.best.label == f"lr={LRS[-1]:g}"
+    assert r.notes == [] and "t-interval" in r.methods and "Bonett-Wright" in r.methods
+    assert r.to_dict()["correlation"]["n"] == 6
+    boot = compare_by_param(ids, by="params.lr", metric="val_loss.min", ci="bootstrap", hub=hub)
+    assert boot.correlation is not None and "bootstrap" in boot.correlation.ci_method
+
+
+@requires_plugin("lightning", "torch")
+def test_one_run_per_group_says_no_test(sweep: tuple[ct.Telemetry, list, list]) -> None:
+    hub, _, single = sweep
+    r = compare_by_param(single, by="lr", metric="val_loss.min", hub=hub)
+    assert [g.summary.n for g in r.groups] == [1, 1] and r.pairs[0].test is None and r.pairs[0].p_adjusted is None
+    assert "one run per group: no test possible" in r.verdict and "p =" not in r.verdict
+    assert r.correlation is None and "3 or more" in (r.correlation_note or "")
+    c = compare_experiments(single, metric="val_loss.min", hub=hub)
+    diff = _val_loss_min(hub, single[1]) - _val_loss_min(hub, single[0])
+    assert c.verdict == f"one run per group: no test possible, difference = {diff:+.4g} (lr=0.05 minus lr=0.01)"
+    assert all(p.p_adjusted is None and not p.significant for p in c.pairs)
+
+
+@requires_plugin("lightning", "torch")
+def test_a_curve_asked_for_as_samples_is_converted_to_one_value_per_run(
+    sweep: tuple[ct.Telemetry, list, list],
+) -> None:
+    hub, ids, _ = sweep
+    a, b = ids[0], ids[-1]
+    r = compare_experiments([a, b], metric="crucible_train.epoch.stop:val_loss", hub=hub)
+    assert [g.summary.n for g in r.groups] == [1, 1]  # not 3 epochs each
+    assert "not independent samples" in r.notes[0] and r.metric.name == "crucible_train.epoch.stop:val_loss.last"
+    assert r.verdict.startswith("one run per group: no test possible") and r.pairs[0].p_adjusted is None
+    last = run_values(hub, [a, b], "val_loss.last").values
+    assert [g.summary.mean for g in r.groups] == pytest.approx([last[a], last[b]])
+    # six runs by seed-free condition: each run's value is one unit, and Welch's t runs over them
+    k = run_values(hub, ids, "val_loss.last3")  # mean of the last three validations
+    assert all(v is not None for v in k.values.values()) and k.note is None
+
+
+@requires_plugin("lightning", "torch")
+def test_runs_differing_in_more_than_the_seed_are_flagged(sweep: tuple[ct.Telemetry, list, list]) -> None:
+    hub, ids, single = sweep
+    hub.update_experiment(single[0], params={"hidden": 16})
+    try:
+        r = compare_by_param([*ids[:2], single[0]], by="seed", metric="val_loss.min", hub=hub)
+        assert any("also differ in" in n for n in r.notes), r.notes
+    finally:
+        hub.update_experiment(single[0], params={"hidden": 8})
+    with pytest.raises(ct.InvalidArgumentError, match=r"^by: no run has a param 'lrr'; did you mean 'lr'\?"):
+        compare_by_param(ids, by="lrr", metric="val_loss.min", hub=hub)
+    with pytest.raises(ct.InvalidArgumentError, match=r"did you mean 'val_loss.min'"):
+        compare_by_param(ids, by="lr", metric="val_los.min", hub=hub)
