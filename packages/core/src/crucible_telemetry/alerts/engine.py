@@ -181,7 +181,7 @@ class Engine:
             start, stop = _ts(exp.started_at), _ts(getattr(exp, "stopped_at", None))
             if stop is not None and stop <= at:
                 ended.append(exp_id)
-            elif exp.status == "running" and start is not None and start <= at:
+            elif start is not None and start <= at and exp.status != "paused":  # stopped after `at` counts
                 live[exp_id] = max(start, self._started)
         if ended:
             self.evaluator.forget(ended)

@@ -151,6 +151,7 @@ class Webhook:
         self._idle = threading.Condition()
         self._busy = 0
         self._thread: threading.Thread | None = None
+        self._tlock = threading.Lock()
 
     def send(self, transitions: Sequence[Transition]) -> None:
         """Queue one post of the transitions in ``states`` (never blocks, never raises)."""
@@ -167,9 +168,10 @@ class Webhook:
                 self.dropped += 1
                 self._done()
                 return
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="crucible-alert-webhook", daemon=True)
-                self._thread.start()
+            with self._tlock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="crucible-alert-webhook", daemon=True)
+                    self._thread.start()
         except Exception as exc:
             self.errors.append(exc)
 
@@ -181,8 +183,12 @@ class Webhook:
     def _run(self) -> None:
         while not self._closed.is_set():
             try:
-                body = self._queue.get(timeout=0.5)
+                body = self._queue.get(timeout=1.0)
             except queue.Empty:
+                with self._tlock:  # idle: end the thread (send starts another)
+                    if self._queue.empty():
+                        self._thread = None
+                        return
                 continue
             try:
                 self._post(body)
