@@ -46,6 +46,8 @@ def _publish(hub: Any, transitions: list[Any], notifiers: list[Any], record: boo
     if record and transitions:
         from ..alerts.engine import record_transitions
 
+        for exp_id in {t.experiment_id for t in transitions}:  # so the events find their experiment here
+            hub.join_experiment(exp_id, bind=False)
         record_transitions(hub, transitions, "watch")
         hub.flush()
 
