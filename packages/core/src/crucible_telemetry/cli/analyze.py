@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -228,22 +229,35 @@ def _compare(args: argparse.Namespace) -> int:
 def _plot(args: argparse.Namespace) -> int:
     from ..analysis.plots import plot_metric
 
+    if not args.ids and not args.tag:  # a usage error, as argparse words it
+        sys.stderr.write("crucible plot: error: give experiment ids or --tag (see 'crucible plot --help')\n")
+        return 2
     hub = open_hub(args)
     out = Path(args.output or f"{args.metric.replace(':', '_').replace('/', '_')}.png")
-    path = plot_metric(
-        args.ids,
-        args.metric,
-        x=args.x,
-        smooth=args.smooth,
-        kind=args.kind,
-        by=args.by,
-        out=out,
-        hub=hub,
-        title=args.title,
-        width=args.width / args.dpi,
-        height=args.height / args.dpi,
-        dpi=args.dpi,
-    )
+    try:
+        ids = _pool(hub, args)
+        if not ids:
+            raise CommandError("plot needs experiment ids or --tag")
+        path = plot_metric(
+            ids,
+            args.metric,
+            x=args.x,
+            smooth=args.smooth,
+            kind=args.kind,
+            by=args.by,
+            label=args.label,
+            group_by=args.group_by,
+            logy=args.logy,
+            markers=args.markers,
+            out=out,
+            hub=hub,
+            title=args.title,
+            width=args.width / args.dpi,
+            height=args.height / args.dpi,
+            dpi=args.dpi,
+        )
+    except InvalidArgumentError as exc:
+        raise _in_user_words(exc) from None
     out_console().print(f"wrote {path} ({args.width}x{args.height} px)")
     return 0
 
@@ -311,17 +325,31 @@ def register(add: Any) -> None:
         "plot",
         _plot,
         help="plot a metric of several runs overlaid (PNG)",
-        description="Curves of a metric for several runs overlaid, by step or wall time, with "
-        "optional EMA smoothing; latency-like metrics draw histograms.",
-        epilog="examples:\n  crucible plot RUN_A RUN_B --metric loss --smooth 0.6 -o loss.png\n"
-        "  crucible plot RUN_A --metric loss --x time -o loss_time.png\n"
+        description="Curves of a metric for several runs overlaid, by step, epoch or wall time, labelled "
+        "by the params that differ; --group-by PARAM draws each value's mean over its runs with a +/- 1 sd "
+        "band. Sparse series (under 20 points) get markers. Per-request metrics (latency, ttft, cost, "
+        "tokens) draw histograms.",
+        epilog="examples:\n  crucible plot RUN_A RUN_B --metric val_loss --x epoch -o val_loss.png\n"
+        "  crucible plot --tag sweep --metric val_loss --x epoch --group-by lr --logy\n"
+        "  crucible plot RUN_A RUN_B --metric train_loss_step --smooth 0.6 --label lr,seed\n"
         "  crucible plot EXP_A EXP_B --metric latency -o latency.png",
     )
-    p.add_argument("ids", nargs="+", help="experiment ids")
-    p.add_argument("--metric", default="loss", help="metric name (default loss)")
-    p.add_argument("--x", choices=["step", "time"], default="step", help="x axis: global step or wall seconds")
+    p.add_argument("ids", nargs="*", help="runs: ids, unique id prefixes or names")
+    p.add_argument("--tag", action="append", help="runs with this tag (repeat for several)")
+    p.add_argument("--metric", default="loss", help="metric name, e.g. val_loss, train_loss_step (default loss)")
+    p.add_argument("--x", choices=["step", "epoch", "time"], default="step", help="x axis (default step)")
     p.add_argument("--smooth", type=float, help="EMA factor in [0, 1), e.g. 0.6")
     p.add_argument("--kind", choices=["auto", "line", "hist"], default="auto")
+    p.add_argument(
+        "--label", metavar="PARAMS", help="params naming the curves, e.g. lr or lr,seed (default: what differs)"
+    )
+    p.add_argument(
+        "--group-by", metavar="PARAM", help="one curve per value of PARAM: mean over its runs, +/- 1 sd band"
+    )
+    p.add_argument("--logy", action="store_true", help="log y axis")
+    p.add_argument(
+        "--markers", action=argparse.BooleanOptionalAction, default=None, help="dots on points (default: sparse series)"
+    )
     p.add_argument(
         "--by",
         choices=["experiment", "condition"],
