@@ -90,7 +90,7 @@ def run(hub: ct.Telemetry) -> dict[str, Any]:
     exp = hub.get_experiment(exp_id)
     print(
         f"  Lightning: {trainer.global_step} steps in {seconds:.1f} s -> experiment {exp.id} "
-        f"({exp.name}, {exp.metadata['parameters']} parameters, hparams {exp.metadata['hyperparameters']})"
+        f"({exp.name}, {exp.metadata['parameters']} parameters, params {exp.params})"
     )
     with hub.connect() as con:
         epochs = con.execute(PER_EPOCH, [exp.id]).fetchall()

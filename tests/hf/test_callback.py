@@ -73,9 +73,11 @@ def test_experiment_named_after_model_with_training_arguments_as_config(hub: ct.
     tiny_trainer(tmp_path / "out", [CrucibleCallback()], num_train_epochs=1).train()
     exp = _only_exp(hub)
     assert exp.name == "GPT2LMHeadModel"
-    cfg = exp.metadata["config"]
-    assert cfg["gradient_accumulation_steps"] == 2 and cfg["per_device_train_batch_size"] == 2
-    assert exp.metadata["framework"] == "transformers" and exp.metadata["parameters"] > 0
+    # TrainingArguments under their own names, the model config under model. (dotted), framework a field.
+    p = exp.params
+    assert p["gradient_accumulation_steps"] == 2 and p["per_device_train_batch_size"] == 2
+    assert p["learning_rate"] == 5e-05 and p["model.n_embd"] == 16 and p["model.vocab_size"] == 64
+    assert "config" not in exp.metadata and exp.framework == "transformers" and exp.metadata["parameters"] > 0
     tiny_trainer(tmp_path / "out2", [CrucibleCallback()], num_train_epochs=1, run_name="my-run").train()
     assert sorted(e.name for e in hub.list_experiments()) == ["GPT2LMHeadModel", "my-run"]
 
@@ -126,21 +128,26 @@ def test_reuses_a_user_started_experiment_without_stopping_it(hub: ct.Telemetry,
     assert _only_exp(hub).id == exp.id and exp.status == "stopped"
     evs = [e["event"] for e in events(hub, exp.id)]
     assert evs[0] == "training.start" and evs[-2:] == ["training.stop", "validation.stop"]
-    assert exp.metadata["config"]["num_train_epochs"] == 1
+    assert exp.params["num_train_epochs"] == 1 and exp.params["model.n_layer"] == 1  # params join the live one
 
 
 def test_epoch_loss_without_per_step_logging(hub: ct.Telemetry, tmp_path: Path) -> None:
-    # logging_steps far above the run: the callback asks for one log per epoch end.
+    # logging_steps far above the run: nothing is logged, and the callback asks for no log either
+    # (a passive observer); the epoch's loss comes from what the Trainer accumulated since its last log.
     trainer = tiny_trainer(tmp_path / "out", [CrucibleCallback()], logging_steps=500)
     trainer.train()
     evs = events(hub, _only_exp(hub).id)
     stops = [e for e in evs if e["event"] == "epoch.stop"]
-    logged = [h for h in trainer.state.log_history if "loss" in h]
+    assert [h for h in trainer.state.log_history if "loss" in h] == []  # not one log added
+    # Control: the same run logging once per epoch (4 steps) logs these very means.
+    control = tiny_trainer(tmp_path / "control", [], logging_steps=4)
+    control.train()
+    logged = [h for h in control.state.log_history if "loss" in h]
     assert [h["step"] for h in logged] == [4, 8]
-    assert [e["m"]["loss"] for e in stops] == pytest.approx([h["loss"] for h in logged])
+    assert [e["m"]["loss"] for e in stops] == pytest.approx([h["loss"] for h in logged], rel=1e-6)
     batches = [e for e in evs if e["event"] == "batch.stop"]
     assert [e["global_step"] for e in batches] == list(range(1, 9))
-    assert "loss" in batches[3]["m"] and "loss" not in batches[0]["m"]
+    assert all("loss" not in e["m"] for e in batches)  # no step was logged
 
 
 def test_beside_other_callbacks_with_report_to_none(hub: ct.Telemetry, tmp_path: Path) -> None:
@@ -188,7 +195,7 @@ def test_failure_emits_exception_and_the_error_propagates_unchanged(hub: ct.Tele
         trainer.train()
     assert info.value is err
     exp = _only_exp(hub)
-    assert exp.status == "stopped"
+    assert exp.status == "failed"  # train() raised
     evs = events(hub, exp.id)
     assert [e["event"] for e in evs][-1] == "training.exception"
     exc = evs[-1]
@@ -256,7 +263,7 @@ def test_strict_mode_reraises_a_callback_failure(
         trainer.train()
     assert trainer.state.global_step == 0  # raised from on_train_begin, before any step
     assert len(cb.errors) >= 1 and all(isinstance(e, OSError) for e in cb.errors)
-    assert [e.status for e in hub.list_experiments()] == ["stopped"]  # closed all the same
+    assert [e.status for e in hub.list_experiments()] == ["failed"]  # closed all the same, as failed
     assert cb.experiment is None and ct.current_experiment() is None
 
 
@@ -299,14 +306,14 @@ def test_experiment_id_from_the_argument_or_the_environment(
     assert len(hub.list_experiments()) == 3
 
 
-def test_evaluate_alone_records_nothing_and_creates_no_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("CRUCIBLE_HOME", raising=False)
-    prev = ct.set_default(None)
-    try:
-        cb = CrucibleCallback()
-        metrics = tiny_trainer(tmp_path / "out", [cb]).evaluate()
-    finally:
-        ct.set_default(prev)
+def test_evaluate_alone_records_into_a_new_experiment(hub: ct.Telemetry, tmp_path: Path) -> None:
+    """``trainer.evaluate()`` without ``train()`` opens an experiment for it (TensorBoardCallback records it too)."""
+    cb = CrucibleCallback()
+    metrics = tiny_trainer(tmp_path / "out", [cb]).evaluate()
     assert "eval_loss" in metrics and cb.errors == []
-    assert not (tmp_path / ".crucible").exists()
+    exp = _only_exp(hub)
+    assert exp.status == "stopped" and exp.framework == "transformers" and exp.params["model.n_embd"] == 16
+    (val,) = [e for e in events(hub, exp.id) if e["event"] == "validation.stop"]
+    assert val["m"]["val_loss"] == pytest.approx(metrics["eval_loss"]) and val["global_step"] == 0
+    rows = dict(hub.store.execute("SELECT metric, value FROM metrics WHERE run_id = ?", [exp.id]).fetchall())
+    assert rows["eval_loss"] == pytest.approx(metrics["eval_loss"])

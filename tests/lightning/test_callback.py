@@ -40,7 +40,8 @@ def test_event_sequence_counts_and_values(hub: ct.Telemetry, tmp_path: Path, fla
     assert cb.errors == [] and lg.errors == []
     exp = hub.get_experiment(cb.experiment_id)
     assert exp.name == "TinyRegressor" and exp.status == "stopped"
-    assert exp.metadata["hyperparameters"] == {"lr": 0.05, "hidden": 8, "fail_at": -1}
+    assert exp.params == {"lr": 0.05, "hidden": 8, "fail_at": -1} and exp.framework == "lightning"
+    assert "hyperparameters" not in exp.metadata  # params are the one place
     assert exp.metadata["framework"] == "lightning"
     assert exp.metadata["lightning_package"] == flavour.split(".")[0]
 
@@ -120,7 +121,7 @@ def test_exception_event_and_user_exception_unchanged(hub: ct.Telemetry, tmp_pat
     md = json.loads(exc["metadata"])
     assert md["kind"] == "ValueError" and md["reason"] == "boom at batch 2"
     assert "training_step" in md["stacktrace"] and exc["epoch"] == 0 and exc["global_step"] == 2
-    assert hub.get_experiment(cb.experiment_id).status == "stopped"
+    assert hub.get_experiment(cb.experiment_id).status == "failed"  # the fit raised (MLflow's FAILED)
     assert ct.events.event_info("crucible_train.training.exception").category == "training"
 
 
@@ -150,7 +151,8 @@ def test_user_experiment_is_used_and_left_running(hub: ct.Telemetry, tmp_path: P
     assert [e.name for e in ct.list_experiments()] == ["mine"]
     names = [e["event"] for e in events(hub, exp.id)]
     assert names[0] == "crucible_train.training.start" and names[-1] == "my.own.event"
-    assert {r["metric"] for r in metrics(hub, exp.id)} >= {"train_loss_step", "val_loss", "lr"}
+    assert {r["metric"] for r in metrics(hub, exp.id)} >= {"train_loss_step", "val_loss"}
+    assert exp.params == {"lr": 0.05, "hidden": 8, "fail_at": -1}  # the module's hparams join the live experiment
 
 
 def test_two_fits_make_two_experiments(hub: ct.Telemetry, tmp_path: Path) -> None:
@@ -203,7 +205,7 @@ def test_strict_mode_reraises_telemetry_failures(
     finally:
         plugins.set_strict(os.environ.get("CRUCIBLE_STRICT", "") not in ("", "0", "false"))
     assert [str(e) for e in cb.errors] == ["telemetry bug"]
-    assert cb.experiment_id is not None and hub.get_experiment(cb.experiment_id).status == "stopped"
+    assert cb.experiment_id is not None and hub.get_experiment(cb.experiment_id).status == "failed"
     names = [e["event"] for e in events(hub, cb.experiment_id)]
     assert names[-1] == "crucible_train.training.exception" and "crucible_train.batch.stop" not in names
 

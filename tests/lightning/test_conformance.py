@@ -149,7 +149,6 @@ def test_numpy_hparams_and_hparam_metrics(hub: ct.Telemetry, tmp_path: Path, fla
 
     Control: ``TensorBoardLogger.log_hyperparams(params, metrics)`` hands ``metrics`` to its ``log_metrics``.
     """
-    import json
 
     import numpy as np
 
@@ -166,10 +165,13 @@ def test_numpy_hparams_and_hparam_metrics(hub: ct.Telemetry, tmp_path: Path, fla
     rows = hub.store.execute(
         "SELECT metric, value, step, kind, metadata FROM metrics WHERE run_id = ?", [lg.run_id]
     ).fetchall()
-    hp = {m: (v, json.loads(md)["value"]) for m, v, _, kind, md in rows if kind == "hparam"}
-    assert hp["lr"] == (pytest.approx(0.05), pytest.approx(0.05)) and isinstance(hp["lr"][1], float)
-    assert hp["hidden"] == (4.0, 4) and type(hp["hidden"][1]) is int and hp["fail_at"] == (-1.0, -1)
-    assert hp["flag"] == (1.0, True) and hp["extra"] == (0.5, 0.5)
+    assert not [r for r in rows if r[3] == "hparam"]  # hyper-parameters are the experiment's params
+    hp = hub.get_experiment(lg.run_id).params
+    assert hp["lr"] == pytest.approx(0.05) and isinstance(hp["lr"], float)
+    assert hp["hidden"] == 4 and type(hp["hidden"]) is int and hp["fail_at"] == -1
+    assert hp["flag"] is True and hp["extra"] == 0.5
+    view = dict(hub.store.execute("SELECT key, value_num FROM params WHERE experiment_id = ?", [lg.run_id]).fetchall())
+    assert view["hidden"] == 4 and view["lr"] == pytest.approx(0.05)
     values = {m: [(v, s) for mm, v, s, kind, _ in rows if mm == m and kind != "hparam"] for m in ("hp_metric", "best")}
     assert values == {"hp_metric": [(0.25, None), (0.75, None)], "best": [(6.0, None)]}
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
 from pathlib import Path
 
@@ -53,7 +52,8 @@ def test_resume_appends_to_the_same_run_without_duplicates(hub: ct.Telemetry, tm
     assert [steps[s] for s in range(10, 15)] == pytest.approx(model_b.step_losses[5:])  # the new epoch
     assert lg_b.skipped > 0  # the replayed steps 5-9: the first write wins
     assert sorted(r["epoch"] for r in after if r["metric"] == "train_loss_epoch") == [0, 1, 2]
-    assert Counter(r["metric"] for r in after if r["kind"] == "hparam") == {"lr": 1, "hidden": 1, "fail_at": 1}
+    assert not [r for r in after if r["kind"] == "hparam"]  # hyper-parameters are params, not metric rows
+    assert hub.get_experiment(run).params == {"lr": 0.05, "hidden": 8, "fail_at": -1}
 
     evs = events(hub, run)
     starts = [json.loads(e["metadata"]) for e in evs if e["event"] == "crucible_train.training.start"]
@@ -116,10 +116,8 @@ def test_logger_alone_writes_under_the_live_experiment(hub: ct.Telemetry, tmp_pa
         "train_loss_epoch",
         "train_acc",
         "val_loss",
-        "lr",
-        "hidden",
-        "fail_at",
     }
+    assert exp.params == {"lr": 0.05, "hidden": 8, "fail_at": -1} and exp.status == "stopped"
     assert lg.errors == []
 
 
@@ -134,18 +132,22 @@ def test_logger_without_experiment_and_direct_calls(hub: ct.Telemetry, tmp_path:
     rows = {(r["metric"], r["step"]): r for r in metrics(hub, "my-run")}
     assert rows[("m-loss", 7)]["value"] == 0.5 and rows[("m-loss", 7)]["epoch"] == 2
     assert rows[("m-loss", 8)]["value"] == 0.25 and ("m-bad", 8) not in rows
-    assert rows[("sched/warmup", None)]["value"] == 3.0 and rows[("flag", None)]["value"] == 1.0
-    assert math.isnan(rows[("optimizer", None)]["value"]) and rows[("optimizer", None)]["kind"] == "hparam"
-    md = hub.store.execute(
-        "SELECT json_extract_string(metadata, '$.value') FROM metrics WHERE run_id = 'my-run' AND metric = 'optimizer'"
-    ).fetchall()
-    assert md == [("adam",)]
+    assert set(rows) == {("m-loss", 7), ("m-loss", 8)}  # hyper-parameters are params, not metric rows
+    # Alone, the logger opened a real experiment under its run id (listed, named, stopped at finalize).
+    exp = hub.get_experiment("my-run")
+    assert exp.name == "named" and exp.framework == "lightning" and exp.status == "stopped"
+    assert exp.params == {"optimizer": "adam", "sched.warmup": 3, "sched.kind": None, "flag": True}
+    assert [e.id for e in ct.list_experiments()] == ["my-run"]
     # Through the MetricsStore port too.
     read = ct.MetricsStore.read(ct.DuckDBMetrics(hub=hub), "my-run")
     assert {(r["metric"], r["step"]) for r in read} == set(rows)
 
-    auto = CrucibleLogger()
-    assert auto.run_id.startswith("run-") and auto.name == "crucible"
+    auto, second = CrucibleLogger(), CrucibleLogger()
+    assert auto.run_id.startswith("exp-") and auto.name == "lightning"
+    auto.log_metrics({"x": 1.0}, step=0)
+    auto.finalize("failed")
+    assert hub.get_experiment(auto.run_id).status == "failed"
+    assert second.name == "lightning-2"  # default names are unique in the store
 
 
 def test_callback_and_logger_pickle_for_ddp_spawn(hub: ct.Telemetry, tmp_path: Path) -> None:

@@ -46,9 +46,11 @@ __all__ = [
     "ENV_STRICT",
     "Choice",
     "Run",
+    "check_system_metrics",
     "check_tags",
     "checkpoint_state",
     "choose_experiment",
+    "default_run_name",
     "distributed_identity",
     "existing_hub",
     "guarded",
@@ -59,6 +61,7 @@ __all__ = [
     "record_failure",
     "resumed_id",
     "run_guarded",
+    "sampling_here",
     "strict",
     "to_scalar",
     "torch_broadcast",
@@ -113,7 +116,7 @@ def _live(hub: Telemetry) -> Experiment | None:
     return exp if exp is not None and not exp.stopped else None
 
 
-def _choose_here(hub: Telemetry, explicit_id: str | None, resumed: str | None) -> Choice:
+def _choose_here(hub: Telemetry, explicit_id: str | None, resumed: str | None, new_id: str | None = None) -> Choice:
     if explicit_id is not None:
         return Choice(validate_id("experiment_id", explicit_id), "explicit")
     env = os.environ.get(ENV_EXPERIMENT_ID) or None
@@ -124,7 +127,7 @@ def _choose_here(hub: Telemetry, explicit_id: str | None, resumed: str | None) -
     live = _live(hub)
     if live is not None:
         return Choice(live.id, "live", live.name)
-    return Choice(new_experiment_id(), "new")
+    return Choice(new_id or new_experiment_id(), "new")
 
 
 def choose_experiment(
@@ -134,6 +137,7 @@ def choose_experiment(
     resumed_id: str | None = None,
     broadcast: Callable[[Any], Any] | None = None,
     rank: int = 0,
+    new_id: str | None = None,
 ) -> Choice:
     """Pick the experiment by the documented order; with ``broadcast``, rank 0 picks for every rank.
 
@@ -146,17 +150,19 @@ def choose_experiment(
             ``lambda o: trainer.strategy.broadcast(o, src=0)``; plain torch: ``torch_broadcast``).
             Rank 0 always takes part, even when its own choice fails, so no rank waits forever.
         rank: this process's global rank.
+        new_id: the id a new experiment gets (default a fresh ``new_experiment_id()``): a launcher
+            that chose it in the parent process (``ddp_spawn``) so the parent knows it too.
 
     On a rank other than 0 a ``live`` choice stays ``live`` only when the same experiment is live
     in this process's context too; otherwise it is joined (``source`` becomes ``explicit``).
     """
     if broadcast is None:
-        return _choose_here(hub, explicit_id, resumed_id)
+        return _choose_here(hub, explicit_id, resumed_id, new_id)
     mine: Choice | None = None
     payload: Any = None
     if rank == 0:
         try:
-            mine = _choose_here(hub, explicit_id, resumed_id)
+            mine = _choose_here(hub, explicit_id, resumed_id, new_id)
             payload = (mine.experiment_id, mine.source, mine.name)
         finally:
             payload = broadcast(payload)
@@ -190,7 +196,9 @@ class Run:
     """One plugin's hold on an experiment: bound to the caller's context, stopped if owned.
 
     Built by ``open_run``; ``close()`` unbinds it and, when the plugin owns it, stops this
-    process's share of it (flushing its events). A ``live`` experiment is never stopped.
+    process's share of it (flushing its events), ``close(status="failed")`` when the training it
+    watched raised. A ``live`` experiment is never stopped; a system sampler the run started for
+    it is.
     """
 
     def __init__(self, experiment: Experiment, owned: bool, bound: bool, source: str) -> None:
@@ -198,6 +206,7 @@ class Run:
         self.owned = owned
         self.source = source
         self._bound = bound
+        self._sampler: Any = None  # started by open_run for a live experiment (an owned one stops its own)
         self.closed = False
 
     @property
@@ -209,17 +218,20 @@ class Run:
         """What a checkpoint keeps so that ``resumed_id`` finds this experiment again."""
         return checkpoint_state(self)
 
-    def close(self) -> None:
-        """Unbind, and stop the experiment here if this run owns it; safe to call twice."""
+    def close(self, status: str = "stopped") -> None:
+        """Unbind, and stop the experiment here (with ``status``) if this run owns it; safe to call twice."""
         if self.closed:
             return
         self.closed = True
         exp = self.experiment
+        sampler, self._sampler = self._sampler, None
+        if sampler is not None:
+            sampler.stop()
         if self._bound:
             self._bound = False
             exp.unbind()
         if self.owned and not exp.stopped:
-            exp.stop()
+            exp.stop(status=status)
         elif exp.hub is not None:
             exp.hub.flush()
 
@@ -235,26 +247,41 @@ def open_run(
     metadata: Mapping[str, Any] | None = None,
     leader: bool = True,
     bind: bool = True,
+    params: Mapping[str, Any] | None = None,
+    framework: str | None = None,
+    system_metrics: bool | float = False,
 ) -> Run:
     """Start, join or reuse the chosen experiment and bind it to this context.
 
     Args:
         hub: the hub to record into.
         choice: from ``choose_experiment``.
-        name, hypothesis, condition, tags, metadata: recorded when the experiment is new.
+        name, hypothesis, condition, tags, metadata, framework: recorded when the experiment is new.
         leader: this process may create the experiment record (rank 0); other ranks only join
             one that exists (start them after the leader, behind a barrier).
         bind: make it the experiment of the caller's context, so ``ct.emit`` from user code
             during training lands in it too.
+        params: hyper-parameters (nested mappings become dotted keys), added to the experiment's
+            params by the leader whatever the source (a live or joined experiment included).
+        system_metrics: sample the machine into the experiment from this process (True, or an
+            interval in seconds; see ``sampling_here``) until the run closes or the experiment stops.
 
     Whatever the choice's source, an experiment already live in the caller's context is used as
     it is and never stopped by the plugin (``Run.owned`` is False).
     """
     live = _live(hub)
+    flat = dict(params or {})
     if live is not None and live.id == choice.experiment_id:
         # the experiment live around the call (chosen as such, or named by an explicit id, the env or a
         # resumed checkpoint): its owner is the caller's ``with`` block, so the plugin never stops it
-        return Run(live, owned=False, bound=False, source="live")
+        run = Run(live, owned=False, bound=False, source="live")
+        if leader and flat:
+            live.log_params(flat)
+        if system_metrics is not False and system_metrics is not None and not _sampled(live):
+            from . import system
+
+            run._sampler = system.start(hub=hub, interval=_interval(system_metrics), experiment=live)
+        return run
     exp_id = choice.experiment_id
     exp: Experiment | None = None
     try:
@@ -264,13 +291,91 @@ def open_run(
             raise
     if exp is None:
         exp = hub.start_experiment(
-            name, hypothesis, condition, check_tags(tags), dict(metadata or {}), experiment_id=exp_id, bind=False
+            name,
+            hypothesis,
+            condition,
+            check_tags(tags),
+            dict(metadata or {}),
+            experiment_id=exp_id,
+            bind=False,
+            params=flat,
+            framework=framework,
+            system_metrics=system_metrics or False,
         )
-    elif leader:
-        exp.owner = True  # a resumed experiment is ours again: its record gets the final status
+    else:
+        if leader:
+            exp.owner = True  # a resumed experiment is ours again: its record gets the final status
+        if (leader and flat) or (system_metrics and not _sampled(exp)):
+            # joins the record that exists (no second one), adds params, starts this process's sampler
+            hub.start_experiment(
+                name,
+                experiment_id=exp_id,
+                bind=False,
+                params=flat if leader else None,
+                system_metrics=(system_metrics or False) if not _sampled(exp) else False,
+            )
     if bind:
         exp.bind()
     return Run(exp, owned=True, bound=bind, source=choice.source)
+
+
+def _interval(system_metrics: bool | float) -> float | None:
+    return None if system_metrics is True else float(system_metrics)
+
+
+def _sampled(exp: Experiment) -> bool:
+    """This process's system sampler is running for ``exp`` already."""
+    from . import system
+
+    s = system.current()
+    return s is not None and s.running and getattr(s.experiment, "id", None) == exp.id
+
+
+def check_system_metrics(argument: str, value: object) -> bool | float:
+    """A plugin's ``system_metrics`` argument: True, False or an interval in seconds (> 0)."""
+    if value is True or value is False:
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    raise InvalidArgumentError(argument, f"expected True, False or an interval in seconds, got {value!r}")
+
+
+def sampling_here(
+    system_metrics: bool | float, *, every_rank: bool = False, local_rank: int | None = None
+) -> bool | float:
+    """What this process passes as ``open_run(system_metrics=...)``: the setting on one process per node.
+
+    The machine is sampled by the node's local rank 0 (its figures are the node's: one sampler is
+    enough), or by every rank with ``every_rank=True`` (each process's own CPU and memory).
+    ``local_rank``: as the trainer knows it (default: from torch.distributed or the environment).
+    """
+    if system_metrics is False or system_metrics is None:
+        return False
+    if every_rank:
+        return system_metrics
+    if local_rank is None:
+        _, local_rank, _, _ = distributed_identity()
+    return system_metrics if not local_rank else False
+
+
+def default_run_name(hub: Telemetry, base: str) -> str:
+    """A readable name no experiment in the store has yet: ``base``, else ``base-2``, ``base-3`` ...
+
+    Sweeps of one model then read ``TinyRegressor``, ``TinyRegressor-2`` ... in ``crucible runs``
+    (rename them after the fact with ``update_experiment``). Two processes naming at the same
+    instant may pick the same name; the ids stay unique.
+    """
+    base = base.strip() or "run"
+    try:
+        taken = {e.name for e in hub.list_experiments()}
+    except Exception:
+        return base
+    if base not in taken:
+        return base
+    n = 2
+    while f"{base}-{n}" in taken:
+        n += 1
+    return f"{base}-{n}"
 
 
 # ------------------------------------------------------------------ resuming

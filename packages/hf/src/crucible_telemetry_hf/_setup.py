@@ -8,21 +8,25 @@ opens the experiment before the other ranks join it, so every rank records into 
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-from crucible_telemetry import InvalidArgumentError, Telemetry
+from crucible_telemetry import Experiment, InvalidArgumentError, Telemetry
 from crucible_telemetry.integration import (
     Run,
     choose_experiment,
+    default_run_name,
     open_run,
     read_checkpoint_marker,
     torch_broadcast,
 )
 
-__all__ = ["find_in_stack", "open_trainer_run"]
+__all__ = ["find_in_stack", "open_outside_run", "open_trainer_run"]
+
+FRAMEWORK = "transformers"
 
 
 def find_in_stack(local: str, accept: Any, depth: int = 12) -> Any:
@@ -60,8 +64,14 @@ def open_trainer_run(
     tags: Iterable[str],
     hypothesis: str | None,
     condition: str | None,
+    params: dict[str, Any] | None = None,
+    system_metrics: bool | float = False,
+    unique_name: bool = True,
 ) -> Run:
-    """Choose the experiment (rank 0 for all ranks) and open it: rank 0 first, then the others."""
+    """Choose the experiment (rank 0 for all ranks) and open it: rank 0 first, then the others.
+
+    ``unique_name``: ``name`` is a default: a new experiment gets the kit's unique form of it.
+    """
     rank = _group_rank()
     choice = choose_experiment(
         hub,
@@ -70,6 +80,8 @@ def open_trainer_run(
         broadcast=torch_broadcast,
         rank=rank,
     )
+    if unique_name and choice.source == "new" and rank == 0:
+        name = default_run_name(hub, name)
 
     def _open(leader: bool) -> Run:
         return open_run(
@@ -81,6 +93,9 @@ def open_trainer_run(
             tags=tags,
             metadata=metadata,
             leader=leader,
+            params=params,
+            framework=FRAMEWORK,
+            system_metrics=system_metrics,
         )
 
     if rank == 0:
@@ -94,3 +109,43 @@ def open_trainer_run(
     if not torch_broadcast(None):
         raise InvalidArgumentError("experiment", "rank 0 could not open the experiment")
     return _open(False)
+
+
+@contextlib.contextmanager
+def open_outside_run(
+    owner: Any,
+    hub: Telemetry,
+    *,
+    explicit_id: str | None,
+    last_id: str | None,
+    name: str,
+    args: Any,
+    model: Any,
+) -> Iterator[Experiment]:
+    """The experiment for results reported outside ``train()`` (``trainer.evaluate()``), open for one hook.
+
+    The kit's order, where this callback's last ``train()`` stands for the resumed checkpoint:
+    explicit id > ``$CRUCIBLE_EXPERIMENT_ID`` > the last ``train()``'s experiment (joined again,
+    so ``train()`` then ``evaluate()`` keeps the final evaluation) > the live one (left running) >
+    a new one (its params the arguments and model config). Each process records on its own (no
+    collective: ``evaluate()`` may run on one rank only); what it opened is stopped after the hook.
+    """
+    from ._params import run_params
+
+    choice = choose_experiment(hub, explicit_id=explicit_id, resumed_id=last_id)
+    if choice.source == "new":
+        name = default_run_name(hub, name)
+        owner._last_id = choice.experiment_id
+    run = open_run(
+        hub,
+        choice,
+        name=name,
+        metadata={"framework": FRAMEWORK, "model_name": type(model).__name__ if model is not None else None},
+        params=run_params(args, model) if choice.source == "new" else None,
+        framework=FRAMEWORK,
+        bind=False,
+    )
+    try:
+        yield run.experiment
+    finally:
+        run.close()

@@ -6,6 +6,7 @@ import math
 import os
 import time
 import traceback
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -26,16 +27,18 @@ from crucible_telemetry.events import (
 )
 from crucible_telemetry.integration import (
     Run,
-    existing_hub,
+    check_system_metrics,
     guarded,
     run_guarded,
+    sampling_here,
     to_scalar,
     write_checkpoint_marker,
 )
 
 from ._helpers import epoch_index, watch
 from ._logs import parameter_counts, record_logs, step_values, summary, validation_values
-from ._setup import find_in_stack, open_trainer_run
+from ._params import run_params, unlogged_loss
+from ._setup import find_in_stack, open_outside_run, open_trainer_run
 
 __all__ = ["CrucibleCallback"]
 
@@ -49,10 +52,18 @@ class CrucibleCallback(TrainerCallback):
     evaluation results as ``val_<name>``), one ``batch.stop`` per optimizer step (``global_step``,
     and ``loss``, ``learning_rate``, ``gradient_norm`` on the steps the Trainer logs),
     ``validation.stop``, ``checkpoint.saved`` and ``training.exception``; every scalar the Trainer
-    logs also lands in the ``metrics`` view with its step. Starts an experiment when none is live
-    and stops it at the end; a live one is reused and left running. A failure inside the callback
-    is kept in ``errors`` and logged once per hook, never raised into training (``CRUCIBLE_STRICT=1``
-    re-raises it).
+    logs also lands in the ``metrics`` view with its step, once (from the world's process zero, as
+    HF's own reporting callbacks log) unless ``all_ranks``. Starts an experiment when none is live
+    and stops it at the end (``failed`` when ``train()`` raised); a live one is reused and left
+    running. ``TrainingArguments`` and the model config become the experiment's params
+    (``learning_rate``, ``model.n_embd`` ...), ``framework = "transformers"``.
+
+    It only observes, as ``TensorBoardCallback`` does: it never sets ``control`` flags, so other
+    callbacks see the same events and ``state.log_history`` holds the same values with or without
+    it. ``trainer.evaluate()`` records too: into the experiment of this callback's last ``train()``
+    (joined again and stopped after), else the live one, else a new one. A failure inside the
+    callback is kept in ``errors`` and logged once per hook, never raised into training
+    (``CRUCIBLE_STRICT=1`` re-raises it).
 
     Args:
         experiment_name: name of a new experiment; default ``args.run_name`` or the model's class.
@@ -63,9 +74,16 @@ class CrucibleCallback(TrainerCallback):
         tags: tags of a new experiment.
         hypothesis: hypothesis of a new experiment.
         condition: A/B condition of a new experiment.
-        log_epoch_loss: ask the Trainer to log at each epoch end, so every epoch gets its loss whatever
-            ``logging_steps`` is (one extra log entry per epoch at most).
+        log_epoch_loss: put the epoch's mean training loss on ``epoch.stop``, whatever ``logging_steps``
+            is: the logged losses plus what the Trainer accumulated since its last log (read at the
+            epoch's end; nothing is logged for it).
         record_metrics: write every logged scalar to the ``metrics`` view.
+        all_ranks: write logged scalars from every rank (rows carry ``rank``); by default only the
+            world's process zero writes them (events come from every rank either way).
+        system_metrics: sample the machine into the experiment while training runs: ``True`` (every
+            10 s), an interval in seconds, or ``False``; one sampler per node (local process zero)
+            unless ``system_metrics_all_ranks``.
+        system_metrics_all_ranks: sample from every rank.
 
     Example:
         >>> from crucible_telemetry_hf import CrucibleCallback
@@ -85,6 +103,9 @@ class CrucibleCallback(TrainerCallback):
         condition: str | None = None,
         log_epoch_loss: bool = True,
         record_metrics: bool = True,
+        all_ranks: bool = False,
+        system_metrics: bool | float = True,
+        system_metrics_all_ranks: bool = False,
     ) -> None:
         for arg, val in (
             ("experiment_name", experiment_name),
@@ -105,6 +126,11 @@ class CrucibleCallback(TrainerCallback):
         self.condition = condition
         self.log_epoch_loss = bool(log_epoch_loss)
         self.record_metrics = bool(record_metrics)
+        self.all_ranks = bool(all_ranks)
+        self.system_metrics = check_system_metrics("system_metrics", system_metrics)
+        self.system_metrics_all_ranks = bool(system_metrics_all_ranks)
+        self._last_id: str | None = None  # the experiment of the last train(): evaluate() joins it again
+        self._trainer_ref: Any = None
         self.errors: list[Exception] = []
         self.skipped: set[str] = set()
         self._hub_arg = hub
@@ -128,6 +154,7 @@ class CrucibleCallback(TrainerCallback):
         self._epoch_steps = 0
         self._epoch_done: dict[str, float] | None = None
         self._last_logged = 0
+        self._acc_mark: list[Any] = []  # what unlogged_loss already read from the Trainer's accumulator
         self._summary: dict[str, float] = {}
 
     def _emit(self, name: tuple[str, ...], measurements: dict[str, Any], metadata: dict[str, Any] = _META) -> None:
@@ -143,14 +170,14 @@ class CrucibleCallback(TrainerCallback):
 
         trainer = find_in_stack("self", lambda v: isinstance(v, Trainer))
         if trainer is not None:
+            self._trainer_ref = weakref.ref(trainer)
             watch(trainer, "train", self, self._on_exception)
 
     def _setup(self, args: Any, state: Any, model: Any) -> None:
         self._hub = self._hub_arg or ct.default()
         model_name = type(model).__name__ if model is not None else "model"
         params, trainable = run_guarded(self, "parameter count", parameter_counts, model) or (None, None)
-        config = args.to_sanitized_dict() if hasattr(args, "to_sanitized_dict") else {}
-        metadata = {"framework": "transformers", "model_name": model_name, "parameters": params, "config": config}
+        metadata = {"framework": "transformers", "model_name": model_name, "parameters": params}
         resume_from = None
         if state.global_step > 0:
             resume_from = find_in_stack("resume_from_checkpoint", lambda v: isinstance(v, str)) or os.path.join(
@@ -165,9 +192,14 @@ class CrucibleCallback(TrainerCallback):
             tags=self.tags,
             hypothesis=self.hypothesis,
             condition=self.condition,
+            params=run_params(args, model),
+            unique_name=not (self.experiment_name or args.run_name),
+            system_metrics=sampling_here(
+                self.system_metrics, every_rank=self.system_metrics_all_ranks, local_rank=args.local_process_index
+            ),
         )
         exp = self._run.experiment
-        exp.metadata.setdefault("config", config)
+        self._last_id = exp.id
         self.experiment = exp
         self._model_name = model_name
         self._start_md = {
@@ -197,6 +229,8 @@ class CrucibleCallback(TrainerCallback):
         from transformers import Trainer
 
         trainer = find_in_stack("self", lambda v: isinstance(v, Trainer))
+        if trainer is not None:
+            self._trainer_ref = weakref.ref(trainer)
         if trainer is not None and getattr(trainer.train, "__crucible_watched__", None) is not self:
             # Added after the Trainer was built: watch its training steps instead of train().
             watch(trainer, "training_step", self, self._on_exception)
@@ -268,7 +302,16 @@ class CrucibleCallback(TrainerCallback):
         duration = time.monotonic_ns() - self._t_epoch if self._t_epoch else 0
         self._epoch_done = {"epoch": self._epoch, "global_step": state.global_step, "duration": duration}
         if self.log_epoch_loss and state.global_step > self._last_logged:
-            control.should_log = True
+            # the steps since the Trainer's last log: their loss sum, read once (the epoch-end log,
+            # if any, then finds them counted)
+            trainer = self._trainer_ref() if self._trainer_ref is not None else None
+            tail = unlogged_loss(trainer, state, self._acc_mark)
+            if tail is not None:
+                total, steps = tail
+                if steps > 0 and math.isfinite(total):
+                    self._epoch_sum += total
+                    self._epoch_steps += steps
+                    self._last_logged = state.global_step
         if not control.should_log:  # else the epoch-end log carries the last step's loss
             self._flush_batch()
 
@@ -287,9 +330,9 @@ class CrucibleCallback(TrainerCallback):
         if not logs:
             return
         if self.experiment is None:  # trainer.evaluate() / trainer.log() outside train()
-            exp = self._outside()
-            if exp is not None and self.record_metrics:
-                self._record(exp.id, logs, state.global_step, epoch_index(state.epoch))
+            if self.record_metrics and self._records(state):
+                with self._outside(args, kwargs.get("model")) as exp:
+                    self._record(exp.id, logs, state.global_step, epoch_index(state.epoch))
             return
         if "train_loss" in logs and "loss" not in logs:  # the final summary of train()
             self._flush_batch()
@@ -304,18 +347,20 @@ class CrucibleCallback(TrainerCallback):
                 self._epoch_steps += steps
             if self._batch is not None and self._batch[0] == state.global_step:
                 self._flush_batch(logs)
-        if self.record_metrics:
+        if self.record_metrics and self._records(state):
             self._record(self.experiment.id, logs, state.global_step, self._epoch)
 
-    def _outside(self) -> Experiment | None:
-        """The live experiment of the caller's context, for results reported outside ``train()``."""
-        # Only a hub that exists already: trainer.evaluate() alone must not create a store folder.
-        hub = self._hub_arg or existing_hub()
-        exp = hub.current_experiment() if hub is not None else None
-        if exp is None or exp.stopped:
-            return None
-        self._hub = hub
-        return exp
+    def _records(self, state: Any) -> bool:
+        """Logged values are written once: by the world's process zero (every rank with ``all_ranks``)."""
+        return self.all_ranks or bool(getattr(state, "is_world_process_zero", True))
+
+    def _outside(self, args: Any, model: Any) -> Any:
+        """The experiment results reported outside ``train()`` go to, open for one hook (see ``open_outside_run``)."""
+        self._hub = self._hub_arg or ct.default()
+        base = self.experiment_name or args.run_name or (type(model).__name__ if model is not None else "evaluation")
+        return open_outside_run(
+            self, self._hub, explicit_id=self.experiment_id, last_id=self._last_id, name=base, args=args, model=model
+        )
 
     def _record(self, run_id: str, logs: dict[str, Any], step: int, epoch: int) -> None:
         assert self._hub is not None
@@ -326,12 +371,18 @@ class CrucibleCallback(TrainerCallback):
         self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None, **kwargs: Any
     ) -> None:
         """``validation.stop`` with each metric as ``val_<name>``; also onto the epoch's ``epoch.stop``."""
-        if not metrics or (self.experiment is None and self._outside() is None):
+        if not metrics:
             return
-        epoch = self._epoch if self.experiment is not None else epoch_index(state.epoch)
+        if self.experiment is None:  # trainer.evaluate() outside train()
+            with self._outside(args, kwargs.get("model")):
+                self._validation_stop(metrics, epoch_index(state.epoch), state.global_step)
+            return
         self._flush_batch()
+        self._validation_stop(metrics, self._epoch, state.global_step)
+
+    def _validation_stop(self, metrics: dict[str, Any], epoch: int, step: int) -> None:
         vals = validation_values(metrics)
-        m: dict[str, Any] = {**vals, "epoch": epoch, "global_step": state.global_step}
+        m: dict[str, Any] = {**vals, "epoch": epoch, "global_step": step}
         runtime = vals.get("val_runtime")
         if runtime is not None:
             m["duration"] = int(runtime * 1e9)
@@ -370,11 +421,11 @@ class CrucibleCallback(TrainerCallback):
         self._emit(TRAINING_STOP, m, {**_META, "model_name": self._model_name})
         self._finish()
 
-    def _finish(self) -> None:
+    def _finish(self, status: str = "stopped") -> None:
         run = self._run
         self._reset()
         if run is not None:
-            run.close()  # unbind from this context; stop the experiment only if this callback owns it
+            run.close(status)  # unbind from this context; stop the experiment only if this callback owns it
 
     def _on_exception(self, trainer: Any, exc: BaseException) -> None:
         """``training.exception`` (kind, reason, stacktrace), then the run is closed; the caller re-raises."""
@@ -383,7 +434,7 @@ class CrucibleCallback(TrainerCallback):
         try:
             run_guarded(self, "on_exception", self._emit_exception, trainer.state, exc)
         finally:
-            run_guarded(self, "on_exception", self._finish)
+            run_guarded(self, "on_exception", self._finish, "failed")
 
     def _emit_exception(self, state: Any, exc: BaseException) -> None:
         self._flush_batch()

@@ -14,27 +14,13 @@ from typing_extensions import override
 from crucible_telemetry.events import EPOCH_START, EPOCH_STOP, TRAINING_STOP, VALIDATION_STOP
 from crucible_telemetry.integration import guarded
 
+from ._counter import step_counter
 from ._logged import epoch_summary, learning_rates, validation_metrics
 from ._steps import StepHooks
 
 __all__ = ["EpochHooks"]
 
 _mono = time.monotonic_ns
-
-
-def step_counter(trainer: Any) -> Any:
-    """The progress record whose ``completed`` is ``trainer.global_step`` (read per step without
-    Lightning's property chain); None when it cannot be found or does not agree."""
-    try:
-        loop = trainer.fit_loop.epoch_loop
-        module = trainer.lightning_module
-        if module is None or module.automatic_optimization:
-            total = loop.automatic_optimization.optim_progress.optimizer.step.total
-        else:
-            total = loop.manual_optimization.optim_step_progress.total
-        return total if total.completed == trainer.global_step else None
-    except Exception:
-        return None
 
 
 class EpochHooks(StepHooks):
@@ -58,7 +44,7 @@ class EpochHooks(StepHooks):
         self._epoch_lrs = learning_rates(self._opt)
         self._poll_checkpoints(trainer)
         if self._emit is not None and self._emitting:
-            self._emit(EPOCH_START, {"epoch": self._epoch, "global_step": trainer.global_step}, None)
+            self._emit(EPOCH_START, {"epoch": self._epoch, "global_step": self._step_count(trainer)}, None)
 
     @override
     @guarded
@@ -73,7 +59,7 @@ class EpochHooks(StepHooks):
         if self._emit is None or not self._emitting or trainer.sanity_checking:
             return
         m: dict[str, Any] = validation_metrics(trainer.callback_metrics)
-        m.update(epoch=trainer.current_epoch, global_step=trainer.global_step, duration=_mono() - self._t_val)
+        m.update(epoch=trainer.current_epoch, global_step=self._step_count(trainer), duration=_mono() - self._t_val)
         self._emit(VALIDATION_STOP, m, None)
 
     @override
@@ -89,7 +75,7 @@ class EpochHooks(StepHooks):
         mean = self._loss_sum / self._loss_n if self._loss_n else None
         m = epoch_summary(trainer.callback_metrics, mean)
         m.update(self._epoch_lrs if self._epoch_lrs is not None else learning_rates(self._opt))
-        m.update(epoch=self._epoch, global_step=trainer.global_step, duration=_mono() - self._t_epoch)
+        m.update(epoch=self._epoch, global_step=self._step_count(trainer), duration=_mono() - self._t_epoch)
         self._emit(EPOCH_STOP, m, None)
 
     @override
@@ -104,6 +90,6 @@ class EpochHooks(StepHooks):
         if self._emitting:
             self._emit(
                 TRAINING_STOP,
-                {"epoch": self._epoch, "global_step": trainer.global_step, "duration": _mono() - self._t_fit},
+                {"epoch": self._epoch, "global_step": self._step_count(trainer), "duration": _mono() - self._t_fit},
                 None,
             )

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import crucible_telemetry as ct
-from crucible_telemetry.integration import Choice, Run, choose_experiment, open_run
+from crucible_telemetry.integration import Choice, Run, choose_experiment, default_run_name, open_run
 
 __all__ = ["FitExperiment"]
 
@@ -31,9 +31,13 @@ def _as_live(hub: ct.Telemetry, choice: Choice) -> Choice:
 class FitExperiment:
     """Which experiment one fit records into, and the ``Run`` that holds it while the fit lasts."""
 
-    def __init__(self, hub: ct.Telemetry, explicit_id: str | None, rank: int, world: int) -> None:
+    def __init__(
+        self, hub: ct.Telemetry, explicit_id: str | None, rank: int, world: int, *, new_id: str | None = None
+    ) -> None:
         self.hub = hub
         self.explicit_id = explicit_id
+        self.new_id = new_id
+        self._unique: tuple[str, str] | None = None  # (base, unique name) for a new experiment
         self.rank = rank
         self.world = world
         self.choice: Choice | None = None
@@ -49,14 +53,26 @@ class FitExperiment:
             return self.run.id
         return self.choice.experiment_id if self.choice is not None else None
 
-    def name(self, default: str) -> str:
-        """The live experiment's name when the fit records into one, else ``default``."""
+    def name(self, default: str, *, unique: bool = False) -> str:
+        """The live experiment's name when the fit records into one, else ``default``.
+
+        ``unique``: ``default`` is a default name: a new experiment gets the kit's unique form of
+        it (``default``, ``default-2`` ...), chosen once per fit so folders named after it stay put.
+        """
         c = self.choice
-        return c.name if c is not None and c.live and c.name else default
+        if c is not None and c.live and c.name:
+            return c.name
+        if not unique or c is None or c.source != "new" or self.rank != 0:
+            return default
+        if self._unique is None or self._unique[0] != default:
+            self._unique = (default, default_run_name(self.hub, default))
+        return self._unique[1]
 
     def choose(self, broadcast: Callable[[Any], Any] | None) -> Choice:
         """Rank 0's choice for every rank (``broadcast`` is the strategy's, None for one process)."""
-        choice = choose_experiment(self.hub, explicit_id=self.explicit_id, broadcast=broadcast, rank=self.rank)
+        choice = choose_experiment(
+            self.hub, explicit_id=self.explicit_id, broadcast=broadcast, rank=self.rank, new_id=self.new_id
+        )
         self.choice = _as_live(self.hub, choice)
         return self.choice
 
@@ -69,9 +85,17 @@ class FitExperiment:
         return self.run is not None and self.run.id != self.choice.experiment_id
 
     def open(
-        self, name: str, hypothesis: str | None, condition: str | None, tags: tuple[str, ...], metadata: dict[str, Any]
+        self,
+        name: str,
+        hypothesis: str | None,
+        condition: str | None,
+        tags: tuple[str, ...],
+        metadata: dict[str, Any],
+        *,
+        params: dict[str, Any] | None = None,
+        system_metrics: bool | float = False,
     ) -> Run:
-        """Start, join or reuse the chosen experiment (rank 0 may create it) and bind it."""
+        """Start, join or reuse the chosen experiment (rank 0 may create it, and adds the params) and bind it."""
         assert self.choice is not None
         self.run = open_run(
             self.hub,
@@ -82,12 +106,15 @@ class FitExperiment:
             tags=tags,
             metadata=metadata,
             leader=self.rank == 0,
+            params=params,
+            framework="lightning",
+            system_metrics=system_metrics,
         )
         return self.run
 
-    def close(self) -> None:
-        """Unbind; stop this process's share when the fit owns the experiment (a live one keeps running)."""
+    def close(self, status: str = "stopped") -> None:
+        """Unbind; stop this process's share (with ``status``) when the fit owns it (a live one keeps running)."""
         self.closed = True
         run = self.run
         if run is not None:
-            run.close()
+            run.close(status)

@@ -18,6 +18,7 @@ from crucible_telemetry.integration import guarded, record_failure, run_guarded,
 
 from . import _compat
 from ._checkpoints import CheckpointWatch
+from ._counter import step_counter
 from ._fit import FitExperiment
 from ._values import Deferred, batch_size, grad_norm, host_grad_norm, host_norm_ok, token_count
 
@@ -51,9 +52,11 @@ class StepHooks(*_compat.callback_bases()):  # type: ignore[misc]
         self._dq: Any = ()  # the deferred events' queue (truthy while any wait), read per step
         self._watch: CheckpointWatch | None = None
         self._saving: tuple[int, int] | None = None
-        self._steps: Any = None  # Lightning's optimizer-step counter (``.completed`` is global_step)
+        self._steps: Any = None  # the epoch loop: ``_batches_that_stepped`` is the step count (see step_counter)
         self._t_fit = self._t0 = 0
         self._step0 = 0
+        self._last_step = 0  # the global_step of the last batch.stop
+        self._manual = False  # manual optimization (global_step: batches that stepped)
         self._epoch = 0
         self._accum = 1
         self._params: list[Tensor] = []
@@ -63,6 +66,19 @@ class StepHooks(*_compat.callback_bases()):  # type: ignore[misc]
         self._gn_host = False  # a small CPU model: its gradient norm is summed through numpy
         self._loss_sum = 0.0
         self._loss_n = 0
+
+    def _step_count(self, trainer: Any) -> int:
+        """The documented ``global_step`` outside a batch: optimizer steps done, a manual batch counting once.
+
+        Automatic optimization: ``trainer.global_step``. Manual: the batches that stepped (the
+        epoch loop's ``_batches_that_stepped``, which counts the batch under way only after its
+        validation, hence the last ``batch.stop``'s step as a floor).
+        """
+        if not self._manual:
+            return int(trainer.global_step)
+        c = self._steps
+        done = c._batches_that_stepped if c is not None else int(trainer.global_step)
+        return max(done, self._last_step)
 
     def _emit_now(self, name: Any, m: dict[str, Any], md: dict[str, Any] | None) -> None:
         """Emit a deferred event; a ``batch.stop`` loss counts towards the epoch's mean."""
@@ -81,8 +97,10 @@ class StepHooks(*_compat.callback_bases()):  # type: ignore[misc]
             return
         self._t_fit = _mono()
         self._accum = int(getattr(trainer, "accumulate_grad_batches", 1) or 1)
-        if not getattr(pl_module, "automatic_optimization", True):
+        self._manual = not getattr(pl_module, "automatic_optimization", True)
+        if self._manual:
             self._accum = 1
+        self._steps = step_counter(trainer)
         opts = getattr(trainer, "optimizers", None) or []
         self._opt = opts[0] if opts else None
         self._params = [p for opt in opts for g in opt.param_groups for p in g["params"]]
@@ -95,7 +113,7 @@ class StepHooks(*_compat.callback_bases()):  # type: ignore[misc]
         fit = self._fit
         self._emit(
             TRAINING_START,
-            {"epoch": trainer.current_epoch, "global_step": trainer.global_step},
+            {"epoch": trainer.current_epoch, "global_step": self._step_count(trainer)},
             {
                 "model_name": type(pl_module).__name__,
                 "framework": "lightning",
@@ -118,7 +136,7 @@ class StepHooks(*_compat.callback_bases()):  # type: ignore[misc]
         try:
             self._t0 = _mono()
             c = self._steps
-            self._step0 = c.completed if c is not None else trainer.global_step
+            self._step0 = c._batches_that_stepped if c is not None else trainer.global_step
             w = self._watch
             if w is not None and w.active and w.changed():
                 self._poll_checkpoints(trainer)
@@ -154,6 +172,7 @@ class StepHooks(*_compat.callback_bases()):  # type: ignore[misc]
                 "global_step": self._step0 + 1,
                 "duration": dur,
             }
+            self._last_step = self._step0 + 1
             tensors: dict[str, Tensor] | None = None
             loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
             if isinstance(loss, Tensor):
@@ -212,7 +231,7 @@ class StepHooks(*_compat.callback_bases()):  # type: ignore[misc]
     @guarded
     def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
         """Note the epoch and step being saved: the file's path is known only once it is written."""
-        self._saving = (trainer.current_epoch, trainer.global_step)
+        self._saving = (trainer.current_epoch, self._step_count(trainer))
 
     def _poll_checkpoints(self, trainer: Any) -> None:
         """``checkpoint.saved`` for each new file (rank 0, which writes them), with the saved epoch and step."""
@@ -222,7 +241,7 @@ class StepHooks(*_compat.callback_bases()):  # type: ignore[misc]
         paths = w.new_files()
         if not paths:
             return
-        epoch, step = self._saving or (trainer.current_epoch, trainer.global_step)
+        epoch, step = self._saving or (trainer.current_epoch, self._step_count(trainer))
         self._saving = None
         for path in paths:
             self._emit(CHECKPOINT_SAVED, {"epoch": epoch, "global_step": step}, {"checkpoint_path": path})

@@ -19,16 +19,20 @@ import crucible_telemetry as ct
 from crucible_telemetry.errors import InvalidArgumentError
 from crucible_telemetry.events import TRAINING_EXCEPTION
 from crucible_telemetry.integration import (
+    check_system_metrics,
     check_tags,
+    choose_experiment,
     guarded,
     hub_for,
     resumed_id,
     run_guarded,
+    sampling_here,
     validate_id,
 )
 
 from ._epochs import EpochHooks
 from ._fit import FitExperiment
+from ._hparams import hyperparameters
 from ._steps import count_parameters
 from ._values import Deferred
 
@@ -44,17 +48,26 @@ class CrucibleCallback(EpochHooks):
     ``lightning.Trainer`` and ``pytorch_lightning.Trainer``. The experiment is, first match wins:
     ``experiment_id``, else ``$CRUCIBLE_EXPERIMENT_ID``, else the one a resumed checkpoint names,
     else the experiment live around ``fit`` (``ct.start_experiment`` / ``with ct.experiment(...)``),
-    else a new one named after the LightningModule (hyper-parameters in its metadata). The callback
-    stops the experiment at the end unless it was live around ``fit`` (that one is left running).
-    Under DDP rank 0 chooses and broadcasts: one experiment for all ranks. The id is saved in
-    checkpoints, so resuming appends to the same experiment and run.
+    else a new one named after the LightningModule (``TinyRegressor``, then ``TinyRegressor-2`` ...).
+    The callback stops the experiment at the end (status ``failed`` when the fit raised) unless it
+    was live around ``fit`` (that one is left running). Under DDP rank 0 chooses and broadcasts: one
+    experiment for all ranks; under ``ddp_spawn`` the parent chooses before spawning, so
+    ``experiment_id`` is set in the parent after ``fit``. The id is saved in checkpoints, so resuming
+    appends to the same experiment and run.
+
+    The module's (and datamodule's) ``hparams`` become the experiment's params (dotted keys,
+    ``framework = "lightning"``), unless ``save_hyperparameters(logger=False)`` asked Lightning not
+    to log them: then nothing of them is recorded.
 
     Per step nothing waits for the device: losses and gradient norms on an accelerator are
     copied to the host without blocking and their ``batch.stop`` event is emitted once the copy
     has landed (at the latest at the end of the epoch). ``global_step`` on ``batch.stop`` is the
-    number of optimizer steps done once the step this micro-batch feeds completes (the Hugging
-    Face Trainer's ``global_step``; Lightning's logger ``step`` plus one), and ``batch`` the
-    micro-batch index in the epoch, so curves align under gradient accumulation and across trainers.
+    number of training batches that stepped once the step this micro-batch feeds completes: one
+    per model update, whatever the number of optimizers a manual ``training_step`` steps (the
+    Hugging Face Trainer's ``global_step``; Lightning's logger ``step`` plus one, i.e. its
+    ``_batches_that_stepped``; ``trainer.global_step`` counts every optimizer's step instead), and
+    ``batch`` the micro-batch index in the epoch, so curves align under gradient accumulation,
+    manual optimization and across trainers.
 
     Args:
         experiment_name: name of the experiment it starts; default the LightningModule's class name.
@@ -70,6 +83,10 @@ class CrucibleCallback(EpochHooks):
             every ``n`` optimizer steps (1: every step), ``False`` never. It reads every gradient,
             so it is not free on a large model.
         all_ranks: emit training events from every rank (default) or from rank 0 only.
+        system_metrics: sample the machine (CPU, memory, disk, network, GPUs) into the experiment
+            while the fit runs: ``True`` (every 10 s), an interval in seconds, or ``False``. One
+            sampler per node (local rank 0) unless ``system_metrics_all_ranks``.
+        system_metrics_all_ranks: sample from every rank (each process's own CPU and memory).
 
     Example:
         >>> from lightning.pytorch import Trainer
@@ -89,6 +106,8 @@ class CrucibleCallback(EpochHooks):
         hub: ct.Telemetry | None = None,
         gradient_norm: bool | int = True,
         all_ranks: bool = True,
+        system_metrics: bool | float = True,
+        system_metrics_all_ranks: bool = False,
     ) -> None:
         super().__init__()
         if experiment_name is not None and (not isinstance(experiment_name, str) or not experiment_name.strip()):
@@ -113,6 +132,9 @@ class CrucibleCallback(EpochHooks):
         self.metadata = dict(metadata or {})
         self.gradient_norm = gradient_norm
         self.all_ranks = bool(all_ranks)
+        self.system_metrics = check_system_metrics("system_metrics", system_metrics)
+        self.system_metrics_all_ranks = bool(system_metrics_all_ranks)
+        self._spawn: tuple[str, str] | None = None  # (id, source) chosen in a ddp_spawn parent
         self._hub_arg = hub
         self.hub: ct.Telemetry | None = None
         self.experiment: ct.Experiment | None = None
@@ -121,7 +143,14 @@ class CrucibleCallback(EpochHooks):
         self._reset_run()
 
     def __getstate__(self) -> dict[str, Any]:
-        """Pickles (``ddp_spawn``) the configuration only: the hub and run state are per process."""
+        """Pickles (``ddp_spawn``) the configuration only: the hub and run state are per process.
+
+        Pickled outside a fit (the ``ddp_spawn`` parent), the experiment is chosen here first, by
+        the kit's order, so the parent and every spawned rank agree on it (a resumed checkpoint
+        still beats a new id in the children).
+        """
+        if self._fit is None and self._spawn is None:
+            run_guarded(self, "__getstate__", self._choose_for_spawn)
         state = self.__dict__.copy()
         state["_hub_arg"] = None if self._hub_arg is None else str(self._hub_arg.home)
         state["hub"] = state["experiment"] = None
@@ -141,8 +170,15 @@ class CrucibleCallback(EpochHooks):
 
     @property
     def experiment_id(self) -> str | None:
-        """The id of the experiment of the current (or last) fit."""
-        return self._fit.experiment_id if self._fit is not None else None
+        """The id of the experiment of the current (or last) fit (in a ``ddp_spawn`` parent: the spawned fit's)."""
+        if self._fit is not None:
+            return self._fit.experiment_id
+        return self._spawn[0] if self._spawn is not None else None
+
+    def _choose_for_spawn(self) -> None:
+        hub = self._hub_arg or ct.default()
+        choice = choose_experiment(hub, explicit_id=self._pinned_id)
+        self._spawn = (choice.experiment_id, choice.source)
 
     def _reset_run(self) -> None:
         self._fit: FitExperiment | None = None
@@ -165,7 +201,10 @@ class CrucibleCallback(EpochHooks):
         self.hub = self._hub_arg or ct.default()
         self._rank, self._world = int(trainer.global_rank), int(trainer.world_size)
         self._emitting = self.all_ranks or self._rank == 0
-        self._fit = FitExperiment(self.hub, self._pinned_id, self._rank, self._world)
+        pinned, new_id = self._pinned_id, None
+        if self._spawn is not None:  # chosen in the ddp_spawn parent
+            pinned, new_id = (None, self._spawn[0]) if self._spawn[1] == "new" else (self._spawn[0], None)
+        self._fit = FitExperiment(self.hub, pinned or self._pinned_id, self._rank, self._world, new_id=new_id)
         strategy = trainer.strategy
         self._fit.choose((lambda o: strategy.broadcast(o, src=0)) if self._world > 1 else None)
         self._tell_loggers(trainer)
@@ -189,7 +228,10 @@ class CrucibleCallback(EpochHooks):
         self._tell_loggers(trainer)
 
     def _default_name(self, pl_module: Any) -> str:
-        return self.experiment_name or type(pl_module).__name__
+        if self.experiment_name:
+            return self.experiment_name
+        base = type(pl_module).__name__
+        return self._fit.name(base, unique=True) if self._fit is not None else base
 
     def _open(self, trainer: Any, pl_module: Any) -> None:
         assert self._fit is not None
@@ -199,6 +241,10 @@ class CrucibleCallback(EpochHooks):
             self.condition,
             self.tags,
             self._experiment_metadata(trainer, pl_module),
+            params=hyperparameters(trainer, pl_module),
+            system_metrics=sampling_here(
+                self.system_metrics, every_rank=self.system_metrics_all_ranks, local_rank=int(trainer.local_rank)
+            ),
         )
         self.experiment = run.experiment
         assert self.hub is not None
@@ -207,14 +253,12 @@ class CrucibleCallback(EpochHooks):
         self._dq = self._deferred.queue
 
     def _experiment_metadata(self, trainer: Any, pl_module: Any) -> dict[str, Any]:
-        hparams = getattr(pl_module, "hparams", None)
         return {
             **self.metadata,
             "framework": "lightning",
             "lightning_package": trainer.__class__.__module__.split(".")[0],  # a proxy forwards __class__
             "model_name": type(pl_module).__name__,
             "parameters": count_parameters(pl_module),
-            "hyperparameters": dict(hparams) if hparams else {},
         }
 
     def _tell_loggers(self, trainer: Any) -> None:
@@ -229,7 +273,14 @@ class CrucibleCallback(EpochHooks):
             if isinstance(lg, CrucibleLogger):
                 lg._adopt(exp_id, self.hub, resumed=fit.resumed, callback=self, name=name)
 
-    def _close(self, *, finished: bool = True) -> None:
+    def _release_loggers(self) -> None:
+        trainer = self._trainer
+        for lg in getattr(trainer, "loggers", ()) if trainer is not None else ():
+            release = getattr(lg, "_release", None)
+            if release is not None and getattr(lg, "_callback", None) is not None and lg._callback() is self:
+                release()
+
+    def _close(self, *, finished: bool = True, status: str = "stopped") -> None:
         """Emit what waits, then let go of the experiment (stopped when this fit owns it)."""
         if self._deferred is not None:
             self._deferred.drain(force=True)
@@ -239,8 +290,9 @@ class CrucibleCallback(EpochHooks):
         if fit is None:
             return
         if finished:
+            self._release_loggers()
             self._trainer = None
-            fit.close()
+            fit.close(status)
         elif fit.run is not None:
             fit.run.close()
 
@@ -291,7 +343,7 @@ class CrucibleCallback(EpochHooks):
                     TRAINING_EXCEPTION,
                     {
                         "epoch": trainer.current_epoch,
-                        "global_step": trainer.global_step,
+                        "global_step": self._step_count(trainer),
                         "duration": _mono() - self._t_fit if self._t_fit else 0,
                     },
                     {
@@ -301,4 +353,4 @@ class CrucibleCallback(EpochHooks):
                         "framework": "lightning",
                     },
                 )
-        self._close()
+        self._close(status="failed")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 import weakref
 from argparse import Namespace
@@ -13,18 +12,22 @@ from typing import Any
 from typing_extensions import override
 
 import crucible_telemetry as ct
-from crucible_telemetry.errors import InvalidArgumentError
+from crucible_telemetry.errors import InvalidArgumentError, UnknownExperimentError
 from crucible_telemetry.integration import (
+    Choice,
+    Run,
     choose_experiment,
+    default_run_name,
     guarded,
     hub_for,
-    new_experiment_id,
+    open_run,
     record_failure,
     to_scalar,
     validate_id,
 )
 
 from . import _compat
+from ._hparams import plain_params
 
 __all__ = ["CrucibleLogger"]
 
@@ -32,13 +35,20 @@ log = logging.getLogger("crucible_telemetry.lightning")
 
 
 class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
-    """Writes Lightning's logged metrics and hyper-parameters to the store's ``metrics`` dataset.
+    """Writes Lightning's logged metrics to the store's ``metrics`` dataset, hyper-parameters to the experiment's params.
 
     Each ``self.log(...)`` value Lightning hands over becomes one row ``(run_id, metric, value,
-    step, epoch, rank, node, ...)``; ``log_hyperparams`` writes rows of ``kind = 'hparam'``. With a
-    ``CrucibleCallback`` in the same Trainer the run id is the experiment id the callback chose
-    (explicit id > ``$CRUCIBLE_EXPERIMENT_ID`` > resumed checkpoint > live experiment > new), so
-    metrics join events on ``run_id = experiment_id``; alone it is the live experiment's id, or a new id.
+    step, epoch, rank, node, ...)``; ``log_hyperparams`` adds to the experiment's params (dotted
+    keys, the SQL view ``params``). With a ``CrucibleCallback`` in the same Trainer the run id is
+    the experiment id the callback chose (explicit id > ``$CRUCIBLE_EXPERIMENT_ID`` > resumed
+    checkpoint > live experiment > new), so metrics join events on ``run_id = experiment_id``.
+
+    Alone (no callback; or ``trainer.validate()`` / ``trainer.test()`` outside a fit) it opens the
+    experiment itself through the kit, by the same order: a new one is named ``lightning`` (then
+    ``lightning-2`` ...; ``name=`` names it), has ``framework = "lightning"``, and is stopped at each
+    ``finalize`` (``failed`` when the Trainer failed) and joined again by the next trainer call, so
+    ``fit`` then ``test`` land in one experiment that ``crucible runs`` lists. A live experiment is
+    used and left running.
 
     Resuming from a checkpoint appends to the same run and deletes nothing; a row whose
     ``(metric, step)`` the run already holds for this rank (steps replayed after an older
@@ -47,15 +57,18 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
     Subclasses the ``Logger`` of every installed Lightning flavour, like ``CrucibleCallback``.
 
     Args:
-        run_id: the run to write; default the ``CrucibleCallback``'s experiment id, else
-            ``$CRUCIBLE_EXPERIMENT_ID``, else the live experiment's id, else a new ``run-...`` id.
-        name: the logger's ``name`` (a folder name for Lightning's checkpoint path); default the
-            experiment's name, else ``"crucible"``.
+        run_id: the experiment to write; default the ``CrucibleCallback``'s experiment id, else
+            ``$CRUCIBLE_EXPERIMENT_ID``, else the live experiment's id, else a new ``exp-...`` id.
+        name: the logger's ``name`` (a folder name for Lightning's checkpoint path) and the name of
+            an experiment it starts; default the experiment's name, else ``lightning`` made unique.
         hub: the ``ct.Telemetry`` to write to; default ``ct.default()`` at first use.
         all_ranks: record on every rank (rows carry ``rank``) instead of rank 0 only.
         prefix: put in front of every logged metric name, joined with ``LOGGER_JOIN_CHAR`` (``"-"``):
             ``prefix="tmp"`` stores ``tmp-test``, as every built-in logger does. Hyper-parameters
             are not prefixed (nor are they by the built-ins).
+
+    Under DDP alone with ``all_ranks=True``, ranks other than 0 join the experiment rank 0 opened
+    only when they know its id (``run_id``, ``$CRUCIBLE_EXPERIMENT_ID`` or a ``CrucibleCallback``).
         save_dir: the root of the run folders; default ``<home>/lightning`` (next to the store).
 
     Folders: ``save_dir`` is a root shared by runs (as for ``MLFlowLogger`` and ``WandbLogger``, so
@@ -106,7 +119,11 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
         self.prefix = prefix
         self._rank: int | None = None
         self._floor: dict[str, int] | None = None  # metric -> highest step the run held before this session
-        self._hparams_done: set[str] = set()
+        self._choice: Choice | None = None
+        self._own: Run | None = None  # the experiment this logger opened (alone), until finalize
+        self._opened = False  # checked (and opened if need be) since the last finalize
+        self._pending: dict[str, Any] = {}  # params logged before the callback's experiment was live
+        self._unique_name: str | None = None
         self._skipped = 0
         self._callback: weakref.ref[Any] | None = None
         self._adopted_name: str | None = None
@@ -116,7 +133,8 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
         """Pickles (``ddp_spawn``) the configuration only: the hub is reopened by its home."""
         state = self.__dict__.copy()
         state["_hub"] = None if self._hub is None else str(self._hub.home)
-        state["_callback"] = None
+        state["_callback"] = state["_own"] = None
+        state["_opened"] = False
         state["_rank"] = state["_floor"] = None  # per process: read again where it lands
         return state
 
@@ -140,22 +158,27 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
     def run_id(self) -> str:
         """The run rows are written under (resolved on first use)."""
         if self._run_id is None:  # alone: the kit's order, $CRUCIBLE_EXPERIMENT_ID > live experiment > new
-            choice = choose_experiment(self.hub)
-            self._run_id = choice.experiment_id if choice.source != "new" else new_run_id()
+            self._choice = choose_experiment(self.hub)
+            self._run_id = self._choice.experiment_id
         return self._run_id
 
     @property
     @override
     def name(self) -> str:
-        """The experiment's name (or ``"crucible"``)."""
+        """The experiment's name (for a new one: ``lightning``, ``lightning-2`` ..., chosen once)."""
         if self._name:
             return self._name
         if self._adopted_name and self._explicit_run is None:
             return self._adopted_name
+        if self._unique_name is not None:
+            return self._unique_name
         try:
-            return self.hub.get_experiment(self.run_id).name or "crucible"
+            return self.hub.get_experiment(self.run_id).name or "lightning"
+        except UnknownExperimentError:
+            self._unique_name = default_run_name(self.hub, "lightning")
+            return self._unique_name
         except Exception:
-            return "crucible"
+            return "lightning"
 
     @property
     @override
@@ -206,6 +229,40 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
             self._floor = None
         if resumed:
             self._floor = None
+        if self._pending and self._recording():
+            self._log_params({})
+
+    def _release(self) -> None:
+        """Called by ``CrucibleCallback`` when its fit ends: later writes (``trainer.test()``) open the run here."""
+        self._callback = None
+        self._opened = False
+
+    def _ensure_open(self) -> None:
+        """Alone: open (or join again) the experiment rows go to, once per trainer call."""
+        self._opened = True
+        if self._callback is not None:
+            return
+        hub, run_id = self.hub, self.run_id
+        try:
+            exp = hub.get_experiment(run_id)
+            if exp.hub is hub and not exp.stopped:
+                return  # live here already (the callback's, the user's, or ours)
+        except UnknownExperimentError:
+            pass
+        choice = self._choice if self._choice is not None and self._choice.experiment_id == run_id else None
+        leader = _compat.global_rank() == 0
+        try:
+            self._own = open_run(
+                hub,
+                choice or Choice(run_id, "explicit"),
+                name=self.name,
+                framework="lightning",
+                leader=leader,
+                bind=False,
+            )
+        except UnknownExperimentError:
+            if leader:
+                raise  # (a rank > 0 before rank 0 created it: its rows still go under the id)
 
     def _recording(self) -> bool:
         if self.all_ranks:
@@ -221,15 +278,12 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
         if hub.store.holds_metrics(run_id):
             rank = _compat.global_rank() if self.all_ranks else 0
             rows = hub.store.execute(
-                "SELECT metric, max(step), bool_or(step IS NULL) FROM metrics "
-                "WHERE run_id = ? AND coalesce(rank, 0) = ? GROUP BY metric",
+                "SELECT metric, max(step) FROM metrics WHERE run_id = ? AND coalesce(rank, 0) = ? GROUP BY metric",
                 [run_id, rank],
             ).fetchall()
-            for metric, max_step, has_null in rows:
+            for metric, max_step in rows:
                 if max_step is not None:
                     floor[metric] = int(max_step)
-                if has_null:
-                    self._hparams_done.add(metric)
         self._floor = floor
         return floor
 
@@ -241,6 +295,8 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
         try:  # inline guard (as ``guarded`` does): called on every logged step
             if not self.all_ranks and self._rank != 0 and not self._recording():
                 return
+            if not self._opened:
+                self._ensure_open()
             floor = self._floor if self._floor is not None else self._load_floor()
             raw_epoch = metrics.get("epoch")
             epoch = int(raw_epoch) if isinstance(raw_epoch, (int, float)) else None
@@ -277,28 +333,36 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
         *args: Any,
         **kwargs: Any,
     ) -> None:
-        """One row per (flattened) hyper-parameter, ``kind = 'hparam'``, ``step`` NULL; the value in metadata.
+        """Add the (nested) hyper-parameters to the experiment's params, as dotted keys.
 
         numpy and torch scalars are stored as the number or bool they hold, other objects as their
-        ``repr``. ``metrics`` (a mapping, or one value named ``hp_metric``) are logged at ``step``
-        like ``log_metrics``, as ``TensorBoardLogger`` does.
+        text. ``metrics`` (a mapping, or one value named ``hp_metric``) are logged at ``step``
+        like ``log_metrics``, as ``TensorBoardLogger`` does. Lightning calls this only when
+        ``save_hyperparameters(logger=...)`` left logging on.
         """
         if not self._recording():
             return
-        if self._floor is None:
-            self._load_floor()
-        if isinstance(params, Namespace):
-            params = vars(params)
-        record, run_id = self.hub.record_metric, self.run_id
-        for key, value in _flatten(dict(params or {})).items():
-            metric = key
-            if metric in self._hparams_done:
-                continue
-            self._hparams_done.add(metric)
-            v = to_scalar(value)
-            record(run_id, metric, math.nan if v is None else v, None, None, "hparam", None, {"value": _plain(value)})
+        if not self._opened:
+            self._ensure_open()
+        self._log_params(plain_params(params))
         if metrics is not None:
             self.log_metrics(metrics if isinstance(metrics, Mapping) else {"hp_metric": metrics}, step)
+
+    def _log_params(self, params: dict[str, Any]) -> None:
+        """Into the experiment when it is live here; else kept until the callback has opened it."""
+        pending = {**self._pending, **params}
+        if not pending:
+            return
+        hub, run_id = self.hub, self.run_id
+        try:
+            exp = hub.get_experiment(run_id)
+        except UnknownExperimentError:
+            exp = None
+        if exp is None or exp.hub is not hub or exp.stopped:
+            self._pending = pending
+            return
+        self._pending = {}
+        hub.log_params(pending, experiment_id=run_id)
 
     @override
     @guarded
@@ -315,30 +379,13 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
     @override
     @guarded
     def finalize(self, status: str) -> None:
-        """Flush what is buffered (end of fit, or a failure)."""
-        if self._hub is not None:
+        """Flush what is buffered (end of a trainer call, or a failure); stop the experiment this logger opened."""
+        own, self._own = self._own, None
+        self._opened = False
+        if own is not None:
+            own.close("failed" if status == "failed" else "stopped")
+        elif self._hub is not None:
             self._hub.flush()
-
-
-def new_run_id() -> str:
-    """A new ``run-...`` id (a logger used without an experiment)."""
-    return new_experiment_id().replace("exp-", "run-", 1)
-
-
-def _plain(value: Any) -> Any:
-    """A hyper-parameter as JSON holds it: numpy/torch scalars as their Python number or bool, else ``repr``."""
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    item, numel = getattr(value, "item", None), getattr(value, "numel", None)
-    size = numel() if callable(numel) else getattr(value, "size", None)
-    if callable(item) and size == 1:
-        try:
-            plain = item()
-        except (TypeError, ValueError, RuntimeError):
-            plain = None
-        if isinstance(plain, (str, int, float, bool)):
-            return plain
-    return repr(value)
 
 
 def _folder(path: str) -> str:
@@ -346,19 +393,6 @@ def _folder(path: str) -> str:
     if _compat.global_rank() == 0 and not os.path.isdir(path):
         os.makedirs(path, exist_ok=True)
     return path
-
-
-def _flatten(params: Mapping[str, Any], parent: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in params.items():
-        key = f"{parent}/{k}" if parent else str(k)
-        if isinstance(v, Namespace):
-            v = vars(v)
-        if isinstance(v, Mapping) and v:
-            out.update(_flatten(v, key))
-        else:
-            out[key] = v
-    return out
 
 
 def _warn_once(owner: Any, key: str, msg: str, *args: Any) -> None:
