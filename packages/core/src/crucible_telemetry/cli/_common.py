@@ -38,6 +38,7 @@ __all__ = [
     "jsonable",
     "open_hub",
     "out_console",
+    "print_block",
     "resolve_id",
     "resolve_ids",
     "short_id",
@@ -245,6 +246,14 @@ def emit_rows(
         con.print(table)
         for n in notes:
             con.print(Text(n))
+    write_text(_strip_lines(cap.get()), output)
+
+
+def print_block(renderable: Any, output: str | None = None) -> None:
+    """Print a rich renderable (a grid, a table) without trailing spaces, to stdout or ``output``."""
+    con = out_console(100_000 if output else None)
+    with con.capture() as cap:
+        con.print(renderable)
     write_text(_strip_lines(cap.get()), output)
 
 

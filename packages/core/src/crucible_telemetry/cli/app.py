@@ -7,11 +7,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-__all__ = ["build_parser", "main"]
+__all__ = ["USER_WORDS", "build_parser", "main"]
 
 _EPILOG = """examples:
   crucible runs
+  crucible runs --params lr --metrics val_loss.min --sort val_loss.min
   crucible show ID
+  crucible rename ID lr-0.01
+  crucible tag ID +baseline -draft
   crucible metrics ID
   crucible compare ID_A ID_B --metric latency
   crucible compare --conditions control treatment --metric latency
@@ -20,7 +23,21 @@ _EPILOG = """examples:
   crucible plot RUN_A RUN_B --metric loss --smooth 0.6 -o loss.png
   crucible report RUN_A RUN_B -o report.html
 
+A run (ID) is its id, a unique prefix of it or of the short id `crucible runs` shows, or its unique name.
 The store is --home, else $CRUCIBLE_HOME, else ./.crucible."""
+
+#: Python argument names in error messages, as the command line spells them.
+USER_WORDS = {
+    "fmt": "--format",
+    "experiment_id": "ID",
+    "exp_id": "ID",
+    "experiment_ids": "ID",
+    "ids": "ID",
+    "path": "--output",
+    "overwrite": "--overwrite",
+    "metric": "--metric",
+    "x": "--x",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -78,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``crucible`` command; returns the exit code (0 ok, 1 error, 2 usage)."""
     import duckdb
 
-    from ..errors import CrucibleError
+    from ..errors import CrucibleError, InvalidArgumentError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -87,6 +104,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
+    except InvalidArgumentError as exc:
+        message, word = str(exc), USER_WORDS.get(exc.argument)
+        if word and message.startswith(exc.argument + ":"):
+            message = word + message[len(exc.argument) :]
+        return _fail(message)
     except CrucibleError as exc:
         return _fail(str(exc))
     except duckdb.Error as exc:

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ._common import CommandError, emit_rows, err_console, open_hub, out_console
+from ._common import CommandError, emit_rows, err_console, open_hub, out_console, resolve_id
 
 __all__ = ["register"]
 
@@ -25,7 +25,7 @@ def _sql(args: argparse.Namespace) -> int:
     try:
         rel = con.sql(query, params=args.param or None)
         if rel is None:  # a statement without result (CREATE, SET ...)
-            out_console().print("ok")
+            out_console().print("ok", markup=False)
             return 0
         tbl = rel.to_arrow_table()
     finally:
@@ -56,7 +56,7 @@ def _export(args: argparse.Namespace) -> int:
     from ..storage.export import export
 
     hub = open_hub(args)
-    hub.get_experiment(args.id)
+    args.id = resolve_id(hub, args.id)
     total = hub.store.count(args.id)
     out = Path(args.output) if args.output else None
     if out is not None and out.exists() and not args.overwrite:
@@ -96,7 +96,7 @@ def _export(args: argparse.Namespace) -> int:
         path = result["path"]
     else:
         path = export(hub, args.id, args.format, out, args.overwrite)
-    out_console().print(f"wrote {total:,} events of {args.id} to {path} ({_size(path.stat().st_size)})")
+    out_console().print(f"wrote {total:,} events of {args.id} to {path} ({_size(path.stat().st_size)})", markup=False)
     return 0
 
 
@@ -108,7 +108,9 @@ def _prune(args: argparse.Namespace) -> int:
         removed += hub.events_writer.collect_garbage(grace=args.grace)
         removed += hub.metrics_writer.collect_garbage(grace=args.grace)
     after = hub.store.file_count()
-    out_console().print(f"removed {removed} superseded file(s); {after} segment file(s) remain (were {before})")
+    out_console().print(
+        f"removed {removed} superseded file(s); {after} segment file(s) remain (were {before})", markup=False
+    )
     return 0
 
 
@@ -158,7 +160,7 @@ def register(add: Any) -> None:
         epilog="examples:\n  crucible export exp-20250101T120000-1a2b3c4d --format parquet -o run.parquet\n"
         "  crucible export exp-20250101T120000-1a2b3c4d --format csv -o run.csv --overwrite",
     )
-    p.add_argument("id", help="experiment id")
+    p.add_argument("id", help="run id, unique id prefix or unique name")
     p.add_argument("--format", default="parquet", help="csv, jsonl, parquet (or a plugin's format)")
     p.add_argument("-o", "--output", help="output path (default <home>/exports/<id>.<format>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")

@@ -4,161 +4,200 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from typing import Any
 
-from ..analysis.summary import REQUEST_EVENTS
-from ._common import emit_rows, fmt_duration, fmt_num, jsonable, open_hub, out_console, write_text
+from ._common import (
+    emit_rows,
+    fmt_duration,
+    fmt_num,
+    jsonable,
+    open_hub,
+    out_console,
+    print_block,
+    resolve_id,
+    short_id,
+    table_width,
+    write_text,
+)
 
-__all__ = ["headline", "register"]
+__all__ = ["register"]
 
-_STOPS = [s for s, _ in REQUEST_EVENTS]
-_ERRS = [e for _, e in REQUEST_EVENTS]
-
-_RUNS_SQL = """
-SELECT r.experiment_id, r.name, r.condition, r.status, r.started_at, r.duration_s, r.events, r.exceptions,
-       r.tags, h.requests, h.errors, h.p50_ms, h.cost_usd, h.last_loss, h.steps
-FROM runs r
-LEFT JOIN (
-    SELECT experiment_id,
-           count(*) FILTER (WHERE event IN ({stops})) AS requests,
-           count(*) FILTER (WHERE event IN ({errs})) AS errors,
-           quantile_cont(duration, 0.5) FILTER (WHERE event IN ({stops})) / 1e6 AS p50_ms,
-           sum(measurements['cost_usd']) FILTER (WHERE event IN ({stops}) OR event IN ({errs})) AS cost_usd,
-           arg_max(measurements['loss'], ts) FILTER (
-               WHERE event = 'crucible_train.batch.stop' AND measurements['loss'] IS NOT NULL) AS last_loss,
-           max(global_step) AS steps
-    FROM events WHERE {ids}
-    GROUP BY experiment_id
-) h ON h.experiment_id = r.experiment_id
-WHERE true {where}
-ORDER BY r.started_at, r.experiment_id
-"""
-
-
-def headline(row: dict[str, Any]) -> str:
-    """One line of headline metrics: requests, p50 latency, success, cost; final loss and steps."""
-    parts: list[str] = []
-    req, errs = row.get("requests") or 0, row.get("errors") or 0
-    if req + errs:
-        parts.append(f"{req + errs:,} req")
-        if row.get("p50_ms") is not None:
-            parts.append(f"p50 {row['p50_ms']:.1f} ms")
-        parts.append(f"{req / (req + errs):.1%} ok")
-        if row.get("cost_usd"):
-            parts.append(f"${row['cost_usd']:.4f}")
-    if row.get("last_loss") is not None:
-        parts.append(f"loss {row['last_loss']:.4g}")
-    if row.get("steps") is not None:
-        parts.append(f"{int(row['steps']):,} steps")
-    return " · ".join(parts)
+STATUSES = ["running", "paused", "stopped", "failed", "crashed"]
+_BASE = ["id", "name", "status", "condition", "tags", "started_at", "duration_s", "framework", "notes"]
+_OPTIONAL = ["tags", "started_at", "condition", "duration_s"]  # left off, in this order, when they do not fit
 
 
 def _runs(args: argparse.Namespace) -> int:
+    from ..analysis.runs import runs_frame
+    from . import _runs as rt
+
     hub = open_hub(args)
-    where, params = "", []
+    frame = runs_frame(hub)
+    filtered = bool(args.condition or args.status or args.tag)
     if args.condition:
-        where += f" AND r.condition IN ({', '.join('?' * len(args.condition))})"
-        params += args.condition
+        frame = frame[frame["condition"].isin(args.condition)]
     if args.status:
-        where += f" AND r.status IN ({', '.join('?' * len(args.status))})"
-        params += args.status
+        frame = frame[frame["status"].isin(args.status)]
     for tag in args.tag or []:
-        where += " AND list_contains(r.tags, ?)"
-        params.append(tag)
-    marks_s, marks_e = ", ".join("?" * len(_STOPS)), ", ".join("?" * len(_ERRS))
-    # Headline aggregates only over the experiments the filters keep.
-    ids_sql = f"experiment_id IN (SELECT r.experiment_id FROM runs r WHERE true {where})"
-    sql = _RUNS_SQL.format(stops=marks_s, errs=marks_e, ids=ids_sql, where=where)
-    sel = [*_STOPS, *_ERRS, *_STOPS, *_STOPS, *_ERRS]
-    # Arrow, not fetchall(): DuckDB's Python conversion of TIMESTAMPTZ needs pytz.
-    tbl = hub.store.arrow(sql, sel + params + params)
-    columns = tbl.column_names
-    rows = tbl.to_pylist()
+        frame = frame[[tag in t for t in frame["tags"]]]
     if args.limit is not None:
-        rows = rows[-args.limit :]
+        frame = frame.tail(args.limit)
+    if frame.empty:
+        if args.format == "table":
+            out_console().print(
+                f"no experiments in {hub.home}" + (" match the filters" if filtered else ""), markup=False
+            )
+        else:
+            emit_rows(_BASE, [], args.format, args.output)
+        return 0
+    if args.all:
+        pcols = [c for c in frame.columns if c.startswith("params.")]
+        mcols = [c for c in frame.columns if c.startswith("metrics.")]
+    else:
+        pnames = rt.split_names(args.params)
+        mnames = rt.split_names(args.metrics)
+        pcols, mcols = rt.resolve_columns(hub, frame, pnames, mnames, "--metrics")
+        if not args.params:
+            pcols = [f"params.{k}" for k in rt.differing_params(frame)[0]]
+        if not args.metrics:
+            mcols = [f"metrics.{m}" for m in rt.default_metrics(frame)]
+    frame = rt.add_metric_columns(hub, frame, mcols)
+    if args.sort:
+        frame = rt.sort_frame(hub, frame, rt.split_names(args.sort), args.desc)
+    ids = list(frame["id"])
+    requests = rt.request_summary(hub, ids)
     if args.format != "table":
-        cols = [*columns, "headline"]
-        emit_rows(cols, [[*r.values(), headline(r)] for r in rows], args.format, args.output)
+        cols = [*_BASE, *pcols, *mcols]
+        rows = [[r[c] for c in cols] for r in frame.to_dict("records")]
+        if requests:
+            cols += ["requests", "errors", "mean_ms", "cost_usd"]
+            for row, i in zip(rows, ids):
+                q = requests.get(i) or {}
+                row += [q.get("requests"), q.get("errors"), q.get("mean_ms"), q.get("cost_usd")]
+        emit_rows(cols, [[None if not _present(v) else v for v in r] for r in rows], args.format, args.output)
         return 0
-    if not rows:
-        out_console().print(f"no experiments in {hub.home}" + (" match the filters" if params else ""))
-        return 0
-    width = out_console().width
-    cols = ["id", "name", "condition", "status", "started", "duration", "events", "tags", "metrics"]
-    if width < 130:
-        cols = [c for c in cols if c not in ("started", "tags")]
-    if width < 100:
-        cols = [c for c in cols if c not in ("condition", "duration")]
-    table_rows = []
-    for r in rows:
-        cell = {
-            "id": r["experiment_id"],
-            "name": r["name"],
-            "condition": r["condition"] or "",
-            "status": r["status"],
-            "duration": fmt_duration(r["duration_s"]),
-            "events": fmt_num(r["events"]),
-            "started": r["started_at"].strftime("%Y-%m-%d %H:%M") if r["started_at"] else "",
-            "tags": ", ".join(r["tags"] or []),
-            "metrics": headline(r),
-        }
-        table_rows.append([cell[c] for c in cols])
-    keep = [c for c in cols if c not in ("metrics", "tags")]  # only these two fold
-    emit_rows(cols, table_rows, "table", args.output, title=f"experiments in {hub.home}", no_wrap=keep)
+    cols = ["id", "name", "status", "condition", "tags", "started_at", "duration_s", *pcols, *mcols]
+    if not frame["condition"].map(_present).any():
+        cols.remove("condition")
+    if not frame["tags"].map(bool).any():
+        cols.remove("tags")
+    records = frame.to_dict("records")
+    table = [[short_id(r["id"]) if c == "id" else rt.cell(c, r[c]) for c in cols] for r in records]
+    headers = [rt.header(c) for c in cols]
+    if requests:
+        headers.append("requests")
+        for row, i in zip(table, ids):
+            row.append(rt.request_cell(requests.get(i)))
+    width = None if args.output else table_width()
+    if width is not None:
+        for opt in _OPTIONAL:
+            natural = [max(len(h), *(len(r[k]) for r in table)) for k, h in enumerate(headers)]
+            if sum(natural) + 3 * (len(headers) - 1) <= width or opt not in cols:
+                continue
+            k = cols.index(opt)
+            del cols[k], headers[k]
+            for r in table:
+                del r[k]
+    emit_rows(headers, table, "table", args.output, title=f"experiments in {hub.home}", no_wrap=["id"])
     return 0
+
+
+def _present(v: Any) -> bool:
+    return v is not None and not (isinstance(v, float) and math.isnan(v))
+
+
+def _summary_rows(hub: Any, exp_id: str) -> list[list[Any]]:
+    from ..analysis.names import metric_summaries
+
+    df = metric_summaries(hub, [exp_id])
+    rows = []
+    for r in df.to_dict("records"):
+        source = "logged" if r["source"] == "metric" else str(r["source"]).removeprefix("crucible_train.")
+        rows.append([r["metric"], source, int(r["count"]), r["last"], r["min"], _step(r["min_step"]), r["max"]])
+    return rows
+
+
+def _step(v: Any) -> Any:
+    return int(v) if v is not None and not (isinstance(v, float) and math.isnan(v)) else None
+
+
+_SUMMARY_COLUMNS = ["metric", "source", "count", "last", "min", "min at step", "max"]
+
+
+def _params_text(params: dict[str, Any], limit: int = 400) -> str:
+    text = ", ".join(
+        f"{k}={json.dumps(v, default=str) if isinstance(v, (dict, list, str)) else v}" for k, v in params.items()
+    )
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026 (--format json for all)"
 
 
 def _show(args: argparse.Namespace) -> int:
     hub = open_hub(args)
-    exp = hub.get_experiment(args.id)
-    found = hub.store.arrow("SELECT * FROM runs WHERE experiment_id = ?", [exp.id]).to_pylist()
+    exp = hub.get_experiment(resolve_id(hub, args.id))
+    found = hub.store.arrow(
+        "SELECT epoch(coalesce(e.stopped_at, s.last_ts, e.started_at)) - epoch(e.started_at) AS duration_s "
+        "FROM experiments e LEFT JOIN (SELECT experiment_id, max(last_ts) AS last_ts FROM summaries "
+        "WHERE experiment_id = ? GROUP BY experiment_id) s ON s.experiment_id = e.experiment_id "
+        "WHERE e.experiment_id = ?",
+        [exp.id, exp.id],
+    ).to_pylist()
     summary = found[0] if found else {}
     counts = hub.store.execute(
         "SELECT event, count(*) AS n, avg(duration) / 1e6 AS mean_ms FROM events WHERE experiment_id = ? "
         "GROUP BY event ORDER BY n DESC, event",
         [exp.id],
     ).fetchall()
+    metrics = _summary_rows(hub, exp.id)
     record = exp.to_json()
     if args.format == "json":
         data = {
             **record,
             "duration_s": summary.get("duration_s"),
-            "events": summary.get("events"),
-            "exceptions": summary.get("exceptions"),
+            "events": sum(int(n) for _, n, _ in counts),
             "event_counts": {e: int(n) for e, n, _ in counts},
+            "summaries": [dict(zip(_SUMMARY_COLUMNS, r)) for r in metrics],
         }
         write_text(json.dumps(jsonable(data), indent=2, default=str) + "\n", args.output)
         return 0
+    if args.format == "csv":
+        emit_rows(_SUMMARY_COLUMNS, metrics, "csv", args.output)
+        return 0
     from rich.table import Table
+    from rich.text import Text
 
-    con = out_console()
     info = Table.grid(padding=(0, 2))
-    info.add_column(style="bold")
+    info.add_column(style="bold", no_wrap=True)
     info.add_column(overflow="fold")
     env = record.get("environment") or {}
     git = env.get("git") or {}
+    params = getattr(exp, "params", None) or {}
     for key, val in (
         ("id", exp.id),
         ("name", exp.name),
         ("hypothesis", exp.hypothesis),
         ("condition", exp.condition),
         ("tags", ", ".join(exp.tags)),
-        ("status", record["status"]),
-        ("started", record["started_at"]),
-        ("stopped", record["stopped_at"]),
+        ("status", record.get("status")),
+        ("framework", record.get("framework")),
+        ("notes", record.get("notes")),
+        ("params", _params_text(params) if params else None),
+        ("started", record.get("started_at")),
+        ("stopped", record.get("stopped_at")),
         ("duration", fmt_duration(summary.get("duration_s"))),
-        ("events", fmt_num(summary.get("events"))),
-        ("exceptions", fmt_num(summary.get("exceptions"))),
+        ("events", fmt_num(sum(int(n) for _, n, _ in counts))),
         ("host", f"{exp.host} (pid {exp.pid})"),
         ("python", env.get("python")),
         ("platform", env.get("platform")),
         ("git", f"{git.get('commit', '')[:12]}{' (dirty)' if git.get('dirty') else ''}" if git else None),
         ("packages", ", ".join(f"{k} {v}" for k, v in (env.get("packages") or {}).items())),
-        ("metadata", json.dumps(exp.metadata, default=str) if exp.metadata else None),
+        ("metadata", _params_text(exp.metadata) if exp.metadata else None),
     ):
         if val not in (None, ""):
-            info.add_row(key, str(val))
-    con.print(info)
+            info.add_row(Text(key), Text(str(val)))
+    print_block(info)
+    if metrics:
+        emit_rows(_SUMMARY_COLUMNS, metrics, "table", title="metrics (the names ct.runs() and crucible runs use)")
     if counts:
         emit_rows(
             ["event", "count", "mean duration (ms)"], [[e, int(n), m] for e, n, m in counts], "table", title="events"
@@ -170,7 +209,8 @@ def _metrics(args: argparse.Namespace) -> int:
     from ..analysis.summary import calculate_metrics
 
     hub = open_hub(args)
-    m = calculate_metrics(hub, args.id)
+    exp_id = resolve_id(hub, args.id)
+    m = calculate_metrics(hub, exp_id)
     if args.format == "json":
         write_text(json.dumps(jsonable(m), indent=2, default=str) + "\n", args.output)
         return 0
@@ -183,14 +223,14 @@ def _metrics(args: argparse.Namespace) -> int:
                 continue
             if isinstance(val, dict):
                 val = ", ".join(f"{k}: {fmt_num(v)}" for k, v in val.items())
-            rows.append([section, key, fmt_num(val) if not isinstance(val, str) else val])
+            rows.append([section, key, val if args.format == "csv" or isinstance(val, str) else fmt_num(val)])
     rows = [r for r in rows if not _empty_section(m, r[0])]
     emit_rows(
         ["section", "metric", "value"],
         rows,
-        args.format if args.format != "json" else "table",
+        args.format,
         args.output,
-        title=f"metrics of {args.id} (latency in ms, cost in USD)",
+        title=f"metrics of {exp_id} (latency in ms, cost in USD)",
     )
     return 0
 
@@ -215,14 +255,33 @@ def register(add: Any) -> None:
     p = add(
         "runs",
         _runs,
-        help="list experiments with status, duration, counts and headline metrics",
-        description="List experiments (oldest first) with status, duration, event counts and headline metrics.",
-        epilog="examples:\n  crucible runs\n  crucible runs --condition treatment --status stopped\n"
-        "  crucible runs --tag sweep-3 --format json",
+        help="list runs with the params that differ and their validation metrics",
+        description="List runs (oldest first): short id, name, status, started, duration, the params whose "
+        "values differ between the listed runs and the validation metrics (last and best), or the columns "
+        "named by --params and --metrics. A run is named by its id, a unique prefix of it or of the short "
+        "id shown here, or its unique name.",
+        epilog="examples:\n  crucible runs\n  crucible runs --params lr --metrics val_loss.min --sort val_loss.min\n"
+        "  crucible runs --sort=-val_acc.max --limit 5\n  crucible runs --condition treatment --status stopped\n"
+        "  crucible runs --tag sweep-3 --all --format csv -o runs.csv\n\n"
+        "metric names: what you logged keeps its name (val_loss, train_loss_step, eval_loss); standard\n"
+        "training events fill in the rest (loss, val_loss, gradient_norm); <event>:<key> names one event's\n"
+        "measurement. Suffixes: .min, .max, .first, .count; none is the last value.",
     )
-    p.add_argument("--tag", action="append", help="only experiments with this tag (repeat: all of them)")
+    p.add_argument("--params", action="append", metavar="KEYS", help="params to show (comma-separated or repeated)")
+    p.add_argument(
+        "--metrics",
+        action="append",
+        metavar="NAMES",
+        help="metrics to show: val_loss, val_loss.min ... (comma-separated)",
+    )
+    p.add_argument(
+        "--sort", action="append", metavar="NAME", help="sort by a metric, param or column (--sort=-NAME: descending)"
+    )
+    p.add_argument("--desc", action="store_true", help="sort descending")
+    p.add_argument("--all", action="store_true", help="every param and metric (last, min, max) as columns")
+    p.add_argument("--tag", action="append", help="only runs with this tag (repeat: all of them)")
     p.add_argument("--condition", action="append", help="only this condition (repeat for several)")
-    p.add_argument("--status", action="append", choices=["running", "paused", "stopped"], help="only this status")
+    p.add_argument("--status", action="append", choices=STATUSES, help="only this status (repeat for several)")
     p.add_argument("--limit", type=int, help="only the newest N")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.add_argument("-o", "--output", help="write to this file instead of stdout")
@@ -230,23 +289,24 @@ def register(add: Any) -> None:
     p = add(
         "show",
         _show,
-        help="one experiment: record, environment, events",
-        description="Show an experiment: hypothesis, condition, tags, status, environment and event counts.",
-        epilog="example:\n  crucible show exp-20250101T120000-1a2b3c4d",
+        help="one run: record, params, metric summaries, environment, events",
+        description="Show a run: hypothesis, condition, tags, status, framework, notes, params, the summary of "
+        "every metric (last, min, max), environment and event counts. --format csv prints the metric summaries.",
+        epilog="examples:\n  crucible show exp-20250101T120000-1a2b3c4d\n  crucible show 1a2b --format json",
     )
-    p.add_argument("id", help="experiment id")
-    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument("id", help="run id, unique id prefix or unique name")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.add_argument("-o", "--output", help="write to this file instead of stdout")
 
     p = add(
         "metrics",
         _metrics,
         help="latency, cost, reliability, tokens and training summaries",
-        description="Summaries of one experiment (ct.calculate_metrics): latency, time to first "
+        description="Summaries of one run (ct.calculate_metrics): latency, time to first "
         "token, cost, reliability, tokens, training.",
         epilog="examples:\n  crucible metrics exp-20250101T120000-1a2b3c4d\n"
-        "  crucible metrics exp-20250101T120000-1a2b3c4d --format json -o metrics.json",
+        "  crucible metrics 1a2b --format json -o metrics.json",
     )
-    p.add_argument("id", help="experiment id")
-    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument("id", help="run id, unique id prefix or unique name")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.add_argument("-o", "--output", help="write to this file instead of stdout")
