@@ -317,10 +317,11 @@ def test_training_report_has_the_loss_plot(crucible: Any, store: Store, tmp_path
     r = crucible("report", store.ids["train_control"], store.ids["train_treatment"], "-o", str(out))
     assert r.rc == 0, r.err
     text = out.read_text()
-    assert "baseline-lr" in text and "warmup-lr" in text and "training loss" in text
+    assert "baseline-lr" in text and "warmup-lr" in text and "val_loss (min)" in text
     assert "learning-rate warmup lowers the training loss" in text
-    assert "warmup-lr lower training loss than baseline-lr" in text
-    assert text.count("data:image/png;base64,") == 1
+    # one run each: a difference and no test (the points of a curve are not independent samples)
+    assert "one run per group: no test possible, difference = " in text and "p &lt;" not in text
+    assert text.count("data:image/png;base64,") == 2  # val_loss by epoch, loss by step
 
 
 def test_usage_errors_are_one_line_with_exit_code_2(crucible: Any) -> None:

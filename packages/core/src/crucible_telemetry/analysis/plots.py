@@ -201,7 +201,8 @@ def plot_metric(
         metric: a metric of the runs' name space (``"val_loss"``, ``"train_loss_step"``,
             ``"crucible_train.batch.stop:loss"``), or ``"latency"``, ``"ttft"``, ``"cost"``, ``"tokens"``.
         x: ``"step"`` (global step), ``"epoch"`` or ``"time"`` (seconds since the run started).
-        smooth: EMA factor in [0, 1) drawn over the faded raw curve; None draws the raw curve.
+        smooth: EMA factor in [0, 1) drawn over the faded raw curve (series of 20 points or more);
+            None draws the raw curve.
         kind: ``"line"``, ``"hist"``, or ``"auto"`` (histograms for latency, ttft, cost, tokens).
         by: ``"experiment"`` (a color each) or ``"condition"`` (a color per condition; seeds
             share it, and histograms pool them).
@@ -243,11 +244,13 @@ def plot_metric(
     ax = fig.add_subplot()
     drawn = 0
     values: list[np.ndarray] = []
+    smoothed: list[bool] = []
 
     def draw(xs: np.ndarray, ys: np.ndarray, color: str, legend: str | None) -> None:
         dots = markers if markers is not None else xs.size < SPARSE
         style: dict[str, Any] = {"marker": "o", "markersize": 4} if dots else {}
-        if smooth:
+        if smooth and xs.size >= SPARSE:  # an EMA over a handful of points only hides them
+            smoothed.append(True)
             ax.plot(xs, ys, color=color, alpha=0.25, linewidth=1, **style)
             ax.plot(xs, ema(ys, smooth), color=color, linewidth=2, label=legend)
         else:
@@ -286,7 +289,7 @@ def plot_metric(
     _axes_format(ax, x, logy)
     ax.set_xlabel(_XLABEL[x])
     ax.set_ylabel(name)
-    ax.set_title(title or name + (f" by {group_by}" if group_by else "") + (f" (EMA {smooth})" if smooth else ""))
+    ax.set_title(title or name + (f" by {group_by}" if group_by else "") + (f" (EMA {smooth})" if smoothed else ""))
     ax.grid(True, alpha=0.3, which="both" if logy else "major")
     ax.legend(loc="best", fontsize="small")
     return _save(fig, out)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import os
 import secrets
 from collections.abc import Iterable, Sequence
@@ -22,7 +21,7 @@ from .summary import REQUEST_EVENTS
 if TYPE_CHECKING:
     from ..experiment import Experiment
     from ..hub import Telemetry
-    from . import Comparison
+    from . import Comparison, ParamComparison
 
 __all__ = ["build_report", "render_report"]
 
@@ -39,6 +38,8 @@ font-variant-numeric:tabular-nums}.cards{display:grid;grid-template-columns:repe
 gap:1rem}.card{border:1px solid #dde1e8;border-radius:6px;padding:.8rem 1rem}
 figure{margin:1rem 0}figure img{max-width:100%;height:auto;border:1px solid #eef0f4}
 figcaption{color:#5b6475;font-size:.85rem}code{font-size:.85em;background:#f0f2f6;padding:0 .2em}
+.card table{table-layout:fixed;width:100%}.card td{overflow-wrap:anywhere}.card td:first-child{width:34%}details summary{cursor:pointer;color:#3a4a6b}
+pre{white-space:pre-wrap;overflow-wrap:anywhere;max-height:24rem;overflow:auto;font-size:.8rem;margin:.3rem 0}
 """
 
 
@@ -47,17 +48,9 @@ def _e(x: Any) -> str:
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = []
-    for r in rows:
-        cells = "".join(
-            f'<td class="num">{_e(fmt_num(v))}</td>'
-            if isinstance(v, (int, float)) and not isinstance(v, bool)
-            else f"<td>{_e(fmt_num(v))}</td>"
-            for v in r
-        )
-        body.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    from .report_parts import table
+
+    return table(header, rows)
 
 
 def _ci(lo: float | None, hi: float | None) -> str:
@@ -94,24 +87,11 @@ def _headline(m: dict[str, Any]) -> list[tuple[str, Any]]:
     return [(k, v) for k, v in rows if v is not None]
 
 
-def _environment(exp: Experiment) -> list[tuple[str, Any]]:
-    env = exp.environment or {}
-    git = env.get("git") or {}
-    rows: list[tuple[str, Any]] = [
-        ("python", env.get("python")),
-        ("platform", env.get("platform")),
-        ("hostname", env.get("hostname") or exp.host),
-        ("git commit", (git.get("commit", "")[:12] + (" (dirty)" if git.get("dirty") else "")) if git else None),
-    ]
-    rows += [(k, v) for k, v in (env.get("packages") or {}).items()]
-    return [(k, v) for k, v in rows if v]
-
-
 def _data_kinds(hub: Telemetry, ids: list[str]) -> tuple[bool, bool]:
     reqs = [e for pair in REQUEST_EVENTS for e in pair]
     sql = (
         f"SELECT count(*) FILTER (WHERE event IN ({', '.join('?' * len(reqs))})), "
-        "count(*) FILTER (WHERE event = 'crucible_train.batch.stop' AND measurements['loss'] IS NOT NULL) "
+        "count(*) FILTER (WHERE event LIKE 'crucible_train.%' AND event <> 'crucible_train.training.start') "
         f"FROM events WHERE experiment_id IN ({', '.join('?' * len(ids))})"
     )
     row = hub.store.execute(sql, reqs + ids).fetchone() or (0, 0)
@@ -119,10 +99,15 @@ def _data_kinds(hub: Telemetry, ids: list[str]) -> tuple[bool, bool]:
 
 
 def _comparison_html(result: Comparison) -> str:
-    from . import SampleTest
+    from . import SampleTest, p_cell
 
     spec = result.metric
     parts = [f"<h3>{_e(spec.label)}{_e(' (' + spec.unit + ')' if spec.unit else '')} by {_e(result.by)}</h3>"]
+    notes = "".join(f'<p class="meta">note: {_e(n)}</p>' for n in result.notes)
+    if result.groups and all(g.unit == "run" and g.summary.n < 2 for g in result.groups):
+        parts.append(f'<p class="verdict">{_e(result.verdict)}</p>')
+        parts.append(_table(["run", spec.name], [[g.label, g.summary.mean] for g in result.groups]))
+        return "".join(parts) + notes
     for p in result.pairs:
         parts.append(f'<p class="verdict{" sig" if p.significant else ""}">{_e(p.verdict)}</p>')
     conf = f"{result.confidence:.0%} CI"
@@ -148,31 +133,60 @@ def _comparison_html(result: Comparison) -> str:
     for p in result.pairs:
         t = p.test
         eff_name, eff = t.effect
-        row = [f"{p.b} vs {p.a}", t.difference, _ci(t.difference_ci.low, t.difference_ci.high), t.test, t.p_value]
-        row += [p.p_adjusted] if result.correction else []
+        row = [
+            f"{p.b} vs {p.a}",
+            t.difference,
+            _ci(t.difference_ci.low, t.difference_ci.high),
+            t.test,
+            p_cell(t.p_value),
+        ]
+        row += [p_cell(p.p_adjusted)] if result.correction else []
         row += [f"{eff_name} = {fmt_num(eff)}"]
         if isinstance(t, SampleTest):
-            row += [fmt_num(t.cliffs_delta), fmt_num(t.mannwhitney_p)]
+            row += [fmt_num(t.cliffs_delta), p_cell(t.mannwhitney_p)]
         else:
             row += [fmt_num(t.odds_ratio), ""]
         prow.append(row)
     binary = any(not isinstance(p.test, SampleTest) for p in result.pairs)
-    parts.append(
-        _table(
-            [
-                "pair",
-                "difference",
-                conf,
-                "test",
-                "p",
-                *(["p (Holm)"] if result.correction else []),
-                "effect",
-                "odds ratio" if binary else "Cliff's δ",
-                "" if binary else "Mann-Whitney p",
-            ],
-            prow,
+    header = ["pair", "difference", conf, "test", "p", *(["p (Holm)"] if result.correction else []), "effect"]
+    header += ["odds ratio" if binary else "Cliff's δ", "" if binary else "Mann-Whitney p"]
+    parts.append(_table(header, prow))
+    return "".join(parts) + notes
+
+
+def _param_comparison_html(result: ParamComparison) -> str:
+    from . import p_cell
+
+    conf = f"{result.confidence:.0%} CI"
+    parts = [f"<h3>{_e(result.metric.name)} by {_e(result.by)}</h3>"]
+    for line in result.verdict.splitlines():
+        sig = any(p.significant and p.verdict == line for p in result.pairs)
+        lead = line == result.verdict.splitlines()[0]
+        parts.append(
+            f'<p class="verdict{" sig" if sig or (lead and result.correlation is not None and "rises:" in line) else ""}">{_e(line)}</p>'
         )
-    )
+    rows = [
+        [g.label, g.summary.n, g.summary.mean, _ci(g.summary.mean_ci.low, g.summary.mean_ci.high), g.summary.sd]
+        for g in result.groups
+    ]
+    parts.append(_table([result.by, "runs", f"mean {result.metric.name}", f"{conf} (t, over runs)", "sd"], rows))
+    tested = [p for p in result.pairs if p.test is not None]
+    if tested:
+        prow = [
+            [
+                f"{p.b} vs {p.a}",
+                p.difference,
+                _ci(p.test.difference_ci.low, p.test.difference_ci.high),  # type: ignore[union-attr]
+                p_cell(p.p_adjusted),
+                f"{fmt_num(p.cohens_d, 3)} {_ci(p.cohens_d_ci.low, p.cohens_d_ci.high)}",
+            ]
+            for p in tested
+        ]
+        parts.append(
+            _table(["pair", "difference", conf, "p (Holm)" if len(tested) > 1 else "p", "Cohen's d [CI]"], prow)
+        )
+    parts += [f'<p class="meta">note: {_e(n)}</p>' for n in result.notes]
+    parts.append(f'<p class="meta">methods: {_e(result.methods)}</p>')
     return "".join(parts)
 
 
@@ -182,6 +196,80 @@ def _figure_html(png: bytes, caption: str) -> str:
         f'<figure><img alt="{_e(caption)}" src="data:image/png;base64,{data}">'
         f"<figcaption>{_e(caption)}</figcaption></figure>"
     )
+
+
+def _comparisons(
+    hub: Telemetry, ids: list[str], exps: list[Experiment], chosen: list[str], by: str
+) -> tuple[list[str], str | None]:
+    """The comparison section's parts; a training metric by the param that differs (if one does)."""
+    from . import compare_by_param, compare_experiments
+    from .labels import differing_params
+    from .per_run import parse_run_metric
+
+    keys = differing_params(exps)
+    parts: list[str] = []
+    grouped = None
+    for m in chosen:
+        try:
+            per_request = parse_run_metric(m)[1] is None and _is_request(m)
+            if keys and not per_request and by == "experiment" and len(ids) >= 3:
+                result = compare_by_param(ids, by=keys[0], metric=m, hub=hub)
+                if any(g.summary.n >= 2 for g in result.groups):
+                    grouped = keys[0]
+                parts.append(_param_comparison_html(result))
+            else:
+                parts.append(_comparison_html(compare_experiments(ids, m, by=by, hub=hub)))
+        except CrucibleError as exc:
+            parts.append(f"<p>{_e(m)}: not compared ({_e(exc)})</p>")
+    return parts, grouped
+
+
+def _when(ts: Any) -> str | None:
+    """``2026-12-02 06:54:58 UTC`` from an ISO timestamp."""
+    if not ts:
+        return None
+    try:
+        return datetime.fromisoformat(str(ts)).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except ValueError:
+        return str(ts)
+
+
+def _is_request(metric: str) -> bool:
+    from .per_run import _request_spec
+
+    return _request_spec(metric) is not None
+
+
+def _plots(hub: Telemetry, ids: list[str], specs: list[str], by: str, group_by: str | None) -> list[str]:
+    from .plots import figure_png, plot_metric
+
+    parts = []
+    for m in specs:
+        request = _is_request(m)
+        x = "step" if request else ("epoch" if m.rpartition(":")[2].startswith(("val", "eval")) else "step")
+        try:
+            fig = plot_metric(
+                ids,
+                m,
+                hub=hub,
+                x=x,
+                smooth=None if request or x == "epoch" else 0.6,
+                by=by,
+                group_by=group_by if not request else None,
+            )
+        except CrucibleError as exc:
+            parts.append(f"<p>{_e(m)}: no plot ({_e(exc)})</p>")
+            continue
+        assert not isinstance(fig, Path)
+        if request:
+            from .series import metric_spec
+
+            caption = f"{metric_spec(m).axis_label()} distribution"
+        else:
+            caption = f"{m} by {x}" + (f", mean +/- sd over the runs of each {group_by}" if group_by else "")
+            caption += "" if x == "epoch" else " (EMA 0.6 over the faded raw curve where it has 20 points or more)"
+        parts.append(_figure_html(figure_png(fig), caption))
+    return parts
 
 
 def render_report(
@@ -194,8 +282,8 @@ def render_report(
 ) -> str:
     """The report as an HTML string (see :func:`build_report`)."""
     from .. import __version__
-    from . import compare_experiments, metric_spec
-    from .plots import figure_png, plot_metric
+    from .labels import run_labels
+    from .report_parts import config_cell, environment_html, params_html, results_html
     from .summary import calculate_metrics
 
     ids = [getattr(i, "id", i) for i in experiment_ids]
@@ -204,18 +292,14 @@ def render_report(
     if by not in ("auto", "experiment", "condition"):
         raise InvalidArgumentError("by", f"expected 'auto', 'experiment' or 'condition', got {by!r}")
     exps = [hub.get_experiment(i) for i in ids]
+    labels = run_labels(exps)
     has_requests, has_training = _data_kinds(hub, ids)
-    chosen = (
-        list(metrics)
-        if metrics
-        else (["latency", "success"] if has_requests else []) + (["loss"] if has_training else [])
-    )
-    specs = [metric_spec(m) for m in chosen]
     conditions = [e.condition for e in exps]
     if by == "auto":
         distinct = {c for c in conditions if c is not None}
         by = "condition" if None not in conditions and len(distinct) >= 2 and len(distinct) < len(ids) else "experiment"
-    title = title or ("Report: " + ", ".join(e.name for e in exps[:4]) + (" ..." if len(exps) > 4 else ""))
+    names = list(dict.fromkeys(e.name for e in exps))
+    title = title or ("Report: " + ", ".join(names[:4]) + (" ..." if len(names) > 4 else "") + f" ({len(exps)} runs)")
     body = [
         f"<h1>{_e(title)}</h1>",
         f'<p class="meta">{len(exps)} experiment(s) · generated {datetime.now(UTC):%Y-%m-%d %H:%M UTC} by '
@@ -224,46 +308,52 @@ def render_report(
     hyps = sorted({e.hypothesis for e in exps if e.hypothesis})
     if hyps:
         body.append("<h2>Hypothesis</h2>" + "".join(f"<p>{_e(h)}</p>" for h in hyps))
-    if len(ids) >= 2 and specs:
-        body.append("<h2>Comparison</h2>")
-        for spec in specs:
-            try:
-                body.append(_comparison_html(compare_experiments(ids, spec, by=by, hub=hub)))
-            except CrucibleError as exc:
-                body.append(f"<p>{_e(spec.label)}: not compared ({_e(exc)})</p>")
-    plots = [s for s in specs if not s.binary]
-    if plots:
-        body.append("<h2>Plots</h2>")
-        for spec in plots:
-            try:
-                fig = plot_metric(ids, spec, hub=hub, smooth=0.6 if not spec.histogram else None, by=by)
-            except CrucibleError as exc:
-                body.append(f"<p>{_e(spec.label)}: no plot ({_e(exc)})</p>")
-                continue
-            assert not isinstance(fig, Path)
-            kind = "distribution" if spec.histogram else "by global step (EMA 0.6 over the faded raw curve)"
-            body.append(_figure_html(figure_png(fig), f"{spec.axis_label()} {kind}"))
+    results, vals = results_html(hub, exps, labels) if has_training else ("", [])
+    body.append(results)
+    if metrics:
+        chosen = list(metrics)
+    else:
+        chosen = ["latency", "success"] if has_requests else []
+        if has_training:
+            chosen.append(
+                f"{vals[0]}.min" if vals and "loss" in vals[0] else (f"{vals[0]}.last" if vals else "loss.last")
+            )
+    grouped = None
+    if len(ids) >= 2 and chosen:
+        parts, grouped = _comparisons(hub, ids, exps, chosen, by)
+        body += ["<h2>Comparison</h2>", *parts]
+    from .per_run import parse_run_metric
+
+    curves = list(dict.fromkeys(parse_run_metric(m)[0] for m in chosen if parse_run_metric(m)[0] != "success"))
+    if has_training and not metrics and "loss" not in curves:
+        curves.append("loss")
+    if curves:
+        body += ["<h2>Plots</h2>", *_plots(hub, ids, curves, by, grouped)]
+    body.append(params_html(exps))
+    body.append(environment_html(exps, labels))
     body.append('<h2>Experiments</h2><div class="cards">')
-    for exp in exps:
+    for exp, label in zip(exps, labels):
         rec = exp.to_json()
-        info = [
+        info: list[tuple[str, Any]] = [
             ("id", exp.id),
+            ("name", exp.name if exp.name != label else None),
             ("condition", exp.condition),
             ("hypothesis", exp.hypothesis),
             ("tags", ", ".join(exp.tags)),
             ("status", rec["status"]),
-            ("started", rec["started_at"]),
-            ("stopped", rec["stopped_at"]),
+            ("framework", rec.get("framework")),
+            ("notes", rec.get("notes")),
+            ("started", _when(rec["started_at"])),
+            ("stopped", _when(rec["stopped_at"])),
         ]
         if exp.metadata:
-            info.append(("metadata", json.dumps(exp.metadata, default=str)))
-        card = [f'<div class="card"><h3>{_e(exp.name)}</h3>', _table(["field", "value"], [r for r in info if r[1]])]
+            info.append(("metadata", config_cell(exp.metadata)))
+        if exp.params:
+            info.append(("params", config_cell(exp.params)))
+        card = [f'<div class="card"><h3>{_e(label)}</h3>', _table(["field", "value"], [r for r in info if r[1]])]
         head = _headline(calculate_metrics(hub, exp.id))
         if head:
             card.append("<h4>Headline metrics</h4>" + _table(["metric", "value"], head))
-        env = _environment(exp)
-        if env:
-            card.append("<h4>Environment</h4>" + _table(["", ""], env))
         card.append("</div>")
         body.append("".join(card))
     body.append("</div>")
