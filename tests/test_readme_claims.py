@@ -461,7 +461,7 @@ def test_every_command_of_the_readme_table_runs_as_written(tmp_path: Path) -> No
         hub.close()
     ids = {"ID": control[0], "ID_A": control[0], "ID_B": treatment[0], **runs}
     commands = _table_commands()
-    assert len(commands) == 11, commands
+    assert len(commands) == 12, commands
     env = _env_without("CRUCIBLE_HOME", COLUMNS="160")
     exe = _crucible()
 
@@ -489,6 +489,7 @@ def test_every_command_of_the_readme_table_runs_as_written(tmp_path: Path) -> No
     assert pq.read_table(tmp_path / "run.parquet").num_rows == 60  # start + stop or exception per request
     assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "warmup-lr" in (tmp_path / "report.html").read_text()
+    assert "no alert pending or firing" in out["watch"]  # the default rule: no NaN loss in these runs
 
     r = subprocess.run(argv(prune_cmd), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 0 and re.search(r"segment file\(s\) remain", r.stdout), r.stderr

@@ -224,14 +224,14 @@ class Engine:
         return out
 
     def _publish(self, transitions: list[Transition]) -> None:
+        if self.record and not getattr(self.hub, "closed", False):  # first: a transition seen is a row buffered
+            record_transitions(self.hub, transitions, "process")
         self.transitions.extend(transitions)
         for n in self.notifiers:
             try:
                 n.send(transitions)
             except Exception as exc:
                 self.errors.append(exc)
-        if self.record and not getattr(self.hub, "closed", False):
-            record_transitions(self.hub, transitions, "process")
 
     def active(self) -> list[dict[str, Any]]:
         """Alerts now pending or firing."""
