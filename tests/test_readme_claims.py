@@ -126,7 +126,8 @@ def test_documented_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         assert hub.home == tmp_path / "moved"
     finally:
         hub.close()
-    assert segments.MATURITY_SECONDS == 5.0  # "Readers ignore a covering file for its first 5 seconds"
+    assert segments.GRACE_SECONDS == 120.0  # "deleted two minutes (`GRACE_SECONDS`) after their merge"
+    assert segments.COMPACT_EVERY == 32  # "Every 32 segments of a writer"
 
 
 # ---------------------------------------------------------------- the store and SQL
@@ -142,9 +143,11 @@ def _layout_patterns(exp_id: str) -> list[re.Pattern[str]]:
         "host": re.escape(host),
         "pid": str(os.getpid()),
         "nonce": "[0-9a-f]+",
-        "first": r"\d+",
-        "last": r"\d+",
+        "n": r"\d+",
         "created_ms": r"\d+",
+        "ext": "(parquet|covers|summary)",
+        "kind": "(experiments|summaries)",
+        "file": "[^/]+",
     }
     out = []
     for line in sketch.splitlines()[1:]:
@@ -161,8 +164,11 @@ def test_store_files_are_laid_out_as_the_readme_sketch(hub: ct.Telemetry) -> Non
     ct.emit("a.b", {"v": 1.0})
     ct.MetricsStore.record("duckdb", exp.id, "loss", 0.5, step=1)
     hub.flush()
+    ct.emit("a.b", {"v": 2.0})
+    ct.stop_experiment(exp.id)  # merges the run
+    assert ct.connect().execute("SELECT count(*) FROM runs").fetchone() == (1,)  # writes the catalog
     patterns = _layout_patterns(exp.id)
-    assert len(patterns) == 3
+    assert len(patterns) == 6
     files = [p.relative_to(hub.home).as_posix() for p in hub.home.rglob("*") if p.is_file()]
     for pattern in patterns:
         assert any(pattern.match(f) for f in files), (pattern.pattern, files)
@@ -198,7 +204,7 @@ def test_views_have_exactly_the_columns_and_types_of_the_readme_table(hub: ct.Te
     ct.emit("a.b", {"v": 1})
     ct.MetricsStore.record("duckdb", exp.id, "loss", 0.5, step=1)
     documented = _readme_schema()
-    assert set(documented) == {"events", "metrics", "experiments", "runs"}
+    assert set(documented) == {"events", "metrics", "experiments", "runs", "params", "summaries"}
     spelled = {"TIMESTAMPTZ": "TIMESTAMP WITH TIME ZONE", "VARCHAR (JSON)": "VARCHAR"}
     con = ct.connect()
     for view, cols in documented.items():
@@ -239,9 +245,9 @@ def test_store_compact_merges_segments_into_a_covering_file(hub: ct.Telemetry) -
     removed = ct.store.compact()
     assert removed == 0  # covered files wait out their grace period
     (cover,) = {p.name for p in folder.glob("*.parquet")} - before
-    m = segments.SEGMENT_RE.match(cover)
-    assert m is not None
-    assert int(m["a"]) <= min(int(r["a"]) for r in ranges if r) and int(m["b"]) >= max(int(r["b"]) for r in ranges if r)
+    assert cover.startswith("merge-")
+    assert set((folder / cover.replace(".parquet", ".covers")).read_text().split()) == before  # its manifest
+    assert [p.name for p in segments.live_files(folder)] == [cover]
     assert pq.read_table(folder / cover).num_rows == 3
     assert [r["measurements"]["i"] for r in ct.store.get_all(exp.id)] == [0, 1, 2]  # no row read twice
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import duckdb
 
+from crucible_telemetry.storage import segments
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -27,7 +29,8 @@ def _child(home: Path, seconds: float) -> subprocess.Popen[str]:
 
 
 def _stored(home: Path) -> int:
-    files = list((home / "events").rglob("*.parquet"))
+    # the live files only: a merge at exit leaves the files it covers for their grace period
+    files = [f for d in (home / "events").glob("experiment_id=*") for f in segments.live_files(d)]
     if not files:
         return 0
     (n,) = duckdb.connect().execute("SELECT count(*) FROM read_parquet(?)", [[str(f) for f in files]]).fetchone()

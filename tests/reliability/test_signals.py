@@ -11,11 +11,14 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from crucible_telemetry.storage import segments
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _stored(home: Path) -> list[int]:
-    files = list((home / "events").rglob("*.parquet"))
+    # the live files only: a merge at exit leaves the files it covers for their grace period
+    files = [f for d in (home / "events").glob("experiment_id=*") for f in segments.live_files(d)]
     if not files:
         return []
     rows = (

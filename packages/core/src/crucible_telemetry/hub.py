@@ -443,6 +443,7 @@ class Telemetry:
         if exp.owner:
             write_record(self.home / "experiments", exp)
         self.events_writer.compact(exp.id)
+        self.metrics_writer.compact(exp.id)
         return exp
 
     def log_params(self, params: dict[str, Any], experiment_id: str | None = None) -> dict[str, Any]:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
+import logging
+import os
 import threading
 import time
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -20,6 +24,18 @@ if TYPE_CHECKING:
     from ..hub import Telemetry
 
 __all__ = ["EVENT_COLUMNS", "Store"]
+
+log = logging.getLogger("crucible_telemetry")
+_STORES: weakref.WeakSet[Store] = weakref.WeakSet()
+_INHERITED: list[Any] = []
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_STORES):
+        store._after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 #: Columns of the ``events`` view: the partition key, then the schema's columns (defined once, there).
 EVENT_COLUMNS = ("experiment_id", *EVENTS_SCHEMA.names)
@@ -115,15 +131,25 @@ class Store:
     def __init__(self, hub: Telemetry) -> None:
         self._hub = hub
         self._local = threading.local()
+        _STORES.add(self)
 
     def _con(self) -> duckdb.DuckDBPyConnection:
         con = getattr(self._local, "con", None)
-        if con is None:
+        if con is None or getattr(self._local, "pid", None) != os.getpid():
             _ensure_experiments_placeholder(self._hub.home)
             con = duckdb.connect(":memory:")
             create_views(con, self._hub.home)
-            self._local.con = con
+            self._local.con, self._local.pid = con, os.getpid()
         return con
+
+    def _after_fork(self) -> None:
+        """In a forked child: never touch, close or free a connection the parent made (its threads and
+        locks did not survive the fork), so the child opens its own."""
+        con = getattr(self._local, "con", None)
+        if con is not None:
+            _INHERITED.append(con)
+            ctypes.pythonapi.Py_IncRef(ctypes.py_object(con))  # never freed: its destructor could hang
+        self._local = threading.local()
 
     def execute(self, sql: str, params: list[Any] | None = None) -> Result:
         """Run SQL on this thread's connection, after flushing this process; rows fetched at once."""
@@ -169,8 +195,8 @@ class Store:
     ) -> list[dict[str, Any]]:
         """Events of an experiment, optionally of one event name (or prefix ending in ``.*``), filtered."""
         self._check(exp_id)
-        sql = "SELECT * FROM events WHERE experiment_id = ?"
-        params: list[Any] = [exp_id]
+        sql = "SELECT * FROM events_of([?]) WHERE experiment_id = ?"
+        params: list[Any] = [exp_id, exp_id]
         if event is not None:
             s, p = self._event_filter(event)
             sql += s
@@ -196,8 +222,8 @@ class Store:
     def query_window(self, exp_id: str, window: Any, filter: Any = None) -> list[dict[str, Any]]:
         """Events in a window (``Last``, ``LastN``, ``Range``), optionally filtered by name or columns."""
         self._check(exp_id)
-        sql = "SELECT * FROM events WHERE experiment_id = ?"
-        params: list[Any] = [exp_id]
+        sql = "SELECT * FROM events_of([?]) WHERE experiment_id = ?"
+        params: list[Any] = [exp_id, exp_id]
         if isinstance(filter, (str, tuple)):
             s, p = self._event_filter(filter)
         elif isinstance(filter, dict) and "event" in filter:
@@ -237,8 +263,8 @@ class Store:
             raise InvalidArgumentError("measurement", "expected a measurement name")
         col = "duration" if measurement == "duration" else "measurements[?]"
         params: list[Any] = [] if measurement == "duration" else [measurement]
-        sql = f"SELECT epoch_us(ts) AS t, {col} AS v FROM events WHERE experiment_id = ?"
-        params.append(exp_id)
+        sql = f"SELECT epoch_us(ts) AS t, {col} AS v FROM events_of([?]) WHERE experiment_id = ?"
+        params += [exp_id, exp_id]
         if event is not None:
             s, p = self._event_filter(event)
             sql += s
@@ -252,14 +278,21 @@ class Store:
     def count(self, exp_id: str) -> int:
         """Number of stored events of an experiment."""
         self._check(exp_id)
-        row = self.execute("SELECT count(*) FROM events WHERE experiment_id = ?", [exp_id]).fetchone()
+        row = self.execute("SELECT count(*) FROM events_of([?])", [exp_id]).fetchone()
         return int(row[0]) if row else 0
 
     def compact(self) -> int:
-        """Merge this process's segments and delete superseded files past their grace period."""
+        """Merge every partition of the store (any writer's, crashed ones' too) into one file each, and
+        delete covered files past their grace period; returns how many were deleted."""
+        from . import listing, merge
+
         self._hub.flush()
-        self._hub.events_writer.compact()
-        self._hub.metrics_writer.compact()
+        for w in (self._hub.events_writer, self._hub.metrics_writer):
+            for value in listing.partitions(w.root, w.partition_key):
+                try:
+                    merge.merge_folder(w.folder(value), final=True, dataset=w.root.name, min_files=1)
+                except Exception as exc:  # one partition that cannot be merged never stops the rest
+                    log.warning("crucible_telemetry: merge of %s failed: %r", w.folder(value), exc)
         return self._hub.events_writer.collect_garbage() + self._hub.metrics_writer.collect_garbage()
 
     def file_count(self) -> int:

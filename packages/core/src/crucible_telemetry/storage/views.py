@@ -11,40 +11,17 @@ from typing import Any
 import duckdb
 import orjson
 
-from . import segments
-from .summaries import summary_sql
+from .summaries import SUMMARY_COLUMNS, combine_sql, partial_sql
 
-__all__ = ["VIEW_NAMES", "connect", "create_views", "set_aside_damaged"]
+__all__ = ["VIEW_NAMES", "connect", "create_views", "set_aside_damaged", "set_aside_damaged_records", "sound_files"]
 
 log = logging.getLogger("crucible_telemetry")
 
 VIEW_NAMES = ("experiments", "events", "metrics", "runs", "params", "summaries")
 
-_EXPERIMENT_COLUMNS = (
-    "{experiment_id: 'VARCHAR', name: 'VARCHAR', hypothesis: 'VARCHAR', condition: 'VARCHAR', "
-    "tags: 'VARCHAR[]', metadata: 'JSON', status: 'VARCHAR', started_at: 'TIMESTAMPTZ', "
-    "stopped_at: 'TIMESTAMPTZ', host: 'VARCHAR', pid: 'BIGINT', dropped_paused: 'BIGINT', params: 'JSON', "
-    "framework: 'VARCHAR', notes: 'VARCHAR', environment: 'JSON'}"
-)
-
-
-def _lit(s: str) -> str:
-    """A SQL string literal for a path (the home folder is configuration, never user data)."""
-    return "'" + s.replace("'", "''") + "'"
-
-
-def _dataset_sql(home: Path, dataset: str, key: str) -> str:
-    pattern = (home / dataset / "*" / "*.parquet").as_posix()
-    return f"""
-        SELECT * EXCLUDE (filename)
-        FROM read_parquet({_lit(pattern)}, hive_partitioning = true, union_by_name = true,
-                          filename = true, hive_types = {{'{key}': VARCHAR}})
-        WHERE {key} <> '__schema__'
-          AND filename IN ({segments.visible_files_sql(f"SELECT file FROM glob({_lit(pattern)})")})"""
-
-
 _MAGIC = b"PAR1"
-_sound: dict[str, tuple[int, int]] = {}  # path -> (size, mtime_ns) of files already found sound
+_sound: dict[str, bool] = {}  # data file -> whether it is whole (data files are never rewritten)
+_json_seen: dict[str, tuple[int, int]] = {}  # record -> (size, mtime_ns) when found sound
 
 
 def _parquet_sound(path: Path, size: int) -> bool:
@@ -65,56 +42,128 @@ def _json_sound(path: Path, size: int) -> bool:
         return False
 
 
-def set_aside_damaged(home: Path) -> list[Path]:
-    """Rename damaged segments and records to ``<name>.damaged`` (one warning each), so one bad
-    file cannot fail every query; returns the files found damaged. Each file is read once.
+def _set_aside(path: Path) -> None:
+    aside = path.with_name(path.name + ".damaged")
+    try:
+        os.replace(path, aside)
+        log.warning("crucible_telemetry: %s is damaged; set aside as %s (its rows are not read)", path, aside.name)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.warning("crucible_telemetry: %s is damaged and cannot be set aside (%r); it is not read", path, exc)
 
-    A read-only store keeps its damaged file (warned about) and its queries still fail on it.
+
+def sound_files(paths: list[str]) -> list[str]:
+    """The Parquet files of ``paths`` that are whole; damaged ones are set aside (one warning each).
+
+    Each file is checked once per process (names are never reused); a file that cannot be moved
+    (a read-only store) is left out of the list, so one bad file never fails a query.
     """
+    out: list[str] = []
+    for p in paths:
+        ok = _sound.get(p)
+        if ok is None:
+            path = Path(p)
+            try:
+                ok = _parquet_sound(path, path.stat().st_size)
+            except FileNotFoundError:
+                continue  # merged and collected meanwhile: its rows are in the cover
+            except OSError as exc:
+                log.warning("crucible_telemetry: cannot read %s: %r", path, exc)
+                continue
+            if len(_sound) > 500_000:
+                _sound.clear()
+            _sound[p] = ok
+            if not ok:
+                _set_aside(path)
+        if ok:
+            out.append(p)
+    return out
+
+
+def set_aside_damaged_records(home: Path) -> list[Path]:
+    """Set aside experiment records that are not a JSON object (a zero-byte or truncated file)."""
     found: list[Path] = []
-    candidates = [(p, _parquet_sound) for ds in ("events", "metrics") for p in (home / ds).glob("*/*.parquet")]
-    candidates += [(p, _json_sound) for p in (home / "experiments").glob("*.json")]
-    for path, sound in candidates:
-        key = str(path)
-        try:
-            st = path.stat()
-            if _sound.get(key) == (st.st_size, st.st_mtime_ns):
-                continue
-            if sound(path, st.st_size):
-                _sound[key] = (st.st_size, st.st_mtime_ns)
-                continue
-        except FileNotFoundError:  # compacted or replaced meanwhile
+    try:
+        entries = list(os.scandir(home / "experiments"))
+    except FileNotFoundError:
+        return found
+    for e in entries:
+        if not e.name.endswith(".json") or e.name.startswith("_"):
             continue
-        except OSError as exc:
-            log.warning("crucible_telemetry: cannot read %s: %r", path, exc)
-            continue
-        found.append(path)
-        aside = path.with_name(path.name + ".damaged")
         try:
-            os.replace(path, aside)
-            log.warning("crucible_telemetry: %s is damaged; set aside as %s (its rows are not read)", path, aside.name)
-        except OSError as exc:
-            log.warning(
-                "crucible_telemetry: %s is damaged and cannot be set aside (%r); queries reading it fail", path, exc
-            )
+            st = e.stat()
+            key = e.path
+            if _json_seen.get(key) == (st.st_size, st.st_mtime_ns):
+                continue
+            if _json_sound(Path(e.path), st.st_size):
+                _json_seen[key] = (st.st_size, st.st_mtime_ns)
+                continue
+        except (FileNotFoundError, OSError):
+            continue
+        found.append(Path(e.path))
+        _set_aside(Path(e.path))
+    return found
+
+
+def set_aside_damaged(home: Path) -> list[Path]:
+    """Check every segment and record of the store; set aside (and return) the damaged ones."""
+    from .listing import dataset_files
+
+    found = set_aside_damaged_records(home)
+    for ds, key in (("events", "experiment_id"), ("metrics", "run_id")):
+        paths = dataset_files(home / ds, key)
+        good = set(sound_files(paths))
+        found += [Path(p) for p in paths if p not in good]
     return found
 
 
 def create_views(con: duckdb.DuckDBPyConnection, home: Path) -> None:
-    """(Re)create the four views on ``con`` for the store at ``home`` (damaged files set aside first)."""
-    set_aside_damaged(home)
-    exp_pattern = (home / "experiments" / "*.json").as_posix()
-    events = _dataset_sql(home, "events", "experiment_id")
-    metrics = _dataset_sql(home, "metrics", "run_id")
-    con.execute(f"CREATE OR REPLACE VIEW events AS SELECT experiment_id, * EXCLUDE (experiment_id) FROM ({events})")
-    con.execute(f"CREATE OR REPLACE VIEW metrics AS SELECT run_id, * EXCLUDE (run_id) FROM ({metrics})")
+    """(Re)create the views on ``con`` for the store at ``home``; each query lists the files it reads."""
+    from .snapshot import install
+
+    set_aside_damaged_records(home)
+    install(con, home)
+    files = "ct_files('{kind}', txid_current())"
+    hive = "hive_partitioning = true, hive_types = {{'{key}': VARCHAR}}"
+    ev = f"read_parquet({files.format(kind='events')}, {hive.format(key='experiment_id')})"
+    me = f"read_parquet({files.format(kind='metrics')}, {hive.format(key='run_id')})"
+    con.execute(
+        f"CREATE OR REPLACE VIEW events AS SELECT experiment_id, * EXCLUDE (experiment_id) FROM {ev} "
+        "WHERE experiment_id <> '__schema__'"
+    )
+    con.execute(
+        f"CREATE OR REPLACE VIEW metrics AS SELECT run_id, * EXCLUDE (run_id) FROM {me} WHERE run_id <> '__schema__'"
+    )
+    ev_of = "read_parquet(ct_files_of('events', ids, txid_current()), " + hive.format(key="experiment_id") + ")"
+    me_of = "read_parquet(ct_files_of('metrics', ids, txid_current()), " + hive.format(key="run_id") + ")"
+    con.execute(
+        f"CREATE OR REPLACE MACRO events_of(ids) AS TABLE SELECT experiment_id, * EXCLUDE (experiment_id) "
+        f"FROM {ev_of} WHERE experiment_id <> '__schema__'"
+    )
+    con.execute(
+        f"CREATE OR REPLACE MACRO metrics_of(ids) AS TABLE SELECT run_id, * EXCLUDE (run_id) "
+        f"FROM {me_of} WHERE run_id <> '__schema__'"
+    )
     con.execute(
         f"""CREATE OR REPLACE VIEW experiments AS
-        SELECT * FROM read_json({_lit(exp_pattern)}, format = 'auto', columns = {_EXPERIMENT_COLUMNS},
-                                union_by_name = true)
-        WHERE experiment_id IS NOT NULL"""
+        SELECT experiment_id, name, hypothesis, condition, tags, CAST(metadata AS JSON) AS metadata,
+               CASE WHEN status IN ('running', 'paused') AND ct_gone(host, pid) THEN 'crashed' ELSE status END
+                   AS status,
+               started_at, stopped_at, host, pid, dropped_paused, CAST(params AS JSON) AS params, framework,
+               notes, CAST(environment AS JSON) AS environment
+        FROM read_parquet({files.format(kind="experiments")})"""
     )
-    con.execute(f"CREATE OR REPLACE VIEW summaries AS {summary_sql()}")
+    raw_ev = f"read_parquet({files.format(kind='events_raw')}, {hive.format(key='experiment_id')})"
+    raw_me = f"read_parquet({files.format(kind='metrics_raw')}, {hive.format(key='run_id')})"
+    cols = ", ".join(SUMMARY_COLUMNS)
+    partials = (
+        f"SELECT {cols} FROM read_parquet({files.format(kind='summaries')}, union_by_name = true) "
+        f"UNION ALL {partial_sql(f'(SELECT * FROM {raw_ev} WHERE experiment_id <> {chr(39)}__schema__{chr(39)})', 'events', 'experiment_id')} "
+        f"UNION ALL {partial_sql(f'(SELECT * FROM {raw_me} WHERE run_id <> {chr(39)}__schema__{chr(39)})', 'metrics', 'run_id')}"
+    )
+    con.execute(f"CREATE OR REPLACE VIEW _summaries_all AS {combine_sql(partials)}")
+    con.execute("CREATE OR REPLACE VIEW summaries AS SELECT * FROM _summaries_all WHERE NOT starts_with(source, '__')")
     con.execute(
         """CREATE OR REPLACE VIEW params AS
         SELECT e.experiment_id, p.key, p.value ->> '$' AS value,
@@ -126,24 +175,26 @@ def create_views(con: duckdb.DuckDBPyConnection, home: Path) -> None:
     )
     con.execute(
         """CREATE OR REPLACE VIEW runs AS
-        WITH ev AS (
-            SELECT experiment_id, count(*) AS events, min(ts) AS first_event_at, max(ts) AS last_event_at,
-                   count(*) FILTER (WHERE event LIKE '%.exception') AS exceptions,
-                   max(epoch) AS max_epoch, max(global_step) AS max_global_step,
-                   count(DISTINCT rank) AS ranks
-            FROM events GROUP BY experiment_id
-        ), me AS (
-            SELECT run_id, count(*) AS metric_rows, count(DISTINCT metric) AS metric_names
-            FROM metrics GROUP BY run_id
+        WITH s AS (
+            SELECT experiment_id,
+                   sum(count) FILTER (WHERE source = '__rows__' AND name = 'events') AS events,
+                   sum(count) FILTER (WHERE source = '__rows__' AND name = 'exceptions') AS exceptions,
+                   max(max) FILTER (WHERE source = '__rows__' AND name = 'epoch') AS max_epoch,
+                   max(max) FILTER (WHERE source = '__rows__' AND name = 'global_step') AS max_global_step,
+                   count(*) FILTER (WHERE source = '__rank__' AND name <> '') AS ranks,
+                   min(first_ts) FILTER (WHERE source = '__rows__' AND name = 'events') AS first_event_at,
+                   max(last_ts) FILTER (WHERE source = '__rows__' AND name = 'events') AS last_event_at,
+                   sum(count) FILTER (WHERE source = '__rows__' AND name = 'metrics') AS metric_rows,
+                   count(*) FILTER (WHERE source = 'metric') AS metric_names
+            FROM _summaries_all GROUP BY experiment_id
         )
         SELECT e.*,
-               epoch(coalesce(e.stopped_at, ev.last_event_at, e.started_at)) - epoch(e.started_at) AS duration_s,
-               coalesce(ev.events, 0) AS events, coalesce(ev.exceptions, 0) AS exceptions,
-               ev.first_event_at, ev.last_event_at, ev.max_epoch, ev.max_global_step, ev.ranks,
-               coalesce(me.metric_rows, 0) AS metric_rows, coalesce(me.metric_names, 0) AS metric_names
-        FROM experiments e
-        LEFT JOIN ev ON ev.experiment_id = e.experiment_id
-        LEFT JOIN me ON me.run_id = e.experiment_id"""
+               epoch(coalesce(e.stopped_at, s.last_event_at, e.started_at)) - epoch(e.started_at) AS duration_s,
+               coalesce(s.events, 0)::BIGINT AS events, coalesce(s.exceptions, 0)::BIGINT AS exceptions,
+               s.first_event_at, s.last_event_at, s.max_epoch::BIGINT AS max_epoch,
+               s.max_global_step::BIGINT AS max_global_step, nullif(s.ranks, 0)::BIGINT AS ranks,
+               coalesce(s.metric_rows, 0)::BIGINT AS metric_rows, coalesce(s.metric_names, 0)::BIGINT AS metric_names
+        FROM experiments e LEFT JOIN s ON s.experiment_id = e.experiment_id"""
     )
 
 

@@ -1,0 +1,157 @@
+"""Which files of a partition folder a reader reads: one listing, names and manifests only.
+
+Two kinds of data files live in a partition folder:
+
+* segments, ``<proc>_<first>_<last>_<created_ms>.parquet``: one writer's flushes ``first..last``;
+  a segment whose range covers another of the same writer hides it (the first releases' compaction);
+* merges, ``merge-<created_ms>-<nonce>.parquet``, each with a manifest ``<same stem>.covers``
+  naming every file it hides (any writer, earlier merges and what they hid). The manifest is
+  renamed into place before the merge, so a merge without its manifest is not finished and is
+  ignored, and a merge with one hides its covered files at once.
+
+A reader lists a folder once per query, so the rows it sees are those of the live files of that
+one listing: never a row twice, never one missing. Hidden files are deleted ``GRACE_SECONDS``
+after the file hiding them was written, far longer than any query. Listings are cached per folder
+and trusted while its mtime is unchanged and over ``SETTLE_SECONDS`` old (a coarse filesystem
+clock could hide a change made in the same tick).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "GRACE_SECONDS",
+    "MERGE_RE",
+    "SEGMENT_RE",
+    "Listing",
+    "dataset_files",
+    "list_folder",
+    "partitions",
+]
+
+# ``_<created_ms>`` is absent from files of the first releases
+SEGMENT_RE = re.compile(r"^(?P<proc>.+?)_(?P<a>\d+)_(?P<b>\d+)(?:_(?P<c>\d+))?\.parquet$")
+MERGE_RE = re.compile(r"^merge-(?P<c>\d+)-(?P<nonce>[0-9a-f]+)\.parquet$")
+GRACE_SECONDS = 120.0
+SETTLE_SECONDS = 2.0
+SCHEMA_PARTITION = "__schema__"
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One folder at one moment: the live data files (sorted), and each hidden file with the time
+    (seconds) the file hiding it was written."""
+
+    live: tuple[str, ...]
+    hidden: dict[str, float]
+    merges: tuple[str, ...]  # live merge files (their summaries sit beside them)
+
+
+def _read_covers(path: Path) -> list[str] | None:
+    try:
+        return [n for n in path.read_text().splitlines() if n]
+    except (FileNotFoundError, UnicodeDecodeError):
+        return None
+    except OSError:
+        return None
+
+
+def resolve(folder: Path, names: list[str]) -> Listing:
+    """The live files among ``names`` (one listing of ``folder``)."""
+    present = set(names)
+    hidden: dict[str, float] = {}
+    merges: list[str] = []
+    for name in names:
+        m = MERGE_RE.match(name)
+        if m is None:
+            continue
+        covers = _read_covers(folder / (name[: -len(".parquet")] + ".covers"))
+        if covers is None:
+            continue  # not finished (or its manifest is gone with it): ignore it
+        merges.append(name)
+        created = int(m["c"]) / 1000
+        for c in covers:
+            if c in present and c != name:
+                hidden[c] = min(hidden.get(c, created), created)
+    groups: dict[str, list[tuple[int, int, float, str]]] = {}
+    for name in names:
+        m = SEGMENT_RE.match(name)
+        if m is not None and name not in hidden:
+            groups.setdefault(m["proc"], []).append((int(m["a"]), int(m["b"]), int(m["c"] or 0) / 1000, name))
+    for segs in groups.values():
+        if len(segs) < 2:
+            continue
+        for a, b, _, name in segs:
+            for ga, gb, gc, _ in segs:
+                if ga <= a and gb >= b and (ga, gb) != (a, b):
+                    hidden[name] = min(hidden.get(name, gc), gc)
+                    break
+    live = sorted(n for n in names if n not in hidden and (MERGE_RE.match(n) is None or n in merges) and _is_data(n))
+    return Listing(tuple(live), hidden, tuple(m for m in merges if m not in hidden))
+
+
+def _is_data(name: str) -> bool:
+    return name.endswith(".parquet") and (SEGMENT_RE.match(name) is not None or MERGE_RE.match(name) is not None)
+
+
+_cache: dict[str, tuple[int, float, Listing]] = {}  # folder -> (mtime_ns, when listed, listing)
+_cache_lock = threading.Lock()
+
+
+def list_folder(folder: Path) -> Listing:
+    """The live files of one partition folder now (cached while the folder is unchanged and settled)."""
+    key = str(folder)
+    try:
+        st = os.stat(folder)
+    except FileNotFoundError:
+        return Listing((), {}, ())
+    now = time.time()
+    with _cache_lock:
+        hit = _cache.get(key)
+    if hit is not None and hit[0] == st.st_mtime_ns and hit[1] - st.st_mtime_ns / 1e9 > SETTLE_SECONDS:
+        return hit[2]
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return Listing((), {}, ())
+    listing = resolve(folder, names)
+    with _cache_lock:
+        if len(_cache) > 200_000:
+            _cache.clear()
+        _cache[key] = (st.st_mtime_ns, now, listing)
+    return listing
+
+
+def partitions(root: Path, key: str) -> list[str]:
+    """The partition values under ``root`` (``<key>=<value>`` folders), the schema partition excluded."""
+    prefix = f"{key}="
+    try:
+        with os.scandir(root) as it:
+            return sorted(
+                e.name[len(prefix) :]
+                for e in it
+                if e.name.startswith(prefix) and e.name != prefix + SCHEMA_PARTITION and e.is_dir()
+            )
+    except FileNotFoundError:
+        return []
+
+
+def dataset_files(root: Path, key: str, values: list[str] | None = None) -> list[str]:
+    """Every live file of a dataset (or of the partitions ``values``), as POSIX paths."""
+    out: list[str] = []
+    for value in partitions(root, key) if values is None else values:
+        folder = root / f"{key}={value}"
+        out += [(folder / n).as_posix() for n in list_folder(folder).live]
+    return out
+
+
+def forget(folder: Path) -> None:
+    """Drop a folder's cached listing (after this process changed it)."""
+    with _cache_lock:
+        _cache.pop(str(folder), None)

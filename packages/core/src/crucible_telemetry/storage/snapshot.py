@@ -1,0 +1,171 @@
+"""The file lists the views read, made once per query when it binds (DuckDB calls ``ct_files``).
+
+Each view's ``read_parquet`` takes ``ct_files(kind, txid_current())``: a Python function of this
+module, so every query lists the store itself, once (all views of one query share one snapshot,
+keyed by its transaction). ``events_of(ids)`` and ``metrics_of(ids)`` list only the partitions
+of those runs, so their cost follows the question, not the store (``WHERE experiment_id = ?`` on
+the plain view lists every partition; DuckDB then opens only the matching files). Damaged files
+are left out (and set aside), so one bad file never fails a query.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow.parquet as pq
+
+from ..environment import HOSTNAME
+from .catalog import catalog_for
+from .listing import SCHEMA_PARTITION, list_folder, partitions
+from .schema import EVENTS_SCHEMA, METRICS_SCHEMA
+from .summaries import empty_partial
+from .views import sound_files
+
+__all__ = ["KINDS", "install"]
+
+KINDS = ("events", "metrics", "events_raw", "metrics_raw", "summaries", "experiments")
+_DATASETS = {"events": ("experiment_id", EVENTS_SCHEMA), "metrics": ("run_id", METRICS_SCHEMA)}
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+@-]{0,199}\Z")
+_schema_lock = threading.Lock()
+
+
+def _schema_file(home: Path, dataset: str) -> str:
+    """The empty segment that gives a view its columns before any data (made where it can be)."""
+    key, schema = _DATASETS[dataset]
+    path = home / dataset / f"{key}={SCHEMA_PARTITION}" / "schema_0_0_0.parquet"
+    if path.exists():
+        return path.as_posix()
+    with _schema_lock:
+        for base in (home / dataset, catalog_for(home).folder() / dataset):
+            p = base / f"{key}={SCHEMA_PARTITION}" / "schema_0_0_0.parquet"
+            if p.exists():
+                return p.as_posix()
+            try:
+                p.parent.mkdir(parents=True, exist_ok=True)
+                tmp = p.with_name(f"schema.{os.getpid()}.{threading.get_ident()}.tmp")
+                pq.write_table(schema.empty_table(), tmp)
+                os.replace(tmp, p)
+                return p.as_posix()
+            except OSError:
+                continue
+    raise OSError(f"cannot write a schema file for {home / dataset}")
+
+
+def _empty_summaries(home: Path) -> str:
+    p = catalog_for(home).folder() / "schema-summaries.parquet"
+    if not p.exists():
+        with _schema_lock:
+            if not p.exists():
+                tmp = p.with_name(f"schema-summaries.{os.getpid()}.{threading.get_ident()}.tmp")
+                pq.write_table(empty_partial(), tmp)
+                os.replace(tmp, p)
+    return p.as_posix()
+
+
+class _Binder:
+    """One connection's snapshots: the lists of the query binding now."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self._key: Any = None
+        self._lists: dict[str, list[str]] = {}
+
+    def files(self, kind: str, tx: int | None) -> list[str]:
+        key = (tx, "all")
+        if key != self._key or tx is None:
+            self._key, self._lists = key, {}
+        if kind not in self._lists:
+            self._fill(kind, None)
+        return self._lists[kind]
+
+    def files_of(self, kind: str, ids: list[str] | None, tx: int | None) -> list[str]:
+        wanted = sorted({i for i in ids or [] if isinstance(i, str) and _ID_RE.fullmatch(i)})
+        key = (tx, "of", tuple(wanted))
+        if key != self._key or tx is None:
+            self._key, self._lists = key, {}
+        if kind not in self._lists:
+            self._fill(kind, wanted)
+        return self._lists[kind]
+
+    def _fill(self, kind: str, ids: list[str] | None) -> None:
+        if kind == "experiments":
+            self._lists[kind] = [catalog_for(self.home).experiments()]
+        elif kind in _DATASETS:
+            self._lists[kind] = [_schema_file(self.home, kind), *sound_files(self._live(kind, ids))]
+        else:
+            self._summaries(ids)
+
+    def _live(self, dataset: str, ids: list[str] | None) -> list[str]:
+        key = _DATASETS[dataset][0]
+        root = self.home / dataset
+        out: list[str] = []
+        for value in partitions(root, key) if ids is None else ids:
+            folder = root / f"{key}={value}"
+            out += [(folder / n).as_posix() for n in list_folder(folder).live]
+        return out
+
+    def _summaries(self, ids: list[str] | None) -> None:
+        merges: dict[str, Path] = {}
+        raw: dict[str, list[str]] = {"events": [], "metrics": []}
+        for dataset, (key, _) in _DATASETS.items():
+            root = self.home / dataset
+            for value in partitions(root, key) if ids is None else ids:
+                folder = root / f"{key}={value}"
+                view = list_folder(folder)
+                merged = set(view.merges)
+                raw[dataset] += [(folder / n).as_posix() for n in view.live if n not in merged]
+                for n in view.merges:
+                    merges[f"{dataset}/{value}/{n}"] = folder / n
+        sums = [_empty_summaries(self.home)]
+        bad: list[str] = []
+        if ids is None:
+            path, bad = catalog_for(self.home).summaries(merges)
+            sums.append(path)
+        else:
+            for k, p in merges.items():
+                side = p.with_name(p.name[: -len(".parquet")] + ".summary")
+                if side.exists():
+                    sums.append(side.as_posix())
+                else:
+                    bad.append(k)
+        for k in bad:
+            raw[k.split("/", 1)[0]].append(merges[k].as_posix())
+        self._lists["summaries"] = sums
+        for dataset in _DATASETS:
+            self._lists[f"{dataset}_raw"] = [_schema_file(self.home, dataset), *sound_files(raw[dataset])]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def _gone(host: str | None, pid: int | None) -> bool:
+    """Whether the process that started a run is known to be gone (same host, no such pid)."""
+    return bool(host == HOSTNAME and pid and pid > 0 and pid != os.getpid() and not _alive(int(pid)))
+
+
+def install(con: duckdb.DuckDBPyConnection, home: Path) -> None:
+    """Register this store's file functions on ``con`` (``ct_files``, ``ct_files_of``, ``ct_gone``)."""
+    from duckdb.sqltypes import BIGINT, BOOLEAN, UBIGINT, VARCHAR
+
+    binder = _Binder(home)
+    lst = duckdb.list_type(VARCHAR)
+    for name in ("ct_files", "ct_files_of", "ct_gone"):
+        try:
+            con.remove_function(name)
+        except Exception:
+            pass
+    con.create_function("ct_files", binder.files, [VARCHAR, UBIGINT], lst, side_effects=True)
+    con.create_function("ct_files_of", binder.files_of, [VARCHAR, lst, UBIGINT], lst, side_effects=True)
+    con.create_function("ct_gone", _gone, [VARCHAR, BIGINT], BOOLEAN, side_effects=True)
