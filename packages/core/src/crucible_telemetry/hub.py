@@ -675,7 +675,23 @@ class Telemetry:
 
 
 def _close_all() -> None:
+    """At interpreter exit: end the experiments this process started and never stopped (``failed``
+    when an uncaught exception is ending it, else ``stopped``, as MLflow and W&B do), then close.
+    A process killed by a signal never gets here: its runs read as ``crashed``."""
+    import sys
+
+    raised = getattr(sys, "last_value", None)
+    status = "failed" if raised is not None and not isinstance(raised, (SystemExit, KeyboardInterrupt)) else "stopped"
+    if isinstance(raised, SystemExit) and raised.code not in (None, 0):
+        status = "failed"
     for hub in list(_HUBS):
+        if not hub.writer.closed:
+            for exp in list(hub._experiments.values()):
+                if exp.state != STOPPED and exp.owner:
+                    try:
+                        hub.stop_experiment(exp.id, status=status)
+                    except Exception as exc:  # never raise at exit
+                        log.warning("crucible_telemetry: stopping %s at exit failed: %r", exp.id, exc)
         hub.close()
 
 
