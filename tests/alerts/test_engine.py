@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 
 import pytest
@@ -47,11 +48,11 @@ def test_the_handler_only_queues_and_the_thread_evaluates(hub: ct.Telemetry) -> 
         hub.emit(STEP, {"loss": math.nan if i == 49 else 1.0, "global_step": i})
     assert len(eng._inbox) == 50 and eng.transitions == deque_empty()  # nothing evaluated on the caller's thread
     clock.advance(0.5)
-    assert eng.run_pending() == []  # no grid instant passed yet
+    assert eng.run_pending() == [] and not eng._inbox  # folded into the series, not yet evaluated
     clock.advance(0.5)
     [t] = eng.run_pending()
     assert (t.rule, t.state, t.experiment_id, t.at) == ("loss_nan", "firing", exp.id, clock.t)
-    assert math.isnan(t.value) and not eng._inbox
+    assert math.isnan(t.value)
     [(exp_id, event, m, md)] = _alert_rows(hub)
     md = json.loads(md)
     assert (exp_id, event, md["rule"], md["state"], md["previous"], md["source"]) == (
@@ -188,3 +189,22 @@ def test_module_functions_run_one_engine_on_the_default_hub(hub: ct.Telemetry) -
     finally:
         ct.alerts.stop()
     assert not e.running and not hub.list_handlers(STEP)
+
+
+def test_a_forked_child_queues_nothing(hub: ct.Telemetry) -> None:
+    """A DataLoader worker has no evaluation thread: its handler returns at once (its rows reach the store)."""
+    eng = alerts.Engine([alerts.nonfinite("loss_nan")], hub=hub, interval=1, start=False, log=False)
+    hub.start_experiment("fork")
+    pid = os.fork()
+    if pid == 0:  # the child
+        code = 3
+        try:
+            for _ in range(100):
+                hub.emit(STEP, {"loss": 1.0})
+            code = 0 if (len(eng._inbox), eng.dropped, eng._forked) == (0, 0, True) else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    hub.emit(STEP, {"loss": 1.0})
+    assert len(eng._inbox) == 1  # the parent still queues

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -24,7 +26,7 @@ from .notify import LogNotifier
 from .rules import Rule
 from .state import Transition
 
-__all__ = ["ALERT_PREFIX", "MAX_CATCH_UP", "Engine", "record_transitions"]
+__all__ = ["ALERT_PREFIX", "DRAIN_S", "MAX_CATCH_UP", "Engine", "record_transitions"]
 
 log = logging.getLogger("crucible_telemetry.alerts")
 
@@ -32,6 +34,10 @@ log = logging.getLogger("crucible_telemetry.alerts")
 ALERT_PREFIX = "crucible_alert"
 #: Grid instants evaluated at most in one go after a stall (a suspended laptop); older ones are skipped.
 MAX_CATCH_UP = 1000
+#: Seconds between two drains of the queue into the series (memory stays at this much of events).
+DRAIN_S = 0.25
+
+_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
 def _ts(d: datetime | None) -> float | None:
@@ -74,7 +80,9 @@ class Engine:
         record: record transitions as ``crucible_alert.<state>`` events.
         clock: UNIX seconds now (inject a fake one in tests, with ``start=False`` and ``run_pending``).
         start: start the evaluation thread now.
-        inbox_limit: events queued between evaluations at most; beyond, dropped and counted.
+        inbox_limit: events queued between two drains (every ``DRAIN_S``) at most; beyond, dropped
+            and counted in ``dropped``. A forked child (a DataLoader worker) queues nothing: the
+            thread did not survive the fork, and its events reach the parent's store anyway.
     """
 
     def __init__(
@@ -88,7 +96,7 @@ class Engine:
         record: bool = True,
         clock: Callable[[], float] = time.time,
         start: bool = True,
-        inbox_limit: int = 1_000_000,
+        inbox_limit: int = 200_000,
     ) -> None:
         if not callable(clock):
             raise InvalidArgumentError("clock", "expected a function returning UNIX seconds")
@@ -117,6 +125,8 @@ class Engine:
         self._hid = f"crucible_alerts.{id(self):x}"
         self._names: dict[tuple[str, ...], str] = {}
         self._ident = dict(zip(("host", "pid", "rank", "local_rank", "node"), identity()[:5]))
+        self._forked = False
+        _ENGINES.add(self)
         self.add(*rules)
         if start:
             self.start()
@@ -159,7 +169,8 @@ class Engine:
     def _on_event(self, parts: tuple[str, ...], m: Any, md: Any) -> None:
         """The hot path: a clock read and an append."""
         if len(self._inbox) >= self.inbox_limit:
-            self.dropped += 1
+            if not self._forked:
+                self.dropped += 1
             return
         exp_id = md.get("experiment_id") if type(md) is dict else None
         if exp_id is None:
@@ -217,6 +228,7 @@ class Engine:
                     self._drain(at)
                     out.extend(self.evaluator.evaluate(at, self._live(at)))
                 self._last_k = max(self._last_k, last)
+                self._drain(now)  # what came before the next instant: folded in now, so the queue stays short
             except Exception as exc:
                 self.errors.append(exc)
         if out:
@@ -258,10 +270,10 @@ class Engine:
         while True:
             try:
                 now = float(self.clock())
-                wait = (math.floor(now / interval) + 1) * interval - now
+                wait = min((math.floor(now / interval) + 1) * interval - now, DRAIN_S)
             except Exception as exc:
                 self.errors.append(exc)
-                wait = interval
+                wait = DRAIN_S
             if stop.wait(max(0.0, wait) + 0.001):
                 return
             self.run_pending()
@@ -280,3 +292,13 @@ class Engine:
                     close(timeout)
         except Exception as exc:
             self.errors.append(exc)
+
+
+def _after_fork_in_child() -> None:
+    for e in list(_ENGINES):
+        e._forked, e.inbox_limit = True, 0  # the handler returns at once: no thread here to drain
+        e._inbox.clear()
+        e._thread = None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
