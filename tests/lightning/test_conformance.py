@@ -14,10 +14,10 @@ import pytest
 import torch
 
 import crucible_telemetry as ct
-from crucible_telemetry_lightning import CrucibleLogger
+from crucible_telemetry_lightning import CrucibleCallback, CrucibleLogger
 
 from . import tiny
-from .helpers import metrics
+from .helpers import events, metrics
 
 FLAVOURS = pytest.mark.parametrize("flavour", tiny.FLAVOURS)
 LOGGERS = pytest.mark.parametrize("kind", ["crucible", "csv"])
@@ -86,13 +86,17 @@ SpawnRegressor.__module__ = __name__
 @pytest.mark.slow
 @LOGGERS
 def test_experiment_is_rank_zero_only_in_ddp_spawn(hub: ct.Telemetry, tmp_path: Path, kind: str) -> None:
-    """test_all.py's ``test_logger_initialization``: a real 2-process ``ddp_spawn`` (an assertion on rank 1 fails the fit)."""
+    """test_all.py's ``test_logger_initialization``: a real 2-process ``ddp_spawn`` (an assertion on rank 1 fails the fit).
+
+    Ours runs with a ``CrucibleCallback`` too: the parent knows the experiment after ``fit`` (the README reads it).
+    """
     lg = _logger("lightning.pytorch", kind, tmp_path)
+    cb = CrucibleCallback(system_metrics=False) if kind == "crucible" else None
     trainer = tiny.trainer(
         "lightning.pytorch",
         tmp_path,
         logger=lg,
-        callbacks=[SpawnRankZeroCheck()],
+        callbacks=[SpawnRankZeroCheck(), *([cb] if cb is not None else [])],
         max_steps=1,
         max_epochs=None,
         strategy="ddp_spawn",
@@ -100,6 +104,12 @@ def test_experiment_is_rank_zero_only_in_ddp_spawn(hub: ct.Telemetry, tmp_path: 
         limit_val_batches=0,
     )
     trainer.fit(SpawnRegressor(), *tiny.loaders())
+    if cb is not None:
+        exp_id = cb.experiment_id
+        assert exp_id is not None and [e.id for e in ct.list_experiments()] == [exp_id]
+        assert hub.get_experiment(exp_id).status == "stopped"
+        ranks = {e["rank"] for e in events(hub, exp_id) if e["event"] == "crucible_train.batch.stop"}
+        assert ranks == {0, 1}
 
 
 @FLAVOURS

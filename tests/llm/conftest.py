@@ -32,15 +32,17 @@ def server() -> Iterator[FakeOpenAIServer]:
         yield s
 
 
+# The fake server takes stream_options, so these clients ask for stream usage as they would of
+# api.openai.com (include_usage=True); the default for an unknown server is tested on its own.
 @pytest.fixture
 def client(server: FakeOpenAIServer, hub: ct.Telemetry) -> Iterator[Any]:
-    c = instrument(openai.OpenAI(base_url=server.url, api_key=API_KEY, max_retries=2))
+    c = instrument(openai.OpenAI(base_url=server.url, api_key=API_KEY, max_retries=2), include_usage=True)
     yield c
     c.close()
 
 
 @pytest.fixture
 async def aclient(server: FakeOpenAIServer, hub: ct.Telemetry) -> AsyncIterator[Any]:
-    c = instrument(openai.AsyncOpenAI(base_url=server.url, api_key=API_KEY, max_retries=2))
+    c = instrument(openai.AsyncOpenAI(base_url=server.url, api_key=API_KEY, max_retries=2), include_usage=True)
     yield c
     await c.close()

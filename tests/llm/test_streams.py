@@ -236,7 +236,10 @@ def test_duck_typed_stream_yields_the_very_same_objects(hub: ct.Telemetry) -> No
     with ct.experiment("duck") as exp:
         out = list(fake.chat.completions.create(model="x", messages=MESSAGES, stream=True))
     assert all(a is b for a, b in zip(out, items, strict=True))
-    assert fake.kwargs["stream_options"] == {"include_usage": True}
+    assert "stream_options" not in fake.kwargs  # an unknown provider: the request goes out as written
+    asked = instrument(_Chunks(items), include_usage=True)
+    list(asked.chat.completions.create(model="x", messages=MESSAGES, stream=True))
+    assert asked.kwargs["stream_options"] == {"include_usage": True}
     stop = llm_events(exp.id)[-1]
     assert stop["event"] == "req_llm.request.stop" and stop["measurements"]["chunks"] == 2
     assert stop["metadata"]["tokens_source"] == "estimated"

@@ -47,6 +47,7 @@ class Call:
     response: Any = None
     done = False
     hide_usage = False
+    stream_options_before: Any = None  # the call's stream_options before hide_usage added include_usage
     exp: Any = None
     prompt: Any = None
     usage: Any = None

@@ -1,7 +1,11 @@
 """``instrument(client)`` / ``uninstrument(client)``: wrap an OpenAI-style client's endpoints in place.
 
 Only the given client object changes (instance attributes shadow the class's methods), so other
-clients are untouched; ``uninstrument`` deletes those attributes and restores the client exactly.
+clients are untouched; ``uninstrument`` deletes those attributes and restores the client exactly,
+and a wrapper built while instrumented (``with_raw_response``, cached by the client) stops
+recording. Streams get ``stream_options.include_usage`` only where the server is known to take
+it (``ACCEPTS_STREAM_OPTIONS``) or ``include_usage=True`` says so; a 400 naming ``stream_options``
+is retried once without it, and that client asks no more.
 """
 
 from __future__ import annotations
@@ -54,6 +58,11 @@ _PROVIDERS = (
 )
 _SECRET_ATTRS = ("api_key", "admin_api_key", "webhook_secret", "_api_key", "token")
 _RAW_HEADER = "x-stainless-raw-response"
+#: Providers whose chat and completions streams accept ``stream_options`` (``include_usage=None``).
+ACCEPTS_STREAM_OPTIONS = frozenset({"openai"})
+# What an openai client caches from the methods it wraps: emptied again by uninstrument.
+_CACHED = ("with_raw_response", "with_streaming_response")
+_MISSING = object()
 
 
 def server_of(client: Any) -> tuple[str | None, int | None]:
@@ -89,13 +98,15 @@ class Instrumentation:
         capture_content: bool,
         mask: Callable[[str], Any] | None,
         prices_: price_tables.PriceTable | None,
-        include_usage: bool,
+        include_usage: bool | None,
         provider: str | None,
         hub: Any,
     ) -> None:
         self.capture_content = capture_content
         self.mask = mask
         self.include_usage = include_usage
+        self.active = True  # False once uninstrumented: wrappers still held somewhere call straight through
+        self.usage_refused = False  # the server answered 400 to stream_options: ask no more
         self.hub = hub
         self._prices = prices_
         self.options = {
@@ -125,7 +136,27 @@ class Instrumentation:
         self.host = host  # the start event carries the standard keys only (the stop event has them all)
         self.patches: list[tuple[Any, str, bool, Any]] = []
         self.populated: list[tuple[Any, str]] = []
+        self.caches: list[tuple[Any, frozenset[str]]] = []  # objects and the _CACHED names they held before
         self.http: Any = None
+
+    def asks_usage(self) -> bool:
+        """Whether a stream of this client gets ``stream_options.include_usage`` added."""
+        if self.include_usage is None:
+            return self.provider in ACCEPTS_STREAM_OPTIONS and not self.usage_refused
+        return self.include_usage and not self.usage_refused
+
+    def refused_usage(self, call: Call, kwargs: dict[str, Any], exc: BaseException) -> bool:
+        """``exc`` is the server refusing the ``stream_options`` we added: restore the request, True to retry."""
+        if not call.hide_usage or not _names_stream_options(exc):
+            return False
+        self.usage_refused = True
+        call.hide_usage = False
+        before = call.stream_options_before
+        if before is _MISSING:
+            kwargs.pop("stream_options", None)
+        else:
+            kwargs["stream_options"] = before
+        return True
 
     def prices(self) -> price_tables.PriceTable:
         """The client's own table, or the process-wide one at the time of the call."""
@@ -169,8 +200,10 @@ class Instrumentation:
             if self.capture_content:
                 call.prompt = capture_prompt(op, kwargs, self.mask, self.scrub)
             hub.emit(LLM_START, {"monotonic_time": call.t0}, start)
-            if stream and self.include_usage and op in ("chat", "completions"):
-                call.hide_usage = _ask_for_usage(kwargs)  # last: a failed start leaves the call as the user wrote it
+            if stream and op in ("chat", "completions") and self.asks_usage():
+                # last: a failed start leaves the call as the user wrote it
+                call.stream_options_before = kwargs.get("stream_options", _MISSING)
+                call.hide_usage = _ask_for_usage(kwargs)
             return call
         except Exception as exc:
             warn_once("begin", "could not record the start of an LLM call", exc)
@@ -206,17 +239,29 @@ def _ask_for_usage(kwargs: dict[str, Any]) -> bool:
     return False
 
 
+def _names_stream_options(exc: BaseException) -> bool:
+    """A 400 answer whose error names ``stream_options`` (openai's ``BadRequestError`` or alike)."""
+    if getattr(exc, "status_code", None) != 400:
+        return False
+    return "stream_options" in f"{exc} {getattr(exc, 'body', '')}"
+
+
 def _sync_wrapper(original: Callable[..., Any], op: str, inst: Instrumentation) -> Callable[..., Any]:
     cur = hooks.CURRENT
 
     @functools.wraps(original)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        call = inst.begin(op, kwargs)
+        call = inst.begin(op, kwargs) if inst.active else None
         if call is None:
             return original(*args, **kwargs)
         token = cur.set(call)
         try:
-            result = original(*args, **kwargs)
+            try:
+                result = original(*args, **kwargs)
+            except Exception as exc:
+                if not inst.refused_usage(call, kwargs, exc):
+                    raise
+                result = original(*args, **kwargs)  # once more, as the user wrote it
         except BaseException as exc:
             cur.reset(token)
             call.fail(exc)
@@ -252,12 +297,17 @@ def _async_wrapper(original: Callable[..., Any], op: str, inst: Instrumentation)
 
     @functools.wraps(original)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        call = inst.begin(op, kwargs)
+        call = inst.begin(op, kwargs) if inst.active else None
         if call is None:
             return await original(*args, **kwargs)
         token = cur.set(call)
         try:
-            result = await original(*args, **kwargs)
+            try:
+                result = await original(*args, **kwargs)
+            except Exception as exc:
+                if not inst.refused_usage(call, kwargs, exc):
+                    raise
+                result = await original(*args, **kwargs)  # once more, as the user wrote it
         except BaseException as exc:
             cur.reset(token)
             call.fail(exc)
@@ -275,8 +325,15 @@ def _patch(inst: Instrumentation, obj: Any, name: str, new: Any) -> None:
     setattr(obj, name, new)
 
 
+def _note_caches(inst: Instrumentation, obj: Any) -> None:
+    own = getattr(obj, "__dict__", None)
+    if own is not None and all(o is not obj for o, _ in inst.caches):
+        inst.caches.append((obj, frozenset(n for n in _CACHED if n in own)))
+
+
 def _resource(inst: Instrumentation, client: Any, path: tuple[str, ...]) -> Any:
     obj = client
+    _note_caches(inst, obj)
     for attr in path:
         try:
             before = attr in vars(obj)
@@ -289,6 +346,7 @@ def _resource(inst: Instrumentation, client: Any, path: tuple[str, ...]) -> Any:
         if not before and attr in getattr(obj, "__dict__", {}):
             inst.populated.append((obj, attr))  # a cached_property we filled: emptied again on uninstrument
         obj = nxt
+        _note_caches(inst, obj)
     return obj
 
 
@@ -298,7 +356,7 @@ def instrument(
     capture_content: bool = False,
     mask: Callable[[str], Any] | None = None,
     prices: Any = None,
-    include_usage: bool = True,
+    include_usage: bool | None = None,
     provider: str | None = None,
     hub: Any = None,
 ) -> Any:
@@ -314,8 +372,14 @@ def instrument(
         mask: ``fn(text) -> text`` run on every prompt and completion string before it is recorded.
         prices: a ``{model: price}`` dict, a JSON file path or a ``PriceTable`` for this client
             (laid over the built-in table); default: the process-wide table (``set_prices``).
-        include_usage: ask streams for usage (``stream_options.include_usage``) unless the call
-            says otherwise; the usage-only chunk is then consumed and not shown to the caller.
+        include_usage: add ``stream_options: {"include_usage": true}`` to chat and completions
+            streams whose call says nothing about it, so streams report their tokens (the
+            usage-only chunk is then consumed and not shown to the caller). ``None`` (default):
+            only for providers known to accept it (``ACCEPTS_STREAM_OPTIONS``: api.openai.com),
+            since a strict compatible server or an older Azure api-version rejects the unknown
+            field; elsewhere tokens are estimated. ``True``: for every server. ``False``: never.
+            Either way a 400 naming ``stream_options`` is retried once as the user wrote the call,
+            and the client stops adding it.
         provider: the provider name recorded (default: from the base URL's host).
         hub: a ``crucible_telemetry.Telemetry`` (default: the default hub at each call).
 
@@ -329,6 +393,8 @@ def instrument(
         raise InvalidArgumentError("capture_content", "expected True or False")
     if mask is not None and not callable(mask):
         raise InvalidArgumentError("mask", f"expected a function text -> text, got {type(mask).__name__}")
+    if include_usage is not None and not isinstance(include_usage, bool):
+        raise InvalidArgumentError("include_usage", f"expected True, False or None, got {include_usage!r}")
     if provider is not None and (not isinstance(provider, str) or not provider):
         raise InvalidArgumentError("provider", "expected a non-empty string")
     if hub is not None and not isinstance(hub, ct.Telemetry):
@@ -409,6 +475,12 @@ def _restore(client: Any, inst: Instrumentation) -> None:
     for obj, attr in reversed(inst.populated):
         vars(obj).pop(attr, None)
     inst.populated.clear()
+    for obj, before in inst.caches:  # wrappers the client cached around our methods
+        own = vars(obj)
+        for name in _CACHED:
+            if name not in before:
+                own.pop(name, None)
+    inst.caches.clear()
     hooks.detach(inst.http)
     inst.http = None
 
@@ -418,6 +490,7 @@ def uninstrument(client: Any) -> Any:
     own = getattr(client, "__dict__", None)
     inst = own.pop(STATE_ATTR, None) if own is not None else None
     if inst is not None:
+        inst.active = False
         _restore(client, inst)
     return client
 

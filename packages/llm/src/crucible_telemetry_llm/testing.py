@@ -162,7 +162,21 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(400, {"error": {"message": "body is not JSON", "type": "invalid_request_error"}})
             return
         path = self.path.split("?", 1)[0].rstrip("/")
-        fake._count(path)
+        fake._count(path, body)
+        if fake.reject_stream_options and "stream_options" in body:
+            # a strict OpenAI-compatible server (or an older Azure api-version) refuses what it does not know
+            self._send_json(
+                400,
+                {
+                    "error": {
+                        "message": "Unrecognized request argument supplied: stream_options",
+                        "type": "invalid_request_error",
+                        "param": "stream_options",
+                        "code": None,
+                    }
+                },
+            )
+            return
         status = fake._failure(
             self.headers.get("x-fake-fail"),
             self.headers.get("x-stainless-retry-count"),
@@ -387,22 +401,23 @@ class _Handler(BaseHTTPRequestHandler):
             },
             "response.created",
         )
+        # The item and its text part are announced before any delta, as the real API does
+        # (``client.responses.stream()`` builds its snapshot from them).
+        item = {"type": "message", "id": f"msg_{rid}", "status": "in_progress", "role": "assistant", "content": []}
+        part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+        where = {"item_id": f"msg_{rid}", "output_index": 0, "content_index": 0}
+        self._event("response.output_item.added", next(seq), output_index=0, item=item)
+        self._event("response.content_part.added", next(seq), **where, part=part)
         for i, w in enumerate(words):
             if i == cut:
                 self._cut()
             _pause(first if i == 0 else gap)
-            self._sse(
-                {
-                    "type": "response.output_text.delta",
-                    "item_id": f"msg_{rid}",
-                    "output_index": 0,
-                    "content_index": 0,
-                    "delta": w,
-                    "logprobs": [],
-                    "sequence_number": next(seq),
-                },
-                "response.output_text.delta",
-            )
+            self._event("response.output_text.delta", next(seq), **where, delta=w, logprobs=[])
+        text = "".join(words)
+        self._event("response.output_text.done", next(seq), **where, text=text, logprobs=[])
+        self._event("response.content_part.done", next(seq), **where, part={**part, "text": text})
+        done = {**item, "status": "completed", "content": [{**part, "text": text}]}
+        self._event("response.output_item.done", next(seq), output_index=0, item=done)
         self._sse(
             {
                 "type": "response.completed",
@@ -412,6 +427,10 @@ class _Handler(BaseHTTPRequestHandler):
             "response.completed",
         )
         self._end_sse()
+
+    def _event(self, kind: str, seq: int, **fields: Any) -> None:
+        """One Responses stream event: ``{"type": kind, "sequence_number": seq, **fields}``."""
+        self._sse({"type": kind, "sequence_number": seq, **fields}, kind)
 
     def _embeddings(self, body: dict[str, Any]) -> None:
         inputs = body.get("input", "")
@@ -457,6 +476,10 @@ class FakeOpenAIServer:
         cut_after: cut every stream after this many content chunks (None: never).
         retry_after_ms: ``retry-after-ms`` header on 429/500 answers (small, so retries are fast).
         echo_auth_on_401: a 401 answer echoes the ``Authorization`` header (to test scrubbing).
+        reject_stream_options: answer 400 ("Unrecognized request argument supplied: stream_options")
+            to any request whose body has ``stream_options``, as strict compatible servers do.
+
+    ``bodies`` holds the JSON bodies received (the last 1,000), to check what a client sent.
 
     Example:
         >>> with FakeOpenAIServer() as server:          # doctest: +SKIP
@@ -476,6 +499,7 @@ class FakeOpenAIServer:
         cut_after: int | None = None,
         retry_after_ms: float = 1.0,
         echo_auth_on_401: bool = False,
+        reject_stream_options: bool = False,
     ) -> None:
         self.delay = delay
         self.first_token_delay = first_token_delay
@@ -487,6 +511,8 @@ class FakeOpenAIServer:
         self.cut_after = cut_after
         self.retry_after_ms = retry_after_ms
         self.echo_auth_on_401 = echo_auth_on_401
+        self.reject_stream_options = reject_stream_options
+        self.bodies: list[Any] = []
         self._lock = threading.Lock()
         self._fail_queue: list[int] = []
         self._attempts: dict[str, int] = {}
@@ -558,9 +584,12 @@ class FakeOpenAIServer:
         with self._lock:
             (self._conns.add if add else self._conns.discard)(conn)
 
-    def _count(self, path: str) -> None:
+    def _count(self, path: str, body: Any = None) -> None:
         with self._lock:
             self.requests[path] = self.requests.get(path, 0) + 1
+            self.bodies.append(body)
+            if len(self.bodies) > 1000:
+                del self.bodies[:-1000]
 
     def _failure(self, header: str | None, retry_count: str | None, key: str | None) -> int:
         """Status to fail this attempt with (0: answer normally).
