@@ -79,13 +79,33 @@ __all__ = [
     "stop_experiment",
     "store",
     "streaming",
+    "unrecorded",
     "update_experiment",
 ]
 
 
 def emit(name: Any, measurements: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
-    """Record one event on the default hub (the hot path)."""
-    default().emit(name, measurements, metadata)
+    """Record one event on the default hub (the hot path); never raises, even without a store."""
+    try:
+        hub = default()
+    except CrucibleError as exc:  # the default home cannot be created: counted, warned about once
+        _no_store(exc)
+        return
+    hub.emit(name, measurements, metadata)
+
+
+#: Events ``ct.emit`` could not record because the default store cannot be created.
+unrecorded = {"no_store": 0}
+
+
+def _no_store(exc: Exception) -> None:
+    unrecorded["no_store"] += 1
+    if unrecorded["no_store"] == 1:
+        import logging
+
+        logging.getLogger("crucible_telemetry").warning(
+            "crucible_telemetry: events are not recorded: %s (set CRUCIBLE_HOME or ct.configure(home=...))", exc
+        )
 
 
 def span(prefix: Any, metadata: dict[str, Any] | None = None) -> Span:

@@ -86,7 +86,12 @@ class Telemetry:
         if flush_interval <= 0:
             raise InvalidArgumentError("flush_interval", "must be > 0 seconds")
         self.home = Path(home).absolute() if home is not None else default_home()
-        self.home.mkdir(parents=True, exist_ok=True)
+        try:
+            self.home.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InvalidArgumentError(
+                "home", f"cannot create the store folder {self.home}: {exc.strerror or exc}"
+            ) from None
         self.flush_interval = float(flush_interval)
         self.batch_size = int(batch_size)
         self.buffer_limit = int(buffer_limit)
@@ -111,7 +116,10 @@ class Telemetry:
         )
         self._buf = self.writer.buf  # emit appends here directly: the hot path
         self._later = self.writer.later
-        (self.home / "experiments").mkdir(exist_ok=True)
+        try:
+            (self.home / "experiments").mkdir(exist_ok=True)
+        except OSError:  # a read-only store: it can still be read
+            pass
         self.streaming = Streaming(self)
         from .storage.store import Store
 

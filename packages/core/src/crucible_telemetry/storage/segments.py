@@ -67,10 +67,13 @@ class SegmentWriter:
         path = folder / "schema_0_0_0.parquet"
         if path.exists():
             return
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f"schema.{os.getpid()}.{secrets.token_hex(3)}.tmp"
-        pq.write_table(self.schema.empty_table(), tmp)
-        os.replace(tmp, path)  # empty: nothing a crash could half-write
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / f"schema.{os.getpid()}.{secrets.token_hex(3)}.tmp"
+            pq.write_table(self.schema.empty_table(), tmp)
+            os.replace(tmp, path)  # empty: nothing a crash could half-write
+        except OSError as exc:  # a read-only store: readers make their own schema file
+            log.debug("crucible_telemetry: no schema file in %s: %r", folder, exc)
 
     def after_fork(self) -> None:
         """In a forked child: a fresh lock (the parent's may have been held at the fork)."""

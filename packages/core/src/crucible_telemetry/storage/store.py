@@ -16,7 +16,7 @@ import orjson
 
 from ..errors import InvalidArgumentError, InvalidWindowError
 from .schema import EVENTS_SCHEMA
-from .views import _ensure_experiments_placeholder, create_views
+from .views import create_views
 from .windowed import windowed_stats
 from .windows import Last, LastN, Range
 
@@ -136,7 +136,6 @@ class Store:
     def _con(self) -> duckdb.DuckDBPyConnection:
         con = getattr(self._local, "con", None)
         if con is None or getattr(self._local, "pid", None) != os.getpid():
-            _ensure_experiments_placeholder(self._hub.home)
             con = duckdb.connect(":memory:")
             create_views(con, self._hub.home)
             self._local.con, self._local.pid = con, os.getpid()

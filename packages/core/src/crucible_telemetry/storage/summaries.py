@@ -75,7 +75,7 @@ def _partial(rel: str, dataset: str, part: str) -> str:
                    unnest(map_values(measurements)) AS v, global_step AS step, ts, seq FROM r
             UNION ALL
             SELECT experiment_id, event, 'duration', duration, global_step, ts, seq FROM r
-            WHERE duration IS NOT NULL
+            WHERE duration IS NOT NULL AND NOT map_contains(measurements, 'duration')  -- else counted twice
         )
         SELECT experiment_id, source, name, {_AGG} FROM v WHERE v IS NOT NULL GROUP BY ALL
         UNION ALL

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -198,25 +197,12 @@ def create_views(con: duckdb.DuckDBPyConnection, home: Path) -> None:
     )
 
 
-def _ensure_experiments_placeholder(home: Path) -> None:
-    folder = home / "experiments"
-    folder.mkdir(parents=True, exist_ok=True)
-    ph = folder / "_schema.json"
-    if not ph.exists():
-        tmp = folder / f"._schema.json.{os.getpid()}.{secrets.token_hex(3)}.tmp"  # one per writer: others race here
-        tmp.write_text('{"experiment_id": null}\n')
-        tmp.replace(ph)
-
-
 def connect(home: Path, read_only: bool = True, **config: Any) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection whose views read the store at ``home``.
 
     The store's files are only ever written by writer threads; ``read_only=False`` merely
     lets you create tables of your own in the connection's in-memory catalog.
     """
-    _ensure_experiments_placeholder(home)
-    from .segments import SegmentWriter  # noqa: F401  (schema files come with any writer)
-
     con = duckdb.connect(":memory:", config=config or {})
     create_views(con, home)
     return con
