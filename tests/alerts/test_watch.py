@@ -201,3 +201,27 @@ def test_watch_needs_a_store_and_sound_rules(tmp_path: Path) -> None:
     r = _crucible("watch", "--once", "--interval", "0.2", home=home)  # the default rule: a NaN/inf loss
     assert r.returncode == 0, r.stderr
     assert "transitions" in r.stdout and "active alerts" in r.stdout and "loss_nonfinite" in r.stdout
+
+
+def test_crucible_watch_follows_the_store_and_stops_on_sigint(hub: ct.Telemetry, tmp_path: Path) -> None:
+    rules = tmp_path / "nan.toml"
+    rules.write_text('interval = 0.2\n\n[[rule]]\nname = "loss_nan"\nkind = "nonfinite"\n')
+    exp = hub.start_experiment("followed")
+    hub.emit("crucible_train.batch.stop", {"loss": 1.0})
+    hub.flush()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "crucible_telemetry.cli", "watch", "--rules", str(rules), "--home", str(hub.home)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith(f"watching {hub.home} every 0.2s with 1 rule(s)")
+        hub.emit("crucible_train.batch.stop", {"loss": math.nan})  # while it watches
+        hub.flush()
+        line = proc.stdout.readline()
+        assert f"FIRING loss_nan {exp.id} value=nan" in line, (line, proc.stderr.read() if proc.poll() else "")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
