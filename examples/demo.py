@@ -42,6 +42,7 @@ def main() -> int:
     results: dict[str, Any] = {"core": core}
     for name, args in (
         ("demo_lightning", (hub,)),
+        ("demo_sweep", (hub,)),
         ("demo_hf", (hub,)),
         ("demo_llm", (hub,)),
         ("demo_metrics", (hub, [core["training"], *core["control"], *core["treatment"]])),

@@ -308,19 +308,19 @@ def metric_series(con: Any, ids: Sequence[str], metric: str | MetricRef, x: str 
     for exp_id, source in zip(rows["experiment_id"], rows["source"]):
         by_source.setdefault(str(source), []).append(str(exp_id))
     for source, run_ids in by_source.items():
-        isql, iparams = _ids_sql(run_ids, "run_id" if source == "metric" else "experiment_id")
+        # events_of / metrics_of list only these runs' folders (the plain views list every run's)
         if source == "metric":
             sql = (
-                "SELECT run_id AS experiment_id, value, step, epoch, ts, seq FROM metrics "
-                f"WHERE {isql} AND metric = ? AND value IS NOT NULL"
+                "SELECT run_id AS experiment_id, value, step, epoch, ts, seq FROM metrics_of(?) "
+                "WHERE metric = ? AND value IS NOT NULL"
             )
-            params = [*iparams, ref.key]
+            params = [run_ids, ref.key]
         else:
             sql = (
-                "SELECT experiment_id, measurements[?] AS value, global_step AS step, epoch, ts, seq FROM events "
-                f"WHERE {isql} AND event = ? AND measurements[?] IS NOT NULL"
+                "SELECT experiment_id, measurements[?] AS value, global_step AS step, epoch, ts, seq FROM events_of(?) "
+                "WHERE event = ? AND measurements[?] IS NOT NULL"
             )
-            params = [ref.key, *iparams, source, ref.key]
+            params = [ref.key, run_ids, source, ref.key]
         frames.append(_frame(con, sql, params))
     if not frames:
         return _empty(SERIES_COLUMNS)
