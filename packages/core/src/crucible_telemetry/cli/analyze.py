@@ -265,8 +265,16 @@ def _plot(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from ..analysis.report import build_report
 
+    if not args.ids and not args.tag:
+        sys.stderr.write("crucible report: error: give experiment ids or --tag (see 'crucible report --help')\n")
+        return 2
     hub = open_hub(args)
-    path = build_report(args.ids, args.output, metrics=args.metric or None, by=args.by, hub=hub, title=args.title)
+    try:
+        ids = _pool(hub, args)
+        assert ids is not None
+        path = build_report(ids, args.output, metrics=args.metric or None, by=args.by, hub=hub, title=args.title)
+    except InvalidArgumentError as exc:
+        raise _in_user_words(exc) from None
     out_console().print(f"wrote {path}")
     return 0
 
@@ -366,14 +374,21 @@ def register(add: Any) -> None:
         "report",
         _report,
         help="one self-contained HTML report of runs and their comparison",
-        description="Write one self-contained HTML file (inline CSS, images as data URIs) with "
-        "each run's hypothesis, condition, environment, headline metrics, plots and "
-        "the comparison verdict.",
+        description="Write one self-contained HTML file (inline CSS, images as data URIs): the "
+        "validation metrics of each run and the params that differ first, then the comparison "
+        "(a training metric on one value per run; by the param that differs), plots, the params and "
+        "environment shown once (what differs), and a card per run.",
         epilog="examples:\n  crucible report RUN_A RUN_B -o report.html\n"
+        "  crucible report --tag sweep --metric val_loss.min -o sweep.html\n"
         "  crucible report C1 C2 T1 T2 --by condition --metric latency -o ab.html",
     )
-    p.add_argument("ids", nargs="+", help="experiment ids")
+    p.add_argument("ids", nargs="*", help="runs: ids, unique id prefixes or names")
+    p.add_argument("--tag", action="append", help="runs with this tag (repeat for several)")
     p.add_argument("-o", "--output", default="report.html", help="HTML path (default report.html)")
-    p.add_argument("--metric", action="append", help="metric to compare and plot (repeat; default: by the data)")
+    p.add_argument(
+        "--metric",
+        action="append",
+        help="metric to compare and plot, e.g. val_loss.min or latency (repeat; default: by the data)",
+    )
     p.add_argument("--by", choices=["auto", "experiment", "condition"], default="auto")
     p.add_argument("--title")
