@@ -164,21 +164,31 @@ class Engine:
         self.hub.detach(self._hid)
         if events:
             self._names = {tuple(e.split(".")): e for e in events}
-            self.hub.attach(self._hid, events, self._on_event)
+            self.hub.attach(self._hid, events, self._handler())
 
-    def _on_event(self, parts: tuple[str, ...], m: Any, md: Any) -> None:
-        """The hot path: a clock read and an append."""
-        if len(self._inbox) >= self.inbox_limit:
-            if not self._forked:
-                self.dropped += 1
-            return
-        exp_id = md.get("experiment_id") if type(md) is dict else None
-        if exp_id is None:
-            exp = self.hub.current_experiment()
-            if exp is None:
+    def _handler(self) -> Callable[[tuple[str, ...], Any, Any], None]:
+        """The hot path, with everything it reads bound: a clock read and an append, nothing more."""
+        inbox, append, clock, current, engine = (
+            self._inbox,
+            self._inbox.append,
+            self.clock,
+            self.hub.current_experiment,
+            self,
+        )
+
+        def on_event(parts: tuple[str, ...], m: Any, md: Any) -> None:
+            if len(inbox) >= engine.inbox_limit:
+                if not engine._forked:
+                    engine.dropped += 1
                 return
-            exp_id = exp.id
-        self._inbox.append((self.clock(), self._names.get(parts) or ".".join(parts), exp_id, m, md))
+            exp = md.get("experiment_id") if type(md) is dict else None
+            if exp is None:
+                exp = current()  # resolved on this thread (the context's experiment); its id is read later
+                if exp is None:
+                    return
+            append((clock(), parts, exp, m, md))
+
+        return on_event
 
     # ------------------------------------------------------------ evaluation
 
@@ -203,8 +213,11 @@ class Engine:
     def _drain(self, at: float) -> None:
         inbox, observe = self._inbox, self.evaluator.observe
         ident = self._ident
+        names = self._names
         while inbox and inbox[0][0] <= at:
-            t, event, exp_id, m, md = inbox.popleft()
+            t, parts, exp, m, md = inbox.popleft()
+            exp_id = exp if type(exp) is str else exp.id
+            event = names.get(parts) or ".".join(parts)
             if exp_id not in self._known:
                 try:
                     self._known[exp_id] = self.hub.get_experiment(exp_id)
