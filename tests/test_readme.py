@@ -17,7 +17,14 @@ from tests._readme import README, python_blocks, section
 from tests._requires import requires_plugin
 
 HERE = ["Quick start", "MetricsStore port", "Hugging Face Trainer"]
-ELSEWHERE = ["Lightning", "LLM calls", "Counters, gauges and histograms", "Alerts", "The `crucible` command"]
+ELSEWHERE = [
+    "Lightning",
+    "LLM calls",
+    "Counters, gauges and histograms",
+    "Alerts",
+    "Runs, params and summaries",
+    "The `crucible` command",
+]
 
 
 def test_every_readme_example_is_run_by_some_test() -> None:

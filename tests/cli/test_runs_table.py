@@ -212,3 +212,37 @@ def test_rename_note_and_tag_and_user_text_is_never_markup(tmp_path: Path) -> No
     assert r.rc == 1 and "TAGS: give tags" in r.err
     r = run(home, "runs", "--sort", "lr", "--desc", "--format", "csv")
     assert [row["name"] for row in csv.DictReader(io.StringIO(r.out))] == ["second", "[/x]"]
+
+
+@requires_plugin("lightning")
+def test_readme_example_answers_the_question_in_one_call(tmp_path: Path) -> None:
+    from .._readme import run_example, section
+
+    lines = run_example("Runs, params and summaries", tmp_path)
+    table = [line.split() for line in lines[1:4]]
+    assert [float(row[2]) for row in table] == sorted(float(row[2]) for row in table)
+    assert float(lines[4].removeprefix("best lr: ")) == float(table[0][1])
+    assert lines[5] == "val_loss values per run: [3, 3, 3]"
+    # the shell lines of the section are the commands these tests run
+    text = section("Runs, params and summaries")
+    assert "$ crucible runs --params lr --metrics val_loss.min --sort val_loss.min\n" in text
+
+
+@requires_plugin("lightning")
+def test_demo_sweep_answers_with_ct_runs_and_crucible_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    import importlib
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "examples"))
+    demo = importlib.import_module("demo_sweep")
+    hub = ct.Telemetry(tmp_path / "crucible")
+    try:
+        result = demo.run(hub)
+    finally:
+        hub.close()
+    out = capsys.readouterr().out
+    frame = result["runs"]
+    assert result["best_lr"] == frame.loc[frame["metrics.val_loss.min"].idxmin(), "params.lr"]
+    assert "$ crucible runs --tag demo-sweep --params lr" in out
+    assert "one value per validation: [2, 2, 2]" in out
