@@ -114,3 +114,32 @@ def test_the_engine_posts_off_its_callers_thread(hub: ct.Telemetry) -> None:
         [body] = rx.wait(1)
         assert body[0]["labels"]["alertname"] == "loss_nan"
         eng.stop()
+
+
+EXITS = """
+import math, sys, time
+import crucible_telemetry as ct
+from crucible_telemetry import alerts
+
+ct.configure(sys.argv[1])
+hook = alerts.Webhook(sys.argv[2], "slack", backoff=1.0)
+ct.alerts.start([alerts.nonfinite("loss_nan")], interval=0.2, webhooks=[hook])
+ct.start_experiment("exits")
+ct.emit("crucible_train.batch.stop", {"loss": math.nan})
+while not ct.alerts.engine().transitions:
+    time.sleep(0.01)
+# the script ends here while the post waits for its retry: the engine's atexit lets it through
+"""
+
+
+def test_an_alert_fired_just_before_exit_is_still_delivered(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    script = tmp_path / "exits.py"
+    script.write_text(EXITS)
+    with Receiver(statuses=(503,)) as rx:  # the first attempt fails; the retry comes a second later
+        r = subprocess.run([sys.executable, str(script), str(tmp_path / "s"), rx.url], capture_output=True,
+                           text=True, timeout=120)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert rx.requests == 2 and len(rx.bodies) == 1 and "FIRING loss_nan" in rx.bodies[0]["text"]

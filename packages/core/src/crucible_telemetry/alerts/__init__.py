@@ -28,6 +28,7 @@ another hub, or ``StoreWatcher`` to evaluate over a store (what ``crucible watch
 
 from __future__ import annotations
 
+import atexit
 import threading
 from collections.abc import Iterable
 from typing import Any
@@ -126,3 +127,6 @@ def stop() -> None:
         e, _engine = _engine, None
     if e is not None:
         e.stop()
+
+
+atexit.register(stop)  # the webhooks get a moment to deliver what fired last

@@ -29,8 +29,9 @@ simply fewer rows. ``$CRUCIBLE_SYSTEM_METRICS=0`` (or ``false``/``off``/``no``) 
 sampler off: ``start`` then returns a ``Sampler`` that never runs. The sampler never raises
 into the caller and never blocks it (readings happen in its daemon thread; failures are kept in
 ``Sampler.errors``). After ``fork`` the child has no sampler (threads do not survive a fork):
-call ``start()`` in the child for its own. Starting it with an experiment (``start_experiment``
-or the trainer callbacks) is not wired yet.
+call ``start()`` in the child for its own. ``ct.start_experiment(..., system_metrics=True)`` (or
+an interval in seconds) starts one for that experiment, and stopping the experiment stops it.
+Its cost: ``python bench/bench_system.py``.
 """
 
 from __future__ import annotations
