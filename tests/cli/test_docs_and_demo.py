@@ -27,6 +27,9 @@ def test_cli_readme_python_example_runs(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert re.search(r"treatment-s0 lower latency than control-s0, p < 0\.001, d = -\d", proc.stdout), proc.stdout
+    # the lr sweep: a rank correlation with its CI, and two single runs compared without a test
+    assert re.search(r"val_loss\.min falls as lr rises: Spearman rho = -0\.\d\d \[95% CI ", proc.stdout), proc.stdout
+    assert "one run per group: no test possible, difference = " in proc.stdout
 
 
 def test_readme_lists_every_command() -> None:
