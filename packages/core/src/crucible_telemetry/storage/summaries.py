@@ -10,6 +10,8 @@ row counts, exceptions, the last epoch and step, and one row per rank, for the `
 
 from __future__ import annotations
 
+import os
+import threading
 from typing import Any
 
 import pyarrow as pa
@@ -132,18 +134,30 @@ def empty_partial(with_file: bool = False) -> pa.Table:
     return schema.empty_table()
 
 
+_local = threading.local()
+_INHERITED: list[Any] = []
+
+
 def summarize_table(table: pa.Table, dataset: str, partition: str | None = None) -> pa.Table:
     """The partial summary of one file's rows (written beside a merge) for the run ``partition``.
 
-    A fresh connection each time: a connection kept across a fork can hang the child.
+    One connection per process and thread: a forked child never uses (nor frees) its parent's.
     """
     import duckdb
 
-    con: Any = duckdb.connect(":memory:")
+    con: Any = getattr(_local, "con", None)
+    if con is None or _local.pid != os.getpid():
+        if con is not None:  # the parent's, inherited by fork: never touched again, never freed
+            import ctypes
+
+            _INHERITED.append(con)
+            ctypes.pythonapi.Py_IncRef(ctypes.py_object(con))
+        con = _local.con = duckdb.connect(":memory:")
+        _local.pid = os.getpid()
     try:
         con.register("_rows", table)
         con.execute("SET VARIABLE ct_partition = ?", [partition])
         out = con.sql(partial_sql("_rows", dataset, "getvariable('ct_partition')::VARCHAR")).to_arrow_table()
         return out.cast(PARTIAL_SCHEMA)
     finally:
-        con.close()
+        con.unregister("_rows")
