@@ -181,3 +181,33 @@ def test_train_then_evaluate_keeps_the_final_evaluation(hub: ct.Telemetry, tmp_p
     acc = EventAccumulator(str(next(p.parent for p in tmp_path.rglob("events.out.tfevents*"))))
     acc.Reload()
     assert [(s.step, s.value) for s in acc.Scalars("eval/loss")] == [(2, pytest.approx(final["eval_loss"]))]
+
+
+def test_system_samples_land_in_the_run_and_join_its_steps(hub: ct.Telemetry, tmp_path: Path) -> None:
+    """``system_metrics`` (default on): the callback samples the machine into its experiment until it stops."""
+    import time
+
+    from crucible_telemetry import system
+
+    class WaitsForSamples(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if state.global_step == 2:  # two samples land inside the run, whatever the machine's speed
+                s, deadline = system.current(), time.monotonic() + 20
+                while s is not None and s.samples < 2 and time.monotonic() < deadline:
+                    time.sleep(0.02)
+
+    cb = CrucibleCallback(system_metrics=0.2)
+    _create_trainer(tmp_path / "out", [WaitsForSamples(), cb], num_train_epochs=2, save_strategy="no").train()
+    s = system.current()
+    assert s is None or not s.running  # stopped with the experiment
+    (exp,) = hub.list_experiments()
+    hub.flush()
+    joined = hub.store.execute(
+        "SELECT b.global_step, s.measurements['memory_used_bytes'] FROM "
+        "(SELECT * FROM events WHERE experiment_id = ? AND event = 'crucible_train.batch.stop') b "
+        "ASOF JOIN (SELECT * FROM events WHERE experiment_id = ? AND event = 'crucible_system.sample' "
+        "AND json_extract_string(metadata, '$.device') = 'host') s ON b.host = s.host AND b.ts >= s.ts",
+        [exp.id, exp.id],
+    ).fetchall()
+    # every step recorded after the samples began has the latest sample before it
+    assert {2, 3, 4} <= {step for step, _ in joined} and all(mem > 0 for _, mem in joined)
