@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,7 @@ _FIELDS = {
     },
     "absent": {"event", "window", "for_", "keep_firing_for", "where", "labels", "summary"},
 }
-_MAKERS = {"nonfinite": nonfinite, "threshold": threshold, "absent": absent}
+_MAKERS: dict[str, Callable[..., Rule]] = {"nonfinite": nonfinite, "threshold": threshold, "absent": absent}
 
 
 def _rule(spec: Any, where: str) -> Rule:
@@ -72,7 +73,7 @@ def _rule(spec: Any, where: str) -> Rule:
     if unknown:
         raise InvalidArgumentError("rules", f"{where} ({name!r}): unknown field(s) {', '.join(sorted(unknown))}")
     try:
-        return _MAKERS[kind](name, **spec)  # type: ignore[operator]
+        return _MAKERS[kind](name, **spec)
     except InvalidArgumentError as exc:
         raise InvalidArgumentError("rules", f"{where} ({name!r}): {exc}") from None
     except TypeError as exc:

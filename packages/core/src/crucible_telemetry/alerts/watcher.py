@@ -82,7 +82,8 @@ class StoreWatcher:
         if lo_us is not None:
             sql += " AND epoch_us(ts) > ?"
             params.append(lo_us)
-        return con.execute(sql + " ORDER BY ts, seq", params).fetchall()
+        rows: list[tuple[Any, ...]] = con.execute(sql + " ORDER BY ts, seq", params).fetchall()
+        return rows
 
     def advance(self, until: float | None = None) -> list[Transition]:
         """Read what was recorded since the last call and evaluate the grid instants up to ``until``."""

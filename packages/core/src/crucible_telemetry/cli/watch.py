@@ -27,7 +27,8 @@ def _rules(args: argparse.Namespace) -> tuple[list[Any], float]:
 def _rows(transitions: list[Any]) -> list[dict[str, Any]]:
     from ..alerts.notify import payload
 
-    return payload("json", transitions)["alerts"]
+    rows: list[dict[str, Any]] = payload("json", transitions)["alerts"]
+    return rows
 
 
 def _active(watcher: Any) -> list[dict[str, Any]]:
