@@ -168,11 +168,16 @@ def test_a_stalled_writer_fires_the_absence_rule_and_a_new_step_resolves_it(hub:
 def test_paused_and_stopped_experiments_are_not_evaluated(hub: ct.Telemetry) -> None:
     clock = Clock(5.0)
     eng = alerts.Engine([alerts.absent("stalled", window=10)], hub=hub, interval=5, clock=clock, start=False)
+    eng.add(alerts.nonfinite("loss_nan"))
     exp = hub.start_experiment("pause")
     hub.pause_experiment(exp.id)
+    hub.emit(STEP, {"loss": math.nan})  # dropped by the hub while paused: not seen by the rules either
     clock.advance(60)
-    assert eng.run_pending() == []
+    assert eng.run_pending() == [] and not eng._inbox
     hub.resume_experiment(exp.id)
+    hub.emit(STEP, {"global_step": 1})  # a step (so no absence), with no loss: the NaN was never recorded
+    clock.advance(5)
+    assert eng.run_pending() == []
     hub.stop_experiment(exp.id)
     clock.advance(60)
     assert eng.run_pending() == [] and not eng._known

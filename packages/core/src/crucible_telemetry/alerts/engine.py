@@ -184,7 +184,7 @@ class Engine:
             exp = md.get("experiment_id") if type(md) is dict else None
             if exp is None:
                 exp = current()  # resolved on this thread (the context's experiment); its id is read later
-                if exp is None:
+                if exp is None or exp.state:  # none, or paused: the hub drops the event, so do we
                     return
             append((clock(), parts, exp, m, md))
 
