@@ -7,11 +7,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import crucible_telemetry as ct
 from crucible_telemetry import alerts
 
 from .._requires import requires_plugin
 from ._receiver import Receiver
+
+pytestmark = pytest.mark.slow  # a real Trainer
 
 INTERVAL = 0.2
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests._readme import run_example, section
+
+pytestmark = pytest.mark.slow  # real subprocesses
 
 
 def test_the_alerts_example_records_the_firing_alert(tmp_path: Path) -> None:

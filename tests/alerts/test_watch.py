@@ -12,8 +12,12 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 import crucible_telemetry as ct
 from crucible_telemetry import alerts
+
+pytestmark = pytest.mark.slow  # real subprocesses
 
 I = 0.1  # noqa: E741  (the evaluation interval of these tests, in seconds)
 LLM = "req_llm.request.stop"
