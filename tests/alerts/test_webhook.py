@@ -90,13 +90,15 @@ def test_a_full_queue_drops_and_counts() -> None:
         srv.close()
 
 
-def test_bad_webhook_arguments_name_the_argument() -> None:
+def test_bad_webhook_arguments_name_the_argument(hub: ct.Telemetry) -> None:
     with pytest.raises(ct.InvalidArgumentError, match="url:"):
         Webhook("ftp://x")
     with pytest.raises(ct.InvalidArgumentError, match="format:"):
         Webhook("http://127.0.0.1:1/", "teams")
     with pytest.raises(ct.InvalidArgumentError, match="retries:"):
         Webhook("http://127.0.0.1:1/", retries=-1)
+    with pytest.raises(ct.InvalidArgumentError, match="notifier:"):
+        alerts.Engine(hub=hub, notifiers=["http://127.0.0.1:1/"], start=False)  # a URL is not a notifier: Webhook(url)
 
 
 def test_the_engine_posts_off_its_callers_thread(hub: ct.Telemetry) -> None:

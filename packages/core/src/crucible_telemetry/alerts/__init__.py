@@ -98,7 +98,10 @@ def start(
 
 
 def engine() -> Engine:
-    """This process's engine on the default hub, started with the defaults on first use."""
+    """This process's engine on the default hub, started with the defaults on first use.
+
+    A new default hub (``ct.set_default``, ``ct.configure``) gets a new engine: add its rules again.
+    """
     global _engine
     with _lock:
         e = _engine

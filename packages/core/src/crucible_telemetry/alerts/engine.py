@@ -108,7 +108,9 @@ class Engine:
             hub = default()
         self.hub = hub
         self.clock = clock
-        self.notifiers: list[Any] = ([LogNotifier()] if log else []) + list(notifiers)
+        self.notifiers: list[Any] = [LogNotifier()] if log else []
+        for n in notifiers:
+            self.add_notifier(n)
         self.record = record
         self.inbox_limit = int(inbox_limit)
         self.transitions: deque[Transition] = deque(maxlen=10_000)  # the latest, oldest first
