@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
 import pytest
 
 import crucible_telemetry as ct
@@ -46,5 +47,52 @@ def test_record_metric_refuses_a_run_id_that_climbs_out_of_the_home(tmp_path: Pa
         assert all(f.startswith("deep/er/h/metrics/") for f in folders), folders  # none outside
         con = hub.connect()
         assert con.execute("SELECT count(*) FROM metrics").fetchone() == (1,)
+    finally:
+        hub.close()
+
+
+@pytest.mark.parametrize("key", ["metadata.", "measurements.", "metadata.a..b"])
+def test_a_where_key_that_names_nothing_is_a_clear_error(tmp_path: Path, key: str) -> None:
+    hub = ct.Telemetry(tmp_path / "h")
+    try:
+        exp = hub.start_experiment("w", bind=False)
+        with pytest.raises(ct.InvalidArgumentError, match="names no key"):
+            hub.store.query(exp.id, where={key: 1})
+    finally:
+        hub.close()
+
+
+def test_metadata_keys_are_never_read_as_json_path_syntax(tmp_path: Path) -> None:
+    hub = ct.Telemetry(tmp_path / "h")
+    try:
+        exp = hub.start_experiment("w", bind=False)
+        hub.emit("a.b", {"v": 1}, {"experiment_id": exp.id, 'we"ird': "q", "$x[0]": "y", "a": {"b": 2}})
+        hub.emit("a.b", {"v": 2}, {"experiment_id": exp.id, "x": "other"})
+        for where in ({'metadata.we"ird': "q"}, {"metadata.$x[0]": "y"}, {"metadata.a.b": "2"}):
+            assert [r["measurements"]["v"] for r in hub.store.query(exp.id, where=where)] == [1.0], where
+    finally:
+        hub.close()
+
+
+def test_read_only_sql_cannot_write_or_read_files_outside_the_store(tmp_path: Path) -> None:
+    hub = ct.Telemetry(tmp_path / "h")
+    try:
+        exp = hub.start_experiment("w", bind=False)
+        hub.emit("a.b", {"v": 1}, {"experiment_id": exp.id})
+        outside = tmp_path / "leak.csv"
+        con = hub.connect()
+        assert con.execute("SELECT count(*) FROM events").fetchone() == (1,)  # the store reads
+        for sql in (
+            f"COPY (SELECT 1) TO '{outside}'",
+            f"SELECT * FROM read_csv('{tmp_path / 'h' / 'experiments' / (exp.id + '.json')}')",
+            "SET enable_external_access = true",
+            f"ATTACH '{tmp_path / 'x.db'}'",
+        ):
+            with pytest.raises(duckdb.Error):
+                con.execute(sql)
+        assert not outside.exists()
+        writable = hub.connect(read_only=False)
+        writable.execute(f"COPY (SELECT 1 AS one) TO '{outside}'")  # asked for: a connection of your own
+        assert outside.read_text().strip().splitlines() == ["one", "1"]
     finally:
         hub.close()

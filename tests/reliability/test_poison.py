@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -157,5 +158,25 @@ def test_events_outside_any_experiment_and_while_paused_are_accounted(tmp_path: 
         s = hub.stats()
         assert s["rejected"] == {"no_experiment": 1, "invalid_name": 1}
         assert (s["dropped_paused"], s["stored"], s["emitted"]) == (2, 1, 5) and _balanced(s)
+    finally:
+        hub.close()
+
+
+def test_the_largest_floats_never_break_a_later_flush_or_the_live_stats(tmp_path: Path) -> None:
+    hub = ct.Telemetry(tmp_path / "h", flush_interval=3600)
+    try:
+        exp = hub.start_experiment("huge", bind=False)
+        for v in (sys.float_info.max, -sys.float_info.max, 1e308, 5e-324, math.inf):
+            hub.emit("h.v", {"v": v}, {"experiment_id": exp.id})
+        hub.flush()
+        hub.emit("h.v", {"v": 1.0}, {"experiment_id": exp.id})
+        hub.flush()
+        assert list(hub.write_errors) == []
+        assert hub.stats()["stored"] == 6
+        live = hub.streaming.get_metrics(exp.id)["events"]["h.v"]["measurements"]["v"]
+        assert (live["count"], live["nonfinite"]) == (5, 1)
+        assert live["max"] == sys.float_info.max and live["min"] == -sys.float_info.max
+        assert live["mean"] == pytest.approx((1e308 + 5e-324 + 1.0) / 5)  # the two extremes cancel, exactly
+        assert not math.isnan(live["std"])  # beyond floats it is inf, never NaN
     finally:
         hub.close()

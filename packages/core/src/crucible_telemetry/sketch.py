@@ -43,7 +43,9 @@ class QuantileSketch:
             if arr.size:
                 keys = np.ceil(np.log(arr) / self._gamma_log)
                 uniq, counts = np.unique(keys, return_counts=True)
-                reps = self._rep * np.exp(uniq * self._gamma_log)
+                with np.errstate(over="ignore", under="ignore"):
+                    reps = self._rep * np.exp(uniq * self._gamma_log)
+                reps = np.clip(reps, np.finfo(np.float64).tiny, np.finfo(np.float64).max)  # the top bin stays finite
                 for v, c in zip(reps.tolist(), counts.tolist()):
                     add(sign * v, float(c))
         if zeros:

@@ -42,12 +42,21 @@ class SeriesStats:
         n = int(finite.size)
         if n == 0:
             return
-        b_mean = float(finite.mean())
-        b_m2 = float(((finite - b_mean) ** 2).sum())
+        with np.errstate(over="ignore", invalid="ignore"):
+            scale = float(np.abs(finite).max())
+            if scale > 1e150:  # squares of such values overflow: work in units of the largest
+                x = finite / scale
+                x_mean = float(x.mean())
+                b_mean = x_mean * scale
+                b_m2 = float(((x - x_mean) ** 2).sum()) * scale * scale  # inf when the variance is beyond floats
+            else:
+                b_mean = float(finite.mean())
+                b_m2 = float(((finite - b_mean) ** 2).sum())
         total = self.count + n
         delta = b_mean - self.mean
         self.mean += delta * n / total
-        self.m2 += b_m2 + delta * delta * self.count * n / total
+        with np.errstate(over="ignore", invalid="ignore"):
+            self.m2 += b_m2 + (delta * (self.count * n / total)) * delta if self.count else b_m2
         self.count = total
         self.sum += float(finite.sum())
         self.min = min(self.min, float(finite.min()))

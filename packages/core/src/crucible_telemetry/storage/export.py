@@ -124,7 +124,7 @@ def export(
     hub.flush()
     from .views import connect
 
-    con = connect(hub.home)  # a connection of its own: exports may run beside queries
+    con = connect(hub.home, read_only=False)  # its own (exports run beside queries), and it writes a file
     con.execute("SET threads = 1")  # one slice at a time: memory set by CHUNK_ROWS, not by cores
     try:
         exporter(con, f"SELECT * FROM events WHERE experiment_id = ?{_ORDER}", [exp_id], tmp)

@@ -43,14 +43,22 @@ _OPS = {"=", "!=", "<", "<=", ">", ">="}
 _ORDER = " ORDER BY ts, host, pid, seq"
 
 
+def _json_path(key: str) -> str:
+    """``$.a.b`` for a dotted metadata key, each part quoted so that no key is read as path syntax."""
+    return "$" + "".join('."' + part.replace("\\", "\\\\").replace('"', '\\"') + '"' for part in key.split("."))
+
+
 def _column(key: str) -> tuple[str, list[Any]]:
     """SQL for a filter key: a known column, ``measurements.<k>`` or ``metadata.<k>`` (bound)."""
     if key in EVENT_COLUMNS:
         return f'"{key}"', []
+    for prefix in ("measurements.", "metadata."):
+        if key.startswith(prefix) and (not key[len(prefix) :] or "" in key[len(prefix) :].split(".")):
+            raise InvalidArgumentError("where", f"{key!r} names no key: use '{prefix}<key>'")
     if key.startswith("measurements."):
         return "measurements[?]", [key.split(".", 1)[1]]
     if key.startswith("metadata."):
-        return "json_extract_string(metadata, ?)", ["$." + key.split(".", 1)[1]]
+        return "json_extract_string(metadata, ?)", [_json_path(key.split(".", 1)[1])]
     raise InvalidArgumentError(
         "where",
         f"unknown column {key!r}; use one of {', '.join(EVENT_COLUMNS)}, 'measurements.<key>' or 'metadata.<key>'",

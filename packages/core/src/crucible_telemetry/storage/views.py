@@ -200,9 +200,18 @@ def create_views(con: duckdb.DuckDBPyConnection, home: Path) -> None:
 def connect(home: Path, read_only: bool = True, **config: Any) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection whose views read the store at ``home``.
 
-    The store's files are only ever written by writer threads; ``read_only=False`` merely
-    lets you create tables of your own in the connection's in-memory catalog.
+    ``read_only`` (the default) also locks the connection's file access to the store's data and
+    catalog folders (DuckDB's ``enable_external_access`` off, ``allowed_directories``): its SQL can
+    read the store but no other file, and cannot ``COPY ... TO`` a path elsewhere, ``ATTACH`` or
+    install anything. ``read_only=False`` leaves DuckDB as it comes, for tables and files of your own.
     """
     con = duckdb.connect(":memory:", config=config or {})
     create_views(con, home)
+    if read_only:
+        from .catalog import catalog_for
+
+        dirs = [(home / "events").as_posix() + "/", (home / "metrics").as_posix() + "/"]
+        dirs.append(catalog_for(home).folder().as_posix() + "/")
+        con.execute("SET allowed_directories = ?", [dirs])
+        con.execute("SET enable_external_access = false")
     return con
