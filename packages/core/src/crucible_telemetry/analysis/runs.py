@@ -74,13 +74,13 @@ def runs_frame(hub: Telemetry, stats: Iterable[str] = ("last", "min", "max")) ->
     frame = pd.concat([base, pd.DataFrame(pcols, index=base.index)], axis=1)
     summ = metric_summaries(hub)
     if len(summ):
-        cols: dict[str, Any] = {}
         wanted = list(dict.fromkeys(stats))
+        wide = summ.pivot(index="experiment_id", columns="metric", values=wanted)  # one row per run
+        cols: dict[str, Any] = {}
         for metric in sorted(summ["metric"].unique()):
-            rows = summ[summ["metric"] == metric].set_index("experiment_id")
             for stat in wanted:
                 col = f"metrics.{metric}" if stat == "last" else f"metrics.{metric}.{stat}"
-                cols[col] = frame["id"].map(rows[stat]).astype("float64")
+                cols[col] = frame["id"].map(wide[(stat, metric)]).astype("float64")
         frame = pd.concat([frame, pd.DataFrame(cols, index=frame.index)], axis=1)
     return frame.reset_index(drop=True)
 

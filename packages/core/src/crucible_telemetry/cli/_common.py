@@ -128,7 +128,7 @@ def write_text(text: str, output: str | None) -> None:
         path = Path(output)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
-        err_console().print(f"wrote {path}")
+        err_console().print(f"wrote {path}", markup=False)
     else:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -238,7 +238,8 @@ def emit_rows(
         table.add_row(*[Text(v) for v in r[: len(widths)]])
     notes = []
     if hidden:
-        notes.append(f"{len(hidden)} more column(s) do not fit: {', '.join(hidden)} (use --format csv or json)")
+        shown = ", ".join(hidden[:8]) + (f" and {len(hidden) - 8} more" if len(hidden) > 8 else "")
+        notes.append(f"{len(hidden)} more column(s) do not fit: {shown} (use --format csv or json)")
     if max_rows is not None and len(rows) > max_rows:
         notes.append(f"... {len(rows) - max_rows} more rows (use --format csv or json for all)")
     con = out_console(100_000 if output else None)

@@ -62,15 +62,18 @@ def differing_params(frame: pd.DataFrame, limit: int = 4) -> tuple[list[str], li
     for col in frame.columns:
         if not col.startswith("params."):
             continue
-        vals = {repr(v) if _present(v) else None for v in frame[col]}
-        if len(vals) > 1:
+        vals = {repr(v) for v in frame[col] if _present(v)}
+        if len(vals) > 1:  # two values among the runs that have it (absent elsewhere is no difference)
             keys.append(col.removeprefix("params."))
 
     def numeric(k: str) -> bool:
         return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in frame[f"params.{k}"] if _present(v))
 
-    unique_text = [k for k in keys if not numeric(k) and frame[f"params.{k}"].nunique() == len(frame) > 2]
-    ranked = sorted(keys, key=lambda k: (not numeric(k), k in unique_text, k))
+    def run_specific(k: str) -> bool:  # text unique to each run (output paths, run names): says nothing
+        present = [repr(v) for v in frame[f"params.{k}"] if _present(v)]
+        return not numeric(k) and len(present) > 2 and len(set(present)) == len(present)
+
+    ranked = sorted((k for k in keys if not run_specific(k)), key=lambda k: (not numeric(k), k))
     return ranked[:limit], ranked[limit:]
 
 
@@ -218,7 +221,7 @@ def cell(col: str, v: Any) -> str:
     if col == "tags":
         return ", ".join(v)
     if isinstance(v, float):
-        return fmt_num(v)
+        return f"{v:.6g}" if col.startswith("params.") else fmt_num(v)  # a param as it was given
     if hasattr(v, "item") and not isinstance(v, str):  # numpy scalars
         return cell(col, v.item())
     return str(v) if not isinstance(v, bool) else ("true" if v else "false")

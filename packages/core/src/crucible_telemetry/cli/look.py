@@ -51,9 +51,9 @@ def _runs(args: argparse.Namespace) -> int:
         else:
             emit_rows(_BASE, [], args.format, args.output)
         return 0
-    if args.all:
-        pcols = [c for c in frame.columns if c.startswith("params.")]
-        mcols = [c for c in frame.columns if c.startswith("metrics.")]
+    if args.all:  # every param and summary that one of the listed runs has
+        pcols = [c for c in frame.columns if c.startswith("params.") and frame[c].map(_present).any()]
+        mcols = [c for c in frame.columns if c.startswith("metrics.") and frame[c].notna().any()]
     else:
         pnames = rt.split_names(args.params)
         mnames = rt.split_names(args.metrics)
