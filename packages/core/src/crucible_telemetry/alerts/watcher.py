@@ -74,11 +74,10 @@ class StoreWatcher:
         cols = "experiment_id, event, epoch_us(ts), measurements" + (
             ", metadata, host, pid, rank, local_rank, node" if fields else ""
         )
-        sql = (
-            f"SELECT {cols} FROM events WHERE event IN ({', '.join('?' for _ in events)}) "
-            f"AND experiment_id IN ({', '.join('?' for _ in ids)}) AND epoch_us(ts) <= ?"
+        sql = (  # events_of lists only these runs' folders
+            f"SELECT {cols} FROM events_of(?) WHERE event IN ({', '.join('?' for _ in events)}) AND epoch_us(ts) <= ?"
         )
-        params: list[Any] = [*events, *ids, hi_us]
+        params: list[Any] = [ids, *events, hi_us]
         if lo_us is not None:
             sql += " AND epoch_us(ts) > ?"
             params.append(lo_us)
