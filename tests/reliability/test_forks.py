@@ -71,3 +71,27 @@ def test_a_multiprocessing_fork_pool_stores_every_event(hub: ct.Telemetry) -> No
         assert pool.map(_mp_child, range(50)) == list(range(50))
     n, distinct, _ = _count(hub, exp.id)
     assert (n, distinct) == (50, 50)
+
+
+def test_a_plain_fork_after_a_query_stores_the_childs_events_and_never_hangs(hub: ct.Telemetry) -> None:
+    exp = ct.start_experiment("plain-fork")
+    ct.emit("fork.parent", {"i": 0})
+    assert ct.store.count(exp.id) == 1  # the parent holds a DuckDB connection now
+    pids = []
+    for k in range(3):
+        pid = os.fork()
+        if pid == 0:  # the child: query (never hanging on the parent's connection), emit, then _exit at once
+            try:
+                n = ct.store.count(exp.id)
+                for i in range(20):
+                    ct.emit("fork.child", {"i": i, "k": k})
+                os._exit(0 if n >= 1 else 3)  # no atexit runs: what the child buffered is flushed by then
+            except BaseException:
+                os._exit(4)
+        pids.append(pid)
+    for pid in pids:
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    rows = ct.store.query(exp.id, event="fork.child")
+    assert len(rows) == 60
+    assert {r["pid"] for r in rows} == set(pids)  # stored with the child's pid

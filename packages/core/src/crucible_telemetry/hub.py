@@ -706,6 +706,22 @@ def _close_all() -> None:
 def _after_fork_in_child() -> None:
     for hub in list(_HUBS):
         hub._after_fork()
+    if _HUBS and os._exit is not _exit_after_flush:
+        os._exit = _exit_after_flush  # type: ignore[assignment]
+
+
+_real_exit = os._exit
+
+
+def _exit_after_flush(code: int) -> None:  # type: ignore[misc]
+    """``os._exit`` in a forked child (how DataLoader and multiprocessing workers, and many plain
+    ``os.fork`` children, end): flush what the child buffered first, since no ``atexit`` runs."""
+    try:
+        for hub in list(_HUBS):
+            hub._flush_at_exit()
+    except BaseException:  # never keep a child from exiting
+        pass
+    _real_exit(code)
 
 
 def _flush_all() -> None:
