@@ -232,14 +232,14 @@ def emit_rows(
         pad_edge=False,
         title_justify="left",
     )
-    for c, w in zip(columns, widths):
-        table.add_column(Text(str(c)), no_wrap=True, overflow="ellipsis", width=w)
+    for c, cw in zip(columns, widths):
+        table.add_column(Text(str(c)), no_wrap=True, overflow="ellipsis", width=cw)
     for r in cells:
         table.add_row(*[Text(v) for v in r[: len(widths)]])
     notes = []
     if hidden:
-        shown = ", ".join(hidden[:8]) + (f" and {len(hidden) - 8} more" if len(hidden) > 8 else "")
-        notes.append(f"{len(hidden)} more column(s) do not fit: {shown} (use --format csv or json)")
+        names = ", ".join(hidden[:8]) + (f" and {len(hidden) - 8} more" if len(hidden) > 8 else "")
+        notes.append(f"{len(hidden)} more column(s) do not fit: {names} (use --format csv or json)")
     if max_rows is not None and len(rows) > max_rows:
         notes.append(f"... {len(rows) - max_rows} more rows (use --format csv or json for all)")
     con = out_console(100_000 if output else None)
