@@ -138,6 +138,7 @@ class Experiment:
     framework: str | None = None
     notes: str | None = None
     ending: str = "stopped"  # how a stopped experiment ended: one of ENDINGS
+    accounting: dict[str, Any] = field(default_factory=dict)  # the owner's hub.stats() when it stopped
     state: int = RUNNING
     owner: bool = True  # False when this process joined an experiment another process started
     _hub: Telemetry | None = field(default=None, repr=False)
@@ -230,6 +231,7 @@ class Experiment:
             "framework": self.framework,
             "notes": self.notes,
             "environment": self.environment,
+            "accounting": self.accounting,
         }
 
     @classmethod
@@ -253,6 +255,7 @@ class Experiment:
             params=data.get("params") or {},
             framework=data.get("framework"),
             notes=data.get("notes"),
+            accounting=data.get("accounting") or {},
             ending=status if status in ENDINGS else "stopped",
             state={"running": RUNNING, "paused": PAUSED}.get(status, STOPPED),
             owner=False,

@@ -443,6 +443,7 @@ class Telemetry:
         self._stop_sampler(exp)
         self.flush()
         exp.ending = status
+        exp.accounting = {"scope": "the process that stopped it", **self.stats()}
         exp.state = STOPPED
         exp.stopped_at = datetime.now(UTC)
         if self._fallback is exp:

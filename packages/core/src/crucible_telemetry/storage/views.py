@@ -150,7 +150,7 @@ def create_views(con: duckdb.DuckDBPyConnection, home: Path) -> None:
                CASE WHEN status IN ('running', 'paused') AND ct_gone(host, pid) THEN 'crashed' ELSE status END
                    AS status,
                started_at, stopped_at, host, pid, dropped_paused, CAST(params AS JSON) AS params, framework,
-               notes, CAST(environment AS JSON) AS environment
+               notes, CAST(environment AS JSON) AS environment, CAST(accounting AS JSON) AS accounting
         FROM read_parquet({files.format(kind="experiments")})"""
     )
     raw_ev = f"read_parquet({files.format(kind='events_raw')}, {hive.format(key='experiment_id')})"
