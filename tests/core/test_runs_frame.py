@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -176,3 +177,31 @@ def test_hf_sweep_answers_the_same_question_with_the_same_names(hf: Any) -> None
         assert s.loc[(i, "eval_loss"), "count"] == 3 and s.loc[(i, "val_loss"), "count"] == 3
         assert s.loc[(i, "loss"), "source"] == "metric"  # HF's logged per-step loss keeps its name
     assert sorted(HF_LRS) == sorted(df["params.learning_rate"])
+    # the same answer from the shell, in one command
+    from ..cli.test_runs_table import run
+
+    r = run(
+        hub.home,
+        "runs",
+        "--params",
+        "learning_rate",
+        "--metrics",
+        "val_loss.min",
+        "--sort",
+        "val_loss.min",
+        "--format",
+        "json",
+    )
+    assert r.rc == 0, r.err
+    assert json.loads(r.out)[0]["params.learning_rate"] == best_lr
+
+
+@requires_plugin("lightning")
+def test_summaries_read_through_a_plain_connection_too(sweep: Any) -> None:
+    hub, ids = sweep
+    con = hub.connect()
+    try:
+        assert metric_summaries(con).equals(metric_summaries(hub))
+        assert resolve_metric(con, "val_loss.min", list(ids.values())).stat == "min"
+    finally:
+        con.close()
