@@ -8,6 +8,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 from importlib import metadata
 from typing import Any
 
@@ -79,25 +80,56 @@ def _git_commit(cwd: str) -> dict[str, Any] | None:
         return None
 
 
+_STATIC: dict[str, Any] = {}  # per process: what does not change while it runs
+_GIT: dict[str, tuple[float, dict[str, Any] | None]] = {}  # cwd -> (when read, commit)
+GIT_TTL = 30.0  # seconds a git state is reused (a sweep starts many runs; a commit between them shows)
+
+
+def _static() -> dict[str, Any]:
+    if _STATIC.get("pid") != os.getpid():
+        packages: dict[str, str] = {}
+        for name in _PACKAGES:
+            try:
+                packages[name] = metadata.version(name)
+            except metadata.PackageNotFoundError:
+                continue
+        _STATIC.update(
+            pid=os.getpid(),
+            packages=packages,
+            python=sys.version.split()[0],
+            implementation=platform.python_implementation(),
+            platform=platform.platform(),
+        )
+    return _STATIC
+
+
+def _git(cwd: str) -> dict[str, Any] | None:
+    hit = _GIT.get(cwd)
+    now = time.monotonic()
+    if hit is None or now - hit[0] > GIT_TTL:
+        hit = _GIT[cwd] = (now, _git_commit(cwd))
+    return hit[1]
+
+
 def capture_environment() -> dict[str, Any]:
-    """Python, key package versions, git commit (when inside a repo), hostname, argv."""
-    packages: dict[str, str] = {}
-    for name in _PACKAGES:
-        try:
-            packages[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
+    """Python, key package versions, git commit (when inside a repo), hostname, argv.
+
+    Package versions and the platform are read once per process and the git state at most every
+    ``GIT_TTL`` seconds, so starting the 100th experiment of a sweep costs microseconds, not a
+    metadata scan and two ``git`` processes.
+    """
+    static = _static()
     cwd = os.getcwd()
     return {
-        "python": sys.version.split()[0],
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
+        "python": static["python"],
+        "implementation": static["implementation"],
+        "platform": static["platform"],
         "hostname": HOSTNAME,
         "pid": os.getpid(),
         "cwd": cwd,
         "argv": scrub_argv(list(sys.argv)),
-        "packages": packages,
-        "git": _git_commit(cwd),
+        "packages": dict(static["packages"]),
+        "git": _git(cwd),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
     }
 
