@@ -48,3 +48,36 @@ def lightning_sweep(
             ids.append(exp.id)
     hub.flush()
     return ids
+
+
+def hf_sweep(
+    hub: ct.Telemetry, root: Path, lrs: Sequence[float] = (1e-4, 3e-3), seeds: Sequence[int] = (0, 1)
+) -> list[str]:
+    """One 2-epoch run of the tiny GPT-2 per (learning_rate, seed), evaluated each epoch; the callback
+    starts each run and records the ``TrainingArguments`` as its params (``output_dir`` differs too)."""
+    import transformers
+
+    from crucible_telemetry_hf import CrucibleCallback
+
+    from ..hf import _tiny
+
+    before = {e.id for e in hub.list_experiments()}
+    prev = ct.set_default(hub)
+    try:
+        for lr in lrs:
+            for seed in seeds:
+                transformers.set_seed(seed)
+                trainer = _tiny.tiny_trainer(
+                    root / f"hf-{lr}-{seed}",
+                    [CrucibleCallback(hub=hub)],
+                    n=8,
+                    eval_strategy="epoch",
+                    num_train_epochs=2,
+                    learning_rate=lr,
+                    seed=seed,
+                )
+                trainer.train()
+    finally:
+        ct.set_default(prev)
+    hub.flush()
+    return [e.id for e in sorted(hub.list_experiments(), key=lambda e: e.started_at) if e.id not in before]

@@ -58,12 +58,23 @@ def test_spearman_refuses_too_few_runs_and_gives_a_bootstrap_interval() -> None:
     assert spearman([1, 2, 3], [1, 3, 2]).ci.low is None  # Fisher needs 4 runs: no interval, said so
 
 
-def test_cohens_d_interval_is_the_hedges_olkin_approximation() -> None:
+def test_cohens_d_interval_inverts_the_noncentral_t() -> None:
     a, b = [1.0, 2.0, 3.0, 4.0], [3.0, 4.0, 5.0, 6.0]
     d, ci = cohens_d_interval(a, b)
     assert d == pytest.approx(2 / math.sqrt(5 / 3))  # pooled sd sqrt(5/3), difference 2
-    se = math.sqrt(8 / 16 + d**2 / 16)
-    assert (ci.low, ci.high) == pytest.approx((d - 1.959964 * se, d + 1.959964 * se), abs=1e-5)
+    scale, t = math.sqrt(4 * 4 / 8), d * math.sqrt(4 * 4 / 8)
+    assert stats.nct.cdf(t, 6, ci.low * scale) == pytest.approx(0.975) and stats.nct.cdf(
+        t, 6, ci.high * scale
+    ) == pytest.approx(0.025)
+    # it excludes 0 exactly when Student's t rejects: p = 0.071 here, so it holds 0
+    assert stats.ttest_ind(b, a).pvalue > 0.05 and ci.low < 0 < ci.high
+    d2, ci2 = cohens_d_interval(a, [5.0, 6.0, 7.0, 8.0])
+    assert stats.ttest_ind([5.0, 6.0, 7.0, 8.0], a).pvalue < 0.05 and 0 < ci2.low < d2 < ci2.high
+    # with 50 a side it agrees with the large-sample normal interval (Hedges & Olkin 1985)
+    x = np.arange(50) * 0.1
+    d3, ci3 = cohens_d_interval(x, x + 1)
+    se = math.sqrt(100 / 2500 + d3**2 / 200)
+    assert (ci3.low, ci3.high) == pytest.approx((d3 - 1.959964 * se, d3 + 1.959964 * se), abs=0.01)
 
 
 # ---------------------------------------------------------------- a real Lightning sweep
@@ -164,3 +175,33 @@ def test_runs_differing_in_more_than_the_seed_are_flagged(sweep: tuple[ct.Teleme
         compare_by_param(ids, by="lrr", metric="val_loss.min", hub=hub)
     with pytest.raises(ct.InvalidArgumentError, match=r"did you mean 'val_loss.min'"):
         compare_by_param(ids, by="lr", metric="val_los.min", hub=hub)
+
+
+@pytest.fixture(scope="module")
+def hf_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ct.Telemetry, list[str]]]:
+    """2 learning rates x 2 seeds of the tiny GPT-2, each run started by the callback from its TrainingArguments."""
+    from ._sweep import hf_sweep
+
+    root = tmp_path_factory.mktemp("hfsweep")
+    hub = ct.Telemetry(root / "crucible", flush_interval=0.2)
+    try:
+        yield hub, hf_sweep(hub, root)
+    finally:
+        hub.close()
+
+
+@requires_plugin("crucible-telemetry-hf", "torch")
+def test_an_hf_sweep_compares_by_learning_rate_with_seeds_as_replicates(hf_runs: tuple[ct.Telemetry, list]) -> None:
+    hub, ids = hf_runs
+    assert len(ids) == 4 and all("output_dir" in hub.get_experiment(i).params for i in ids)
+    r = compare_by_param(ids, by="learning_rate", metric="eval_loss.min", hub=hub)
+    assert [g.label for g in r.groups] == ["learning_rate=0.0001", "learning_rate=0.003"]
+    assert [g.summary.n for g in r.groups] == [2, 2] and r.notes == []  # seed and output_dir differ: replicates
+    c = r.correlation
+    assert c is not None and c.n == 4 and c.ci.low is not None and c.ci.low < c.rho < c.ci.high
+    pair = r.pairs[0]
+    assert pair.test is not None and pair.cohens_d_ci.low < pair.cohens_d < pair.cohens_d_ci.high
+    # the d interval and Student's t agree on whether 0 is plausible
+    a, b = r.groups[0].values, r.groups[1].values
+    rejects = stats.ttest_ind(b, a).pvalue < 0.05
+    assert rejects == (pair.cohens_d_ci.low > 0 or pair.cohens_d_ci.high < 0)

@@ -155,7 +155,7 @@ class ParamComparison:
             c = self.correlation
             parts.append(f"rho: {c.ci_method}; p: {c.p_method}")
         if any(p.test is not None for p in self.pairs):
-            parts.append("pairs: Welch t, Holm-adjusted; d: Cohen's d with the Hedges-Olkin interval")
+            parts.append("pairs: Welch t, Holm-adjusted; d: Cohen's d with its noncentral-t interval")
         return "; ".join(parts)
 
     def group(self, value: Any) -> ParamGroup:

@@ -160,16 +160,44 @@ def spearman(
 def cohens_d_interval(
     a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, confidence: float = 0.95
 ) -> tuple[float | None, Interval]:
-    """Cohen's d of ``b`` against ``a`` with its large-sample CI (Hedges & Olkin 1985).
+    """Cohen's d of ``b`` against ``a`` with its exact CI from the noncentral t (Steiger & Fouladi 1997).
 
-    ``se(d) = sqrt((n_a + n_b) / (n_a n_b) + d^2 / (2 (n_a + n_b)))``; the interval is ``d +- z se``.
+    ``t = d sqrt(n_a n_b / (n_a + n_b))`` has a noncentral t distribution with ``n_a + n_b - 2``
+    degrees of freedom; the interval's ends are the noncentralities that put ``t`` at the tails,
+    scaled back to d. It excludes 0 exactly when Student's t-test rejects, at any sample size. Where
+    the noncentral t cannot be evaluated (huge effects over a few runs) the large-sample interval
+    ``d +- z sqrt((n_a + n_b) / (n_a n_b) + d^2 / (2 (n_a + n_b)))`` (Hedges & Olkin 1985) stands in.
     """
+    from scipy.optimize import brentq
+
     x = np.asarray(a, dtype=np.float64)
     y = np.asarray(b, dtype=np.float64)
     d = cohens_d(x, y)
     if d is None:
         return None, Interval(None, None, confidence)
     na, nb = x.size, y.size
-    se = math.sqrt((na + nb) / (na * nb) + d * d / (2 * (na + nb)))
-    q = float(stats.norm.ppf(0.5 + confidence / 2))
-    return d, Interval(d - q * se, d + q * se, confidence)
+    scale = math.sqrt(na * nb / (na + nb))
+    t, df = d * scale, na + nb - 2
+    alpha = 1 - confidence
+
+    def ncp(target: float) -> float | None:
+        """The noncentrality whose cdf at ``t`` is ``target`` (the cdf falls as it grows)."""
+        f = lambda nc: float(stats.nct.cdf(t, df, nc)) - target  # noqa: E731
+        width = 10 + abs(t)
+        for _ in range(12):  # widen the bracket: with few runs the interval is very wide
+            lo, hi = t - width, t + width
+            flo, fhi = f(lo), f(hi)
+            if math.isfinite(flo) and math.isfinite(fhi) and flo > 0 > fhi:
+                return float(brentq(f, lo, hi, xtol=1e-10 * max(1.0, abs(t))))
+            width *= 4
+        return None
+
+    try:
+        low, high = ncp(1 - alpha / 2), ncp(alpha / 2)
+    except (ValueError, FloatingPointError):  # the noncentral t's cdf gives out far in its tails
+        low = high = None
+    if low is None or high is None:  # there, the large-sample interval (Hedges & Olkin 1985)
+        se = math.sqrt((na + nb) / (na * nb) + d * d / (2 * (na + nb)))
+        q = float(stats.norm.ppf(1 - alpha / 2))
+        return d, Interval(d - q * se, d + q * se, confidence)
+    return d, Interval(low / scale, high / scale, confidence)
