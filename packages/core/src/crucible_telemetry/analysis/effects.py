@@ -62,7 +62,7 @@ class Correlation:
 
 
 def _ranks(a: np.ndarray) -> np.ndarray:
-    return stats.rankdata(a, axis=-1)
+    return np.asarray(stats.rankdata(a, axis=-1), dtype=np.float64)
 
 
 def _pearson_rows(rx: np.ndarray, ry: np.ndarray) -> np.ndarray:
@@ -182,7 +182,10 @@ def cohens_d_interval(
 
     def ncp(target: float) -> float | None:
         """The noncentrality whose cdf at ``t`` is ``target`` (the cdf falls as it grows)."""
-        f = lambda nc: float(stats.nct.cdf(t, df, nc)) - target  # noqa: E731
+
+        def f(nc: float) -> float:
+            return float(stats.nct.cdf(t, df, nc)) - target
+
         width = 10 + abs(t)
         for _ in range(12):  # widen the bracket: with few runs the interval is very wide
             lo, hi = t - width, t + width
