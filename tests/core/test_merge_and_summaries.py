@@ -1,0 +1,221 @@
+"""Merges and summaries never lose, duplicate or double-count a row: while writers run, across a
+crash, with readers listing mid-merge; and the summaries equal the same SQL over the events."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import crucible_telemetry as ct
+from crucible_telemetry.storage import listing, merge, segments
+from crucible_telemetry.storage.summaries import SUMMARY_COLUMNS, summary_sql
+
+ROOT = Path(__file__).resolve().parents[2]
+
+_WRITER = """
+import sys, time
+import crucible_telemetry as ct
+from crucible_telemetry.storage import segments
+segments.COMPACT_EVERY = 5
+hub = ct.Telemetry(sys.argv[1], flush_interval=3600)
+exp = hub.join_experiment(sys.argv[2])
+for b in range(int(sys.argv[4])):
+    for i in range(25):
+        hub.emit("w.e", {"i": b * 25 + i, "w": int(sys.argv[3])})
+    hub.flush()
+hub.close()
+"""
+
+
+def _tick() -> None:
+    t = time.time_ns()
+    while time.time_ns() // 1000 == t // 1000:  # a distinct microsecond per event: first/last are exact
+        pass
+
+
+def test_writers_merges_and_readers_at_once_never_lose_or_double_a_row(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    hub = ct.Telemetry(home)
+    exp = hub.start_experiment("busy", bind=False)
+    folder = hub.events_writer.folder(exp.id)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    writers = [
+        subprocess.Popen([sys.executable, "-c", _WRITER, str(home), exp.id, str(w), "40"], env=env) for w in range(3)
+    ]
+    seen: list[tuple[int, int]] = []
+    stop = threading.Event()
+
+    def read_loop() -> None:
+        reader = ct.Telemetry(home)
+        con = reader.connect()
+        while not stop.is_set():
+            seen.append(
+                con.execute("SELECT count(*), count(DISTINCT (pid, seq)) FROM events_of([?])", [exp.id]).fetchone()
+            )
+        reader.close()
+
+    def merge_loop() -> None:  # another process's final merges landing while the writers write
+        while not stop.is_set():
+            merge.merge_folder(folder, final=True, wait=True, min_files=1)
+            merge.collect_garbage(folder, grace=0.5)
+            time.sleep(0.05)
+
+    threads = [threading.Thread(target=read_loop), threading.Thread(target=merge_loop)]
+    for t in threads:
+        t.start()
+    for w in writers:
+        assert w.wait(timeout=300) == 0
+    stop.set()
+    for t in threads:
+        t.join()
+    assert seen and all(total == distinct for total, distinct in seen), "a row was read twice"
+    assert [t for t, _ in seen] == sorted(t for t, _ in seen), "rows disappeared"
+    rows = hub.store.query(exp.id)
+    assert len(rows) == 3 * 40 * 25
+    assert sorted((int(r["measurements"]["w"]), int(r["measurements"]["i"])) for r in rows) == [
+        (w, i) for w in range(3) for i in range(1000)
+    ]
+    hub.stop_experiment(exp.id)
+    merge.collect_garbage(folder, grace=0)
+    assert len(segments.live_files(folder)) == 1  # finished: one file
+    assert len(hub.store.query(exp.id)) == 3000
+    hub.close()
+
+
+_CRASH = """
+import os, sys, signal
+from pathlib import Path
+from crucible_telemetry.storage import merge, durable
+folder = Path(sys.argv[1])
+real = durable.write_parquet
+def die_before_data(table, path, **kw):
+    if path.suffix == ".parquet" and path.name.startswith("merge-"):
+        os.kill(os.getpid(), signal.SIGKILL)  # after the summary and the manifest, before the data
+    return real(table, path, **kw)
+merge.write_parquet = die_before_data
+merge.merge_folder(folder, final=True, wait=True)
+"""
+
+
+def test_a_merge_killed_half_way_leaves_every_row_readable_once(tmp_path: Path) -> None:
+    hub = ct.Telemetry(tmp_path / "h", flush_interval=3600)
+    exp = hub.start_experiment("crash", bind=False)
+    for b in range(6):
+        for i in range(10):
+            hub.emit("c.e", {"i": b * 10 + i}, {"experiment_id": exp.id})
+        hub.flush()
+    folder = hub.events_writer.folder(exp.id)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.run([sys.executable, "-c", _CRASH, str(folder)], env=env, timeout=120)
+    assert p.returncode == -signal.SIGKILL
+    assert list(folder.glob("merge-*.covers")), "the crash came after the manifest"
+    assert not list(folder.glob("merge-*.parquet"))
+    assert [r["measurements"]["i"] for r in hub.store.query(exp.id)] == list(range(60))
+    hub.stop_experiment(exp.id)  # a later merge completes; the orphan manifest is collected
+    assert [r["measurements"]["i"] for r in hub.store.query(exp.id)] == list(range(60))
+    merge.collect_garbage(folder, grace=0)
+    assert len(listing.list_folder(folder).live) == 1
+    assert len(list(folder.glob("merge-*.covers"))) == 1
+    hub.close()
+
+
+def _random_run(hub: ct.Telemetry, exp_id: str, rng: random.Random, n: int, flushes: int) -> None:
+    for k in range(n):
+        name = rng.choice(["crucible_train.batch.stop", "crucible_train.validation.stop", "req_llm.request.stop"])
+        m: dict[str, float] = {}
+        for key in rng.sample(["loss", "accuracy", "tokens", "val_loss"], rng.randint(0, 3)):
+            m[key] = (
+                rng.choice([rng.gauss(0, 5), math.nan, math.inf, -math.inf, 0.0])
+                if rng.random() < 0.1
+                else (rng.gauss(1, 3))
+            )
+        if name == "req_llm.request.stop" and rng.random() < 0.7:
+            m["duration"] = rng.random() * 1e9
+        md = {"experiment_id": exp_id, "global_step": k if rng.random() < 0.8 else None, "rank": rng.choice([0, 1])}
+        hub.emit(name, m, md)
+        _tick()
+        if k % (n // flushes) == 0:
+            hub.flush()
+    hub.flush()
+
+
+def _same(rows: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
+    """Rows with NaN made comparable (NaN != NaN in Python)."""
+    return [tuple("NaN" if isinstance(v, float) and math.isnan(v) else v for v in r) for r in rows]
+
+
+def test_summaries_equal_the_same_sql_over_the_events(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    hub = ct.Telemetry(tmp_path / "h", flush_interval=3600)
+    runs = [hub.start_experiment(f"r{i}", bind=False) for i in range(4)]
+    for i, exp in enumerate(runs):
+        _random_run(hub, exp.id, rng, 400, 6)
+        for s in range(30):
+            hub.record_metric(exp.id, "val_loss", rng.gauss(1, 1) if s != 3 else math.nan, step=s)
+            _tick()
+        if i < 2:
+            hub.stop_experiment(exp.id)  # merged: read from the merge's summary (and the catalog)
+    hub.flush()  # runs 2 and 3 stay live: summarised from their raw segments
+    con = hub.connect()
+    cols = ", ".join(SUMMARY_COLUMNS)
+    fast = con.execute(f"SELECT {cols} FROM summaries ORDER BY experiment_id, source, name").fetchall()
+    scan = con.execute(f"SELECT {cols} FROM ({summary_sql()}) ORDER BY experiment_id, source, name").fetchall()
+    assert len(fast) > 30
+    assert _same(fast) == _same(scan)
+    one = con.execute(f"SELECT {cols} FROM summaries WHERE experiment_id = ? ORDER BY source, name", [runs[0].id])
+    assert _same(one.fetchall()) == _same([r for r in scan if r[0] == runs[0].id])
+    loss = con.execute(
+        "SELECT count(*), min(measurements['loss']) FILTER (WHERE isfinite(measurements['loss'])) "
+        "FROM events WHERE experiment_id = ? AND event = 'crucible_train.batch.stop' "
+        "AND measurements['loss'] IS NOT NULL",
+        [runs[3].id],
+    ).fetchone()
+    row = con.execute(
+        "SELECT count, min FROM summaries WHERE experiment_id = ? AND source = 'crucible_train.batch.stop' "
+        "AND name = 'loss'",
+        [runs[3].id],
+    ).fetchone()
+    assert row == loss
+    runs_view = dict(con.execute("SELECT experiment_id, events FROM runs").fetchall())
+    counted = dict(con.execute("SELECT experiment_id, count(*) FROM events GROUP BY 1").fetchall())
+    assert runs_view == counted
+    hub.close()
+
+
+@pytest.mark.parametrize("readers", [4])
+def test_the_catalog_is_shared_and_checked_against_the_records(tmp_path: Path, readers: int) -> None:
+    home = tmp_path / "h"
+    hub = ct.Telemetry(home)
+    ids = []
+    for i in range(6):
+        exp = hub.start_experiment(f"c{i}", bind=False)
+        hub.emit("x.y", {"v": float(i)}, {"experiment_id": exp.id})
+        hub.stop_experiment(exp.id)
+        ids.append(exp.id)
+    code = (
+        "import sys, crucible_telemetry as ct\n"
+        "con = ct.Telemetry(sys.argv[1]).connect()\n"
+        "print(con.execute('SELECT count(*), sum(events) FROM runs').fetchone())"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    outs = [
+        subprocess.run([sys.executable, "-c", code, str(home)], capture_output=True, text=True, env=env)
+        for _ in range(readers)
+    ]
+    assert all(o.returncode == 0 and o.stdout.strip() == "(6, 6)" for o in outs), [o.stderr[-500:] for o in outs]
+    assert list((home / "catalog").glob("experiments-*.parquet"))
+    hub.update_experiment(ids[0], name="renamed")  # a record changed after the catalog was written
+    con = hub.connect()
+    assert con.execute("SELECT name FROM experiments WHERE experiment_id = ?", [ids[0]]).fetchone() == ("renamed",)
+    (home / "experiments" / f"{ids[1]}.json").unlink()  # a record removed
+    assert con.execute("SELECT count(*) FROM experiments").fetchone() == (5,)
+    hub.close()
