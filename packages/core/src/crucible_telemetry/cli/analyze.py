@@ -173,6 +173,10 @@ def _escape(text: str) -> str:
     return escape(text)
 
 
+def _spread(s: Any) -> list[Any]:
+    return [s.sd, s.min, s.max]
+
+
 def _pool(hub: Telemetry, args: argparse.Namespace) -> list[str] | None:
     """The runs named on the command line (ids, prefixes, names), narrowed by ``--tag``; None: all."""
     ids = resolve_ids(hub, args.ids) if args.ids else None
@@ -219,6 +223,22 @@ def _compare(args: argparse.Namespace) -> int:
         raise _in_user_words(exc) from None
     if args.format == "json":
         write_text(json.dumps(jsonable(result.to_dict()), indent=2, default=str) + "\n", args.output)
+    elif args.format == "csv":
+        cols = [
+            "group",
+            "runs" if hasattr(result, "correlation") else "n",
+            "mean",
+            "ci_low",
+            "ci_high",
+            "sd",
+            "min",
+            "max",
+        ]
+        rows = [
+            [g.label, g.summary.n, g.summary.mean, g.summary.mean_ci.low, g.summary.mean_ci.high, *_spread(g.summary)]
+            for g in result.groups
+        ]
+        emit_rows(cols, rows, fmt="csv", output=args.output)
     elif hasattr(result, "correlation"):
         print_param_comparison(result)
     else:
@@ -285,14 +305,16 @@ def register(add: Any) -> None:
         "compare",
         _compare,
         help="compare runs, conditions or the values of a param on a metric, with a verdict",
-        description="Compare runs on a metric. Per-request metrics (latency, ttft, cost, tokens, success) "
-        "compare requests: n, mean, sd, median, p95 with CIs; difference with its CI, Welch's t, Mann-Whitney U, "
-        "Cohen's d, Cliff's delta (success: chi-square or Fisher's exact); Holm-adjusted for more than two. "
-        "A training metric compares one value per run (val_loss.min, val_loss.last, loss.last5), never the "
-        "points of a curve; one run per group gives a difference and no test. --by PARAM groups runs by a "
-        "param: each group's mean with a t-interval over its seeds, Welch's t between groups of two or more "
-        "runs, and for a numeric param Spearman's rank correlation with a CI. The first id (or condition) "
-        "is the baseline.",
+        description="Compare runs on a metric.\n\n"
+        "Per-request metrics (latency, ttft, cost, tokens, success) compare requests: n, mean, sd,\n"
+        "median, p95 with CIs; the difference with its CI, Welch's t, Mann-Whitney U, Cohen's d,\n"
+        "Cliff's delta (success: chi-square or Fisher's exact); Holm-adjusted for more than two.\n\n"
+        "A training metric compares one value per run (val_loss.min, val_loss.last, loss.last5), never\n"
+        "the points of a curve; one run per group gives a difference and no test.\n\n"
+        "--by PARAM groups runs by a param (runs differing only in seed are replicates): each group's\n"
+        "mean with a t-interval over its runs, Welch's t between groups of two or more runs with\n"
+        "Cohen's d and its CI, and for a numeric param Spearman's rank correlation with a CI.\n"
+        "The first id (or condition) is the baseline.",
         epilog="examples:\n  crucible compare ID_A ID_B --metric latency\n"
         "  crucible compare ID_A ID_B ID_C --metric success\n"
         "  crucible compare --conditions control treatment --metric latency\n"
@@ -326,16 +348,18 @@ def register(add: Any) -> None:
     )
     p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
     p.add_argument("--confidence", type=float, default=0.95, help="confidence level of intervals (default 0.95)")
-    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument(
+        "--format", choices=["table", "json", "csv"], default="table", help="csv: one row per group; json: everything"
+    )
     p.add_argument("-o", "--output", help="write to this file instead of stdout")
 
     p = add(
         "plot",
         _plot,
         help="plot a metric of several runs overlaid (PNG)",
-        description="Curves of a metric for several runs overlaid, by step, epoch or wall time, labelled "
-        "by the params that differ; --group-by PARAM draws each value's mean over its runs with a +/- 1 sd "
-        "band. Sparse series (under 20 points) get markers. Per-request metrics (latency, ttft, cost, "
+        description="Curves of a metric for several runs overlaid, by step, epoch or wall time, labelled\n"
+        "by the params that differ. --group-by PARAM draws each value's mean over its runs with a\n"
+        "+/- 1 sd band. Series under 20 points get markers. Per-request metrics (latency, ttft, cost,\n"
         "tokens) draw histograms.",
         epilog="examples:\n  crucible plot RUN_A RUN_B --metric val_loss --x epoch -o val_loss.png\n"
         "  crucible plot --tag sweep --metric val_loss --x epoch --group-by lr --logy\n"
@@ -374,10 +398,10 @@ def register(add: Any) -> None:
         "report",
         _report,
         help="one self-contained HTML report of runs and their comparison",
-        description="Write one self-contained HTML file (inline CSS, images as data URIs): the "
-        "validation metrics of each run and the params that differ first, then the comparison "
-        "(a training metric on one value per run; by the param that differs), plots, the params and "
-        "environment shown once (what differs), and a card per run.",
+        description="Write one self-contained HTML file (inline CSS, images as data URIs): the validation\n"
+        "metrics of each run and the params that differ first, then the comparison (a training metric\n"
+        "on one value per run, by the param that differs), plots, the params and environment shown\n"
+        "once (what differs), and a card per run.",
         epilog="examples:\n  crucible report RUN_A RUN_B -o report.html\n"
         "  crucible report --tag sweep --metric val_loss.min -o sweep.html\n"
         "  crucible report C1 C2 T1 T2 --by condition --metric latency -o ab.html",
