@@ -108,14 +108,28 @@ def _present(v: Any) -> bool:
 
 
 def _summary_rows(hub: Any, exp_id: str) -> list[list[Any]]:
-    from ..analysis.names import metric_summaries
+    """The run's metrics (the bare name space), then other events' measurements as ``<event>:<key>``."""
+    from ..analysis.names import AXES, STANDARD_SOURCES, metric_summaries
 
-    df = metric_summaries(hub, [exp_id])
+    std, axes = ", ".join("?" * len(STANDARD_SOURCES)), ", ".join("?" * len(AXES))
+    sql = (
+        "SELECT DISTINCT source || ':' || name AS m FROM summaries WHERE experiment_id = ? AND source <> 'metric' "
+        f"AND source NOT IN ({std}) AND name NOT IN ({axes}) AND NOT ends_with(source, '.start') ORDER BY m"
+    )
+    other = hub.store.arrow(sql, [exp_id, *STANDARD_SOURCES, *AXES]).column("m").to_pylist()
+    bare = metric_summaries(hub, [exp_id])
+    df = pd_concat(bare, metric_summaries(hub, [exp_id], other)) if other else bare
     rows = []
     for r in df.to_dict("records"):
         source = "logged" if r["source"] == "metric" else str(r["source"]).removeprefix("crucible_train.")
         rows.append([r["metric"], source, int(r["count"]), r["last"], r["min"], _step(r["min_step"]), r["max"]])
     return rows
+
+
+def pd_concat(a: Any, b: Any) -> Any:
+    import pandas as pd
+
+    return pd.concat([a, b[~b["metric"].isin(a["metric"])]], ignore_index=True)
 
 
 def _step(v: Any) -> Any:
