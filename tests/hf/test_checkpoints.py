@@ -58,7 +58,10 @@ def test_resume_from_checkpoint_appends_without_duplicates(hub: ct.Telemetry, ho
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
+        },
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     child = json.loads(proc.stdout.rsplit("RESULT ", 1)[1])
