@@ -149,6 +149,11 @@ def test_runs_of_an_empty_store_and_a_store_without_metrics(hub: ct.Telemetry) -
     assert ct.history(df, "my_app.step:latency_ms")["value"].tolist() == [3.0]
     with pytest.raises(ct.InvalidArgumentError, match="ids: no run with id or name 'nope'"):
         ct.history("nope", "loss")
+    for value in ("adam", 0.5, None, -3):  # a param that is a number in some runs and text in others
+        with hub.experiment("mixed", params={} if value is None else {"a": value}):
+            pass
+    assert ct.runs({"name": "mixed"}, order_by="a")["params.a"].tolist()[:3] == [-3, 0.5, "adam"]
+    assert ct.runs({"name": "mixed"}, order_by="-a")["params.a"].tolist()[:3] == ["adam", 0.5, -3]
 
 
 @pytest.fixture(scope="module")

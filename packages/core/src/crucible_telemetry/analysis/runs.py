@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from ..hub import Telemetry
 
-__all__ = ["BASE_COLUMNS", "history", "match_runs", "runs", "runs_frame", "short_id"]
+__all__ = ["BASE_COLUMNS", "history", "match_runs", "runs", "runs_frame", "short_id", "sort_rows"]
 
 #: The columns every ``ct.runs()`` frame starts with, before ``params.*`` and ``metrics.*``.
 BASE_COLUMNS = [
@@ -157,7 +157,23 @@ def _order(frame: pd.DataFrame, order_by: Any) -> pd.DataFrame:
         raise InvalidArgumentError("order_by", f"expected a column name or a list of them, got {order_by!r}")
     cols = [_column(frame, k.strip().lstrip("-"), "order_by") for k in keys]
     asc = [not k.strip().startswith("-") for k in keys]
-    return frame.sort_values(cols, ascending=asc, na_position="last", kind="stable")
+    return sort_rows(frame, cols, asc)
+
+
+def sort_rows(frame: pd.DataFrame, cols: list[str], ascending: list[bool]) -> pd.DataFrame:
+    """Sort with missing values last; a column mixing numbers and text sorts numbers first, then text."""
+    try:
+        return frame.sort_values(cols, ascending=ascending, na_position="last", kind="stable")
+    except TypeError:
+
+        def key(col: pd.Series) -> pd.Series:  # a rank: the numbers in order, then the texts in order
+            present = [v for v in col if v is not None and v == v]
+            nums = sorted({v for v in present if not isinstance(v, str)})
+            texts = sorted({v for v in present if isinstance(v, str)})
+            rank = {("n", v): i for i, v in enumerate(nums)} | {("t", v): len(nums) + i for i, v in enumerate(texts)}
+            return col.map(lambda v: rank.get(("t" if isinstance(v, str) else "n", v), float("nan")))
+
+        return frame.sort_values(cols, ascending=ascending, na_position="last", kind="stable", key=key)
 
 
 def runs(
@@ -171,8 +187,9 @@ def runs(
 
     Args:
         filter: ``{"params.lr": 0.01, "status": "stopped", "tags": "sweep"}`` (a list value matches
-            any of its items, a callable value is a predicate, a tag value must be among the tags;
-            ``lr`` is short for ``params.lr``), a ``DataFrame.query`` string, or a callable on a row.
+            any of its items, a callable value is a predicate; for ``tags`` the tag, or every tag of a
+            list, must be among the run's tags; ``lr`` is short for ``params.lr``), a
+            ``DataFrame.query`` string, or a callable on a row.
         order_by: a column or a list of them, ``-`` first for descending (``"metrics.val_loss.min"``,
             ``["-params.lr", "val_loss"]``); ``.first`` and ``.count`` columns are added when named.
         hub: the ``ct.Telemetry`` to read; default the default hub.

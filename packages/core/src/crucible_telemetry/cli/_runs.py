@@ -166,7 +166,9 @@ def sort_frame(hub: Telemetry, frame: pd.DataFrame, keys: list[str], descending:
             frame = add_metric_columns(hub, frame, [col])
         cols.append(col)
         asc.append(not (desc ^ descending))
-    return frame.sort_values(cols, ascending=asc, na_position="last", kind="stable")
+    from ..analysis.runs import sort_rows
+
+    return sort_rows(frame, cols, asc)
 
 
 def request_summary(hub: Telemetry, ids: list[str]) -> dict[str, dict[str, Any]]:
