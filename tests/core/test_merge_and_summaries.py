@@ -219,3 +219,32 @@ def test_the_catalog_is_shared_and_checked_against_the_records(tmp_path: Path, r
     (home / "experiments" / f"{ids[1]}.json").unlink()  # a record removed
     assert con.execute("SELECT count(*) FROM experiments").fetchone() == (5,)
     hub.close()
+
+
+def test_standard_keys_are_columns_and_files_of_the_first_format_still_read_and_upgrade(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from crucible_telemetry.storage.schema import EVENTS_SCHEMA, STANDARD_KEYS
+
+    hub = ct.Telemetry(tmp_path / "h", flush_interval=3600)
+    exp = hub.start_experiment("formats", bind=False)
+    hub.emit("crucible_train.batch.stop", {"loss": 0.5, "accuracy": 0.9}, {"experiment_id": exp.id})
+    hub.emit("req_llm.request.stop", {"cost_usd": 0.01, "duration": 5.0}, {"experiment_id": exp.id})
+    hub.flush()
+    folder = hub.events_writer.folder(exp.id)
+    (new,) = folder.glob("*.parquet")
+    old_table = pq.read_table(new).drop_columns(list(STANDARD_KEYS))  # a file as the first format wrote it
+    pq.write_table(old_table, folder / "oldhost-1-00aa00aa_0000000001_0000000001_1700000000000.parquet")
+    con = hub.connect()
+    got = con.execute(
+        "SELECT event, loss, accuracy, cost_usd, measurements['loss'] FROM events ORDER BY event, pid"
+    ).fetchall()
+    assert got.count(("crucible_train.batch.stop", 0.5, 0.9, None, 0.5)) == 2  # one per file, columns alike
+    assert got.count(("req_llm.request.stop", None, None, 0.01, None)) == 2
+    assert con.execute("SELECT count(*) FROM events_of([?])", [exp.id]).fetchone() == (4,)
+    hub.stop_experiment(exp.id)  # the merge upgrades the old file's rows to this release's columns
+    (merged,) = [p for p in segments.live_files(folder)]
+    assert merged.name.endswith(".v2.parquet") and pq.read_schema(merged).names == EVENTS_SCHEMA.names
+    assert pq.read_table(merged, columns=["loss"]).column("loss").to_pylist().count(0.5) == 2
+    assert con.execute("SELECT count(*), count(loss) FROM events").fetchone() == (4, 2)
+    hub.close()

@@ -38,6 +38,19 @@ EVENT_COLUMNS = [
     "measurements",
     "metadata",
     "tags",
+    # the standard keys, also columns of their own (README, "The store and SQL")
+    "loss",
+    "accuracy",
+    "learning_rate",
+    "gradient_norm",
+    "samples_per_second",
+    "tokens_per_second",
+    "ttft_ns",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cached_tokens",
+    "cost_usd",
 ]
 
 

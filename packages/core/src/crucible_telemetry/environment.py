@@ -8,7 +8,6 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from importlib import metadata
 from typing import Any
 
@@ -81,8 +80,6 @@ def _git_commit(cwd: str) -> dict[str, Any] | None:
 
 
 _STATIC: dict[str, Any] = {}  # per process: what does not change while it runs
-_GIT: dict[str, tuple[float, dict[str, Any] | None]] = {}  # cwd -> (when read, commit)
-GIT_TTL = 30.0  # seconds a git state is reused (a sweep starts many runs; a commit between them shows)
 
 
 def _static() -> dict[str, Any]:
@@ -103,20 +100,12 @@ def _static() -> dict[str, Any]:
     return _STATIC
 
 
-def _git(cwd: str) -> dict[str, Any] | None:
-    hit = _GIT.get(cwd)
-    now = time.monotonic()
-    if hit is None or now - hit[0] > GIT_TTL:
-        hit = _GIT[cwd] = (now, _git_commit(cwd))
-    return hit[1]
-
-
 def capture_environment() -> dict[str, Any]:
     """Python, key package versions, git commit (when inside a repo), hostname, argv.
 
-    Package versions and the platform are read once per process and the git state at most every
-    ``GIT_TTL`` seconds, so starting the 100th experiment of a sweep costs microseconds, not a
-    metadata scan and two ``git`` processes.
+    Package versions and the platform are read once per process (starting the 100th experiment of
+    a sweep scans no package metadata); the git state is read each time, since an edit between two
+    runs must show as a dirty tree.
     """
     static = _static()
     cwd = os.getcwd()
@@ -129,7 +118,7 @@ def capture_environment() -> dict[str, Any]:
         "cwd": cwd,
         "argv": scrub_argv(list(sys.argv)),
         "packages": dict(static["packages"]),
-        "git": _git(cwd),
+        "git": _git_commit(cwd),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
     }
 

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from ..events import category_of
 from ..values import to_scalar
-from .schema import EVENTS_SCHEMA, METRICS_SCHEMA
+from .schema import EVENTS_SCHEMA, METRICS_SCHEMA, STANDARD_KEYS
 
 __all__ = ["EventBatch", "build_events", "build_metrics", "clean_row", "to_json"]
 
@@ -297,6 +297,7 @@ def build_events(
             measurements,
             metas,
             tag_col,
+            *[_std_column(kx, k, n) for k in STANDARD_KEYS],
         ],
         schema=EVENTS_SCHEMA,
     )
@@ -367,6 +368,20 @@ def _metadata_column(mds: list[Any]) -> pa.Array:
     return pa.StringArray.from_buffers(
         n, pa.py_buffer(offsets), pa.py_buffer(bytes(buf)), mask, null_count=int(n - valid.sum())
     )
+
+
+def _std_column(kx: _Keys, key: str, n: int) -> pa.Array:
+    """A standard key as its own column: the measurement where given (NaN kept), NULL elsewhere."""
+    try:
+        code = kx.names.index(key)
+    except ValueError:
+        return pa.nulls(n, pa.float64())
+    sel = kx.codes == code
+    out = np.full(n, np.nan)
+    given = np.zeros(n, dtype=bool)
+    out[kx.row[sel]] = kx.values[sel]
+    given[kx.row[sel]] = True
+    return pa.array(out, pa.float64(), mask=~given)
 
 
 def _nan_given(kx: _Keys, key: str, n: int) -> np.ndarray[Any, Any]:

@@ -2,9 +2,9 @@
 
 Two kinds of data files live in a partition folder:
 
-* segments, ``<proc>_<first>_<last>_<created_ms>.parquet``: one writer's flushes ``first..last``;
+* segments, ``<proc>_<first>_<last>_<created_ms>.v2.parquet``: one writer's flushes ``first..last``;
   a segment whose range covers another of the same writer hides it (the first releases' compaction);
-* merges, ``merge-<created_ms>-<nonce>.parquet``, each with a manifest ``<same stem>.covers``
+* merges, ``merge-<created_ms>-<nonce>.v2.parquet``, each with a manifest ``<same stem>.covers``
   naming every file it hides (any writer, earlier merges and what they hid). The manifest is
   renamed into place before the merge, so a merge without its manifest is not finished and is
   ignored, and a merge with one hides its covered files at once.
@@ -25,19 +25,22 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .schema import FORMAT
+
 __all__ = [
     "GRACE_SECONDS",
     "MERGE_RE",
     "SEGMENT_RE",
     "Listing",
+    "current",
     "dataset_files",
     "list_folder",
     "partitions",
 ]
 
 # ``_<created_ms>`` is absent from files of the first releases
-SEGMENT_RE = re.compile(r"^(?P<proc>.+?)_(?P<a>\d+)_(?P<b>\d+)(?:_(?P<c>\d+))?\.parquet$")
-MERGE_RE = re.compile(r"^merge-(?P<c>\d+)-(?P<nonce>[0-9a-f]+)\.parquet$")
+SEGMENT_RE = re.compile(r"^(?P<proc>.+?)_(?P<a>\d+)_(?P<b>\d+)(?:_(?P<c>\d+))?(?P<v>\.v\d+)?\.parquet$")
+MERGE_RE = re.compile(r"^merge-(?P<c>\d+)-(?P<nonce>[0-9a-f]+)(?P<v>\.v\d+)?\.parquet$")
 GRACE_SECONDS = 120.0
 SETTLE_SECONDS = 2.0
 SCHEMA_PARTITION = "__schema__"
@@ -94,6 +97,11 @@ def resolve(folder: Path, names: list[str]) -> Listing:
                     break
     live = sorted(n for n in names if n not in hidden and (MERGE_RE.match(n) is None or n in merges) and _is_data(n))
     return Listing(tuple(live), hidden, tuple(m for m in merges if m not in hidden))
+
+
+def current(name: str) -> bool:
+    """Whether a data file has this release's columns (its name says so: ``schema.FORMAT``)."""
+    return name.endswith(FORMAT + ".parquet")
 
 
 def _is_data(name: str) -> bool:

@@ -2,7 +2,7 @@
 
 ``merge_folder`` takes the folder's lock (``.lock``, ``flock``: one merger at a time per folder,
 across processes; a busy lock means someone else is merging, so it returns), lists the live files,
-and writes ``merge-<ms>-<nonce>.parquet`` holding their rows, its ``.covers`` manifest (renamed
+and writes ``merge-<ms>-<nonce>.v2.parquet`` holding their rows, its ``.covers`` manifest (renamed
 first) and its ``.summary`` (the per-run summary of those rows, see ``summaries``). Every step
 writes a temporary name, fsyncs and renames, so a crash leaves the old files live, never a half.
 """
@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from . import listing
 from .durable import fsync_dir, write_bytes, write_parquet
+from .schema import FORMAT, with_standard_columns
 
 __all__ = ["SMALL_BYTES", "collect_garbage", "merge_folder"]
 
@@ -80,6 +81,8 @@ def merge_folder(
             return None
         tables = [pq.read_table(folder / n, partitioning=None) for n in picked]
         table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
+        if dataset == "events" and not all(listing.current(n) for n in picked):
+            table = with_standard_columns(table)  # files of an older release: upgraded here
         covers = set(picked) | {h for h in now.hidden}
         return _write_merge(folder, table, sorted(covers), dataset)
 
@@ -91,7 +94,7 @@ def _summarised_merge(folder: Path, name: str) -> bool:
 def _write_merge(folder: Path, table: pa.Table, covers: list[str], dataset: str) -> Path:
     from .summaries import summarize_table
 
-    stem = f"merge-{time.time_ns() // 1_000_000}-{secrets.token_hex(4)}"
+    stem = f"merge-{time.time_ns() // 1_000_000}-{secrets.token_hex(4)}{FORMAT}"
     summary = summarize_table(table, dataset, folder.name.split("=", 1)[-1])
     write_parquet(summary, folder / f"{stem}.summary", sync_dir=False)
     write_bytes(folder / f"{stem}.covers", ("\n".join(covers) + "\n").encode(), sync_dir=False)

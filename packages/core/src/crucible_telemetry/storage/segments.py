@@ -1,6 +1,6 @@
 """Immutable Parquet segments, one writer per process, merged without double reads.
 
-A segment is named ``<proc>_<n>_<n>_<created_ms>.parquet``: ``proc`` is host-pid-nonce (one per
+A segment is named ``<proc>_<n>_<n>_<created_ms>.v2.parquet``: ``proc`` is host-pid-nonce (one per
 writer), ``n`` that writer's flush number in the partition and ``created_ms`` when it was
 written. Every ``COMPACT_EVERY`` segments of a partition, and when its experiment stops, the
 partition's files (every writer's) are merged into one (``merge.merge_folder``), with a manifest
@@ -28,6 +28,7 @@ from ..experiment import validate_id as validate_partition_value  # noqa: F401  
 from . import listing, merge
 from .durable import write_parquet
 from .listing import GRACE_SECONDS, SEGMENT_RE  # noqa: F401  (their first home)
+from .schema import FORMAT
 
 __all__ = ["SegmentWriter", "live_files", "process_id"]
 
@@ -64,7 +65,7 @@ class SegmentWriter:
     def _ensure_schema_file(self) -> None:
         """An empty segment in a reserved partition, so views have a schema before any data."""
         folder = self.root / f"{self.partition_key}=__schema__"
-        path = folder / "schema_0_0_0.parquet"
+        path = folder / f"schema_0_0_0{FORMAT}.parquet"
         if path.exists():
             return
         try:
@@ -92,7 +93,7 @@ class SegmentWriter:
 
     def _write(self, folder: Path, n: int, table: pa.Table) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{self._proc}_{n:010d}_{n:010d}_{time.time_ns() // 1_000_000}.parquet"
+        path = folder / f"{self._proc}_{n:010d}_{n:010d}_{time.time_ns() // 1_000_000}{FORMAT}.parquet"
         write_parquet(table, path, data=True)
         return path
 

@@ -21,14 +21,17 @@ import pyarrow.parquet as pq
 
 from ..environment import HOSTNAME
 from .catalog import catalog_for
-from .listing import SCHEMA_PARTITION, list_folder, partitions
-from .schema import EVENTS_SCHEMA, METRICS_SCHEMA
+from .listing import SCHEMA_PARTITION, current, list_folder, partitions
+from .schema import EVENTS_SCHEMA, FORMAT, METRICS_SCHEMA
 from .summaries import empty_partial
 from .views import sound_files
 
 __all__ = ["KINDS", "install"]
 
-KINDS = ("events", "metrics", "events_raw", "metrics_raw", "summaries", "experiments")
+#: ``<dataset>`` lists files of this release's columns, ``<dataset>_legacy`` older ones (read by
+#: name); ``_raw`` the files not summarised yet (a live run's segments).
+_DATA_KINDS = [f"{d}{raw}{old}" for d in ("events", "metrics") for raw in ("", "_raw") for old in ("", "_legacy")]
+KINDS = (*_DATA_KINDS, "summaries", "experiments")
 _DATASETS = {"events": ("experiment_id", EVENTS_SCHEMA), "metrics": ("run_id", METRICS_SCHEMA)}
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+@-]{0,199}\Z")
 _schema_lock = threading.Lock()
@@ -37,12 +40,12 @@ _schema_lock = threading.Lock()
 def _schema_file(home: Path, dataset: str) -> str:
     """The empty segment that gives a view its columns before any data (made where it can be)."""
     key, schema = _DATASETS[dataset]
-    path = home / dataset / f"{key}={SCHEMA_PARTITION}" / "schema_0_0_0.parquet"
+    path = home / dataset / f"{key}={SCHEMA_PARTITION}" / f"schema_0_0_0{FORMAT}.parquet"
     if path.exists():
         return path.as_posix()
     with _schema_lock:
         for base in (home / dataset, catalog_for(home).folder() / dataset):
-            p = base / f"{key}={SCHEMA_PARTITION}" / "schema_0_0_0.parquet"
+            p = base / f"{key}={SCHEMA_PARTITION}" / f"schema_0_0_0{FORMAT}.parquet"
             if p.exists():
                 return p.as_posix()
             try:
@@ -95,10 +98,17 @@ class _Binder:
     def _fill(self, kind: str, ids: list[str] | None) -> None:
         if kind == "experiments":
             self._lists[kind] = [catalog_for(self.home).experiments()]
-        elif kind in _DATASETS:
-            self._lists[kind] = [_schema_file(self.home, kind), *sound_files(self._live(kind, ids))]
+        elif kind.split("_")[0] in _DATASETS and "_raw" not in kind:
+            dataset = kind.split("_")[0]
+            self._split(dataset, "", sound_files(self._live(dataset, ids)))
         else:
             self._summaries(ids)
+
+    def _split(self, dataset: str, raw: str, files: list[str]) -> None:
+        """Both lists of one dataset: this release's files and older ones, each led by the schema file."""
+        schema = _schema_file(self.home, dataset)
+        self._lists[f"{dataset}{raw}"] = [schema, *(f for f in files if current(f))]
+        self._lists[f"{dataset}{raw}_legacy"] = [schema, *(f for f in files if not current(f))]
 
     def _live(self, dataset: str, ids: list[str] | None) -> list[str]:
         key = _DATASETS[dataset][0]
@@ -137,7 +147,7 @@ class _Binder:
             raw[k.split("/", 1)[0]].append(merges[k].as_posix())
         self._lists["summaries"] = sums
         for dataset in _DATASETS:
-            self._lists[f"{dataset}_raw"] = [_schema_file(self.home, dataset), *sound_files(raw[dataset])]
+            self._split(dataset, "_raw", sound_files(raw[dataset]))
 
 
 def _alive(pid: int) -> bool:

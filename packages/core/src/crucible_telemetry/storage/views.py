@@ -10,6 +10,7 @@ from typing import Any
 import duckdb
 import orjson
 
+from .schema import STANDARD_KEYS
 from .summaries import SUMMARY_COLUMNS, combine_sql, partial_sql
 
 __all__ = ["VIEW_NAMES", "connect", "create_views", "set_aside_damaged", "set_aside_damaged_records", "sound_files"]
@@ -124,25 +125,33 @@ def create_views(con: duckdb.DuckDBPyConnection, home: Path) -> None:
     set_aside_damaged_records(home)
     install(con, home)
     files = "ct_files('{kind}', txid_current())"
-    hive = "hive_partitioning = true, hive_types = {{'{key}': VARCHAR}}"
-    ev = f"read_parquet({files.format(kind='events')}, {hive.format(key='experiment_id')})"
-    me = f"read_parquet({files.format(kind='metrics')}, {hive.format(key='run_id')})"
+    files_of = "ct_files_of('{kind}', ids, txid_current())"
+
+    fill = ", ".join(f"coalesce({k}, measurements['{k}']) AS {k}" for k in STANDARD_KEYS)
+
+    def read(kind: str, key: str, fn: str = files) -> str:
+        """This release's files, then older ones by name (``union_by_name``; their standard-key
+        columns read from ``measurements``), as one relation."""
+        hive = f"hive_partitioning = true, hive_types = {{'{key}': VARCHAR}}"
+        old = f"read_parquet({fn.format(kind=kind + '_legacy')}, {hive}, union_by_name = true)"
+        legacy = f"SELECT * REPLACE ({fill}) FROM {old}" if kind.startswith("events") else f"SELECT * FROM {old}"
+        return f"(SELECT * FROM read_parquet({fn.format(kind=kind)}, {hive}) UNION ALL BY NAME {legacy})"
+
     con.execute(
-        f"CREATE OR REPLACE VIEW events AS SELECT experiment_id, * EXCLUDE (experiment_id) FROM {ev} "
-        "WHERE experiment_id <> '__schema__'"
+        f"CREATE OR REPLACE VIEW events AS SELECT experiment_id, * EXCLUDE (experiment_id) "
+        f"FROM {read('events', 'experiment_id')} WHERE experiment_id <> '__schema__'"
     )
     con.execute(
-        f"CREATE OR REPLACE VIEW metrics AS SELECT run_id, * EXCLUDE (run_id) FROM {me} WHERE run_id <> '__schema__'"
+        f"CREATE OR REPLACE VIEW metrics AS SELECT run_id, * EXCLUDE (run_id) "
+        f"FROM {read('metrics', 'run_id')} WHERE run_id <> '__schema__'"
     )
-    ev_of = "read_parquet(ct_files_of('events', ids, txid_current()), " + hive.format(key="experiment_id") + ")"
-    me_of = "read_parquet(ct_files_of('metrics', ids, txid_current()), " + hive.format(key="run_id") + ")"
     con.execute(
         f"CREATE OR REPLACE MACRO events_of(ids) AS TABLE SELECT experiment_id, * EXCLUDE (experiment_id) "
-        f"FROM {ev_of} WHERE experiment_id <> '__schema__'"
+        f"FROM {read('events', 'experiment_id', files_of)} WHERE experiment_id <> '__schema__'"
     )
     con.execute(
         f"CREATE OR REPLACE MACRO metrics_of(ids) AS TABLE SELECT run_id, * EXCLUDE (run_id) "
-        f"FROM {me_of} WHERE run_id <> '__schema__'"
+        f"FROM {read('metrics', 'run_id', files_of)} WHERE run_id <> '__schema__'"
     )
     con.execute(
         f"""CREATE OR REPLACE VIEW experiments AS
@@ -153,13 +162,13 @@ def create_views(con: duckdb.DuckDBPyConnection, home: Path) -> None:
                notes, CAST(environment AS JSON) AS environment, CAST(accounting AS JSON) AS accounting
         FROM read_parquet({files.format(kind="experiments")})"""
     )
-    raw_ev = f"read_parquet({files.format(kind='events_raw')}, {hive.format(key='experiment_id')})"
-    raw_me = f"read_parquet({files.format(kind='metrics_raw')}, {hive.format(key='run_id')})"
+    raw_ev = f"(SELECT * FROM {read('events_raw', 'experiment_id')} WHERE experiment_id <> '__schema__')"
+    raw_me = f"(SELECT * FROM {read('metrics_raw', 'run_id')} WHERE run_id <> '__schema__')"
     cols = ", ".join(SUMMARY_COLUMNS)
     partials = (
         f"SELECT {cols} FROM read_parquet({files.format(kind='summaries')}, union_by_name = true) "
-        f"UNION ALL {partial_sql(f'(SELECT * FROM {raw_ev} WHERE experiment_id <> {chr(39)}__schema__{chr(39)})', 'events', 'experiment_id')} "
-        f"UNION ALL {partial_sql(f'(SELECT * FROM {raw_me} WHERE run_id <> {chr(39)}__schema__{chr(39)})', 'metrics', 'run_id')}"
+        f"UNION ALL {partial_sql(raw_ev, 'events', 'experiment_id')} "
+        f"UNION ALL {partial_sql(raw_me, 'metrics', 'run_id')}"
     )
     con.execute(f"CREATE OR REPLACE VIEW _summaries_all AS {combine_sql(partials)}")
     con.execute("CREATE OR REPLACE VIEW summaries AS SELECT * FROM _summaries_all WHERE NOT starts_with(source, '__')")
