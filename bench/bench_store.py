@@ -31,7 +31,7 @@ import crucible_telemetry as ct
 from crucible_telemetry.experiment import Experiment
 from crucible_telemetry.storage import merge
 from crucible_telemetry.storage.records import write_record
-from crucible_telemetry.storage.schema import EVENTS_SCHEMA, METRICS_SCHEMA
+from crucible_telemetry.storage.schema import FORMAT, METRICS_SCHEMA, with_standard_columns
 from crucible_telemetry.storage.summaries import summarize_table
 
 RUNS = int(os.environ.get("CRUCIBLE_BENCH_RUNS", "10000"))
@@ -86,7 +86,7 @@ def _events(n: int, run: int, ranks: int, t0: datetime) -> pa.Table:
     }
     t = pa.table(cols)
     dur = pc_where_nan_null(t.column("duration"))
-    return t.set_column(t.schema.get_field_index("duration"), "duration", dur).cast(EVENTS_SCHEMA)
+    return with_standard_columns(t.set_column(t.schema.get_field_index("duration"), "duration", dur))
 
 
 def pc_where_nan_null(col: Any) -> Any:
@@ -126,7 +126,7 @@ def _write_run(home: Path, run: int, n: int, ranks: int) -> str:
     ):
         folder = home / dataset / f"{key}={exp.id}"
         folder.mkdir(parents=True, exist_ok=True)
-        stem = f"merge-{int(t0.timestamp() * 1000)}-{run:08x}"
+        stem = f"merge-{int(t0.timestamp() * 1000)}-{run:08x}{FORMAT}"
         pq.write_table(summarize_table(table, dataset, exp.id), folder / f"{stem}.summary", compression="zstd")
         (folder / f"{stem}.covers").write_text("\n")
         pq.write_table(table, folder / f"{stem}.parquet", compression="zstd", row_group_size=256_000)
@@ -266,6 +266,16 @@ def main() -> None:
     hub.close()
 
     ingest_and_merge(base)
+    start_cost(base)
+
+
+def start_cost(base: Path) -> None:
+    """start_experiment after the first: the environment is captured once per process (git each time)."""
+    hub = ct.Telemetry(base / "starts")
+    hub.start_experiment("first", bind=False)
+    t = timed(lambda: hub.start_experiment("next", bind=False), repeats=15)
+    report("start_experiment after the first", f"{t * 1000:.1f} ms", "a few ms", t <= 0.005)
+    hub.close()
 
 
 def ingest_and_merge(base: Path) -> None:
