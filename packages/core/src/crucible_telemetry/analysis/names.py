@@ -35,13 +35,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AXES",
+    "SERIES_COLUMNS",
     "STANDARD_SOURCES",
     "STATS",
+    "SUMMARY_COLUMNS",
     "MetricRef",
     "metric_names",
     "metric_series",
     "metric_summaries",
     "resolve_metric",
+    "unknown_metric_message",
 ]
 
 #: Events whose measurements are visible under their bare key, first one that has the key wins.
@@ -56,6 +59,7 @@ AXES = ("epoch", "global_step", "step", "batch")
 #: Summary suffixes: ``name.min`` ...; a bare name is ``last``.
 STATS = ("last", "min", "max", "first", "count")
 
+#: The columns of :func:`metric_summaries` and :func:`metric_series`.
 SUMMARY_COLUMNS = [
     "experiment_id",
     "metric",
