@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import io
 import json
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,9 +16,11 @@ import numpy as np
 import pytest
 
 import crucible_telemetry as ct
+from crucible_telemetry.cli import main
 
 from .._requires import requires_plugin
 from ..core._sweep import LRS, lightning_sweep
+from .conftest import Run
 
 pytestmark = requires_plugin("lightning", "torch")
 
@@ -34,6 +39,24 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, list
     finally:
         hub.close()
     yield home, seeded, single
+
+
+def here(home: Path, *args: str) -> Run:
+    """``crucible --home HOME ARGS`` in this process (the same ``main()`` the console script runs,
+    without its two seconds of start-up); the command's hub is closed and the default restored after."""
+    saved, prev = dict(os.environ), ct.default(create=False)
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        os.environ["COLUMNS"] = "160"
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = main(["--home", str(home), *args])
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        opened = ct.set_default(prev)
+        if opened is not None and opened is not prev:
+            opened.close()
+    return Run(rc, out.getvalue(), err.getvalue())
 
 
 def _pixels(path: Path, hex_color: str, alpha: float = 1.0, tol: float = 0.03) -> int:
@@ -57,9 +80,7 @@ def test_compare_by_lr_answers_with_group_means_and_a_rank_correlation(crucible:
     )
     assert "n = 6 runs" in flat and "t-interval over their runs" in flat and "Holm" in flat
     assert f"lowest mean val_loss.min: lr={LRS[-1]:g}" in flat
-    data = json.loads(
-        crucible("compare", *ids, "--by", "lr", "--metric", "val_loss.min", "--format", "json", home=home).out
-    )
+    data = json.loads(here(home, "compare", *ids, "--by", "lr", "--metric", "val_loss.min", "--format", "json").out)
     assert [g["label"] for g in data["groups"]] == [f"lr={lr:g}" for lr in LRS]
     assert [g["n"] for g in data["groups"]] == [2, 2, 2]
     c = data["correlation"]
@@ -74,7 +95,7 @@ def test_one_run_per_group_gives_a_difference_and_no_p_value(crucible: Any, swee
     assert r.rc == 0, r.err
     assert "one run per group: no test possible, difference = " in r.out and "(lr=0.05 minus lr=0.01)" in r.out
     assert "p =" not in r.out and "p <" not in r.out
-    r = crucible("compare", "--by", "lr", "--metric", "val_loss.min", "--tag", "single", home=home)
+    r = here(home, "compare", "--by", "lr", "--metric", "val_loss.min", "--tag", "single")
     assert r.rc == 0, r.err
     assert "one run per group: no test possible" in r.out and "needs 3 or more" in r.out
 
@@ -86,12 +107,12 @@ def test_a_curve_as_samples_is_converted_and_said(crucible: Any, sweep: Any) -> 
     flat = " ".join(r.out.split())
     assert "not independent samples" in flat and "crucible_train.epoch.stop:val_loss.last" in flat
     assert "one run per group: no test possible" in flat
-    data = json.loads(crucible("compare", ids[0], ids[-1], "--metric", "val_loss", "--format", "json", home=home).out)
+    data = json.loads(here(home, "compare", ids[0], ids[-1], "--metric", "val_loss", "--format", "json").out)
     assert [g["n"] for g in data["groups"]] == [1, 1] and data["pairs"][0]["p_adjusted"] is None
     assert "not independent samples" in data["notes"][0]
 
 
-def test_misspelt_names_are_errors_with_suggestions(crucible: Any, sweep: Any) -> None:
+def test_misspelt_names_are_errors_with_suggestions(sweep: Any) -> None:
     home, ids, _ = sweep
     for args, expected in (
         (
@@ -115,7 +136,7 @@ def test_misspelt_names_are_errors_with_suggestions(crucible: Any, sweep: Any) -
             "--label: no run has a param 'seeds'; did you mean 'seed'?",
         ),
     ):
-        r = crucible(*args, home=home)
+        r = here(home, *args)
         assert r.rc == 1, (args, r.out, r.err)
         assert r.err == f"crucible: error: {expected}\n", r.err
 
@@ -145,10 +166,8 @@ def test_plot_groups_replicates_into_a_band_on_a_log_axis(crucible: Any, sweep: 
     assert all(_pixels(out, c) > 150 for c in TAB10[:3]) and _pixels(out, TAB10[3]) == 0  # one curve per lr
     assert _pixels(out, TAB10[2], alpha=0.18) > 200  # the +/- sd band of lr=0.08, whose seeds part ways
     plain, dots = tmp_path / "plain.png", tmp_path / "dots.png"
-    assert (
-        crucible("plot", "--tag", "sweep", "--metric", "val_loss", "--no-markers", "-o", str(plain), home=home).rc == 0
-    )
-    assert crucible("plot", "--tag", "sweep", "--metric", "val_loss", "-o", str(dots), home=home).rc == 0
+    assert here(home, "plot", "--tag", "sweep", "--metric", "val_loss", "--no-markers", "-o", str(plain)).rc == 0
+    assert here(home, "plot", "--tag", "sweep", "--metric", "val_loss", "-o", str(dots)).rc == 0
     six = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
     drawn = sum(_pixels(dots, c) for c in six)
     assert drawn > sum(_pixels(plain, c) for c in six) + 150  # 3 validations per run: markers by default
