@@ -22,7 +22,7 @@ from .._requires import requires_plugin
 from ..core._sweep import LRS, lightning_sweep
 from .conftest import Run
 
-pytestmark = requires_plugin("lightning", "torch")
+pytestmark = [pytest.mark.slow, requires_plugin("lightning", "torch")]
 
 TAB10 = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728")
 

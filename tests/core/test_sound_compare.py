@@ -103,6 +103,7 @@ def _val_loss_min(hub: ct.Telemetry, exp_id: str) -> float:
     return float(row[0])
 
 
+@pytest.mark.slow
 @requires_plugin("lightning", "torch")
 def test_by_lr_gives_group_means_and_a_rank_correlation_with_a_ci(sweep: tuple[ct.Telemetry, list, list]) -> None:
     hub, ids, _ = sweep
@@ -132,6 +133,7 @@ def test_by_lr_gives_group_means_and_a_rank_correlation_with_a_ci(sweep: tuple[c
     assert boot.correlation is not None and "bootstrap" in boot.correlation.ci_method
 
 
+@pytest.mark.slow
 @requires_plugin("lightning", "torch")
 def test_one_run_per_group_says_no_test(sweep: tuple[ct.Telemetry, list, list]) -> None:
     hub, _, single = sweep
@@ -145,6 +147,7 @@ def test_one_run_per_group_says_no_test(sweep: tuple[ct.Telemetry, list, list]) 
     assert all(p.p_adjusted is None and not p.significant for p in c.pairs)
 
 
+@pytest.mark.slow
 @requires_plugin("lightning", "torch")
 def test_a_curve_asked_for_as_samples_is_converted_to_one_value_per_run(
     sweep: tuple[ct.Telemetry, list, list],
@@ -162,6 +165,7 @@ def test_a_curve_asked_for_as_samples_is_converted_to_one_value_per_run(
     assert all(v is not None for v in k.values.values()) and k.note is None
 
 
+@pytest.mark.slow
 @requires_plugin("lightning", "torch")
 def test_runs_differing_in_more_than_the_seed_are_flagged(sweep: tuple[ct.Telemetry, list, list]) -> None:
     hub, ids, single = sweep
@@ -190,6 +194,7 @@ def hf_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ct.Telem
         hub.close()
 
 
+@pytest.mark.slow
 @requires_plugin("crucible-telemetry-hf", "torch")
 def test_an_hf_sweep_compares_by_learning_rate_with_seeds_as_replicates(hf_runs: tuple[ct.Telemetry, list]) -> None:
     hub, ids = hf_runs
