@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from collections.abc import Iterator
 
 import numpy as np
@@ -210,3 +211,10 @@ def test_an_hf_sweep_compares_by_learning_rate_with_seeds_as_replicates(hf_runs:
     a, b = r.groups[0].values, r.groups[1].values
     rejects = stats.ttest_ind(b, a).pvalue < 0.05
     assert rejects == (pair.cohens_d_ci.low > 0 or pair.cohens_d_ci.high < 0)
+    # the report: TrainingArguments folded in every card, output_dir named as a per-run path, not a condition
+    from crucible_telemetry.analysis.report import render_report
+
+    html = render_report(hub, ids)
+    assert len(re.findall(r"<details><summary>\d+ keys</summary>", html)) == 4
+    assert "differ as paths and names of each run do: output_dir" in html
+    assert "eval_loss.min by learning_rate" in html and "Spearman rho" in html

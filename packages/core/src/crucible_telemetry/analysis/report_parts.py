@@ -123,11 +123,16 @@ def params_html(exps: Sequence[Experiment]) -> str:
     keys: list[str] = []
     for p in params:
         keys += [k for k in p if k not in keys]
-    same = [(k, config_cell(params[0].get(k))) for k in keys if k not in differ and all(k in p for p in params)]
-    partial = [k for k in keys if k not in differ and not all(k in p for p in params)]
+    everywhere = [k for k in keys if all(k in p for p in params)]
+    varies = {k for k in everywhere if len({repr(p.get(k)) for p in params}) > 1}
+    same = [(k, config_cell(params[0].get(k))) for k in everywhere if k not in varies and k not in differ]
+    paths = [k for k in everywhere if k in varies and k not in differ]  # output_dir, run_name: per run by nature
+    partial = [k for k in keys if k not in differ and k not in everywhere]
     parts = ["<h2>Params</h2>"]
     if differ:
         parts.append(f"<p>differ between runs: <b>{e(', '.join(k for k in keys if k in differ))}</b> (see Results)</p>")
+    if paths:
+        parts.append(f'<p class="meta">differ as paths and names of each run do: {e(", ".join(paths))}</p>')
     if same:
         body = table(["param", "value (every run)"], same)
         word = "param" if len(same) == 1 else "params"
