@@ -161,6 +161,19 @@ def _curves(
     return ref.metric + (" (ms)" if scale != 1.0 else ""), out
 
 
+def _request_curves(
+    hub: Telemetry, ids: list[str], spec: MetricSpec, x: str
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each run's requests in order: x is the request number (``step``, ``epoch``) or seconds (``time``)."""
+    from .series import load_series
+
+    out = {}
+    for exp_id, s in load_series(hub, ids, spec).items():
+        xs = s.seconds if x == "time" else np.arange(1, s.values.size + 1, dtype=np.float64)
+        out[exp_id] = (xs, s.values)
+    return out
+
+
 def _band(curves: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Mean, sd and count over runs at every x any run has (sd 0 where one run has it)."""
     xs = np.unique(np.concatenate([c[0] for c in curves]))
@@ -238,7 +251,12 @@ def plot_metric(
         spec = metric_spec(metric)
     if spec is not None and is_per_request(spec) and (kind == "hist" or (kind == "auto" and spec.histogram)):
         return plot_histogram(ids, spec, by=by, out=out, hub=h, title=title, width=width, height=height, dpi=dpi)
-    name, curves = _curves(h, ids, metric, x)
+    xlabel = _XLABEL[x]
+    if spec is not None and is_per_request(spec):  # requests as a line: by request order or wall time
+        name, curves = spec.axis_label(), _request_curves(h, ids, spec, x)
+        xlabel = "request" if x != "time" else xlabel
+    else:
+        name, curves = _curves(h, ids, metric, x)
     exps = [h.get_experiment(i) for i in ids]
     fig = _figure(width, height, dpi)
     ax = fig.add_subplot()
@@ -287,7 +305,7 @@ def plot_metric(
             raise InvalidArgumentError("logy", f"a log axis needs positive values; {name} reaches {low:.4g}")
         ax.set_yscale("log")
     _axes_format(ax, x, logy)
-    ax.set_xlabel(_XLABEL[x])
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(name)
     ax.set_title(title or name + (f" by {group_by}" if group_by else "") + (f" (EMA {smooth})" if smoothed else ""))
     ax.grid(True, alpha=0.3, which="both" if logy else "major")
