@@ -5,12 +5,10 @@ from __future__ import annotations
 import math
 import os
 import time
-import traceback
 import weakref
 from collections.abc import Iterable
 from typing import Any
 
-from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 import crucible_telemetry as ct
@@ -20,10 +18,8 @@ from crucible_telemetry.events import (
     CHECKPOINT_SAVED,
     EPOCH_START,
     EPOCH_STOP,
-    TRAINING_EXCEPTION,
     TRAINING_START,
     TRAINING_STOP,
-    VALIDATION_STOP,
 )
 from crucible_telemetry.integration import (
     Run,
@@ -36,16 +32,17 @@ from crucible_telemetry.integration import (
 )
 
 from ._helpers import epoch_index, watch
-from ._logs import parameter_counts, record_logs, step_values, summary, validation_values
+from ._logs import parameter_counts, step_values, summary
 from ._params import run_params, unlogged_loss
-from ._setup import find_in_stack, open_outside_run, open_trainer_run
+from ._report import ReportHooks
+from ._setup import find_in_stack, open_trainer_run
 
 __all__ = ["CrucibleCallback"]
 
 _META = {"framework": "transformers"}
 
 
-class CrucibleCallback(TrainerCallback):
+class CrucibleCallback(ReportHooks):
     """Record a ``transformers.Trainer`` run as the standard ``crucible_train.*`` events.
 
     Emits ``training.start/stop``, ``epoch.start/stop`` (integer epoch index, mean training loss,
@@ -156,10 +153,6 @@ class CrucibleCallback(TrainerCallback):
         self._last_logged = 0
         self._acc_mark: list[Any] = []  # what unlogged_loss already read from the Trainer's accumulator
         self._summary: dict[str, float] = {}
-
-    def _emit(self, name: tuple[str, ...], measurements: dict[str, Any], metadata: dict[str, Any] = _META) -> None:
-        assert self._hub is not None
-        self._hub.emit(name, measurements, metadata)
 
     # ------------------------------------------------------------------ setup
 
@@ -330,7 +323,7 @@ class CrucibleCallback(TrainerCallback):
         if not logs:
             return
         if self.experiment is None:  # trainer.evaluate() / trainer.log() outside train()
-            if self.record_metrics and self._records(state):
+            if self.record_metrics and getattr(state, "is_world_process_zero", True):
                 with self._outside(args, kwargs.get("model")) as exp:
                     self._record(exp.id, logs, state.global_step, epoch_index(state.epoch))
             return
@@ -349,46 +342,6 @@ class CrucibleCallback(TrainerCallback):
                 self._flush_batch(logs)
         if self.record_metrics and self._records(state):
             self._record(self.experiment.id, logs, state.global_step, self._epoch)
-
-    def _records(self, state: Any) -> bool:
-        """Logged values are written once: by the world's process zero (every rank with ``all_ranks``)."""
-        return self.all_ranks or bool(getattr(state, "is_world_process_zero", True))
-
-    def _outside(self, args: Any, model: Any) -> Any:
-        """The experiment results reported outside ``train()`` go to, open for one hook (see ``open_outside_run``)."""
-        self._hub = self._hub_arg or ct.default()
-        base = self.experiment_name or args.run_name or (type(model).__name__ if model is not None else "evaluation")
-        return open_outside_run(
-            self, self._hub, explicit_id=self.experiment_id, last_id=self._last_id, name=base, args=args, model=model
-        )
-
-    def _record(self, run_id: str, logs: dict[str, Any], step: int, epoch: int) -> None:
-        assert self._hub is not None
-        record_logs(self._hub, run_id, logs, step, epoch, self.skipped)
-
-    @guarded
-    def on_evaluate(
-        self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None, **kwargs: Any
-    ) -> None:
-        """``validation.stop`` with each metric as ``val_<name>``; also onto the epoch's ``epoch.stop``."""
-        if not metrics:
-            return
-        if self.experiment is None:  # trainer.evaluate() outside train()
-            with self._outside(args, kwargs.get("model")):
-                self._validation_stop(metrics, epoch_index(state.epoch), state.global_step)
-            return
-        self._flush_batch()
-        self._validation_stop(metrics, self._epoch, state.global_step)
-
-    def _validation_stop(self, metrics: dict[str, Any], epoch: int, step: int) -> None:
-        vals = validation_values(metrics)
-        m: dict[str, Any] = {**vals, "epoch": epoch, "global_step": step}
-        runtime = vals.get("val_runtime")
-        if runtime is not None:
-            m["duration"] = int(runtime * 1e9)
-        self._emit(VALIDATION_STOP, m)
-        if self._epoch_done is not None:
-            self._epoch_done.update(vals)
 
     @guarded
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -426,24 +379,3 @@ class CrucibleCallback(TrainerCallback):
         self._reset()
         if run is not None:
             run.close(status)  # unbind from this context; stop the experiment only if this callback owns it
-
-    def _on_exception(self, trainer: Any, exc: BaseException) -> None:
-        """``training.exception`` (kind, reason, stacktrace), then the run is closed; the caller re-raises."""
-        if self.experiment is None:
-            return
-        try:
-            run_guarded(self, "on_exception", self._emit_exception, trainer.state, exc)
-        finally:
-            run_guarded(self, "on_exception", self._finish, "failed")
-
-    def _emit_exception(self, state: Any, exc: BaseException) -> None:
-        self._flush_batch()
-        m = {"global_step": state.global_step, "epoch": self._epoch, "duration": time.monotonic_ns() - self._t_train}
-        md = {
-            **_META,
-            "model_name": self._model_name,
-            "kind": type(exc).__name__,
-            "reason": str(exc),
-            "stacktrace": "".join(traceback.format_exception(exc))[-8000:],
-        }
-        self._emit(TRAINING_EXCEPTION, m, md)

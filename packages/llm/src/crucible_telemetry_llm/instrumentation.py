@@ -5,13 +5,12 @@ clients are untouched; ``uninstrument`` deletes those attributes and restores th
 and a wrapper built while instrumented (``with_raw_response``, cached by the client) stops
 recording. Streams get ``stream_options.include_usage`` only where the server is known to take
 it (``ACCEPTS_STREAM_OPTIONS``) or ``include_usage=True`` says so; a 400 naming ``stream_options``
-is retried once without it, and that client asks no more.
+is retried once without it, and that client asks no more (the rule is ``usage``'s).
 """
 
 from __future__ import annotations
 
 import functools
-import inspect
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -21,13 +20,16 @@ import crucible_telemetry as ct
 from crucible_telemetry import InvalidArgumentError
 from crucible_telemetry.events import LLM_START
 
-from . import hooks
+from . import hooks, usage
 from . import prices as price_tables
+from ._wrappers import async_wrapper, is_async, sync_wrapper
 from .call import Call
 from .extract import OTEL_OPERATION, request_attributes
 from .privacy import Scrubber, capture_prompt, warn_once
 
-__all__ = ["Instrumentation", "instrument", "is_instrumented", "uninstrument"]
+__all__ = ["ACCEPTS_STREAM_OPTIONS", "Instrumentation", "instrument", "is_instrumented", "uninstrument"]
+
+ACCEPTS_STREAM_OPTIONS = usage.ACCEPTS_STREAM_OPTIONS
 
 STATE_ATTR = "_crucible_llm"
 
@@ -57,12 +59,8 @@ _PROVIDERS = (
     ("api.fireworks.ai", "fireworks_ai"),
 )
 _SECRET_ATTRS = ("api_key", "admin_api_key", "webhook_secret", "_api_key", "token")
-_RAW_HEADER = "x-stainless-raw-response"
-#: Providers whose chat and completions streams accept ``stream_options`` (``include_usage=None``).
-ACCEPTS_STREAM_OPTIONS = frozenset({"openai"})
 # What an openai client caches from the methods it wraps: emptied again by uninstrument.
 _CACHED = ("with_raw_response", "with_streaming_response")
-_MISSING = object()
 
 
 def server_of(client: Any) -> tuple[str | None, int | None]:
@@ -140,22 +138,16 @@ class Instrumentation:
         self.http: Any = None
 
     def asks_usage(self) -> bool:
-        """Whether a stream of this client gets ``stream_options.include_usage`` added."""
-        if self.include_usage is None:
-            return self.provider in ACCEPTS_STREAM_OPTIONS and not self.usage_refused
-        return self.include_usage and not self.usage_refused
+        """Whether a stream of this client gets ``stream_options.include_usage`` added (see ``usage``)."""
+        return usage.asks(self.include_usage, self.provider, self.usage_refused)
 
     def refused_usage(self, call: Call, kwargs: dict[str, Any], exc: BaseException) -> bool:
         """``exc`` is the server refusing the ``stream_options`` we added: restore the request, True to retry."""
-        if not call.hide_usage or not _names_stream_options(exc):
+        if not call.hide_usage or not usage.names_stream_options(exc):
             return False
         self.usage_refused = True
         call.hide_usage = False
-        before = call.stream_options_before
-        if before is _MISSING:
-            kwargs.pop("stream_options", None)
-        else:
-            kwargs["stream_options"] = before
+        usage.restore(kwargs, call.stream_options_before)
         return True
 
     def prices(self) -> price_tables.PriceTable:
@@ -202,8 +194,8 @@ class Instrumentation:
             hub.emit(LLM_START, {"monotonic_time": call.t0}, start)
             if stream and op in ("chat", "completions") and self.asks_usage():
                 # last: a failed start leaves the call as the user wrote it
-                call.stream_options_before = kwargs.get("stream_options", _MISSING)
-                call.hide_usage = _ask_for_usage(kwargs)
+                call.stream_options_before = kwargs.get("stream_options", usage.MISSING)
+                call.hide_usage = usage.ask(kwargs)
             return call
         except Exception as exc:
             warn_once("begin", "could not record the start of an LLM call", exc)
@@ -222,100 +214,6 @@ def _secrets(client: Any) -> Iterator[str]:
             continue
         if isinstance(v, str) and v:
             yield v
-
-
-def _ask_for_usage(kwargs: dict[str, Any]) -> bool:
-    """Add ``stream_options.include_usage`` unless the user said something about it; True when we did."""
-    opts = kwargs.get("stream_options")
-    headers = kwargs.get("extra_headers")
-    if isinstance(headers, dict) and any(str(k).lower() == _RAW_HEADER for k in headers):
-        return False  # a raw response: the user reads bytes, we must not change them
-    if opts is None or type(opts).__name__ in ("NotGiven", "Omit"):  # openai's "not given" sentinels
-        kwargs["stream_options"] = {"include_usage": True}
-        return True
-    if isinstance(opts, dict) and "include_usage" not in opts:
-        kwargs["stream_options"] = {**opts, "include_usage": True}
-        return True
-    return False
-
-
-def _names_stream_options(exc: BaseException) -> bool:
-    """A 400 answer whose error names ``stream_options`` (openai's ``BadRequestError`` or alike)."""
-    if getattr(exc, "status_code", None) != 400:
-        return False
-    return "stream_options" in f"{exc} {getattr(exc, 'body', '')}"
-
-
-def _sync_wrapper(original: Callable[..., Any], op: str, inst: Instrumentation) -> Callable[..., Any]:
-    cur = hooks.CURRENT
-
-    @functools.wraps(original)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        call = inst.begin(op, kwargs) if inst.active else None
-        if call is None:
-            return original(*args, **kwargs)
-        token = cur.set(call)
-        try:
-            try:
-                result = original(*args, **kwargs)
-            except Exception as exc:
-                if not inst.refused_usage(call, kwargs, exc):
-                    raise
-                result = original(*args, **kwargs)  # once more, as the user wrote it
-        except BaseException as exc:
-            cur.reset(token)
-            call.fail(exc)
-            raise
-        cur.reset(token)
-        if hasattr(type(result), "__await__"):  # a sync-looking method of an async client
-            return _finish_later(result, call)
-        return call.finish(result)
-
-    return wrapper
-
-
-async def _finish_later(awaitable: Any, call: Call) -> Any:
-    """A sync-looking method that returned an awaitable: the request is sent when it is awaited."""
-    token = hooks.CURRENT.set(call)
-    try:
-        result = await awaitable
-    except BaseException as exc:
-        hooks.CURRENT.reset(token)
-        call.fail(exc)
-        raise
-    hooks.CURRENT.reset(token)
-    return call.finish(result)
-
-
-def _is_async(fn: Any) -> bool:
-    """``async def``, also under decorators that keep ``__wrapped__`` (openai's ``required_args``)."""
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(inspect.unwrap(fn))
-
-
-def _async_wrapper(original: Callable[..., Any], op: str, inst: Instrumentation) -> Callable[..., Any]:
-    cur = hooks.CURRENT
-
-    @functools.wraps(original)
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        call = inst.begin(op, kwargs) if inst.active else None
-        if call is None:
-            return await original(*args, **kwargs)
-        token = cur.set(call)
-        try:
-            try:
-                result = await original(*args, **kwargs)
-            except Exception as exc:
-                if not inst.refused_usage(call, kwargs, exc):
-                    raise
-                result = await original(*args, **kwargs)  # once more, as the user wrote it
-        except BaseException as exc:
-            cur.reset(token)
-            call.fail(exc)
-            raise
-        cur.reset(token)
-        return call.finish(result)
-
-    return wrapper
 
 
 def _patch(inst: Instrumentation, obj: Any, name: str, new: Any) -> None:
@@ -422,7 +320,7 @@ def instrument(
                 fn = getattr(res, name, None)
                 if not callable(fn):
                     continue
-                make = _async_wrapper if _is_async(fn) else _sync_wrapper
+                make = async_wrapper if is_async(fn) else sync_wrapper
                 _patch(inst, res, name, make(fn, op, inst))
         if not inst.patches:
             raise InvalidArgumentError(
