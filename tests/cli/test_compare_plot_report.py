@@ -227,3 +227,16 @@ def test_report_leads_with_validation_metrics_and_renders_in_chromium(
         (tmp_path / "sweep.png").write_bytes(png)
         assert png[:8] == b"\x89PNG\r\n\x1a\n"
         assert [e for e in browser.console() if e.get("level") == "SEVERE"] == []
+
+
+def test_plot_draws_requests_as_a_line_when_asked(store: Any, tmp_path: Path) -> None:
+    from crucible_telemetry.analysis.plots import plot_metric
+
+    with ct.Telemetry(store.home) as hub:
+        ids = [store.ids["llm_control"][0], store.ids["llm_treatment"][0]]
+        fig = plot_metric(ids, "latency", kind="line", hub=hub)
+        ax = fig.axes[0]
+        assert ax.get_xlabel() == "request" and ax.get_ylabel() == "latency (ms)"
+        n = len(ax.lines[0].get_xdata())
+        assert 50 <= n <= 60 and 40 < float(np.mean(ax.lines[0].get_ydata())) < 80  # ~60 ms, failures left out
+        assert plot_metric(ids, "latency", hub=hub).axes[0].get_ylabel() == "events"  # a histogram by default
