@@ -4,6 +4,9 @@
 ``"<event>:<measurement>"`` (``"crucible_train.epoch.stop:val_loss"``; ``duration`` is read in
 ms), ``"<event prefix>:success"`` (stop vs exception of a span), or a bare measurement name
 (every non-start event that carries it).
+
+Comparisons read per-request metrics here, one value per request; a training metric is compared
+on one value per run instead (:mod:`.per_run`, through the metric name space of :mod:`.names`).
 """
 
 from __future__ import annotations
