@@ -265,7 +265,18 @@ streaming: Any = _Proxy("streaming")
 
 def __getattr__(name: str) -> Any:
     # Heavier sub-packages load on first use: ct.analysis, ct.metrics, ct.ports.
-    if name in ("alerts", "analysis", "metrics", "ports", "plugins", "hookspecs", "plots", "report", "integration"):
+    if name in (
+        "alerts",
+        "analysis",
+        "metrics",
+        "ports",
+        "plugins",
+        "hookspecs",
+        "plots",
+        "report",
+        "integration",
+        "importers",
+    ):
         import importlib
 
         return importlib.import_module(f"{__name__}.{name}")

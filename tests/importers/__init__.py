@@ -1,0 +1,1 @@
+"""Tests of ``crucible_telemetry.importers``: runs written by the real libraries, then imported."""
