@@ -82,8 +82,9 @@ def _run(out_dir: Path, files: list[Path], problems: Problems) -> SourceRun | No
     params: dict[str, Any] = {k: state[k] for k in STATE_PARAMS if state.get(k) is not None}
     if isinstance(state.get("trial_params"), dict):
         params["trial"] = state["trial_params"]
-    config = path.parent / "config.json"
-    if config.exists():
+    near = [path.parent, out_dir, *sorted((f.parent for f in files), key=lambda d: d.stat().st_mtime, reverse=True)]
+    config = next((d / "config.json" for d in near if (d / "config.json").exists()), None)
+    if config is not None:
         try:
             cfg = json.loads(config.read_text(encoding="utf-8"))
             params["model"] = {k: cfg[k] for k in CONFIG_PARAMS if k in cfg}
