@@ -42,11 +42,12 @@ def register_exporters(register: Callable[..., Any]) -> None:
 @hookimpl
 def register_commands(register: Callable[..., Any]) -> None:
     """``runs``, ``show``, ``metrics``, ``compare``, ``plot``, ``report``, ``sql``, ``export``, ``prune``, ``serve``,
-    ``rename``, ``note``, ``tag``, ``watch``."""
-    from ..cli import analyze, data, edit, look, watch
+    ``rename``, ``note``, ``tag``, ``watch``, ``import``."""
+    from ..cli import analyze, data, edit, importing, look, watch
 
     look.register(register)
     edit.register(register)
     analyze.register(register)
     data.register(register)
     watch.register(register)
+    importing.register(register)
