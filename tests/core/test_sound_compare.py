@@ -218,3 +218,24 @@ def test_an_hf_sweep_compares_by_learning_rate_with_seeds_as_replicates(hf_runs:
     assert len(re.findall(r"<details><summary>\d+ keys</summary>", html)) == 4
     assert "differ as paths and names of each run do: output_dir" in html
     assert "eval_loss.min by learning_rate" in html and "Spearman rho" in html
+
+
+def test_a_categorical_param_gets_group_tests_and_no_correlation(hub: ct.Telemetry) -> None:
+    finals = {"adam": [0.30, 0.32, 0.31], "sgd": [0.50, 0.55, 0.52]}
+    ids = []
+    for opt, values in finals.items():
+        for seed, v in enumerate(values):
+            exp = hub.start_experiment("opt-sweep", params={"optimizer": opt, "seed": seed})
+            for epoch, val in enumerate((0.9, 0.6, v)):
+                hub.emit("crucible_train.validation.stop", {"val_loss": val, "epoch": epoch}, {})
+            hub.stop_experiment(exp.id)
+            ids.append(exp.id)
+    r = compare_by_param(ids, by="optimizer", metric="val_loss.last", hub=hub)
+    assert [g.label for g in r.groups] == ["optimizer=adam", "optimizer=sgd"]
+    assert r.correlation is None and r.correlation_note == "optimizer is not numeric"
+    (pair,) = r.pairs
+    expected = stats.ttest_ind(finals["sgd"], finals["adam"], equal_var=False)
+    assert pair.test is not None and pair.test.p_value == pytest.approx(expected.pvalue)
+    assert pair.p_adjusted == pytest.approx(expected.pvalue)  # one pair: nothing to adjust
+    assert pair.significant and "val_loss.last higher" in pair.verdict
+    assert r.verdict.splitlines()[0].startswith("lowest mean val_loss.last: optimizer=adam, mean 0.31")
