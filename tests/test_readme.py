@@ -23,6 +23,7 @@ ELSEWHERE = [
     "Counters, gauges and histograms",
     "Alerts",
     "Runs, params and summaries",
+    "Importing runs from other tools",
     "The `crucible` command",
 ]
 

@@ -466,8 +466,10 @@ def test_every_command_of_the_readme_table_runs_as_written(tmp_path: Path) -> No
     finally:
         hub.close()
     ids = {"ID": control[0], "ID_A": control[0], "ID_B": treatment[0], **runs}
+    (tmp_path / "lightning_logs" / "version_0").mkdir(parents=True)  # for `crucible import lightning-csv`
+    (tmp_path / "lightning_logs" / "version_0" / "metrics.csv").write_text("epoch,step,loss\n0,0,1.5\n0,1,1.0\n")
     commands = _table_commands()
-    assert len(commands) == 12, commands
+    assert len(commands) == 13, commands
     env = _env_without("CRUCIBLE_HOME", COLUMNS="160")
     exe = _crucible()
 
@@ -496,6 +498,7 @@ def test_every_command_of_the_readme_table_runs_as_written(tmp_path: Path) -> No
     assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "warmup-lr" in (tmp_path / "report.html").read_text()
     assert "no alert pending or firing" in out["watch"]  # the default rule: no NaN loss in these runs
+    assert out["import"] == "lightning-csv: imported 1 run(s), 2 point(s)"
 
     r = subprocess.run(argv(prune_cmd), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 0 and re.search(r"segment file\(s\) remain", r.stdout), r.stderr
