@@ -130,6 +130,10 @@ def test_by_lr_gives_group_means_and_a_rank_correlation_with_a_ci(sweep: tuple[c
     assert r.best is not None and r.best.label == f"lr={LRS[-1]:g}"
     assert r.notes == [] and "t-interval" in r.methods and "Bonett-Wright" in r.methods
     assert r.to_dict()["correlation"]["n"] == 6
+    flat = compare_experiments(ids, metric="val_loss.min", hub=hub)  # six single runs: no test, and a pointer
+    assert (
+        flat.verdict.startswith("one run per group: no test possible") and "crucible compare --by lr" in flat.notes[-1]
+    )
     boot = compare_by_param(ids, by="params.lr", metric="val_loss.min", ci="bootstrap", hub=hub)
     assert boot.correlation is not None and "bootstrap" in boot.correlation.ci_method
 

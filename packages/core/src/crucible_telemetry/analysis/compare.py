@@ -11,8 +11,8 @@ import numpy as np
 
 from ..errors import InvalidArgumentError
 from .effects import format_p
-from .per_run import RunValues, is_per_request, parse_run_metric, run_values
-from .series import MetricSpec, load_values, metric_spec
+from .per_run import RunValues, request_or_run_values
+from .series import MetricSpec, load_values
 from .stats import (
     Description,
     ProportionTest,
@@ -126,6 +126,9 @@ class Comparison:
         lines = [f"{m.label} by {self.by}" + (f" ({m.unit})" if m.unit else "")]
         for g in self.groups:
             s = g.summary
+            if g.unit == "run" and s.n == 1:
+                lines.append(f"  {g.label}: {_num(s.mean)} (one run)")
+                continue
             lines.append(
                 f"  {g.label}: n={s.n} ({g.unit}s) mean={_num(s.mean)} {s.mean_ci} sd={_num(s.sd)} "
                 f"median={_num(s.median)} p95={_num(s.p95)}"
@@ -251,28 +254,6 @@ def _compare(
     return Comparison(spec, by, alpha, confidence, groups, pairs, "holm" if multiple else None, notes)
 
 
-def _per_run(hub: Telemetry, metric: str | MetricSpec, ids: list[str]) -> tuple[MetricSpec, RunValues | None]:
-    """A per-request metric as it is (each request a unit); anything else as one value per run."""
-    if isinstance(metric, MetricSpec):
-        if is_per_request(metric):
-            return metric, None
-        metric = metric.name
-    if not isinstance(metric, str) or not metric.strip():
-        raise InvalidArgumentError(
-            "metric", f"expected a metric name such as 'latency' or 'val_loss.min', got {metric!r}"
-        )
-    _, stat = parse_run_metric(metric)
-    if stat is None:
-        try:
-            spec = metric_spec(metric)
-        except InvalidArgumentError:
-            spec = None
-        if spec is not None and is_per_request(spec):
-            return spec, None
-    rv = run_values(hub, ids, metric)
-    return rv.metric.as_spec(), rv
-
-
 def _labels(exps: Sequence[Experiment]) -> list[str]:
     """Unique names; else the params that differ (``lr=0.01``); else ids."""
     from .labels import differing_params, run_labels
@@ -355,10 +336,15 @@ def compare_experiments(
     if by not in ("experiment", "condition"):
         raise InvalidArgumentError("by", f"expected 'experiment' or 'condition' (or use compare_by_param), got {by!r}")
     exps = [h.get_experiment(i) for i in ids]
-    spec, per_run = _per_run(h, metric, ids)
+    spec, per_run = request_or_run_values(h, metric, ids)
     if by == "experiment":
         grouping = [(label, [e.id]) for label, e in zip(_labels(exps), exps)]
-        return _compare(h, grouping, spec, by, alpha, confidence, "event" if per_run is None else "run", per_run)
+        result = _compare(h, grouping, spec, by, alpha, confidence, "event" if per_run is None else "run", per_run)
+        if per_run is not None:
+            from .labels import replicates_hint
+
+            result.notes += replicates_hint(exps)
+        return result
     conditions: dict[str, list[str]] = {}
     for e in exps:
         conditions.setdefault(e.condition if e.condition is not None else "(no condition)", []).append(e.id)
@@ -406,6 +392,6 @@ def compare_conditions(
             raise InvalidArgumentError("conditions", f"no experiment has condition {cond!r}")
         grouping.append((cond, ids))
     all_ids = [i for _, ids in grouping for i in ids]
-    spec, per_run = _per_run(h, metric, all_ids)
+    spec, per_run = request_or_run_values(h, metric, all_ids)
     unit = "seed" if per_run is None else "run"
     return _compare(h, grouping, spec, "condition", alpha, confidence, unit, per_run)

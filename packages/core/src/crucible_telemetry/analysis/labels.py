@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ..experiment import Experiment
 
-__all__ = ["differing_params", "fmt_value", "run_labels"]
+__all__ = ["differing_params", "fmt_value", "replicates_hint", "run_labels"]
 
 
 def _params(exp: Experiment) -> dict[str, Any]:
@@ -52,3 +52,15 @@ def run_labels(exps: Sequence[Experiment], keys: Sequence[str] | None = None) ->
     if len(set(names)) == len(names):
         return names
     return [e.id for e in exps]
+
+
+def replicates_hint(exps: Sequence[Experiment]) -> list[str]:
+    """Runs that differ in a seed and a param can be compared by that param, seeds as replicates."""
+    keys = differing_params(exps)
+    seeds = [k for k in differing_params(exps, seeds=True) if k not in keys]
+    if not keys or not seeds or len(exps) < 3:
+        return []
+    return [
+        f"these runs differ in {keys[0]} and {seeds[0]}: compare_by_param(by={keys[0]!r}) "
+        f"(crucible compare --by {keys[0]}) treats the seeds as replicates and can test"
+    ]

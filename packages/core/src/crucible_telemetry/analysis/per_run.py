@@ -25,7 +25,7 @@ from .summary import REQUEST_EVENTS
 if TYPE_CHECKING:
     from ..hub import Telemetry
 
-__all__ = ["RunMetric", "RunValues", "is_per_request", "parse_run_metric", "run_values"]
+__all__ = ["RunMetric", "RunValues", "is_per_request", "parse_run_metric", "request_or_run_values", "run_values"]
 
 _REQUEST = {e for pair in REQUEST_EVENTS for e in pair}
 _STAT = re.compile(r"^(last|min|max|first|mean|last([1-9][0-9]*))$")
@@ -215,3 +215,27 @@ def run_values(
             "the points of one curve are not independent samples (choose with .min, .last or .last5)"
         )
     return RunValues(rm, values, note)
+
+
+def request_or_run_values(
+    hub: Telemetry, metric: str | MetricSpec, ids: list[str]
+) -> tuple[MetricSpec, RunValues | None]:
+    """A per-request metric as it is (each request a unit); anything else as one value per run."""
+    if isinstance(metric, MetricSpec):
+        if is_per_request(metric):
+            return metric, None
+        metric = metric.name
+    if not isinstance(metric, str) or not metric.strip():
+        raise InvalidArgumentError(
+            "metric", f"expected a metric name such as 'latency' or 'val_loss.min', got {metric!r}"
+        )
+    _, stat = parse_run_metric(metric)
+    if stat is None:
+        try:
+            spec = metric_spec(metric)
+        except InvalidArgumentError:
+            spec = None
+        if spec is not None and is_per_request(spec):
+            return spec, None
+    rv = run_values(hub, ids, metric)
+    return rv.metric.as_spec(), rv
