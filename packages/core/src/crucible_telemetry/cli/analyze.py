@@ -17,29 +17,15 @@ if TYPE_CHECKING:
 
 __all__ = ["print_comparison", "print_param_comparison", "register"]
 
-#: The user's words for the arguments of the analysis functions.
-_FLAGS = {
-    "metric": "--metric",
-    "by": "--by",
-    "alpha": "--alpha",
-    "confidence": "--confidence",
-    "conditions": "--conditions",
-    "ci": "--ci",
-    "x": "--x",
-    "label": "--label",
-    "group_by": "--group-by",
-    "smooth": "--smooth",
-    "size": "--width/--height/--dpi",
-    "kind": "--kind",
-    "experiment_ids": "ids",
-}
+#: The user's words for the arguments of the analysis functions (others: ``--`` + the name, ``_`` as ``-``).
+_FLAGS = {"size": "--width/--height/--dpi", "experiment_ids": "ids"}
 
 
 def _in_user_words(exc: InvalidArgumentError) -> CommandError:
     """``metric: unknown ...`` becomes ``--metric: unknown ...``."""
     text = str(exc)
-    flag = _FLAGS.get(exc.argument)
-    if flag and text.startswith(exc.argument + ":"):
+    flag = _FLAGS.get(exc.argument, "--" + exc.argument.replace("_", "-"))
+    if text.startswith(exc.argument + ":"):
         text = flag + text[len(exc.argument) :]
     return CommandError(text)
 
