@@ -86,6 +86,8 @@ def test_compare_by_lr_answers_with_group_means_and_a_rank_correlation(crucible:
     c = data["correlation"]
     assert c["n"] == 6 and c["ci"]["low"] < c["rho"] < c["ci"]["high"] and c["method"] == "Spearman"
     assert all(p["tested"] and p["p_adjusted"] >= p["p"] - 1e-12 for p in data["pairs"])
+    assert all(p["cohens_d_ci"]["low"] < p["cohens_d"] < p["cohens_d_ci"]["high"] for p in data["pairs"])
+    assert all(p["difference_ci"]["low"] < p["difference"] < p["difference_ci"]["high"] for p in data["pairs"])
 
 
 def test_one_run_per_group_gives_a_difference_and_no_p_value(crucible: Any, sweep: Any) -> None:

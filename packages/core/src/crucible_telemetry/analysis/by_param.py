@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import itertools
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -79,12 +79,12 @@ class ParamPair:
             "b": self.b,
             "difference": self.difference,
             "tested": self.test is not None,
-            "difference_ci": None if self.test is None else self.test.difference_ci,
+            "difference_ci": None if self.test is None else asdict(self.test.difference_ci),
             "test": None if self.test is None else self.test.test,
             "p": None if self.test is None else self.test.p_value,
             "p_adjusted": self.p_adjusted,
             "cohens_d": self.cohens_d,
-            "cohens_d_ci": self.cohens_d_ci,
+            "cohens_d_ci": asdict(self.cohens_d_ci),
             "significant": self.significant,
             "verdict": self.verdict,
         }
@@ -227,7 +227,7 @@ def _params(exp: Experiment) -> dict[str, Any]:
     return dict(getattr(exp, "params", None) or {})
 
 
-def _pair(r_metric: RunMetric, a: ParamGroup, b: ParamGroup, confidence: float) -> tuple[ParamPair, float | None]:
+def _pair(a: ParamGroup, b: ParamGroup, confidence: float) -> tuple[ParamPair, float | None]:
     diff = None
     if a.summary.mean is not None and b.summary.mean is not None:
         diff = b.summary.mean - a.summary.mean
@@ -336,7 +336,7 @@ def compare_by_param(
     pairs: list[ParamPair] = []
     raw: list[float | None] = []
     for a, b in itertools.combinations(groups, 2):
-        pair, p = _pair(rv.metric, a, b, confidence)
+        pair, p = _pair(a, b, confidence)
         pairs.append(pair)
         raw.append(p)
     tested = [i for i, p in enumerate(pairs) if p.test is not None]
