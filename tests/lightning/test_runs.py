@@ -174,3 +174,28 @@ def test_callback_samples_the_machine_joinable_with_its_batches(hub: ct.Telemetr
     assert not [e for e in events(hub, off.experiment_id) if e["event"] == "crucible_system.sample"]
     with pytest.raises(ct.InvalidArgumentError, match="system_metrics"):
         CrucibleCallback(system_metrics=-1)
+
+
+def test_copies_of_a_fresh_callback_record_separate_runs(hub: ct.Telemetry, tmp_path: Path) -> None:
+    """Only pickling for a new process (``ddp_spawn``) chooses the experiment ahead; a ``deepcopy`` does not."""
+    import copy
+
+    fresh = CrucibleCallback(system_metrics=False)
+    copies = [copy.deepcopy(fresh), copy.deepcopy(fresh)]
+    assert fresh.experiment_id is None
+    for i, cb in enumerate(copies):
+        trainer = tiny.trainer("lightning.pytorch", tmp_path / str(i), callbacks=[cb], logger=False, max_epochs=1)
+        trainer.fit(tiny.module_class("lightning.pytorch")(), *tiny.loaders())
+    assert copies[0].experiment_id != copies[1].experiment_id and len(ct.list_experiments()) == 2
+    assert sorted(e.name for e in ct.list_experiments()) == ["TinyRegressor", "TinyRegressor-2"]
+
+
+def test_validate_after_a_callback_fit_joins_its_experiment(hub: ct.Telemetry, tmp_path: Path) -> None:
+    cb, lg = CrucibleCallback(system_metrics=False), CrucibleLogger()
+    trainer = tiny.trainer("lightning.pytorch", tmp_path, callbacks=[cb], logger=lg, max_epochs=1)
+    model = tiny.module_class("lightning.pytorch")()
+    train, val = tiny.loaders()
+    trainer.fit(model, train, val)
+    trainer.validate(model, val)  # the callback records fits only; the logger opens the experiment again
+    assert [(e.id, e.status, e.name) for e in ct.list_experiments()] == [(cb.experiment_id, "stopped", "TinyRegressor")]
+    assert sum(r["metric"] == "val_loss" for r in metrics(hub, cb.experiment_id)) == 2

@@ -7,6 +7,7 @@ and the hooks that open, resume and close the experiment.
 
 from __future__ import annotations
 
+import sys
 import time
 import traceback
 import weakref
@@ -37,6 +38,19 @@ from ._steps import count_parameters
 from ._values import Deferred
 
 __all__ = ["CrucibleCallback"]
+
+
+def _pickled_for_a_process() -> bool:
+    """Whether the pickling under way sends the object to a new process (``ddp_spawn``), not a ``deepcopy``."""
+    f = sys._getframe(2)
+    for _ in range(40):
+        if f is None:
+            return False
+        if "multiprocessing" in f.f_code.co_filename:
+            return True
+        f = f.f_back
+    return False
+
 
 _mono = time.monotonic_ns
 
@@ -149,7 +163,7 @@ class CrucibleCallback(EpochHooks):
         the kit's order, so the parent and every spawned rank agree on it (a resumed checkpoint
         still beats a new id in the children).
         """
-        if self._fit is None and self._spawn is None:
+        if self._fit is None and self._spawn is None and _pickled_for_a_process():
             run_guarded(self, "__getstate__", self._choose_for_spawn)
         state = self.__dict__.copy()
         state["_hub_arg"] = None if self._hub_arg is None else str(self._hub_arg.home)
