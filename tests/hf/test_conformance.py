@@ -211,3 +211,17 @@ def test_system_samples_land_in_the_run_and_join_its_steps(hub: ct.Telemetry, tm
     ).fetchall()
     # every step recorded after the samples began has the latest sample before it
     assert {2, 3, 4} <= {step for step, _ in joined} and all(mem > 0 for _, mem in joined)
+
+
+def test_evaluate_after_a_failed_train_keeps_it_failed(hub: ct.Telemetry, tmp_path: Path) -> None:
+    class Boom(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            raise RuntimeError("boom")
+
+    cb = CrucibleCallback(system_metrics=False)
+    trainer = _create_trainer(tmp_path / "out", [Boom(), cb], num_train_epochs=1, save_strategy="no")
+    with pytest.raises(RuntimeError, match="boom"):
+        trainer.train()
+    trainer.evaluate()
+    (exp,) = hub.list_experiments()
+    assert exp.status == "failed" and [e["event"] for e in events(hub, exp.id)][-1] == "validation.stop"

@@ -133,6 +133,12 @@ def open_outside_run(
     from ._params import run_params
 
     choice = choose_experiment(hub, explicit_id=explicit_id, resumed_id=last_id)
+    ending = "stopped"
+    if choice.source == "checkpoint":  # the last train()'s: a failed one stays failed
+        try:
+            ending = "failed" if hub.get_experiment(choice.experiment_id).status == "failed" else "stopped"
+        except Exception:
+            pass
     if choice.source == "new":
         name = default_run_name(hub, name)
         owner._last_id = choice.experiment_id
@@ -148,4 +154,4 @@ def open_outside_run(
     try:
         yield run.experiment
     finally:
-        run.close()
+        run.close(ending)
