@@ -62,6 +62,10 @@ def test_a_failed_fit_ends_failed_with_and_without_the_callback(
         if callbacks:
             assert callbacks[0].experiment_id == lg.run_id
     assert [hub.get_experiment(i).status for i in ids] == ["failed", "failed"]
+    _, val = tiny.loaders()
+    trainer.validate(tiny.module_class(flavour)(), val)  # recorded into it, which stays failed
+    assert hub.get_experiment(ids[-1]).status == "failed"
+    assert any(r["metric"] == "val_loss" for r in metrics(hub, ids[-1]))
 
 
 class _Manual(tiny.module_class("lightning.pytorch")):  # type: ignore[misc]

@@ -122,6 +122,7 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
         self._choice: Choice | None = None
         self._own: Run | None = None  # the experiment this logger opened (alone), until finalize
         self._opened = False  # checked (and opened if need be) since the last finalize
+        self._was_failed = False  # the experiment had failed before this logger joined it again
         self._pending: dict[str, Any] = {}  # params logged before the callback's experiment was live
         self._unique_name: str | None = None
         self._skipped = 0
@@ -243,10 +244,12 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
         if self._callback is not None:
             return
         hub, run_id = self.hub, self.run_id
+        self._was_failed = False
         try:
             exp = hub.get_experiment(run_id)
             if exp.hub is hub and not exp.stopped:
                 return  # live here already (the callback's, the user's, or ours)
+            self._was_failed = exp.status == "failed"  # a test() after a failed fit leaves it failed
         except UnknownExperimentError:
             pass
         choice = self._choice if self._choice is not None and self._choice.experiment_id == run_id else None
@@ -383,7 +386,7 @@ class CrucibleLogger(*_compat.logger_bases()):  # type: ignore[misc]
         own, self._own = self._own, None
         self._opened = False
         if own is not None:
-            own.close("failed" if status == "failed" else "stopped")
+            own.close("failed" if status == "failed" or self._was_failed else "stopped")
         elif self._hub is not None:
             self._hub.flush()
 
