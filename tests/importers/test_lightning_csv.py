@@ -77,3 +77,16 @@ def test_damaged_rows_and_a_missing_csv_are_reported_not_raised(hub: ct.Telemetr
     assert nothing.imported == [] and nothing.problems == [(str(tmp_path / "none"), "no metrics.csv found")]
     with pytest.raises(ct.InvalidArgumentError, match="path"):
         importers.lightning_csv(tmp_path / "nowhere", hub=hub)
+
+
+def test_an_import_that_did_not_finish_is_reported_not_duplicated(hub: ct.Telemetry, tmp_path: Path) -> None:
+    run = tmp_path / "logs" / "version_0"
+    run.mkdir(parents=True)
+    (run / "metrics.csv").write_text("epoch,step,loss\n0,0,1.5\n")
+    eid = importers.experiment_id_for("lightning-csv", str(run.resolve()))
+    hub.start_experiment("interrupted", experiment_id=eid, bind=False)  # as a killed import leaves it
+    res = importers.lightning_csv(tmp_path / "logs", hub=hub)
+    assert res.imported == [] and res.existing == [eid] and res.points == 0
+    assert res.problems == [
+        (str(run.resolve()), f"an earlier import into {eid} did not finish; delete it to import again")
+    ]

@@ -1,4 +1,4 @@
-"""``crucible import SOURCE PATH``: bring runs of TensorBoard, Lightning's CSVLogger or a HF Trainer into the store."""
+"""``crucible import SOURCE PATH``: runs of TensorBoard, Lightning's CSVLogger, a HF Trainer or W&B (offline) into the store."""
 
 from __future__ import annotations
 
@@ -12,7 +12,12 @@ from ._common import home_of, out_console
 __all__ = ["SOURCES", "register"]
 
 #: Command word -> function name in ``crucible_telemetry.importers``.
-SOURCES = {"tensorboard": "tensorboard", "lightning-csv": "lightning_csv", "hf-trainer": "hf_trainer"}
+SOURCES = {
+    "tensorboard": "tensorboard",
+    "lightning-csv": "lightning_csv",
+    "hf-trainer": "hf_trainer",
+    "wandb": "wandb",
+}
 
 
 def _import(args: argparse.Namespace) -> int:
@@ -40,14 +45,14 @@ def register(add: Any) -> None:
     p = add(
         "import",
         _import,
-        help="import runs from TensorBoard, Lightning CSV logs or HF Trainer checkpoints",
+        help="import runs from TensorBoard, Lightning CSV logs, HF Trainer checkpoints or W&B offline runs",
         description=(
             "Import each run under PATH as one experiment (name, times, params, every scalar point).\n"
             "Importing the same runs again adds nothing; a damaged file is reported and skipped."
         ),
         epilog=(
             "examples:\n  crucible import tensorboard runs/\n  crucible import lightning-csv lightning_logs/\n"
-            "  crucible import hf-trainer out/ --name gpt2-baseline"
+            "  crucible import hf-trainer out/ --name gpt2-baseline\n  crucible import wandb wandb/"
         ),
     )
     p.add_argument("source", metavar="SOURCE", choices=sorted(SOURCES), help=", ".join(sorted(SOURCES)))

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidArgumentError, UnknownExperimentError
+from ..errors import CrucibleError, InvalidArgumentError, UnknownExperimentError
 
 if TYPE_CHECKING:
     from ..hub import Telemetry
@@ -146,14 +146,20 @@ def import_runs(
     for run in runs:
         eid = experiment_id_for(run.source, run.source_run_id)
         try:
-            h.get_experiment(eid)
+            before = h.get_experiment(eid)
         except UnknownExperimentError:
             pass
         else:
             out.existing.append(eid)
             bar.say(f"{run.name}: already imported as {eid}")
+            if before.status in ("running", "paused"):
+                problems(run.source_run_id, f"an earlier import into {eid} did not finish; delete it to import again")
             continue
-        n = _write_run(h, eid, run, name, problems, bar)
+        try:
+            n = _write_run(h, eid, run, name, problems, bar)
+        except CrucibleError as exc:  # the run cannot become an experiment (a name, a param): the others go on
+            problems(run.source_run_id, str(exc))
+            continue
         out.imported.append(eid)
         out.points += n
     return out
