@@ -24,7 +24,7 @@ PLUGINS = {
 PACKAGES = [*CORE, *(arg for args in PLUGINS.values() for arg in args)]
 #: What the core's own tests need: no torch, Lightning, transformers nor openai.
 CORE_TEST_DEPS = ["pytest", "pytest-asyncio", "prometheus_client", "psutil", "pandas", "httpx", "hypothesis"]
-TEST_DEPS = [*CORE_TEST_DEPS, "tensorboard", "accelerate", "wandb"]
+TEST_DEPS = [*CORE_TEST_DEPS, "tensorboard", "accelerate", "wandb", "trackio"]
 #: The folders of tests/ that need a plugin: each plugin's own, and e2e (several plugins together).
 PLUGIN_TESTS = {*PLUGINS, "e2e"}
 #: The core's tests: every other folder and test file of tests/ (a new folder joins by itself). A test
