@@ -44,6 +44,9 @@ def test_one_query_ranks_imported_and_native_runs_by_their_last_train_loss(hub: 
     assert native[1] == "lightning" and native[3] == pytest.approx(model.step_losses[-1]) and native[4] == 9
     assert imported[0] == "old-sweep" and imported[3] == pytest.approx(2.1) and imported[4] == 19
     assert hub.get_experiment(run).name == "old-sweep"
+    frame = ct.runs(hub=hub).set_index("name")  # the imported run is a run like the others
+    assert frame.loc["old-sweep", "metrics.train_loss_step"] == pytest.approx(2.1)
+    assert frame.loc["old-sweep", "metrics.train_loss_step.max"] == pytest.approx(4.0)
 
 
 def test_crucible_import_from_the_command_line_is_idempotent(

@@ -90,3 +90,18 @@ def test_an_import_that_did_not_finish_is_reported_not_duplicated(hub: ct.Teleme
     assert res.problems == [
         (str(run.resolve()), f"an earlier import into {eid} did not finish; delete it to import again")
     ]
+
+
+def test_an_import_larger_than_the_hub_buffer_drops_nothing(tmp_path: Path) -> None:
+    run = tmp_path / "logs" / "version_0"
+    run.mkdir(parents=True)
+    rows = "".join(f"0,{i},{i * 0.5}\n" for i in range(2500))
+    (run / "metrics.csv").write_text("epoch,step,loss\n" + rows)
+    hub = ct.Telemetry(tmp_path / "store", buffer_limit=1000)
+    try:
+        res = importers.lightning_csv(run / "metrics.csv", hub=hub)
+        assert res.points == 2500
+        with hub.connect() as con:
+            assert con.execute("SELECT count(*), sum(step) FROM metrics").fetchone() == (2500, sum(range(2500)))
+    finally:
+        hub.close()

@@ -29,7 +29,7 @@ log = logging.getLogger("crucible_telemetry.importers")
 #: extra per-point metadata (or None).
 Point = tuple[str, float, int | None, int | None, float | None, dict[str, Any] | None]
 
-#: Rows buffered between flushes (well under the hub's buffer limit, so nothing is dropped).
+#: Rows buffered between flushes (at most half the hub's buffer limit, so nothing is dropped).
 FLUSH_EVERY = 100_000
 #: Points between two progress lines.
 PROGRESS_EVERY = 250_000
@@ -177,6 +177,7 @@ def _write_run(h: Telemetry, eid: str, run: SourceRun, name: str | None, problem
         framework=run.framework,
     )
     n, first, last, failed = 0, math.inf, -math.inf, False
+    every = max(1, min(FLUSH_EVERY, int(getattr(h, "buffer_limit", FLUSH_EVERY)) // 2))  # never past the buffer
     try:
         for metric, value, step, epoch, wall, extra in run.points(problems):
             row = {"wall_time": wall} if wall is not None else None
@@ -186,10 +187,10 @@ def _write_run(h: Telemetry, eid: str, run: SourceRun, name: str | None, problem
             if wall is not None:
                 first, last = min(first, wall), max(last, wall)
             n += 1
-            if n % FLUSH_EVERY == 0:
+            if n % every == 0:
                 h.flush()
-                if n % PROGRESS_EVERY == 0:
-                    bar.say(f"{exp.name}: {n} points")
+            if n % PROGRESS_EVERY == 0:
+                bar.say(f"{exp.name}: {n} points")
     except Exception as exc:  # an unexpected failure of one run's reader: reported, the run kept as failed
         problems(run.source_run_id, f"reading stopped after {n} points: {type(exc).__name__}: {exc}")
         failed = True
