@@ -1,4 +1,4 @@
-"""One SQL question over an imported TensorBoard run, an imported CSVLogger run and a native Lightning run;
+"""One SQL question over imported MLflow runs, an imported TensorBoard run and a native Lightning run;
 and ``crucible import`` from the command line."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from crucible_telemetry import importers
 from crucible_telemetry.cli import main
 
 from .._requires import requires_plugin
+from .test_mlflow import sqlite_store
 
 pytestmark = pytest.mark.slow  # a real Trainer
 
@@ -32,17 +33,22 @@ def test_one_query_ranks_imported_and_native_runs_by_their_last_train_loss(hub: 
         for step in range(20):
             w.add_scalar("train_loss_step", 4.0 - step * 0.1, step)
     (run,) = importers.tensorboard(tmp_path / "tb", hub=hub).imported
+    assert len(importers.mlflow(sqlite_store(tmp_path), hub=hub).imported) == 2
 
+    # Which run ended with the lowest training loss, whichever tool recorded it (and whatever it called it)?
     with hub.connect() as con:
         rows = con.execute(
-            "SELECT e.name, e.framework, e.metadata->>'$.source' AS source, s.last, s.last_step "
+            "SELECT e.name, coalesce(e.metadata->>'$.source', e.framework) AS source, s.last, s.last_step "
             "FROM summaries s JOIN experiments e USING (experiment_id) "
-            "WHERE s.source = 'metric' AND s.name = 'train_loss_step' ORDER BY s.last"
+            "WHERE s.source = 'metric' AND s.name IN ('train_loss_step', 'loss') ORDER BY s.last"
         ).fetchall()
-    assert [r[2] for r in rows] == [None, "tensorboard"]  # the native run trained to a lower loss
-    (native, imported) = rows
-    assert native[1] == "lightning" and native[3] == pytest.approx(model.step_losses[-1]) and native[4] == 9
-    assert imported[0] == "old-sweep" and imported[3] == pytest.approx(2.1) and imported[4] == 19
+    by_name = {r[0]: r[1:] for r in rows}
+    assert [r[2] for r in rows] == sorted(r[2] for r in rows) and len(rows) == 4
+    assert by_name["old-sweep"] == ("tensorboard", pytest.approx(2.1), 19)
+    assert by_name["lr-0.1"] == ("mlflow", pytest.approx(0.2), 4)
+    assert by_name["lr-0.01"] == ("mlflow", pytest.approx(0.02), 4)
+    (native,) = [v for k, v in by_name.items() if v[0] == "lightning"]
+    assert native[1] == pytest.approx(model.step_losses[-1]) and native[2] == 9
     assert hub.get_experiment(run).name == "old-sweep"
     frame = ct.runs(hub=hub).set_index("name")  # the imported run is a run like the others
     assert frame.loc["old-sweep", "metrics.train_loss_step"] == pytest.approx(2.1)

@@ -1,4 +1,4 @@
-"""``crucible import SOURCE PATH``: runs of TensorBoard, Lightning's CSVLogger, a HF Trainer, W&B (offline) or Trackio into the store."""
+"""``crucible import SOURCE PATH``: runs of TensorBoard, Lightning's CSVLogger, a HF Trainer, W&B (offline), Trackio or MLflow into the store."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ SOURCES = {
     "hf-trainer": "hf_trainer",
     "wandb": "wandb",
     "trackio": "trackio",
+    "mlflow": "mlflow",
 }
 
 
@@ -46,7 +47,7 @@ def register(add: Any) -> None:
     p = add(
         "import",
         _import,
-        help="import runs from TensorBoard, Lightning CSV logs, HF Trainer checkpoints, W&B offline runs or Trackio projects",
+        help="import runs from TensorBoard, Lightning CSV logs, HF Trainer checkpoints, W&B offline runs, Trackio projects or MLflow stores",
         description=(
             "Import each run under PATH as one experiment (name, times, params, every scalar point).\n"
             "Importing the same runs again adds nothing; a damaged file is reported and skipped."
@@ -58,7 +59,9 @@ def register(add: Any) -> None:
     )
     p.add_argument("source", metavar="SOURCE", choices=sorted(SOURCES), help=", ".join(sorted(SOURCES)))
     p.add_argument(
-        "path", metavar="PATH", help="logdir, log folder, output dir (searched recursively) or Trackio project"
+        "path",
+        metavar="PATH",
+        help="logdir, log folder, output dir (searched recursively), Trackio project or MLflow tracking URI",
     )
     p.add_argument("--name", default=None, help="experiment name for every imported run (default: the source's)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress lines on stderr")
