@@ -117,8 +117,9 @@ def _points(path: Path, history: list[Any], problems: Problems) -> Iterator[Poin
             continue
         step = int(entry["step"])
         epoch = entry.get("epoch")
-        extra = {"epoch": float(epoch)} if _number(epoch) and math.isfinite(epoch) else None
-        index = math.floor(epoch + 1e-9) if extra else None  # the index of the epoch under way, as the HF plugin
+        frac = float(epoch) if _number(epoch) and math.isfinite(epoch) else None  # type: ignore[arg-type]
+        extra = {"epoch": frac} if frac is not None else None
+        index = math.floor(frac + 1e-9) if frac is not None else None  # the epoch under way, as the HF plugin
         for key, value in entry.items():
             if key not in ("step", "epoch") and _number(value):
                 yield (key, float(value), step, index, None, extra)

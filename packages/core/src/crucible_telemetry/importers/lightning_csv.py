@@ -69,7 +69,7 @@ def _hparams(path: Path, problems: Problems) -> dict[str, Any]:
         problems(path, "hparams not read: PyYAML is not installed (pip install pyyaml)")
         return {}
 
-    class _Loader(yaml.SafeLoader):
+    class _Loader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML has no type stubs here
         """Safe loading; a Python-object tag becomes its text instead of running code."""
 
     _Loader.add_multi_constructor("", lambda loader, suffix, node: suffix.removeprefix("tag:yaml.org,2002:"))

@@ -68,6 +68,10 @@ def _store_path(uri: Any) -> Path:
     return p.resolve()
 
 
+def _status(code: Any) -> str:
+    return _STATUS.get(code, str(code)) if isinstance(code, int) else str(code)
+
+
 def _split_tags(tags: dict[str, str]) -> tuple[tuple[str, ...], dict[str, str]]:
     user = tuple(k if v in ("", None) else f"{k}={v}" for k, v in tags.items() if not k.startswith("mlflow."))
     system = {k: v for k, v in tags.items() if k.startswith("mlflow.")}
@@ -161,7 +165,7 @@ def _file_runs(root: Path, problems: Problems) -> Iterator[SourceRun]:
                 meta.get("run_name"),
                 exp.get("experiment_id", exp_dir.name),
                 exp.get("name"),
-                _STATUS.get(meta.get("status"), str(meta.get("status"))),
+                _status(meta.get("status")),
                 meta.get("start_time"),
                 meta.get("end_time"),
                 params,

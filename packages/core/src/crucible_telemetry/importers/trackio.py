@@ -7,6 +7,7 @@ points, ``configs`` the params (keys starting with ``_`` are Trackio's own: ``_C
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -116,7 +117,7 @@ def _runs(db: Path) -> Iterator[SourceRun]:
             source=SOURCE,
             source_run_id=f"{db.stem}/{rid}",
             name=run_name or str(rid),
-            points=lambda report, rid=rid: _points(db, key, rid, "system_metrics" in tables, report),
+            points=functools.partial(_points, db, key, rid, "system_metrics" in tables),
             params=params,
             started_at=from_timestamp(start),
             metadata=meta,

@@ -61,7 +61,8 @@ def _record_class() -> Any:
         raise InvalidArgumentError(
             "source", "importing W&B runs needs the wandb package: pip install 'crucible-telemetry[import-wandb]'"
         ) from None
-    return wandb_internal_pb2.Record
+    generated: Any = wandb_internal_pb2  # generated protobuf code, untyped
+    return generated.Record
 
 
 def records(path: Path, problems: Problems) -> Iterator[bytes]:
