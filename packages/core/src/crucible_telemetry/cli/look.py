@@ -28,6 +28,9 @@ _BASE = ["id", "name", "status", "condition", "tags", "started_at", "duration_s"
 _OPTIONAL = ["tags", "started_at", "condition", "duration_s"]  # left off, in this order, when they do not fit
 
 
+TABLE_LIMIT = 50  # rows a table shows by default (csv and json give every run)
+
+
 def _runs(args: argparse.Namespace) -> int:
     from ..analysis.runs import runs_frame
     from . import _runs as rt
@@ -41,8 +44,6 @@ def _runs(args: argparse.Namespace) -> int:
         frame = frame[frame["status"].isin(args.status)]
     for tag in args.tag or []:
         frame = frame[[tag in t for t in frame["tags"]]]
-    if args.limit is not None:
-        frame = frame.tail(args.limit)
     if frame.empty:
         if args.format == "table":
             out_console().print(
@@ -65,6 +66,10 @@ def _runs(args: argparse.Namespace) -> int:
     frame = rt.add_metric_columns(hub, frame, mcols)
     if args.sort:
         frame = rt.sort_frame(hub, frame, rt.split_names(args.sort), args.desc)
+    total = len(frame)
+    limit = args.limit if args.limit is not None else (TABLE_LIMIT if args.format == "table" else 0)
+    if limit:  # the first N as sorted, else the newest N
+        frame = frame.head(limit) if args.sort else frame.tail(limit)
     ids = list(frame["id"])
     requests = rt.request_summary(hub, ids)
     if args.format != "table":
@@ -100,6 +105,8 @@ def _runs(args: argparse.Namespace) -> int:
             for r in table:
                 del r[k]
     emit_rows(headers, table, "table", args.output, title=f"experiments in {hub.home}", no_wrap=["id"])
+    if total > len(table):
+        out_console().print(f"{len(table)} of {total:,} runs shown (--limit N, or --limit 0 for all)", markup=False)
     return 0
 
 
@@ -296,7 +303,9 @@ def register(add: Any) -> None:
     p.add_argument("--tag", action="append", help="only runs with this tag (repeat: all of them)")
     p.add_argument("--condition", action="append", help="only this condition (repeat for several)")
     p.add_argument("--status", action="append", choices=STATUSES, help="only this status (repeat for several)")
-    p.add_argument("--limit", type=int, help="only the newest N")
+    p.add_argument(
+        "--limit", type=int, help=f"only the first N as sorted, else the newest N (table default {TABLE_LIMIT}; 0: all)"
+    )
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.add_argument("-o", "--output", help="write to this file instead of stdout")
 

@@ -259,13 +259,20 @@ class Catalog:
     def _read_record(path: Path, mtime_ns: int, size: int) -> dict[str, Any] | None:
         try:
             data = orjson.loads(path.read_bytes())
-        except (FileNotFoundError, orjson.JSONDecodeError, OSError):
-            return None  # gone, or damaged (set aside by the views, warned there)
-        return _record_row(data, path.name, mtime_ns, size) if isinstance(data, dict) else None
+        except FileNotFoundError:
+            return None
+        except (orjson.JSONDecodeError, OSError):
+            data = None
+        if not isinstance(data, dict):  # zero-byte, truncated or not an object: set aside, warned once
+            from .views import set_aside_record
+
+            set_aside_record(path)
+            return None
+        return _record_row(data, path.name, mtime_ns, size)
 
     # -------------------------------------------------------------- summaries
 
-    def summaries(self, merges: dict[str, Path]) -> tuple[str, list[str]]:
+    def summaries(self, merges: dict[str, str]) -> tuple[str, list[str]]:
         """A Parquet file with the summaries of exactly the live ``merges`` (key -> merge path), and the
         keys of those without a readable summary (to be summarised from their rows)."""
         with self._lock:
@@ -278,7 +285,7 @@ class Catalog:
             parts: list[pa.Table] = []
             bad: list[str] = []
             for k in missing:
-                t = read_sidecar(merges[k])
+                t = read_sidecar(Path(merges[k]))
                 if t is None:
                     bad.append(k)
                     continue

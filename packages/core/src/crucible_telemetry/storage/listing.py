@@ -34,8 +34,10 @@ __all__ = [
     "Listing",
     "current",
     "dataset_files",
+    "dataset_listing",
     "list_folder",
     "partitions",
+    "touch",
 ]
 
 # ``_<created_ms>`` is absent from files of the first releases
@@ -70,14 +72,21 @@ def resolve(folder: Path, names: list[str]) -> Listing:
     present = set(names)
     hidden: dict[str, float] = {}
     merges: list[str] = []
+    data = [n for n in names if _is_data(n)]
     for name in names:
         m = MERGE_RE.match(name)
         if m is None:
             continue
-        covers = _read_covers(folder / (name[: -len(".parquet")] + ".covers"))
-        if covers is None:
+        manifest = name[: -len(".parquet")] + ".covers"
+        if manifest not in present:
             continue  # not finished (or its manifest is gone with it): ignore it
         merges.append(name)
+        if len(data) == 1:
+            continue  # nothing else to hide: the manifest need not be read
+        covers = _read_covers(folder / manifest)
+        if covers is None:
+            merges.pop()
+            continue
         created = int(m["c"]) / 1000
         for c in covers:
             if c in present and c != name:
@@ -112,12 +121,12 @@ _cache: dict[str, tuple[int, float, Listing]] = {}  # folder -> (mtime_ns, when 
 _cache_lock = threading.Lock()
 
 
-def list_folder(folder: Path) -> Listing:
+def list_folder(folder: Path | str) -> Listing:
     """The live files of one partition folder now (cached while the folder is unchanged and settled)."""
-    key = str(folder)
+    key = folder if isinstance(folder, str) else str(folder)
     try:
-        st = os.stat(folder)
-    except FileNotFoundError:
+        st = os.stat(key)
+    except (FileNotFoundError, NotADirectoryError):
         return Listing((), {}, ())
     now = time.time()
     with _cache_lock:
@@ -125,10 +134,10 @@ def list_folder(folder: Path) -> Listing:
     if hit is not None and hit[0] == st.st_mtime_ns and hit[1] - st.st_mtime_ns / 1e9 > SETTLE_SECONDS:
         return hit[2]
     try:
-        names = os.listdir(folder)
-    except FileNotFoundError:
+        names = os.listdir(key)
+    except (FileNotFoundError, NotADirectoryError):
         return Listing((), {}, ())
-    listing = resolve(folder, names)
+    listing = resolve(Path(key), names)
     with _cache_lock:
         if len(_cache) > 200_000:
             _cache.clear()
@@ -139,15 +148,13 @@ def list_folder(folder: Path) -> Listing:
 def partitions(root: Path, key: str) -> list[str]:
     """The partition values under ``root`` (``<key>=<value>`` folders), the schema partition excluded."""
     prefix = f"{key}="
+    skip = prefix + SCHEMA_PARTITION
     try:
-        with os.scandir(root) as it:
-            return sorted(
-                e.name[len(prefix) :]
-                for e in it
-                if e.name.startswith(prefix) and e.name != prefix + SCHEMA_PARTITION and e.is_dir()
-            )
-    except FileNotFoundError:
+        names = os.listdir(root)
+    except (FileNotFoundError, NotADirectoryError):
         return []
+    n = len(prefix)
+    return [name[n:] for name in names if name.startswith(prefix) and name != skip]
 
 
 def dataset_files(root: Path, key: str, values: list[str] | None = None) -> list[str]:
@@ -159,7 +166,46 @@ def dataset_files(root: Path, key: str, values: list[str] | None = None) -> list
     return out
 
 
+_full: dict[str, tuple[int, float, list[tuple[str, Listing]]]] = {}  # root -> (mtime_ns, when, listings)
+FULL_MAX_AGE = 10.0  # seconds a whole-dataset listing is reused at most (a change made by hand shows by then)
+
+
+def touch(folder: Path) -> None:
+    """Mark the dataset of a partition folder changed (after a file was placed in it), so readers
+    that keep a whole-dataset listing list it again; a no-op where the root cannot be touched."""
+    try:
+        os.utime(folder.parent)
+    except OSError:
+        pass
+
+
+def dataset_listing(root: Path, key: str) -> list[tuple[str, Listing]]:
+    """Every partition of a dataset with its listing. Reused while the dataset root is unchanged
+    (writers touch it after placing a file), settled, and the listing under ``FULL_MAX_AGE`` old;
+    else every partition folder is checked (one stat each, listed again when changed)."""
+    rkey = root.as_posix()
+    now = time.time()
+    try:
+        st = os.stat(rkey)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    with _cache_lock:
+        hit = _full.get(rkey)
+    if (
+        hit is not None
+        and hit[0] == st.st_mtime_ns
+        and hit[1] - st.st_mtime_ns / 1e9 > SETTLE_SECONDS
+        and now - hit[1] < FULL_MAX_AGE
+    ):
+        return hit[2]
+    out = [(value, list_folder(f"{rkey}/{key}={value}")) for value in partitions(root, key)]
+    with _cache_lock:
+        _full[rkey] = (st.st_mtime_ns, now, out)
+    return out
+
+
 def forget(folder: Path) -> None:
     """Drop a folder's cached listing (after this process changed it)."""
     with _cache_lock:
         _cache.pop(str(folder), None)
+        _full.pop(folder.parent.as_posix(), None)

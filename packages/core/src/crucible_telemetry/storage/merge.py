@@ -102,6 +102,7 @@ def _write_merge(folder: Path, table: pa.Table, covers: list[str], dataset: str)
     write_parquet(table, path, sync_dir=False, data=True)
     fsync_dir(folder)
     listing.forget(folder)
+    listing.touch(folder)
     return path
 
 

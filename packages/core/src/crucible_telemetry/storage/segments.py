@@ -106,6 +106,7 @@ class SegmentWriter:
             folder = self.folder(value)
             path = self._write(folder, n, table)
             listing.forget(folder)
+            listing.touch(folder)
             self._small[value] = self._small.get(value, 0) + 1
             if self._small[value] >= COMPACT_EVERY:
                 self._merge(value, final=False)

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from ..environment import HOSTNAME
 from .catalog import catalog_for
-from .listing import SCHEMA_PARTITION, current, list_folder, partitions
+from .listing import SCHEMA_PARTITION, current, dataset_listing, list_folder
 from .schema import EVENTS_SCHEMA, FORMAT, METRICS_SCHEMA
 from .summaries import empty_partial
 from .views import sound_files
@@ -113,24 +113,28 @@ class _Binder:
     def _live(self, dataset: str, ids: list[str] | None) -> list[str]:
         key = _DATASETS[dataset][0]
         root = self.home / dataset
+        base = root.as_posix()
         out: list[str] = []
-        for value in partitions(root, key) if ids is None else ids:
-            folder = root / f"{key}={value}"
-            out += [(folder / n).as_posix() for n in list_folder(folder).live]
+        for value, view in _listings(root, key, ids):
+            folder = f"{base}/{key}={value}"
+            out += [f"{folder}/{n}" for n in view.live]
         return out
 
     def _summaries(self, ids: list[str] | None) -> None:
-        merges: dict[str, Path] = {}
+        merges: dict[str, str] = {}
         raw: dict[str, list[str]] = {"events": [], "metrics": []}
         for dataset, (key, _) in _DATASETS.items():
             root = self.home / dataset
-            for value in partitions(root, key) if ids is None else ids:
-                folder = root / f"{key}={value}"
-                view = list_folder(folder)
-                merged = set(view.merges)
-                raw[dataset] += [(folder / n).as_posix() for n in view.live if n not in merged]
-                for n in view.merges:
-                    merges[f"{dataset}/{value}/{n}"] = folder / n
+            base = root.as_posix()
+            for value, view in _listings(root, key, ids):
+                folder = f"{base}/{key}={value}"
+                if view.merges:
+                    merged = set(view.merges)
+                    raw[dataset] += [f"{folder}/{n}" for n in view.live if n not in merged]
+                    for n in view.merges:
+                        merges[f"{dataset}/{value}/{n}"] = f"{folder}/{n}"
+                else:
+                    raw[dataset] += [f"{folder}/{n}" for n in view.live]
         sums = [_empty_summaries(self.home)]
         bad: list[str] = []
         if ids is None:
@@ -138,16 +142,23 @@ class _Binder:
             sums.append(path)
         else:
             for k, p in merges.items():
-                side = p.with_name(p.name[: -len(".parquet")] + ".summary")
-                if side.exists():
-                    sums.append(side.as_posix())
+                side = p[: -len(".parquet")] + ".summary"
+                if os.path.exists(side):
+                    sums.append(side)
                 else:
                     bad.append(k)
         for k in bad:
-            raw[k.split("/", 1)[0]].append(merges[k].as_posix())
+            raw[k.split("/", 1)[0]].append(merges[k])
         self._lists["summaries"] = sums
         for dataset in _DATASETS:
             self._split(dataset, "_raw", sound_files(raw[dataset]))
+
+
+def _listings(root: Path, key: str, ids: list[str] | None) -> list[tuple[str, Any]]:
+    if ids is None:
+        return dataset_listing(root, key)
+    base = root.as_posix()
+    return [(value, list_folder(f"{base}/{key}={value}")) for value in ids]
 
 
 def _alive(pid: int) -> bool:

@@ -13,7 +13,15 @@ import orjson
 from .schema import STANDARD_KEYS
 from .summaries import SUMMARY_COLUMNS, combine_sql, partial_sql
 
-__all__ = ["VIEW_NAMES", "connect", "create_views", "set_aside_damaged", "set_aside_damaged_records", "sound_files"]
+__all__ = [
+    "VIEW_NAMES",
+    "connect",
+    "create_views",
+    "set_aside_damaged",
+    "set_aside_damaged_records",
+    "set_aside_record",
+    "sound_files",
+]
 
 log = logging.getLogger("crucible_telemetry")
 
@@ -43,9 +51,13 @@ def _json_sound(path: Path, size: int) -> bool:
 
 
 def _set_aside(path: Path) -> None:
+    from .listing import forget, touch
+
     aside = path.with_name(path.name + ".damaged")
     try:
         os.replace(path, aside)
+        forget(path.parent)
+        touch(path.parent)
         log.warning("crucible_telemetry: %s is damaged; set aside as %s (its rows are not read)", path, aside.name)
     except FileNotFoundError:
         pass
@@ -57,11 +69,12 @@ def sound_files(paths: list[str]) -> list[str]:
     """The Parquet files of ``paths`` that are whole; damaged ones are set aside (one warning each).
 
     Each file is checked once per process (names are never reused); a file that cannot be moved
-    (a read-only store) is left out of the list, so one bad file never fails a query.
+    (a read-only store) is left out of the list, so one bad file never fails a query. Merges are
+    trusted: only this code writes them, durably (``set_aside_damaged`` checks them too).
     """
     out: list[str] = []
     for p in paths:
-        ok = _sound.get(p)
+        ok = True if "/merge-" in p else _sound.get(p)
         if ok is None:
             path = Path(p)
             try:
@@ -79,6 +92,11 @@ def sound_files(paths: list[str]) -> list[str]:
         if ok:
             out.append(p)
     return out
+
+
+def set_aside_record(path: Path) -> None:
+    """Set aside one experiment record found damaged (it hides only its own experiment)."""
+    _set_aside(path)
 
 
 def set_aside_damaged_records(home: Path) -> list[Path]:
@@ -122,8 +140,7 @@ def create_views(con: duckdb.DuckDBPyConnection, home: Path) -> None:
     """(Re)create the views on ``con`` for the store at ``home``; each query lists the files it reads."""
     from .snapshot import install
 
-    set_aside_damaged_records(home)
-    install(con, home)
+    install(con, home)  # damaged records are set aside by the catalog as it first reads them
     files = "ct_files('{kind}', txid_current())"
     files_of = "ct_files_of('{kind}', ids, txid_current())"
 
