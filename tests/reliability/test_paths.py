@@ -96,3 +96,23 @@ def test_read_only_sql_cannot_write_or_read_files_outside_the_store(tmp_path: Pa
         assert outside.read_text().strip().splitlines() == ["one", "1"]
     finally:
         hub.close()
+
+
+def test_crucible_sql_refuses_statements_that_write_files(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    home = tmp_path / "h"
+    hub = ct.Telemetry(home)
+    hub.start_experiment("w", bind=False)
+    hub.close()
+    target = home / "events" / "experiment_id=x" / "evil_1_1_1.v2.parquet"  # even inside the store
+    for sql in (f"COPY (SELECT 1) TO '{target}'", f"EXPORT DATABASE '{tmp_path / 'dump'}'"):
+        p = subprocess.run(
+            [sys.executable, "-m", "crucible_telemetry.cli", "--home", str(home), "sql", sql],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert p.returncode == 1 and "crucible sql only reads" in p.stderr, p.stderr
+    assert not target.exists() and not (tmp_path / "dump").exists()

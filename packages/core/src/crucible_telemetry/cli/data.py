@@ -23,6 +23,7 @@ def _sql(args: argparse.Namespace) -> int:
         raise CommandError("empty query")
     con = hub.connect()
     try:
+        _refuse_writes(con, query)
         rel = con.sql(query, params=args.param or None)
         if rel is None:  # a statement without result (CREATE, SET ...)
             out_console().print("ok", markup=False)
@@ -42,6 +43,23 @@ def _sql(args: argparse.Namespace) -> int:
     rows = [tuple(r.values()) for r in records]
     emit_rows(columns, rows, args.format, args.output, max_rows=None if args.format != "table" else args.max_rows)
     return 0
+
+
+_WRITES = ("COPY", "EXPORT", "ATTACH", "DETACH", "LOAD", "INSTALL", "UPDATE_EXTENSIONS", "COPY_DATABASE")
+
+
+def _refuse_writes(con: Any, query: str) -> None:
+    """``crucible sql`` reads: statements that write or load files are refused by name (the
+    connection's file access is locked to the store too, see ``ct.connect``)."""
+    try:
+        kinds = [str(st.type).rsplit(".", 1)[-1] for st in con.extract_statements(query)]
+    except Exception:
+        return  # a parse error: DuckDB reports it when the query runs
+    bad = [k for k in kinds if k in _WRITES]
+    if bad:
+        raise CommandError(
+            f"crucible sql only reads: {bad[0]} is not run (write query results with --format csv -o FILE)"
+        )
 
 
 def _size(n: float) -> str:
