@@ -67,6 +67,7 @@ def test_a_logdir_imports_one_run_per_folder_with_points_steps_wall_times_and_hp
     assert a.started_at.timestamp() == pytest.approx(min(walls)) and a.stopped_at.timestamp() == pytest.approx(
         max(walls)
     )
+    assert a.environment == {}  # unknown: never the importing process's
     assert a.metadata["source"] == "tensorboard" and a.metadata["source_run_id"] == str((logdir / "a").resolve())
 
     again = importers.tensorboard(logdir, hub=hub)

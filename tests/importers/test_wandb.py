@@ -42,6 +42,7 @@ def test_an_offline_run_imports_its_history_config_tags_and_status(
     exp = hub.get_experiment(eid)
     assert (exp.name, exp.status, exp.tags) == ("wb-tiny", "stopped", ("x", "y"))
     assert exp.params == {"lr": 0.1, "opt.name": "adam", "late": 3}
+    assert set(exp.environment) == {"hostname"}  # the run's machine, not the importing process's environment
     assert exp.metadata["wandb_run_id"] == run_id and exp.metadata["source_run_id"].endswith(f"/tiny/{run_id}")
     with hub.connect() as con:
         got = con.execute(

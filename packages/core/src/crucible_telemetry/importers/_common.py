@@ -52,6 +52,8 @@ class SourceRun:
     metadata: dict[str, Any] = field(default_factory=dict)
     #: Params found while the points stream (TensorBoard's hparams): written once they are read.
     late_params: dict[str, Any] = field(default_factory=dict)
+    #: What the source knows of the machine that ran it (``hostname`` ...), never the importer's.
+    environment: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -200,6 +202,7 @@ def _write_run(h: Telemetry, eid: str, run: SourceRun, name: str | None, problem
     stopped = run.stopped_at or from_timestamp(last if n else None)
     if started is not None:
         exp.started_at = started
+    exp.environment = dict(run.environment)  # the importing process is not where the run ran
     h.stop_experiment(eid, status="failed" if failed else run.status)
     if stopped is not None:
         exp.stopped_at = max(stopped, exp.started_at)

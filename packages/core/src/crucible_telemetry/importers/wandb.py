@@ -151,6 +151,8 @@ def _run(path: Path, record: Any, problems: Problems) -> SourceRun | None:
         status="failed",  # until an exit record says otherwise: a run without one did not finish
         metadata={"source_path": str(path), "project": info.project, "wandb_run_id": info.run_id},
     )
+    if info.host:
+        run.environment["hostname"] = info.host
     if info.notes:
         run.metadata["notes"] = info.notes
     if info.run_group:
