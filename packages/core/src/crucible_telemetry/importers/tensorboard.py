@@ -7,6 +7,7 @@ tensors) become points with their step and wall time; the ``hparams`` plugin's s
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,8 @@ if TYPE_CHECKING:
 __all__ = ["tensorboard"]
 
 SOURCE = "tensorboard"
-_HEADER = struct.Struct("<QI")
+_LENGTH = struct.Struct("<Q")
+_READ = 1 << 22  # bytes read at a time
 _FAILURE = 3  # hparams Status.STATUS_FAILURE
 
 
@@ -79,24 +81,28 @@ def _run(run_dir: Path, files: list[Path], base: Path, pb: Any) -> SourceRun:
 
 
 def records(path: Path, problems: Problems) -> Iterator[bytes]:
-    """The records of a TFRecord file; a truncated or damaged tail is reported and ends the file."""
-    n = 0
+    """The records of a TFRecord file, read in large chunks; a truncated tail is reported and ends the file."""
+    n, buf, pos, base = 0, b"", 0, 0  # base: the file offset of buf[0]
     with path.open("rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
         while True:
-            head = fh.read(12)
-            if not head:
-                return
-            if len(head) < 12:
-                problems(path, f"truncated after {n} records (a partial record header)")
-                return
-            (length, _crc) = _HEADER.unpack(head)
-            data = fh.read(length)
-            tail = fh.read(4)
-            if len(data) < length or len(tail) < 4:
+            if len(buf) - pos < 12:
+                buf, base, pos = buf[pos:] + fh.read(_READ), base + pos, 0
+                if not buf:
+                    return
+                if len(buf) < 12:
+                    problems(path, f"truncated after {n} records (a partial record header)")
+                    return
+            length = _LENGTH.unpack_from(buf, pos)[0]
+            end = pos + 16 + length  # header (length, crc), data, crc of the data
+            if base + end > size:
                 problems(path, f"truncated after {n} records (a partial record)")
                 return
+            if end > len(buf):
+                buf, base, end, pos = buf[pos:] + fh.read(max(_READ, end - len(buf))), base + pos, end - pos, 0
             n += 1
-            yield data
+            yield buf[pos + 12 : end - 4]
+            pos = end
 
 
 def _points(run: SourceRun, files: list[Path], pb: Any, problems: Problems) -> Iterator[Point]:
