@@ -62,6 +62,7 @@ def test_a_csvlogger_run_imports_with_every_point_and_its_hparams(hub: ct.Teleme
         assert con.execute("SELECT count(*) FROM experiments").fetchone()[0] == 1
 
 
+@requires_plugin("pyyaml")  # hparams.yaml
 def test_damaged_rows_and_a_missing_csv_are_reported_not_raised(hub: ct.Telemetry, tmp_path: Path) -> None:
     good = tmp_path / "logs" / "exp" / "version_0"
     good.mkdir(parents=True)

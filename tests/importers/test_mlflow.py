@@ -18,6 +18,8 @@ import pytest
 import crucible_telemetry as ct
 from crucible_telemetry import importers
 
+from .._requires import requires_plugin
+
 DATA = Path(__file__).parent / "data" / "mlflow"
 EXPECTED = json.loads((DATA / "expected.json").read_text())
 
@@ -31,7 +33,7 @@ def sqlite_store(tmp_path: Path) -> Path:
     return db
 
 
-@pytest.mark.parametrize("store", ["file", "sqlite"])
+@pytest.mark.parametrize("store", [pytest.param("file", marks=requires_plugin("pyyaml")), "sqlite"])
 def test_an_mlflow_store_imports_what_mlflow_reads_back(hub: ct.Telemetry, tmp_path: Path, store: str) -> None:
     uri = f"sqlite:///{sqlite_store(tmp_path)}" if store == "sqlite" else (DATA / "mlruns").as_uri()
     res = importers.mlflow(uri, hub=hub)
@@ -59,6 +61,7 @@ def test_an_mlflow_store_imports_what_mlflow_reads_back(hub: ct.Telemetry, tmp_p
     assert importers.mlflow(uri, hub=hub).existing == res.imported  # again: nothing added
 
 
+@requires_plugin("pyyaml")  # the file store's meta.yaml
 def test_a_damaged_line_and_a_damaged_database_are_reported(hub: ct.Telemetry, tmp_path: Path) -> None:
     mlruns = tmp_path / "mlruns"
     shutil.copytree(DATA / "mlruns", mlruns)
