@@ -56,8 +56,8 @@ def test_one_query_ranks_imported_and_native_runs_by_their_last_train_loss(hub: 
 
 
 def test_crucible_import_from_the_command_line_is_idempotent(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+    hub: ct.Telemetry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:  # the hub fixture puts back the default hub the command replaces
     run = tmp_path / "lightning_logs" / "version_0"
     run.mkdir(parents=True)
     (run / "metrics.csv").write_text("epoch,step,train_loss\n0,0,2.0\n0,1,1.5\n1,2,1.0\n")
@@ -71,12 +71,12 @@ def test_crucible_import_from_the_command_line_is_idempotent(
     assert main(["import", "lightning-csv", str(run), "--home", str(home), "--no-progress"]) == 0
     out, err = capsys.readouterr()
     assert out.strip() == "lightning-csv: imported 0 run(s), 0 point(s); 1 already in the store" and err == ""
-    hub = ct.Telemetry(home)
+    other = ct.Telemetry(home)
     try:
-        (exp,) = hub.list_experiments()
+        (exp,) = other.list_experiments()
         assert (exp.name, exp.framework, exp.metadata["source"]) == ("old", "lightning", "lightning-csv")
     finally:
-        hub.close()
+        other.close()
 
     assert main(["import", "tensorboard", str(tmp_path / "nowhere"), "--home", str(home)]) == 1
     assert "logdir" in capsys.readouterr().err

@@ -77,3 +77,19 @@ def test_a_damaged_line_and_a_damaged_database_are_reported(hub: ct.Telemetry, t
     assert bad.imported == [] and "not a readable MLflow database" in bad.problems[0][1]
     with pytest.raises(ct.InvalidArgumentError, match="tracking_uri"):
         importers.mlflow("http://127.0.0.1:5000", hub=hub)
+
+
+def test_imported_runs_compare_and_list_like_native_ones(
+    hub: ct.Telemetry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:  # the hub fixture puts back the default hub the commands replace
+    from crucible_telemetry.cli import main
+
+    home = ["--home", str(tmp_path / "store")]
+    assert main(["import", "mlflow", f"sqlite:///{sqlite_store(tmp_path)}", "--no-progress", *home]) == 0
+    capsys.readouterr()
+    assert main(["compare", "lr-0.1", "lr-0.01", "--metric", "loss.min", *home]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "lr-0.1 0.2 lr-0.01 0.02" in out and "difference = -0.18" in out
+    assert main(["runs", *home]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert any("lr-0.01" in r and "failed" in r and "team=vision" in r for r in rows)
