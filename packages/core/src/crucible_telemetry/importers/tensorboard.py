@@ -71,7 +71,7 @@ def _run(run_dir: Path, files: list[Path], base: Path, pb: Any) -> SourceRun:
     rel = run_dir.relative_to(base).as_posix() if run_dir != base else ""
     run = SourceRun(
         source=SOURCE,
-        source_run_id=str(run_dir),
+        source_run_id=files[0].name,  # events.out.tfevents.<time>.<host>.<pid>...: the same wherever the logdir moves
         name=rel or run_dir.name,
         points=lambda report: _points(run, files, pb, report),
         framework=None,
