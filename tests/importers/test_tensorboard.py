@@ -59,6 +59,11 @@ def test_a_logdir_imports_one_run_per_folder_with_points_steps_wall_times_and_hp
             ).fetchall()
             expected = _read_with_tensorboard(logdir / name)
             assert len(expected) > 0 and sorted(got) == expected
+            ts = con.execute(
+                "SELECT epoch_us(ts), json_extract(metadata, '$.wall_time')::DOUBLE FROM metrics WHERE run_id = ?",
+                [eid],
+            ).fetchall()
+            assert all(abs(us / 1e6 - wall) < 1e-5 for us, wall in ts)  # ts is when the source measured it
     assert res.points == 50 + 50 + 1 + 10
     hp = hub.get_experiment(runs["a/hp"])
     assert hp.params == {"lr": 0.01, "opt": "adam", "bn": True}

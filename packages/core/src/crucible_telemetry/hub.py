@@ -561,15 +561,26 @@ class Telemetry:
         kind: str = "value",
         tags: dict[str, str] | None = None,
         metadata: dict[str, Any] | None = None,
+        ts: float | datetime | None = None,
     ) -> None:
         """Buffer one metric row for the ``metrics`` dataset (used by the MetricsStore adapter).
 
         ``run_id`` names a folder, so it follows the rule of experiment ids (checked once per id).
+        ``ts`` is when the value was measured (epoch seconds or an aware datetime; default now), for
+        rows recorded after the fact, as importers do.
         """
         if run_id not in self._run_ids:
             validate_id("run_id", run_id)
             self._run_ids.add(run_id)
-        self.writer.record_metric(run_id, metric, value, step, epoch, kind, tags, metadata)
+        wall_ns = None
+        if ts is not None:
+            if isinstance(ts, datetime):
+                wall_ns = int(ts.timestamp() * 1e9)
+            elif isinstance(ts, (int, float)) and not isinstance(ts, bool) and ts == ts:
+                wall_ns = int(ts * 1e9)
+            else:
+                raise InvalidArgumentError("ts", f"expected epoch seconds or a datetime, got {ts!r}")
+        self.writer.record_metric(run_id, metric, value, step, epoch, kind, tags, metadata, wall_ns)
 
     def reserve_metric_seq(self, n: int) -> int:
         """Reserve ``n`` sequence numbers of the ``metrics`` dataset (for rows written by other code); returns the first."""

@@ -185,7 +185,7 @@ def _write_run(h: Telemetry, eid: str, run: SourceRun, name: str | None, problem
             row = {"wall_time": wall} if wall is not None else None
             if extra:
                 row = {**(row or {}), **extra}
-            h.record_metric(eid, metric, value, step=step, epoch=epoch, metadata=row)
+            h.record_metric(eid, metric, value, step=step, epoch=epoch, metadata=row, ts=wall)
             if wall is not None:
                 first, last = min(first, wall), max(last, wall)
             n += 1

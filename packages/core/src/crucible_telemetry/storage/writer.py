@@ -171,13 +171,16 @@ class Writer:
         kind: str = "value",
         tags: dict[str, str] | None = None,
         metadata: dict[str, Any] | None = None,
+        wall_ns: int | None = None,
     ) -> None:
-        """Buffer one row of the ``metrics`` dataset."""
+        """Buffer one row of the ``metrics`` dataset (``wall_ns``: when it was measured; default now)."""
         if len(self._mbuf) >= self.buffer_limit:
             self.dropped_overflow += 1  # a metric row: not an event, so not in stats()
             return
         self.ensure_thread()
-        self._mbuf.append((run_id, metric, value, step, epoch, kind, tags, _wall_ns(), metadata))
+        self._mbuf.append(
+            (run_id, metric, value, step, epoch, kind, tags, _wall_ns() if wall_ns is None else wall_ns, metadata)
+        )
 
     def reserve_metric_seq(self, n: int) -> int:
         """Reserve ``n`` sequence numbers of the ``metrics`` dataset; returns the first."""
