@@ -29,10 +29,18 @@ def _stored(home: Path) -> list[int]:
     return [int(r[0]) for r in rows]
 
 
+def _default_dispositions() -> None:
+    """The child starts as a plain process would: under ``nohup`` SIGHUP arrives ignored, and an
+    ignored signal is (rightly) left ignored by the flush handler."""
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, signal.SIG_DFL)
+
+
 def _run_and_signal(home: Path, sig: signal.Signals, *extra: str) -> int:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     p = subprocess.Popen(
         [sys.executable, "-m", "tests.reliability._children", "buffered_then_wait", str(home), *extra],
+        preexec_fn=_default_dispositions,
         stdout=subprocess.PIPE,
         text=True,
         env=env,
