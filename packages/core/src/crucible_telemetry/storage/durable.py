@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -55,14 +56,12 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def write_parquet(table: pa.Table, path: Path, *, sync_dir: bool = True, data: bool = False) -> None:
-    """Write ``table`` to ``path`` durably; ``data`` uses the segments' settings (zstd, row groups)."""
+def _replace_durably(path: Path, write: Callable[[Path], None], sync_dir: bool) -> None:
+    """``write(tmp)``, fsync it, rename it to ``path`` (and fsync the folder); the temporary file
+    never outlives a failure."""
     tmp = _tmp(path)
     try:
-        if data:
-            pq.write_table(table, tmp, compression="zstd", row_group_size=256_000, use_dictionary=DICT_COLUMNS)
-        else:
-            pq.write_table(table, tmp, compression="zstd")
+        write(tmp)
         _fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
@@ -75,24 +74,28 @@ def write_parquet(table: pa.Table, path: Path, *, sync_dir: bool = True, data: b
         fsync_dir(path.parent)
 
 
+def write_parquet(table: pa.Table, path: Path, *, sync_dir: bool = True, data: bool = False) -> None:
+    """Write ``table`` to ``path`` durably; ``data`` uses the segments' settings (zstd, row groups)."""
+
+    def write(tmp: Path) -> None:
+        if data:
+            pq.write_table(table, tmp, compression="zstd", row_group_size=256_000, use_dictionary=DICT_COLUMNS)
+        else:
+            pq.write_table(table, tmp, compression="zstd")
+
+    _replace_durably(path, write, sync_dir)
+
+
 def write_bytes(path: Path, data: bytes, *, sync_dir: bool = True) -> None:
     """Write ``data`` to ``path`` durably."""
-    tmp = _tmp(path)
-    try:
+
+    def write(tmp: Path) -> None:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
-            os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise
-    if sync_dir:
-        fsync_dir(path.parent)
+
+    _replace_durably(path, write, sync_dir)
