@@ -296,6 +296,7 @@ def ingest_and_merge(base: Path) -> None:
     rate = n / t_flush
     report("flush, events/s (32 flushes of 31,250)", f"{rate:,.0f}", ">= 500,000", rate >= 500_000)
     folder = hub.events_writer.folder(exp.id)
+    hub.events_writer.wait_merges()  # the non-final merge ran on the merger's thread, outside the flushes
     for p in folder.glob("merge-*"):  # time the merge of the 32 segments from scratch
         p.unlink()
     live = [p for p in folder.glob("*.parquet")]

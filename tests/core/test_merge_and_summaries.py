@@ -248,3 +248,32 @@ def test_standard_keys_are_columns_and_files_of_the_first_format_still_read_and_
     assert pq.read_table(merged, columns=["loss"]).column("loss").to_pylist().count(0.5) == 2
     assert con.execute("SELECT count(*), count(loss) FROM events").fetchone() == (4, 2)
     hub.close()
+
+
+def test_non_final_merges_run_on_the_merger_thread_never_inside_a_flush(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub = ct.Telemetry(tmp_path / "h", flush_interval=3600)
+    exp = hub.start_experiment("bg", bind=False)
+    threads: list[str] = []
+    real = merge.merge_folder
+
+    def spy(folder: Path, **kw: object) -> object:
+        threads.append(threading.current_thread().name)
+        return real(folder, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(merge, "merge_folder", spy)
+    for b in range(2 * segments.COMPACT_EVERY):
+        for i in range(10):
+            hub.emit("bg.e", {"i": b * 10 + i}, {"experiment_id": exp.id})
+        hub.flush()
+    assert hub.events_writer.wait_merges(timeout=60)
+    assert threads and all(name.startswith("crucible-merge-") for name in threads), threads
+    folder = hub.events_writer.folder(exp.id)
+    assert len(segments.live_files(folder)) < segments.COMPACT_EVERY  # merged meanwhile
+    con = hub.connect()
+    assert con.execute("SELECT count(*), count(DISTINCT seq) FROM events").fetchone() == (20 * segments.COMPACT_EVERY,) * 2
+    con.close()
+    hub.stop_experiment(exp.id)  # the final merge runs in the caller's thread, after the merger's
+    assert threads[-1] == threading.current_thread().name
+    hub.close()

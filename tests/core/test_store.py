@@ -236,6 +236,7 @@ def test_compaction_bounds_files_and_never_duplicates(hub: ct.Telemetry, monkeyp
         for i in range(50):
             ct.emit("c.e", {"i": batch * 50 + i})
         hub.flush()
+    assert hub.events_writer.wait_merges(timeout=60)  # the merges run on the merger's thread
     stop.set()
     t.join()
     assert all(total == distinct for total, distinct in seen)

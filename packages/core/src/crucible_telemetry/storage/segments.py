@@ -2,8 +2,9 @@
 
 A segment is named ``<proc>_<n>_<n>_<created_ms>.v2.parquet``: ``proc`` is host-pid-nonce (one per
 writer), ``n`` that writer's flush number in the partition and ``created_ms`` when it was
-written. Every ``COMPACT_EVERY`` segments of a partition, and when its experiment stops, the
-partition's files (every writer's) are merged into one (``merge.merge_folder``), with a manifest
+written. Every ``COMPACT_EVERY`` segments of a partition (on the merger's thread, see ``merger``),
+and when its experiment stops, the partition's files (every writer's) are merged into one
+(``merge.merge_folder``), with a manifest
 naming what it replaces and a summary of its rows. ``listing`` holds the rule readers follow:
 one listing per query, a finished merge hides what it covers at once, so no row is read twice
 or missed; covered files are deleted ``GRACE_SECONDS`` later. Every file is written to a
@@ -26,6 +27,7 @@ import pyarrow.parquet as pq
 from ..environment import HOSTNAME
 from ..experiment import validate_id as validate_partition_value  # noqa: F401  (deprecated spelling)
 from . import listing, merge
+from .merger import Merger
 from .durable import write_parquet
 from .listing import GRACE_SECONDS, SEGMENT_RE  # noqa: F401  (their first home)
 from .schema import FORMAT
@@ -60,6 +62,7 @@ class SegmentWriter:
         self._pid = -1
         self._counter: dict[str, int] = {}
         self._small: dict[str, int] = {}  # segments written per partition since its last merge
+        self.merger = Merger(self._merge_small, dataset)
         self._ensure_schema_file()
 
     def _ensure_schema_file(self) -> None:
@@ -77,8 +80,9 @@ class SegmentWriter:
             log.debug("crucible_telemetry: no schema file in %s: %r", folder, exc)
 
     def after_fork(self) -> None:
-        """In a forked child: a fresh lock (the parent's may have been held at the fork)."""
+        """In a forked child: a fresh lock (the parent's may have been held at the fork), no merger thread."""
         self._lock = threading.Lock()
+        self.merger.after_fork()
 
     def _reset_if_forked(self) -> None:
         if self._pid != os.getpid():  # first use, or a forked child: never reuse the parent's names
@@ -109,15 +113,21 @@ class SegmentWriter:
             listing.touch(folder)
             self._small[value] = self._small.get(value, 0) + 1
             if self._small[value] >= COMPACT_EVERY:
-                self._merge(value, final=False)
+                self._small[value] = 0
+                self.merger.ask(value)  # merged on the merger's thread: the flush goes on
             return path
 
-    def _merge(self, value: str, final: bool) -> None:
+    def _merge_small(self, value: str) -> None:
+        """A non-final merge (the small live files of a partition), on the merger's thread."""
+        folder = self.folder(value)
+        merge.merge_folder(folder, final=False, dataset=self.root.name, wait=False)
+        merge.collect_garbage(folder)
+
+    def _merge_final(self, value: str) -> None:
         try:
             folder = self.folder(value)
-            kw = {"min_files": 1} if final else {}
-            if merge.merge_folder(folder, final=final, dataset=self.root.name, wait=final, **kw) is not None or final:
-                self._small[value] = 0
+            merge.merge_folder(folder, final=True, dataset=self.root.name, wait=True, min_files=1)
+            self._small[value] = 0
             merge.collect_garbage(folder)
         except Exception as exc:  # a failed merge loses nothing: the files stay live
             log.warning("crucible_telemetry: merge of %s failed: %r", value, exc)
@@ -127,7 +137,12 @@ class SegmentWriter:
         with self._lock:
             self._reset_if_forked()
             for v in [value] if value is not None else list(self._counter):
-                self._merge(v, final=True)
+                self.merger.drop(v)
+                self._merge_final(v)
+
+    def wait_merges(self, timeout: float | None = None) -> bool:
+        """Wait for the background merges asked for so far (tests and benchmarks); False on timeout."""
+        return self.merger.wait(timeout)
 
     def collect_garbage(self, value: str | None = None, grace: float = GRACE_SECONDS) -> int:
         """Delete covered files ``grace`` seconds after their cover was written, and stale temp files."""

@@ -463,9 +463,11 @@ class Writer:
             t.join(timeout=10)
 
     def compact(self) -> None:
-        """Merge this process's segments of both datasets."""
+        """Merge this process's segments of both datasets, and end their merger threads."""
         self.events.compact()
         self.metrics.compact()
+        self.events.merger.close()
+        self.metrics.merger.close()
 
     def after_fork(self) -> None:
         """In a forked child: drop the parent's buffers and locks (its rows are the parent's to write)."""
