@@ -272,7 +272,9 @@ def test_non_final_merges_run_on_the_merger_thread_never_inside_a_flush(
     folder = hub.events_writer.folder(exp.id)
     assert len(segments.live_files(folder)) < segments.COMPACT_EVERY  # merged meanwhile
     con = hub.connect()
-    assert con.execute("SELECT count(*), count(DISTINCT seq) FROM events").fetchone() == (20 * segments.COMPACT_EVERY,) * 2
+    assert (
+        con.execute("SELECT count(*), count(DISTINCT seq) FROM events").fetchone() == (20 * segments.COMPACT_EVERY,) * 2
+    )
     con.close()
     hub.stop_experiment(exp.id)  # the final merge runs in the caller's thread, after the merger's
     assert threads[-1] == threading.current_thread().name

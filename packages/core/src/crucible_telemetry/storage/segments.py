@@ -27,9 +27,9 @@ import pyarrow.parquet as pq
 from ..environment import HOSTNAME
 from ..experiment import validate_id as validate_partition_value  # noqa: F401  (deprecated spelling)
 from . import listing, merge
-from .merger import Merger
 from .durable import write_parquet
 from .listing import GRACE_SECONDS, SEGMENT_RE  # noqa: F401  (their first home)
+from .merger import Merger
 from .schema import FORMAT
 
 __all__ = ["SegmentWriter", "live_files", "process_id"]
