@@ -127,7 +127,8 @@ class Catalog:
         self.home = home
         self._lock = threading.Lock()
         self._dir: Path | None = None
-        self._rec: dict[str, dict[str, Any]] = {}  # record file name -> row
+        self._stamp: dict[str, tuple[int, int]] = {}  # record file name -> (mtime_ns, size) of its row
+        self._base: pa.Table | None = None  # the rows of the catalog file ``_rec_path``
         self._rec_path: str | None = None
         self._rec_state: tuple[int, float] | None = None  # (folder mtime_ns, when listed)
         self._sum: pa.Table | None = None  # summary rows with a "_file" key column
@@ -185,8 +186,12 @@ class Catalog:
         p = self._latest("experiments")
         if p is not None:
             try:
-                for row in pq.read_table(p).to_pylist():
-                    self._rec[row["_file"]] = row
+                t = pq.read_table(p)
+                if t.schema.names == EXPERIMENT_SCHEMA.names:
+                    cols = (t.column(c).to_pylist() for c in ("_file", "_mtime_ns", "_size"))
+                    self._stamp = {f: (m, z) for f, m, z in zip(*cols)}
+                    self._base = t
+                    self._rec_path = p.as_posix()  # reused as it is while every record still matches its row
             except Exception as exc:  # a damaged catalog is only a slower start
                 log.debug("crucible_telemetry: catalog %s unreadable: %r", p, exc)
         p = self._latest("summaries")
@@ -195,7 +200,7 @@ class Catalog:
                 t = pq.read_table(p)
                 if "_file" in t.column_names:
                     self._sum = t
-                    self._sum_keys = frozenset(t.column("_file").to_pylist())
+                    self._sum_keys = frozenset(pc.unique(t.column("_file")).to_pylist())
                     self._sum_path = p.as_posix()
             except Exception as exc:
                 log.debug("crucible_telemetry: catalog %s unreadable: %r", p, exc)
@@ -220,10 +225,11 @@ class Catalog:
                 and self._rec_path is not None
                 and state[0] == st.st_mtime_ns
                 and state[1] - st.st_mtime_ns / 1e9 > SETTLE_SECONDS
+                and os.path.exists(self._rec_path)  # another process prunes catalog files after the grace
             ):
                 return self._rec_path
-            seen: dict[str, dict[str, Any]] = {}
-            changed = self._rec_path is None
+            stamps: dict[str, tuple[int, int]] = {}
+            fresh: list[dict[str, Any]] = []
             try:
                 entries = list(os.scandir(folder))
             except FileNotFoundError:
@@ -236,20 +242,24 @@ class Catalog:
                     est = e.stat()
                 except FileNotFoundError:
                     continue
-                old = self._rec.get(name)
-                if old is not None and old["_mtime_ns"] == est.st_mtime_ns and old["_size"] == est.st_size:
-                    seen[name] = old
+                stamp = (est.st_mtime_ns, est.st_size)
+                if self._stamp.get(name) == stamp:
+                    stamps[name] = stamp
                     continue
-                changed = True
-                row = self._read_record(folder / name, est.st_mtime_ns, est.st_size)
+                row = self._read_record(folder / name, *stamp)
                 if row is not None:
-                    seen[name] = row
-            if set(seen) != set(self._rec):
-                changed = True
-            self._rec = seen
-            if changed:
-                rows = sorted(seen.values(), key=lambda r: r["experiment_id"])
-                self._rec_path = self._write("experiments", pa.Table.from_pylist(rows, schema=EXPERIMENT_SCHEMA))
+                    fresh.append(row)
+            if fresh or len(stamps) != len(self._stamp) or self._rec_path is None or not os.path.exists(self._rec_path):
+                parts = [pa.Table.from_pylist(fresh, schema=EXPERIMENT_SCHEMA)]
+                if self._base is not None and stamps:
+                    keep = pa.array(sorted(stamps), pa.string())
+                    parts.insert(0, self._base.filter(pc.is_in(self._base.column("_file"), value_set=keep)))
+                table = pa.concat_tables(parts)
+                table = table.take(pc.sort_indices(table, [("experiment_id", "ascending")]))
+                self._rec_path = self._write("experiments", table)
+                self._base = table
+                stamps.update({r["_file"]: (r["_mtime_ns"], r["_size"]) for r in fresh})
+            self._stamp = stamps
             if st is not None:
                 self._rec_state = (st.st_mtime_ns, now)
             assert self._rec_path is not None
@@ -279,7 +289,7 @@ class Catalog:
             if not self._loaded:
                 self._load()
             keys = frozenset(merges)
-            if keys == self._sum_keys | self._sum_bad and self._sum_path is not None:
+            if keys == self._sum_keys | self._sum_bad and self._sum_path is not None and os.path.exists(self._sum_path):
                 return self._sum_path, sorted(self._sum_bad)
             missing = [k for k in merges if k not in self._sum_keys]
             parts: list[pa.Table] = []
@@ -298,7 +308,7 @@ class Catalog:
 
             table = pa.concat_tables(parts, promote_options="default") if parts else empty_partial(with_file=True)
             self._sum = table
-            self._sum_keys = frozenset(table.column("_file").to_pylist())
+            self._sum_keys = frozenset(pc.unique(table.column("_file")).to_pylist())
             self._sum_bad = frozenset(bad)
             self._sum_path = self._write("summaries", table)
             return self._sum_path, bad

@@ -13,11 +13,14 @@ A reader lists a folder once per query, so the rows it sees are those of the liv
 one listing: never a row twice, never one missing. Hidden files are deleted ``GRACE_SECONDS``
 after the file hiding them was written, far longer than any query. Listings are cached per folder
 and trusted while its mtime is unchanged and over ``SETTLE_SECONDS`` old (a coarse filesystem
-clock could hide a change made in the same tick).
+clock could hide a change made in the same tick). The listings of a whole dataset are kept on disk
+too (``catalog/listing-<dataset>.json``), so a new process (a CLI command) starts from them and
+lists again only the folders whose mtime moved: one ``stat`` per run instead of a listing.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
@@ -119,6 +122,7 @@ def _is_data(name: str) -> bool:
 
 _cache: dict[str, tuple[int, float, Listing]] = {}  # folder -> (mtime_ns, when listed, listing)
 _cache_lock = threading.Lock()
+_relisted = 0  # folders listed (not served from the cache) so far in this process
 
 
 def list_folder(folder: Path | str) -> Listing:
@@ -138,7 +142,9 @@ def list_folder(folder: Path | str) -> Listing:
     except (FileNotFoundError, NotADirectoryError):
         return Listing((), {}, ())
     listing = resolve(Path(key), names)
+    global _relisted
     with _cache_lock:
+        _relisted += 1
         if len(_cache) > 200_000:
             _cache.clear()
         _cache[key] = (st.st_mtime_ns, now, listing)
@@ -198,10 +204,64 @@ def dataset_listing(root: Path, key: str) -> list[tuple[str, Listing]]:
         and now - hit[1] < FULL_MAX_AGE
     ):
         return hit[2]
+    if rkey not in _seeded:
+        _seeded.add(rkey)
+        _load(root, key)
+    before = _relisted
     out = [(value, list_folder(f"{rkey}/{key}={value}")) for value in partitions(root, key)]
     with _cache_lock:
         _full[rkey] = (st.st_mtime_ns, now, out)
+    if _relisted != before and now - _saved.get(rkey, 0.0) >= SAVE_EVERY:
+        _saved[rkey] = now
+        _save(root, key, out)
     return out
+
+
+_seeded: set[str] = set()  # dataset roots whose saved listings this process loaded
+_saved: dict[str, float] = {}  # dataset root -> when this process last saved its listings
+SAVE_EVERY = 5.0  # seconds between two saves of one dataset's listings by one process
+
+
+def _disk(root: Path) -> Path:
+    return root.parent / "catalog" / f"listing-{root.name}.json"
+
+
+def _load(root: Path, key: str) -> None:
+    """Seed the folder cache from the saved listings (each still checked against its folder's mtime)."""
+    try:
+        saved = json.loads(_disk(root).read_bytes())
+        if saved.get("version") != 1 or saved.get("key") != key:
+            return
+        base = root.as_posix()
+        with _cache_lock:
+            for value, (mtime_ns, when, live, hidden, merges) in saved["folders"].items():
+                folder = f"{base}/{key}={value}"
+                if folder not in _cache:
+                    _cache[folder] = (int(mtime_ns), float(when), Listing(tuple(live), dict(hidden), tuple(merges)))
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return  # none yet, damaged or of another release: list the folders
+
+
+def _save(root: Path, key: str, out: list[tuple[str, Listing]]) -> None:
+    """Keep this dataset's folder listings for the next process (a cache: no fsync; a torn file is ignored)."""
+    base = root.as_posix()
+    folders: dict[str, list[object]] = {}
+    with _cache_lock:
+        for value, _ in out:
+            hit = _cache.get(f"{base}/{key}={value}")
+            if hit is not None and hit[1] - hit[0] / 1e9 > SETTLE_SECONDS:  # only listings a reader may trust
+                folders[value] = [hit[0], hit[1], list(hit[2].live), hit[2].hidden, list(hit[2].merges)]
+    path = _disk(root)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        path.parent.mkdir(exist_ok=True)
+        tmp.write_text(json.dumps({"version": 1, "key": key, "folders": folders}, separators=(",", ":")))
+        os.replace(tmp, path)
+    except OSError:  # a read-only store: every process lists for itself
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
 
 
 def forget(folder: Path) -> None:

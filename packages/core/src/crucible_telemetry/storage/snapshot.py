@@ -70,6 +70,19 @@ def _empty_summaries(home: Path) -> str:
     return p.as_posix()
 
 
+def _empty_experiments(home: Path) -> str:
+    from .catalog import EXPERIMENT_SCHEMA
+
+    p = catalog_for(home).folder() / "schema-experiments.parquet"
+    if not p.exists():
+        with _schema_lock:
+            if not p.exists():
+                tmp = p.with_name(f"schema-experiments.{os.getpid()}.{threading.get_ident()}.tmp")
+                pq.write_table(EXPERIMENT_SCHEMA.empty_table(), tmp)
+                os.replace(tmp, p)
+    return p.as_posix()
+
+
 class _Binder:
     """One connection's snapshots: the lists of the query binding now."""
 
@@ -77,8 +90,19 @@ class _Binder:
         self.home = home
         self._key: Any = None
         self._lists: dict[str, list[str]] = {}
+        self._memo: dict[str, tuple[tuple[Any, ...], dict[str, list[str]], list[str]]] = {}
+        self.creating = False  # while the views are created: their columns only, from the schema files
+
+    def _schema_only(self, kind: str) -> list[str]:
+        if kind == "experiments":
+            return [_empty_experiments(self.home)]
+        if kind == "summaries":
+            return [_empty_summaries(self.home)]
+        return [_schema_file(self.home, kind.split("_")[0])]
 
     def files(self, kind: str, tx: int | None) -> list[str]:
+        if self.creating:
+            return self._schema_only(kind)
         key = (tx, "all")
         if key != self._key or tx is None:
             self._key, self._lists = key, {}
@@ -87,6 +111,8 @@ class _Binder:
         return self._lists[kind]
 
     def files_of(self, kind: str, ids: list[str] | None, tx: int | None) -> list[str]:
+        if self.creating:
+            return self._schema_only(kind)
         wanted = sorted({i for i in ids or [] if isinstance(i, str) and _ID_RE.fullmatch(i)})
         key = (tx, "of", tuple(wanted))
         if key != self._key or tx is None:
@@ -98,11 +124,26 @@ class _Binder:
     def _fill(self, kind: str, ids: list[str] | None) -> None:
         if kind == "experiments":
             self._lists[kind] = [catalog_for(self.home).experiments()]
-        elif kind.split("_")[0] in _DATASETS and "_raw" not in kind:
-            dataset = kind.split("_")[0]
-            self._split(dataset, "", sound_files(self._live(dataset, ids)))
+            return
+        data = kind.split("_")[0] in _DATASETS and "_raw" not in kind
+        memo_key = kind.split("_")[0] if data else "summaries"
+        inputs: tuple[Any, ...] = ()
+        if ids is None:  # the whole store: reuse the last lists while the listings are the same objects
+            names = (memo_key,) if data else tuple(_DATASETS)
+            inputs = tuple(dataset_listing(self.home / d, _DATASETS[d][0]) for d in names)
+            hit = self._memo.get(memo_key)
+            if hit is not None and all(a is b for a, b in zip(hit[0], inputs)) and all(map(os.path.exists, hit[2])):
+                self._lists.update(hit[1])
+                return
+        before = dict(self._lists)
+        if data:
+            self._split(memo_key, "", sound_files(self._live(memo_key, ids)))
         else:
             self._summaries(ids)
+        if ids is None:
+            made = {k: v for k, v in self._lists.items() if before.get(k) is not v}
+            catalog_files = self._lists.get("summaries", [])[1:] if not data else []
+            self._memo[memo_key] = (inputs, made, catalog_files)
 
     def _split(self, dataset: str, raw: str, files: list[str]) -> None:
         """Both lists of one dataset: this release's files and older ones, each led by the schema file."""
@@ -176,7 +217,7 @@ def _gone(host: str | None, pid: int | None) -> bool:
     return bool(host == HOSTNAME and pid and pid > 0 and pid != os.getpid() and not _alive(int(pid)))
 
 
-def install(con: duckdb.DuckDBPyConnection, home: Path) -> None:
+def install(con: duckdb.DuckDBPyConnection, home: Path) -> _Binder:
     """Register this store's file functions on ``con`` (``ct_files``, ``ct_files_of``, ``ct_gone``)."""
     from duckdb.sqltypes import BIGINT, BOOLEAN, UBIGINT, VARCHAR
 
@@ -190,3 +231,4 @@ def install(con: duckdb.DuckDBPyConnection, home: Path) -> None:
     con.create_function("ct_files", binder.files, [VARCHAR, UBIGINT], lst, side_effects=True)
     con.create_function("ct_files_of", binder.files_of, [VARCHAR, lst, UBIGINT], lst, side_effects=True)
     con.create_function("ct_gone", _gone, [VARCHAR, BIGINT], BOOLEAN, side_effects=True)
+    return binder

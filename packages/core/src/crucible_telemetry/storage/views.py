@@ -140,7 +140,15 @@ def create_views(con: duckdb.DuckDBPyConnection, home: Path) -> None:
     """(Re)create the views on ``con`` for the store at ``home``; each query lists the files it reads."""
     from .snapshot import install
 
-    install(con, home)  # damaged records are set aside by the catalog as it first reads them
+    binder = install(con, home)  # damaged records are set aside by the catalog as it first reads them
+    binder.creating = True  # a view is bound again by each query: creating it needs only its columns
+    try:
+        _create(con)
+    finally:
+        binder.creating = False
+
+
+def _create(con: duckdb.DuckDBPyConnection) -> None:
     files = "ct_files('{kind}', txid_current())"
     files_of = "ct_files_of('{kind}', ids, txid_current())"
 

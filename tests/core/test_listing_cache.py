@@ -1,0 +1,97 @@
+"""The listings a process saves for the next one (``catalog/listing-<dataset>.json``) never hide a
+change: a folder whose mtime moved is listed again, and a torn or foreign file is ignored."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import crucible_telemetry as ct
+from crucible_telemetry.storage import catalog
+
+ROOT = Path(__file__).resolve().parents[2]
+_COUNT = """
+import sys, crucible_telemetry as ct
+con = ct.Telemetry(sys.argv[1]).connect()
+print(con.execute("SELECT count(*), count(DISTINCT experiment_id) FROM events").fetchone())
+print(con.execute("SELECT sum(events) FROM runs").fetchone()[0])
+"""
+
+
+def _count(home: Path) -> list[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", _COUNT, str(home)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    return out.stdout.split("\n")[:2]
+
+
+def _settle(home: Path) -> None:
+    """Age every folder past the settle time, as a store not written for a few seconds is."""
+    old = time.time() - 10
+    for p in [home / "events", *(home / "events").iterdir(), home / "metrics", *(home / "metrics").iterdir()]:
+        os.utime(p, (old, old))
+
+
+def test_a_saved_listing_is_used_by_the_next_process_and_never_hides_a_change(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    hub = ct.Telemetry(home)
+    ids = []
+    for r in range(3):
+        exp = hub.start_experiment(f"r{r}", bind=False)
+        for i in range(10):
+            hub.emit("c.e", {"i": i}, {"experiment_id": exp.id})
+        hub.stop_experiment(exp.id)
+        ids.append(exp.id)
+    hub.close()
+    _settle(home)
+    assert _count(home) == ["(30, 3)", "30"]
+    saved = json.loads((home / "catalog" / "listing-events.json").read_text())
+    assert set(saved["folders"]) == set(ids)
+    # while a folder is unchanged, the next process reads what was saved for it (no listing of its own)
+    entry = saved["folders"][ids[1]]
+    (home / "catalog" / "listing-events.json").write_text(
+        json.dumps({**saved, "folders": {**saved["folders"], ids[1]: [entry[0], entry[1], [], {}, []]}})
+    )
+    assert _count(home)[0] == "(20, 2)"
+    (home / "catalog" / "listing-events.json").write_text(json.dumps(saved))
+    assert _count(home) == ["(30, 3)", "30"]
+    # another writer adds rows to one run and a new run: the next process sees every row once
+    hub2 = ct.Telemetry(home)
+    exp = hub2.join_experiment(ids[0])
+    for i in range(5):
+        hub2.emit("c.e", {"i": 100 + i}, {"experiment_id": exp.id})
+    hub2.flush()
+    new = hub2.start_experiment("r3", bind=False)
+    hub2.emit("c.e", {"i": 0}, {"experiment_id": new.id})
+    hub2.flush()
+    assert _count(home) == ["(36, 4)", "36"]
+    # a torn file and one of another layout are ignored, never trusted
+    (home / "catalog" / "listing-events.json").write_text('{"version": 1, "key": "experiment_id", "folders": {"x')
+    assert _count(home) == ["(36, 4)", "36"]
+    (home / "catalog" / "listing-events.json").write_text(json.dumps({"version": 1, "key": "run_id", "folders": {}}))
+    assert _count(home) == ["(36, 4)", "36"]
+    hub2.close()
+
+
+def test_a_catalog_file_pruned_by_another_process_is_written_again(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    hub = ct.Telemetry(home)
+    exp = hub.start_experiment("one", bind=False)
+    hub.emit("c.e", {"i": 1}, {"experiment_id": exp.id})
+    hub.stop_experiment(exp.id)
+    con = hub.connect()
+    assert con.execute("SELECT count(*) FROM runs").fetchone() == (1,)
+    for p in (home / "catalog").glob("*-*.parquet"):  # as another process's prune does after the grace
+        if not p.name.startswith("schema-"):
+            p.unlink()
+    assert con.execute("SELECT count(*), sum(events) FROM runs").fetchone() == (1, 1)
+    assert catalog.catalog_for(home).experiments().startswith((home / "catalog").as_posix())
+    hub.close()
