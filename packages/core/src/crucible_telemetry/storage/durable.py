@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["DICT_COLUMNS", "fsync_dir", "write_bytes", "write_parquet"]
+__all__ = ["DICT_COLUMNS", "fsync_dir", "stage_parquet", "write_bytes", "write_parquet"]
 
 #: Repetitive strings only: dictionary pages on numbers and JSON text cost time and save nothing.
 DICT_COLUMNS = [
@@ -84,6 +84,22 @@ def write_parquet(table: pa.Table, path: Path, *, sync_dir: bool = True, data: b
             pq.write_table(table, tmp, compression="zstd")
 
     _replace_durably(path, write, sync_dir)
+
+
+def stage_parquet(table: pa.Table, path: Path) -> Path:
+    """Write ``table`` with the segments' settings to a temporary name beside ``path`` and fsync it;
+    the caller renames it into place (``os.replace``) once what must come first is written."""
+    tmp = _tmp(path)
+    try:
+        pq.write_table(table, tmp, compression="zstd", row_group_size=256_000, use_dictionary=DICT_COLUMNS)
+        _fsync_file(tmp)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+    return tmp
 
 
 def write_bytes(path: Path, data: bytes, *, sync_dir: bool = True) -> None:

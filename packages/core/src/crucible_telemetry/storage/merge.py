@@ -13,15 +13,17 @@ import contextlib
 import logging
 import os
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import listing
-from .durable import fsync_dir, write_bytes, write_parquet
+from .durable import fsync_dir, stage_parquet, write_bytes, write_parquet
 from .schema import FORMAT, with_standard_columns
 
 __all__ = ["SMALL_BYTES", "collect_garbage", "merge_folder"]
@@ -92,14 +94,36 @@ def _summarised_merge(folder: Path, name: str) -> bool:
 
 
 def _write_merge(folder: Path, table: pa.Table, covers: list[str], dataset: str) -> Path:
+    """Summary and data at once (DuckDB and Parquet's writer both leave the GIL), then the summary,
+    the manifest, and last the data under its name: a merge is whole once readers can see it."""
     from .summaries import summarize_table
 
     stem = f"merge-{time.time_ns() // 1_000_000}-{secrets.token_hex(4)}{FORMAT}"
-    summary = summarize_table(table, dataset, folder.name.split("=", 1)[-1])
-    write_parquet(summary, folder / f"{stem}.summary", sync_dir=False)
-    write_bytes(folder / f"{stem}.covers", ("\n".join(covers) + "\n").encode(), sync_dir=False)
+    made: dict[str, Any] = {}
+
+    def summarise() -> None:
+        try:
+            made["summary"] = summarize_table(table, dataset, folder.name.split("=", 1)[-1])
+        except BaseException as exc:  # raised again in the merging thread
+            made["error"] = exc
+
+    worker = threading.Thread(target=summarise, name="crucible-merge-summary", daemon=True)
+    worker.start()
     path = folder / f"{stem}.parquet"
-    write_parquet(table, path, sync_dir=False, data=True)
+    try:
+        tmp = stage_parquet(table, path)
+    finally:
+        worker.join()
+    try:
+        if "error" in made:
+            raise made["error"]
+        write_parquet(made["summary"], folder / f"{stem}.summary", sync_dir=False)
+        write_bytes(folder / f"{stem}.covers", ("\n".join(covers) + "\n").encode(), sync_dir=False)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
     fsync_dir(folder)
     listing.forget(folder)
     listing.touch(folder)
