@@ -94,14 +94,14 @@ def test_writers_merges_and_readers_at_once_never_lose_or_double_a_row(tmp_path:
 _CRASH = """
 import os, sys, signal
 from pathlib import Path
-from crucible_telemetry.storage import merge, durable
+from crucible_telemetry.storage import merge
 folder = Path(sys.argv[1])
-real = durable.write_parquet
-def die_before_data(table, path, **kw):
-    if path.suffix == ".parquet" and path.name.startswith("merge-"):
+real = os.replace
+def die_before_data(src, dst):
+    if str(dst).endswith(".parquet") and Path(dst).name.startswith("merge-"):
         os.kill(os.getpid(), signal.SIGKILL)  # after the summary and the manifest, before the data
-    return real(table, path, **kw)
-merge.write_parquet = die_before_data
+    return real(src, dst)
+os.replace = die_before_data
 merge.merge_folder(folder, final=True, wait=True)
 """
 
@@ -119,12 +119,14 @@ def test_a_merge_killed_half_way_leaves_every_row_readable_once(tmp_path: Path) 
     assert p.returncode == -signal.SIGKILL
     assert list(folder.glob("merge-*.covers")), "the crash came after the manifest"
     assert not list(folder.glob("merge-*.parquet"))
+    assert list(folder.glob("merge-*.parquet.*.tmp")), "the data was written, under its temporary name"
     assert [r["measurements"]["i"] for r in hub.store.query(exp.id)] == list(range(60))
     hub.stop_experiment(exp.id)  # a later merge completes; the orphan manifest is collected
     assert [r["measurements"]["i"] for r in hub.store.query(exp.id)] == list(range(60))
     merge.collect_garbage(folder, grace=0)
     assert len(listing.list_folder(folder).live) == 1
     assert len(list(folder.glob("merge-*.covers"))) == 1
+    assert not list(folder.glob("*.tmp"))
     hub.close()
 
 
