@@ -5,7 +5,7 @@ points each, default 1,000) are written to each tool through its own client, the
 one run's ``loss`` history, and mean and p95 of ``loss`` for every run. Each figure is printed
 beside its target (ours) and as a ratio against the peer. MLflow pins pyarrow below ours, so it
 runs in a venv of its own (``CRUCIBLE_BENCH_MLFLOW_PYTHON``, else made once under
-``~/.cache/crucible-bench/mlflow-3.18.0``); Trackio runs here (it is a test dependency).
+``~/.cache/crucible-bench/mlflow-3.17.2``); Trackio runs here (it is a test dependency).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import crucible_telemetry as ct
 
 RUNS = int(os.environ.get("CRUCIBLE_BENCH_PEER_RUNS", "200"))
 POINTS = int(os.environ.get("CRUCIBLE_BENCH_PEER_POINTS", "1000"))
-MLFLOW = "mlflow==3.18.0"
+MLFLOW = "mlflow==3.17.2"  # 3.18.0 needs mlflow-tracing 3.18.0, not on the index here
 
 
 def report(name: str, value: str, target: str, ok: bool) -> None:
@@ -167,7 +167,7 @@ def main() -> None:
     base = Path(tempfile.mkdtemp(prefix="crucible-bench-peers-"))
     print(f"peers benchmark: {RUNS} runs x {POINTS:,} points of `loss` in each tool", flush=True)
     us = ours(base)
-    peers = {"Trackio 0.43 (SQLite)": trackio(base), "MLflow 3.18 (SQLite)": mlflow(base)}
+    peers = {"Trackio 0.43 (SQLite)": trackio(base), "MLflow 3.17 (SQLite)": mlflow(base)}
     for key, label, target in (
         ("history", "one run's loss history", 0.05),
         ("mean_p95", f"mean and p95 of loss for each of {RUNS} runs", 0.2),
