@@ -27,7 +27,7 @@ from typing import Any
 
 from . import plugins
 from .bus import Handler, HandlerFn, HandlerTable
-from .environment import HOSTNAME, capture_environment
+from .environment import HOSTNAME, capture_environment, distributed_identity
 from .errors import InvalidArgumentError, UnknownExperimentError
 from .experiment import (
     ENDINGS,
@@ -62,12 +62,39 @@ def default_home() -> Path:
     return Path(os.environ.get("CRUCIBLE_HOME") or ".crucible").absolute()
 
 
+def _env_seconds(name: str) -> float | None:
+    raw = os.environ.get(name)
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        log.warning("crucible_telemetry: $%s=%r is not a number of seconds > 0; ignored", name, raw)
+        return None
+    return value
+
+
+def default_flush_interval() -> float:
+    """``$CRUCIBLE_RANK_FLUSH_INTERVAL`` in a distributed rank other than 0 (when set), else
+    ``$CRUCIBLE_FLUSH_INTERVAL``, else 1 s."""
+    rank = distributed_identity()[0]
+    if rank:
+        ranked = _env_seconds("CRUCIBLE_RANK_FLUSH_INTERVAL")
+        if ranked is not None:
+            return ranked
+    return _env_seconds("CRUCIBLE_FLUSH_INTERVAL") or 1.0
+
+
 class Telemetry:
     """A telemetry hub writing to one project folder (``home``).
 
     Args:
         home: project folder; default ``$CRUCIBLE_HOME`` or ``./.crucible``.
-        flush_interval: seconds between writer flushes (a SIGKILL loses at most this much).
+        flush_interval: seconds between writer flushes (a SIGKILL loses at most this much); default
+            ``$CRUCIBLE_FLUSH_INTERVAL`` or 1 s, and in a distributed rank other than 0,
+            ``$CRUCIBLE_RANK_FLUSH_INTERVAL`` when set (fewer files from many ranks; see the README).
         batch_size: buffered events that trigger an early flush.
         buffer_limit: events waiting for the writer at most (about 1 s of a tight emit loop); beyond
             it new events are dropped and counted in ``dropped_overflow``. Built rows not yet
@@ -79,10 +106,12 @@ class Telemetry:
         self,
         home: str | os.PathLike[str] | None = None,
         *,
-        flush_interval: float = 1.0,
+        flush_interval: float | None = None,
         batch_size: int = 100_000,
         buffer_limit: int = 500_000,
     ) -> None:
+        if flush_interval is None:
+            flush_interval = default_flush_interval()
         if flush_interval <= 0:
             raise InvalidArgumentError("flush_interval", "must be > 0 seconds")
         self.home = Path(home).absolute() if home is not None else default_home()
