@@ -54,6 +54,7 @@ __all__ = [
     "calculate_metrics",
     "configure",
     "connect",
+    "connect_remote",
     "current_experiment",
     "default",
     "detach",
@@ -71,6 +72,7 @@ __all__ = [
     "list_handlers",
     "log_params",
     "pause_experiment",
+    "push",
     "resume_experiment",
     "runs",
     "set_default",
@@ -211,6 +213,20 @@ def flush() -> int:
 def connect(read_only: bool = True) -> Any:
     """A DuckDB connection with the views ``experiments``, ``events``, ``metrics`` and ``runs``."""
     return default().connect(read_only=read_only)
+
+
+def connect_remote(url: str, **storage_options: Any) -> Any:
+    """A read-only DuckDB connection with the same views over a store pushed to ``url`` (``s3://...``)."""
+    from .storage.remote import connect_remote as remote
+
+    return remote(url, **storage_options)
+
+
+def push(url: str, home: str | os.PathLike[str] | None = None, **storage_options: Any) -> Any:
+    """Upload the live files and records of the store ``home`` (default: this hub's) to ``url``."""
+    from .storage.remote import push as upload
+
+    return upload(url, home if home is not None else default().home, **storage_options)
 
 
 def calculate_metrics(exp_id: str) -> dict[str, Any]:

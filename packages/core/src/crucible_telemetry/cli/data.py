@@ -15,13 +15,17 @@ __all__ = ["register"]
 
 
 def _sql(args: argparse.Namespace) -> int:
-    hub = open_hub(args)
     query = args.query
     if query == "-":
         query = sys.stdin.read()
     if not query.strip():
         raise CommandError("empty query")
-    con = hub.connect()
+    if args.remote:
+        from ..storage.remote import connect_remote
+
+        con = connect_remote(args.remote)
+    else:
+        con = open_hub(args).connect()
     try:
         _refuse_writes(con, query)
         rel = con.sql(query, params=args.param or None)
@@ -151,8 +155,23 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _push(args: argparse.Namespace) -> int:
+    from ..storage.remote import push
+
+    hub = open_hub(args)
+    result = push(args.url, hub.home)
+    out_console().print(
+        f"pushed {result.uploaded} objects ({result.bytes:,} bytes), {result.skipped} already there, "
+        f"{result.records} records to {args.url}",
+        markup=False,
+    )
+    for line in result.failed:
+        err_console().print(f"failed: {line}", markup=False)
+    return 1 if result.failed else 0
+
+
 def register(add: Any) -> None:
-    """Add ``sql``, ``export``, ``prune`` and ``serve``."""
+    """Add ``sql``, ``export``, ``prune``, ``serve`` and ``push``."""
     p = add(
         "sql",
         _sql,
@@ -169,6 +188,19 @@ def register(add: Any) -> None:
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.add_argument("-o", "--output", help="write to this file instead of stdout")
     p.add_argument("--max-rows", type=int, default=200, help="rows shown in table format (default 200)")
+    p.add_argument("--remote", metavar="URL", help="query the store pushed to this URL (s3://bucket/prefix)")
+
+    p = add(
+        "push",
+        _push,
+        help="upload the store's live files to object storage",
+        description="Upload this store's live files (each once, under its final name) and its records to "
+        "URL; query it there with `crucible sql --remote URL`. S3 takes the usual AWS variables and "
+        "$AWS_ENDPOINT_URL.",
+        epilog="examples:\n  crucible push s3://lab-runs/crucible\n"
+        '  crucible sql --remote s3://lab-runs/crucible "SELECT name, status FROM runs"',
+    )
+    p.add_argument("url", help="s3://bucket/prefix (or another fsspec URL)")
 
     p = add(
         "export",

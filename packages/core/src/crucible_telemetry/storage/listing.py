@@ -25,6 +25,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,8 +71,9 @@ def _read_covers(path: Path) -> list[str] | None:
         return None
 
 
-def resolve(folder: Path, names: list[str]) -> Listing:
-    """The live files among ``names`` (one listing of ``folder``)."""
+def resolve(folder: Path, names: list[str], covers_of: Callable[[str], list[str] | None] | None = None) -> Listing:
+    """The live files among ``names`` (one listing of ``folder``); ``covers_of(manifest_name)`` reads a
+    manifest where the folder is not local (object storage)."""
     present = set(names)
     hidden: dict[str, float] = {}
     merges: list[str] = []
@@ -86,7 +88,7 @@ def resolve(folder: Path, names: list[str]) -> Listing:
         merges.append(name)
         if len(data) == 1:
             continue  # nothing else to hide: the manifest need not be read
-        covers = _read_covers(folder / manifest)
+        covers = _read_covers(folder / manifest) if covers_of is None else covers_of(manifest)
         if covers is None:
             merges.pop()
             continue
