@@ -46,7 +46,7 @@ def test_chat_completion_records_model_tokens_cost_status_and_gen_ai_names(
     assert m["cost_usd"] == pytest.approx(
         (r.usage.prompt_tokens * price.input + r.usage.completion_tokens * price.output) / 1e6
     )
-    assert md["cost_source"] == "builtin" and md["price_table_version"] == BUILTIN_VERSION
+    assert md["cost_source"] == "genai-prices:openai/gpt-4o-mini" and md["price_table_version"] == BUILTIN_VERSION
     assert m["http_status"] == 200 and m["retries"] == 0
     assert md["finish_reason"] == "stop" == r.choices[0].finish_reason
     assert md["provider"] == "openai_compatible"
@@ -104,7 +104,7 @@ def test_legacy_completions(client: Any) -> None:
     assert stop["measurements"]["prompt_tokens"] == r.usage.prompt_tokens == 3
     assert stop["measurements"]["completion_tokens"] == r.usage.completion_tokens
     assert stop["metadata"]["finish_reason"] == "stop"
-    assert stop["metadata"]["cost_source"] == "builtin"
+    assert stop["metadata"]["cost_source"] == "genai-prices:openai/gpt-3.5-turbo-instruct"
 
 
 def test_responses_api(client: Any) -> None:

@@ -1,4 +1,4 @@
-"""Prices: the built-in table, user overrides (dict, JSON file, per client), unknown models never guessed."""
+"""Prices: the built-in table (genai-prices), user overrides (dict, JSON file, per client), unknown models never guessed."""
 
 from __future__ import annotations
 
@@ -42,8 +42,8 @@ def test_unknown_model_records_tokens_and_no_cost(client: Any) -> None:
 
 def test_similar_names_are_not_guessed() -> None:
     t = PriceTable.builtin()
-    assert t.lookup("gpt-4o-mini-2024-07-18") == (BUILTIN_PRICES["gpt-4o-mini"], "builtin")
-    assert t.lookup("GPT-4O") == (BUILTIN_PRICES["gpt-4o"], "builtin")
+    assert t.lookup("gpt-4o-mini-2024-07-18") == (BUILTIN_PRICES["gpt-4o-mini"], "genai-prices:openai/gpt-4o-mini")
+    assert t.lookup("GPT-4O") == (BUILTIN_PRICES["gpt-4o"], "genai-prices:openai/gpt-4o")
     assert t.lookup("gpt-4o-mini-custom") is None
     assert t.lookup("gpt-4o-2") is None
     assert t.lookup("ft:gpt-4o-mini:acme") is None
@@ -60,7 +60,7 @@ def test_set_prices_from_a_dict_is_laid_over_the_builtin_table(client: Any) -> N
     m, md = stops[0]["measurements"], stops[0]["metadata"]
     assert m["cost_usd"] == pytest.approx((r.usage.prompt_tokens * 1.0 + r.usage.completion_tokens * 2.0) / 1e6)
     assert md["cost_source"] == "user" and md["price_table_version"] == f"lab-2025-09+{BUILTIN_VERSION}"
-    assert stops[1]["metadata"]["cost_source"] == "builtin"
+    assert stops[1]["metadata"]["cost_source"] == "genai-prices:openai/gpt-4o"
     reset_prices()
     assert get_prices().version == BUILTIN_VERSION
 

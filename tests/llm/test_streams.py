@@ -45,7 +45,11 @@ def test_sync_stream_same_chunks_ttft_and_usage(client: Any, server: FakeOpenAIS
     assert m["ttft_ns"] <= m["duration"]
     words = len(server.reply.split())
     assert m["completion_tokens"] == words and m["prompt_tokens"] == 6  # the server's usage
-    assert md["tokens_source"] == "provider" and md["cost_source"] == "builtin" and m["cost_usd"] > 0
+    assert (
+        md["tokens_source"] == "provider"
+        and md["cost_source"] == "genai-prices:openai/gpt-4o-mini"
+        and m["cost_usd"] > 0
+    )
     assert m["chunks"] == words + 3  # role chunk, one per word, finish chunk, usage chunk
     assert m["inter_chunk_mean_ns"] > 0 and m["inter_chunk_max_ns"] >= m["inter_chunk_mean_ns"]
     assert md["finish_reason"] == "stop" and md["stream"] is True and m["http_status"] == 200

@@ -1,8 +1,10 @@
-"""Model prices in USD per million tokens: a built-in table with a version, overridable by the user.
+"""Model prices in USD per million tokens: the maintained ``genai-prices`` table, overridable by the user.
 
+The built-in table is genai-prices (``BUILTIN_VERSION`` is ``genai-prices-<version>``); a price it
+gave is recorded with ``cost_source = "genai-prices:<provider>/<model>"``, a user's with ``"user"``.
 An unknown model has no price (cost is left out and ``cost_source`` is ``"unknown"``); a model
-is never priced by a guess. A dated snapshot (``gpt-4o-mini-2024-07-18``) is priced as its
-base model only when the snapshot itself is absent from the table.
+is never priced by a guess. A user's dated snapshot (``my-model-2024-07-18``) is priced as its
+base model only when the snapshot itself is absent from the user's table.
 """
 
 from __future__ import annotations
@@ -12,10 +14,9 @@ import math
 import os
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 from crucible_telemetry import InvalidArgumentError
@@ -47,38 +48,52 @@ class Price:
         return ((prompt - cached) * self.input + cached * cached_rate + completion * self.output) / 1e6
 
 
-#: Version of the built-in table (published list prices, standard tier, as of that month).
-BUILTIN_VERSION = "builtin-2025-08"
+class _Builtin(Mapping[str, Price]):
+    """The maintained table as a read-only ``{model: Price}`` mapping, read on first use (its data is large)."""
 
-_P = Price
-#: The built-in table: USD per 1M tokens, OpenAI standard tier list prices.
-BUILTIN_PRICES: Mapping[str, Price] = MappingProxyType(
-    {
-        "gpt-5": _P(1.25, 10.0, 0.125),
-        "gpt-5-mini": _P(0.25, 2.0, 0.025),
-        "gpt-5-nano": _P(0.05, 0.40, 0.005),
-        "gpt-4.1": _P(2.0, 8.0, 0.50),
-        "gpt-4.1-mini": _P(0.40, 1.60, 0.10),
-        "gpt-4.1-nano": _P(0.10, 0.40, 0.025),
-        "gpt-4o": _P(2.50, 10.0, 1.25),
-        "gpt-4o-mini": _P(0.15, 0.60, 0.075),
-        "gpt-4-turbo": _P(10.0, 30.0),
-        "gpt-4": _P(30.0, 60.0),
-        "gpt-3.5-turbo": _P(0.50, 1.50),
-        "gpt-3.5-turbo-instruct": _P(1.50, 2.0),
-        "o1": _P(15.0, 60.0, 7.50),
-        "o1-mini": _P(1.10, 4.40, 0.55),
-        "o3": _P(2.0, 8.0, 0.50),
-        "o3-mini": _P(1.10, 4.40, 0.55),
-        "o4-mini": _P(1.10, 4.40, 0.275),
-        "text-embedding-3-small": _P(0.02),
-        "text-embedding-3-large": _P(0.13),
-        "text-embedding-ada-002": _P(0.10),
-    }
-)
+    _models: dict[str, Price] | None = None
+
+    def __getitem__(self, model: str) -> Price:
+        from . import maintained
+
+        found = maintained.find(model) if isinstance(model, str) and model else None
+        if found is None:
+            raise KeyError(model)
+        return found
+
+    def _all(self) -> dict[str, Price]:
+        if self._models is None:
+            from . import maintained
+
+            self._models = dict(maintained.flat_models())
+        return self._models
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def __repr__(self) -> str:
+        return f"<BUILTIN_PRICES {BUILTIN_VERSION}>"
+
+
+def _builtin_version() -> str:
+    try:
+        from . import maintained
+
+        return maintained.version()
+    except Exception:  # genai-prices missing: the table is empty, every model unknown
+        return "genai-prices-missing"
+
+
+#: Version of the built-in table: the installed genai-prices release.
+BUILTIN_VERSION = _builtin_version()
+#: The built-in table (genai-prices), USD per 1M tokens: ``BUILTIN_PRICES["gpt-4o"]``.
+BUILTIN_PRICES: Mapping[str, Price] = _Builtin()
 
 _SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{4})$")
-BUILTIN = "builtin"
+BUILTIN = "genai-prices"
 USER = "user"
 
 
@@ -105,13 +120,15 @@ def _as_price(model: str, value: Any) -> Price:
 
 
 class PriceTable:
-    """Prices by model name, each remembering where it came from (``builtin`` or ``user``).
+    """Prices by model name, each remembering where it came from (``user``, or a genai-prices entry).
 
     Args:
         prices: ``{model: Price | {"input", "output", "cached_input"} | (input, output, cached)}``,
             USD per 1M tokens.
         version: names this table in every event priced by it (``price_table_version``).
-        source: ``"user"`` or ``"builtin"``, recorded as ``cost_source``.
+        source: recorded as ``cost_source`` for these entries (default ``"user"``).
+
+    A table laid over the built-in one (``merged_over``) asks genai-prices for models it lacks.
 
     Example:
         >>> t = PriceTable({"my-model": {"input": 1.0, "output": 2.0}}, version="acme-1")
@@ -125,34 +142,41 @@ class PriceTable:
         if not isinstance(version, str) or not version:
             raise InvalidArgumentError("version", "a price table needs a non-empty version string")
         self.version = version
+        self.maintained = False  # True: models not in the entries are looked up in genai-prices
         self._entries: dict[str, tuple[Price, str]] = {
             str(m).lower(): (_as_price(str(m), p), source) for m, p in prices.items()
         }
-        self._resolved: dict[str, tuple[Price, str] | None] = {}
+        self._resolved: dict[tuple[str, str | None], tuple[Price, str] | None] = {}
         self._lock = threading.Lock()
 
     @classmethod
     def builtin(cls) -> PriceTable:
-        """The built-in table."""
-        return cls(BUILTIN_PRICES, BUILTIN_VERSION, BUILTIN)
+        """The built-in table: genai-prices."""
+        out = cls({}, BUILTIN_VERSION, BUILTIN)
+        out.maintained = True
+        return out
 
     def merged_over(self, base: PriceTable) -> PriceTable:
         """This table's entries over ``base``'s; the version names both."""
         out = PriceTable({}, f"{self.version}+{base.version}")
         out._entries = {**base._entries, **self._entries}
+        out.maintained = self.maintained or base.maintained
         return out
 
     @property
     def models(self) -> dict[str, Price]:
-        """Every priced model."""
-        return {m: p for m, (p, _) in self._entries.items()}
+        """Every priced model (the maintained table's too, where it is part of this one)."""
+        own = {m: p for m, (p, _) in self._entries.items()}
+        return {**BUILTIN_PRICES, **own} if self.maintained else own
 
-    def lookup(self, model: str | None) -> tuple[Price, str] | None:
-        """``(price, source)`` of a model, its dated snapshot falling back to the base name; None if unknown."""
+    def lookup(self, model: str | None, provider: str | None = None) -> tuple[Price, str] | None:
+        """``(price, cost_source)`` of a model: the table's own entries (a dated snapshot falling back to its
+        base name), then genai-prices' (at ``provider``, a ``gen_ai.provider.name``, where it knows it); None
+        if unknown."""
         if not model:
             return None
         try:
-            return self._resolved[model]
+            return self._resolved[model, provider]
         except KeyError:
             pass
         key = model.lower()
@@ -160,16 +184,32 @@ class PriceTable:
         if found is None:
             base = _SNAPSHOT.sub("", key)
             found = self._entries.get(base) if base != key else None
+        if found is None and self.maintained:
+            from . import maintained
+
+            try:
+                price = maintained.find(key, provider)
+            except Exception as exc:  # a broken genai-prices install: unknown, said once
+                from .privacy import warn_once
+
+                warn_once("genai-prices", "could not read the genai-prices table", exc)
+                price = None
+            found = (price, maintained.source_of(price)) if price is not None else None
         with self._lock:
             if len(self._resolved) < 10_000:
-                self._resolved[model] = found
+                self._resolved[model, provider] = found
         return found
 
     def cost(
-        self, model: str | None, prompt: float, completion: float = 0.0, cached: float = 0.0
+        self,
+        model: str | None,
+        prompt: float,
+        completion: float = 0.0,
+        cached: float = 0.0,
+        provider: str | None = None,
     ) -> tuple[float | None, str]:
         """``(cost_usd, cost_source)``; ``(None, "unknown")`` for a model without a price."""
-        found = self.lookup(model)
+        found = self.lookup(model, provider)
         if found is None:
             return None, "unknown"
         price, source = found
@@ -179,7 +219,8 @@ class PriceTable:
         return isinstance(model, str) and self.lookup(model) is not None
 
     def __repr__(self) -> str:
-        return f"PriceTable(version={self.version!r}, models={len(self._entries)})"
+        extra = "+genai-prices" if self.maintained else ""
+        return f"PriceTable(version={self.version!r}, models={len(self._entries)}{extra})"
 
 
 def load_prices(path: str | os.PathLike[str]) -> PriceTable:
