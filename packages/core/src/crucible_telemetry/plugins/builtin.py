@@ -43,7 +43,7 @@ def register_exporters(register: Callable[..., Any]) -> None:
 def register_commands(register: Callable[..., Any]) -> None:
     """``runs``, ``show``, ``metrics``, ``compare``, ``plot``, ``report``, ``sql``, ``export``, ``prune``, ``serve``,
     ``rename``, ``note``, ``tag``, ``watch``, ``import``."""
-    from ..cli import analyze, data, edit, importing, look, watch
+    from ..cli import analyze, data, edit, importing, look, publish, watch
 
     look.register(register)
     edit.register(register)
@@ -51,3 +51,4 @@ def register_commands(register: Callable[..., Any]) -> None:
     data.register(register)
     watch.register(register)
     importing.register(register)
+    publish.register(register)

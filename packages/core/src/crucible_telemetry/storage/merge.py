@@ -22,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import listing
+from . import delta, listing
 from .durable import fsync_dir, stage_parquet, write_bytes, write_parquet
 from .schema import FORMAT, with_standard_columns
 
@@ -86,7 +86,7 @@ def merge_folder(
         if dataset == "events" and not all(listing.current(n) for n in picked):
             table = with_standard_columns(table)  # files of an older release: upgraded here
         covers = set(picked) | {h for h in now.hidden}
-        return _write_merge(folder, table, sorted(covers), dataset)
+        return delta.after_merge(folder, _write_merge(folder, table, sorted(covers), dataset))  # never raises
 
 
 def _summarised_merge(folder: Path, name: str) -> bool:
@@ -144,20 +144,72 @@ def _size(path: Path) -> int | None:
         return None
 
 
+def _fs_now(folder: Path) -> float | None:
+    """Now on the filesystem's clock: the time it stamps on the folder's ``.lock`` touched now (the
+    file server's on a network mount, the kernel's on a local disk), never this process's own clock."""
+    try:
+        os.utime(folder / ".lock", None)
+        return os.stat(folder / ".lock").st_mtime
+    except OSError:
+        return None
+
+
+def _placed(path: Path) -> float | None:
+    """When a file took its name, on the filesystem's clock (a rename stamps its ctime)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return max(st.st_mtime, st.st_ctime)
+
+
+def _hidden_since(folder: Path, names: list[str], hidden: dict[str, float]) -> dict[str, float]:
+    """Each hidden file with when its first cover was placed, on the filesystem's clock (not the name
+    stamp of the writer's clock: another node's clock may be minutes ahead or behind)."""
+    present = set(names)
+    since: dict[str, float] = {}
+
+    def note(name: str, cover: str) -> None:
+        t = _placed(folder / cover)
+        if name in hidden and t is not None:
+            since[name] = min(since.get(name, t), t)
+
+    for cover in names:
+        if listing.MERGE_RE.match(cover) and (stem := cover[: -len(".parquet")]) + ".covers" in present:
+            for name in listing._read_covers(folder / (stem + ".covers")) or []:
+                if name != cover:
+                    note(name, cover)
+    for name in hidden:
+        m = listing.SEGMENT_RE.match(name)
+        if m is None:
+            continue
+        for other in names:
+            g = listing.SEGMENT_RE.match(other)
+            same = g is not None and g["proc"] == m["proc"] and other != name
+            if same and g and int(g["a"]) <= int(m["a"]) and int(g["b"]) >= int(m["b"]):
+                note(name, other)
+    return since
+
+
 def collect_garbage(folder: Path, grace: float = listing.GRACE_SECONDS) -> int:
     """Delete files hidden for over ``grace`` seconds (with a merge's manifest and summary), and stale
-    temporary files; returns how many data files went."""
+    temporary files; returns how many data files went. Ages are measured on the filesystem's clock
+    alone (``_fs_now`` against when the cover was placed), so a node whose clock is ahead never
+    deletes a file a reader may still be opening."""
     names = _names(folder)
     if not names:
         return 0
-    now = time.time()
     removed = 0
     with _folder_lock(folder, wait=False) as locked:
         if not locked:
             return 0
+        now = _fs_now(folder)
+        if now is None:
+            return 0  # a read-only store (or no lock file): nothing can be deleted anyway
         view = listing.resolve(folder, names)
-        for name, since in view.hidden.items():
-            if now - since < grace:
+        since = _hidden_since(folder, names, view.hidden) if grace > 0 else dict.fromkeys(view.hidden, now)
+        for name in view.hidden:
+            if name not in since or now - since[name] < grace:
                 continue
             with contextlib.suppress(FileNotFoundError):
                 (folder / name).unlink()
