@@ -30,6 +30,7 @@ CORE_TEST_DEPS = [
 ]
 TEST_DEPS = [*CORE_TEST_DEPS, "tensorboard", "accelerate", "wandb", "trackio"]
 TEST_DEPS += ["opentelemetry-instrumentation-openai-v2"]  # tests/otel: a real instrumentation feeding ours
+TEST_DEPS += ["deltalake", "polars", "pyspark"]  # tests/scaleout: other engines reading the Delta log
 #: The folders of tests/ that need a plugin: each plugin's own, and e2e (several plugins together).
 PLUGIN_TESTS = {*PLUGINS, "e2e"}
 #: The core's tests: every other folder and test file of tests/ (a new folder joins by itself). A test
@@ -56,6 +57,8 @@ DEBIAN = {
     "chromium": "chromium",
     "chromedriver": "chromium-driver",
     "initdb": "postgresql",
+    "faketime": "faketime",
+    "java": "openjdk-17-jre-headless",
 }
 
 
@@ -96,7 +99,7 @@ def _debian(session: nox.Session, *commands: str) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the whole test suite (real Trainers, real DuckDB, real openai client, real Prometheus, real PostgreSQL)."""
-    _debian(session, "promtool", "prometheus", "chromium", "chromedriver", "initdb")
+    _debian(session, "promtool", "prometheus", "chromium", "chromedriver", "initdb", "faketime", "java")
     _install(session, *TEST_DEPS)
     session.run("pytest", *(session.posargs or ["-q"]), env=ENV)
 
