@@ -42,8 +42,9 @@ def register_exporters(register: Callable[..., Any]) -> None:
 @hookimpl
 def register_commands(register: Callable[..., Any]) -> None:
     """``runs``, ``show``, ``metrics``, ``compare``, ``plot``, ``report``, ``sql``, ``export``, ``prune``, ``serve``,
-    ``rename``, ``note``, ``tag``, ``watch``, ``import``."""
+    ``rename``, ``note``, ``tag``, ``watch``, ``import``, ``ui``."""
     from ..cli import analyze, data, edit, importing, look, publish, watch
+    from ..cli import ui as ui_command
 
     look.register(register)
     edit.register(register)
@@ -51,4 +52,5 @@ def register_commands(register: Callable[..., Any]) -> None:
     data.register(register)
     watch.register(register)
     importing.register(register)
+    ui_command.register(register)
     publish.register(register)
