@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from . import events
@@ -237,12 +236,17 @@ def calculate_metrics(exp_id: str) -> dict[str, Any]:
 
 
 def export(
-    exp_id: str, fmt: str = "parquet", path: str | os.PathLike[str] | None = None, overwrite: bool = False
-) -> Path:
-    """Write an experiment's events as csv, jsonl or parquet, streamed in batches."""
+    exp_id: Any,
+    fmt: str = "parquet",
+    path: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    **options: Any,
+) -> Any:
+    """Write an experiment's events as csv, jsonl or parquet, streamed in batches (returns the path); or,
+    with ``fmt="otlp", endpoint=URL``, send the LLM calls of one or more ids as OTLP spans (returns the counts)."""
     from .storage.export import export as do_export
 
-    return do_export(default(), exp_id, fmt, path, overwrite)
+    return do_export(default(), exp_id, fmt, path, overwrite, **options)
 
 
 def runs(filter: Any = None, order_by: Any = None, *, hub: Telemetry | None = None) -> Any:

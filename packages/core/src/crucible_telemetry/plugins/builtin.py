@@ -43,7 +43,7 @@ def register_exporters(register: Callable[..., Any]) -> None:
 def register_commands(register: Callable[..., Any]) -> None:
     """``runs``, ``show``, ``metrics``, ``compare``, ``plot``, ``report``, ``sql``, ``export``, ``prune``, ``serve``,
     ``rename``, ``note``, ``tag``, ``watch``, ``import``, ``ui``."""
-    from ..cli import analyze, data, edit, importing, look, publish, watch
+    from ..cli import analyze, data, edit, importing, look, otlp, publish, watch
     from ..cli import ui as ui_command
 
     look.register(register)
@@ -53,4 +53,5 @@ def register_commands(register: Callable[..., Any]) -> None:
     watch.register(register)
     importing.register(register)
     ui_command.register(register)
+    otlp.register(register)
     publish.register(register)

@@ -107,8 +107,17 @@ def export(
     fmt: str = "parquet",
     path: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
-) -> Path:
-    """Write an experiment's events to ``path`` (default ``<home>/exports/<id>.<fmt>``); returns the path."""
+    **options: Any,
+) -> Any:
+    """Write an experiment's events to ``path`` (default ``<home>/exports/<id>.<fmt>``); returns the path.
+
+    ``fmt="otlp"`` sends the LLM calls of ``exp_id`` (one id or several) to ``endpoint=`` instead and
+    returns the counts (``crucible_telemetry.otel.export_otlp``, its keyword options).
+    """
+    if fmt == "otlp":
+        from ..otel.export import export_otlp
+
+        return export_otlp(exp_id, hub=hub, **options)
     hub.get_experiment(exp_id)
     plugins.load_plugins()
     exporter = plugins.EXPORTERS.get(fmt) if isinstance(fmt, str) else None
