@@ -114,6 +114,16 @@ class Telemetry:
             flush_interval = default_flush_interval()
         if flush_interval <= 0:
             raise InvalidArgumentError("flush_interval", "must be > 0 seconds")
+        self.url: str | None = None  # the remote home (``s3://...``) this hub mirrors its spool to
+        self.mirror: Any = None
+        if home is None and "://" in os.environ.get("CRUCIBLE_HOME", ""):
+            home = os.environ["CRUCIBLE_HOME"]
+        if home is not None and "://" in str(home):
+            from .storage.remote import Mirror, spool_for
+
+            self.url = str(home).rstrip("/")
+            home = spool_for(self.url)
+            self.mirror = Mirror(self.url, Path(home).absolute())
         self.home = Path(home).absolute() if home is not None else default_home()
         try:
             self.home.mkdir(parents=True, exist_ok=True)
@@ -143,6 +153,12 @@ class Telemetry:
             on_batch=self._on_batch,
             enrichers=lambda: list(plugins.ENRICHERS.values()),
         )
+        if self.mirror is not None:
+            from .storage.records import MIRRORS
+
+            self.writer.events.mirror = self.writer.metrics.mirror = self.mirror
+            MIRRORS[str(self.home / "experiments")] = self.mirror
+            _close_before_executors_end()
         self._buf = self.writer.buf  # emit appends here directly: the hot path
         self._later = self.writer.later
         try:
@@ -563,6 +579,8 @@ class Telemetry:
     def list_experiments(self) -> list[Experiment]:
         """Every experiment in the store (any process), oldest first."""
         folder = self.home / "experiments"
+        if self.mirror is not None:
+            self.mirror.fetch_records(folder)  # every node's, from the remote home
         out: dict[str, Experiment] = {}
         for path in folder.glob("*.json"):
             rec = read_record(folder, path.stem)
@@ -709,6 +727,8 @@ class Telemetry:
     def connect(self, read_only: bool = True) -> Any:
         """A DuckDB connection with the views ``experiments``, ``events``, ``metrics`` and ``runs``."""
         self.flush()
+        if self.mirror is not None:  # a remote home: what every node has sent there
+            return self.mirror.connect()
         from .storage.views import connect
 
         return connect(self.home, read_only=read_only)
@@ -832,4 +852,16 @@ def _chain(prev: Any) -> Callable[[int, Any], None]:
 
 writer_module.AFTER_FLUSH.append(_redeliver)
 atexit.register(_close_all)
+_early_close: list[bool] = []
+
+
+def _close_before_executors_end() -> None:
+    """With a remote home, close at exit before ``concurrent.futures`` shuts its executors down
+    (``threading._shutdown`` runs first, then ``atexit``): the uploads need them."""
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None and not _early_close:
+        _early_close.append(True)
+        register(_close_all)
+
+
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -62,6 +62,11 @@ def open_hub(args: argparse.Namespace) -> Telemetry:
     from .._hubs import set_default
     from ..hub import Telemetry
 
+    raw = getattr(args, "home", None) or os.environ.get("CRUCIBLE_HOME") or ""
+    if "://" in raw:  # a remote home (s3://...): read there, through a spool of this machine's
+        hub = Telemetry(raw)
+        set_default(hub)
+        return hub
     home = home_of(args)
     if not home.is_dir() or not any((home / d).is_dir() for d in ("experiments", "events", "metrics")):
         raise CommandError(f"no crucible store at {home} (pass --home DIR or set CRUCIBLE_HOME)")

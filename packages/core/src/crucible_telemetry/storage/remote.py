@@ -30,7 +30,7 @@ from .listing import current, resolve
 from .schema import EVENTS_SCHEMA, FORMAT, METRICS_SCHEMA
 from .summaries import empty_partial
 
-__all__ = ["PushResult", "connect_remote", "push", "remote_fs"]
+__all__ = ["Mirror", "PushResult", "connect_remote", "push", "remote_fs", "spool_for"]
 
 _DATASETS = {"events": ("experiment_id", EVENTS_SCHEMA), "metrics": ("run_id", METRICS_SCHEMA)}
 
@@ -157,6 +157,7 @@ class _RemoteBinder:
             return self._lists[kind]
 
     def _snapshot(self, ids: list[str] | None) -> dict[str, list[str]]:
+        self.fs.invalidate_cache()  # fsspec caches listings: each query lists the store anew
         entries = _existing(self.fs, self.root)
         folders: dict[tuple[str, str], list[str]] = {}
         records: dict[str, Any] = {}
@@ -262,3 +263,96 @@ def connect_remote(url: str, **storage_options: Any) -> duckdb.DuckDBPyConnectio
     finally:
         binder.creating = False
     return con
+
+
+# ----------------------------------------------------------------------------- live home (mirror)
+
+
+def spool_for(url: str) -> Path:
+    """The local folder a hub whose home is ``url`` writes first (``$CRUCIBLE_SPOOL`` or
+    ``~/.cache/crucible/spool``, one folder per URL)."""
+    import hashlib
+
+    base = Path(os.environ.get("CRUCIBLE_SPOOL") or Path.home() / ".cache" / "crucible" / "spool")
+    return base / hashlib.sha1(url.encode()).hexdigest()[:16]
+
+
+class Mirror:
+    """Sends what a hub writes in its local spool to the remote home as it is written: each segment
+    with one PUT under its final name, a merge's summary and manifest before its data, the records
+    as they change. A failed upload is kept and sent again before the next one (counted in
+    ``stats``); nothing raises into the caller."""
+
+    def __init__(self, url: str, spool: Path, **storage_options: Any) -> None:
+        self.url = url
+        self.spool = spool
+        self.fs, self.root = remote_fs(url, storage_options)
+        self._lock = threading.Lock()
+        self._pending: list[Path] = []
+        self.stats = {"sent": 0, "bytes": 0, "failed": 0, "pending": 0}
+
+    def remote_path(self, local: Path) -> str:
+        return f"{self.root}/{local.relative_to(self.spool).as_posix()}"
+
+    def send(self, paths: list[Path]) -> None:
+        """Upload ``paths`` in order, after any earlier ones that failed."""
+        with self._lock:
+            queue = [*self._pending, *paths]
+            self._pending = []
+            for i, p in enumerate(queue):
+                try:
+                    size = p.stat().st_size
+                except FileNotFoundError:
+                    continue  # collected meanwhile: the merge covering it is sent instead
+                try:
+                    self.fs.put_file(str(p), self.remote_path(p))
+                except Exception as exc:  # the network or the server: kept, sent again later
+                    self.stats["failed"] += 1
+                    self._pending = queue[i:]
+                    if self.stats["failed"] == 1:
+                        import logging
+
+                        logging.getLogger("crucible_telemetry").warning(
+                            "crucible_telemetry: upload to %s failed (%r); kept and sent again", self.url, exc
+                        )
+                    break
+                self.stats["sent"] += 1
+                self.stats["bytes"] += size
+            self.stats["pending"] = len(self._pending)
+
+    def send_merge(self, data: Path) -> None:
+        stem = data.name[: -len(".parquet")]
+        self.send([data.with_name(stem + ".summary"), data.with_name(stem + ".covers"), data])
+
+    def fetch(self, local: Path) -> bool:
+        """Copy one remote object (a record another node wrote) into the spool; False when absent."""
+        try:
+            data = self.fs.cat_file(self.remote_path(local))
+        except (FileNotFoundError, OSError):
+            return False
+        local.parent.mkdir(parents=True, exist_ok=True)
+        tmp = local.with_name(f"{local.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, local)
+        return True
+
+    def fetch_records(self, folder: Path) -> None:
+        """Bring every remote record into the spool (the store's experiments, from every node)."""
+        prefix = self.remote_path(folder)
+        try:
+            found = self.fs.find(prefix, detail=True)
+        except (FileNotFoundError, OSError):
+            return
+        wanted = [k for k, v in found.items() if str(k).endswith(".json")]
+        local_sizes = {p.name: p.stat().st_size for p in folder.glob("*.json")} if folder.is_dir() else {}
+        stale = [k for k in wanted if local_sizes.get(PurePosixPath(k).name) != int(found[k].get("size") or -1)]
+        if stale:
+            folder.mkdir(parents=True, exist_ok=True)
+            for key, data in self.fs.cat(stale, on_error="omit").items():
+                target = folder / PurePosixPath(key).name
+                tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+                tmp.write_bytes(data)
+                os.replace(tmp, target)
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        return connect_remote(self.url)

@@ -20,6 +20,7 @@ import secrets
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -63,6 +64,7 @@ class SegmentWriter:
         self._counter: dict[str, int] = {}
         self._small: dict[str, int] = {}  # segments written per partition since its last merge
         self.merger = Merger(self._merge_small, dataset)
+        self.mirror: Any = None  # a remote.Mirror when the hub's home is on object storage
         self._ensure_schema_file()
 
     def _ensure_schema_file(self) -> None:
@@ -109,6 +111,8 @@ class SegmentWriter:
             self._counter[value] = n
             folder = self.folder(value)
             path = self._write(folder, n, table)
+            if self.mirror is not None:
+                self.mirror.send([path])
             listing.forget(folder)
             listing.touch(folder)
             self._small[value] = self._small.get(value, 0) + 1
@@ -120,13 +124,17 @@ class SegmentWriter:
     def _merge_small(self, value: str) -> None:
         """A non-final merge (the small live files of a partition), on the merger's thread."""
         folder = self.folder(value)
-        merge.merge_folder(folder, final=False, dataset=self.root.name, wait=False)
+        made = merge.merge_folder(folder, final=False, dataset=self.root.name, wait=False)
+        if made is not None and self.mirror is not None:
+            self.mirror.send_merge(made)
         merge.collect_garbage(folder)
 
     def _merge_final(self, value: str) -> None:
         try:
             folder = self.folder(value)
-            merge.merge_folder(folder, final=True, dataset=self.root.name, wait=True, min_files=1)
+            made = merge.merge_folder(folder, final=True, dataset=self.root.name, wait=True, min_files=1)
+            if made is not None and self.mirror is not None:
+                self.mirror.send_merge(made)
             self._small[value] = 0
             merge.collect_garbage(folder)
         except Exception as exc:  # a failed merge loses nothing: the files stay live

@@ -144,8 +144,11 @@ class Store:
     def _con(self) -> duckdb.DuckDBPyConnection:
         con = getattr(self._local, "con", None)
         if con is None or getattr(self._local, "pid", None) != os.getpid():
-            con = duckdb.connect(":memory:")
-            create_views(con, self._hub.home)
+            if getattr(self._hub, "mirror", None) is not None:
+                con = self._hub.mirror.connect()  # a remote home: what every node has sent there
+            else:
+                con = duckdb.connect(":memory:")
+                create_views(con, self._hub.home)
             self._local.con, self._local.pid = con, os.getpid()
         return con
 
