@@ -209,3 +209,22 @@ def test_the_core_imports_without_opentelemetry() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["ok", "False"]
+
+
+def test_follow_exports_a_live_run_from_a_thread_each_event_once(hub: ct.Telemetry, receiver: _Receiver) -> None:
+    from crucible_telemetry.otel import follow
+
+    exp = ct.start_experiment("live")
+    f = follow(exp.id, receiver.url, poll=0.05, metrics=False)
+    for i in range(5):
+        ct.emit("req_llm.request.stop", {"duration": 100 + i, "prompt_tokens": 1}, dict(MD))
+        hub.flush()
+    exp.stop()
+    result = f.join(timeout=30)
+    assert result is not None and f.error is None
+    assert (result.sent, result.accepted) == (5, 5)
+    assert len(receiver.spans) == 5
+    seqs = sorted(next(a.value.int_value for a in s.attributes if a.key == "crucible.seq") for s in receiver.spans)
+    assert len(set(seqs)) == 5
+    with pytest.raises(ct.InvalidArgumentError):
+        follow(exp.id, "nowhere")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["CrucibleSpanExporter", "OTLPResult", "export_otlp"]
+__all__ = ["CrucibleSpanExporter", "Follower", "OTLPResult", "export_otlp", "follow"]
 
 
 def __getattr__(name: str) -> Any:
@@ -16,7 +16,7 @@ def __getattr__(name: str) -> Any:
         from .ingest import CrucibleSpanExporter
 
         return CrucibleSpanExporter
-    if name in ("OTLPResult", "export_otlp"):
+    if name in ("Follower", "OTLPResult", "export_otlp", "follow"):
         from . import export
 
         return getattr(export, name)

@@ -23,7 +23,7 @@ from .spans import encode_metrics, encode_spans, to_span
 if TYPE_CHECKING:
     from ..hub import Telemetry
 
-__all__ = ["OTLPResult", "export_otlp", "signal_url"]
+__all__ = ["Follower", "OTLPResult", "export_otlp", "follow", "signal_url"]
 
 EVENTS = ("req_llm.request.stop", "req_llm.request.exception")
 BATCH = 500
@@ -223,3 +223,41 @@ def export_otlp(
                 follow = False
         else:
             time.sleep(poll)
+
+
+class Follower:
+    """``export_otlp(..., follow=True)`` on a daemon thread: the training loop never waits for the receiver.
+
+    ``stop()`` sends what was written so far and ends; ``join()`` waits for the run to end; both return
+    the counts (``result``, None until the thread is done).
+    """
+
+    def __init__(self, ids: str | Iterable[str], endpoint: str, **options: Any) -> None:
+        signal_url(endpoint, "traces")  # a bad endpoint is the caller's error, raised here, not in the thread
+        self._stop = threading.Event()
+        self.result: OTLPResult | None = None
+        self.error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self.result = export_otlp(ids, endpoint, follow=True, stop=self._stop, **options)
+            except Exception as exc:  # never into the caller: kept for whoever looks
+                self.error = exc
+
+        self._thread = threading.Thread(target=run, name="crucible-otlp-follow", daemon=True)
+        self._thread.start()
+
+    def join(self, timeout: float | None = None) -> OTLPResult | None:
+        """Wait until every followed run has ended (or ``timeout``)."""
+        self._thread.join(timeout)
+        return self.result
+
+    def stop(self, timeout: float | None = 30.0) -> OTLPResult | None:
+        """Send what was written up to now, then end."""
+        self._stop.set()
+        return self.join(timeout)
+
+
+def follow(ids: str | Iterable[str], endpoint: str, **options: Any) -> Follower:
+    """Export a live run as it is written, from a background thread (``export_otlp``'s options)."""
+    return Follower(ids, endpoint, **options)
