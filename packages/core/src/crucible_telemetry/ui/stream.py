@@ -100,6 +100,8 @@ def changes(store: Any, cursor: Cursor, runs: list[str] | None = None) -> tuple[
                     out["counts"][row["run"]] = out["counts"].get(row["run"], 0) + 1
                     if runs is None or row["run"] in runs:
                         del row["host"], row["pid"]
+                        if "measurements" in row:
+                            row["measurements"] = dict(row["measurements"] or [])
                         out[dest].append(row)
                 if row["ts"] > new_base:
                     kept[k] = seen[k]
