@@ -73,3 +73,33 @@ def test_two_nodes_write_one_remote_home_and_every_reader_sees_each_row_once(
     ).stdout
     assert out.split() == ["n", "320"]
     lead.close()
+
+
+def test_the_writer_of_a_merge_deletes_what_it_covers_after_the_grace_on_its_own_clock(
+    tmp_path: Path, s3: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"s3://{s3['bucket']}/live/gc"
+    monkeypatch.setenv("CRUCIBLE_SPOOL", str(tmp_path / "spool"))
+    hub = ct.Telemetry(url, flush_interval=3600)
+    exp = hub.start_experiment("gc", bind=False)
+    for b in range(4):
+        for i in range(10):
+            hub.emit("g.e", {"i": b * 10 + i}, {"experiment_id": exp.id})
+        hub.flush()
+    folder = f"{hub.mirror.root}/events/experiment_id={exp.id}"
+    assert len(hub.mirror.fs.glob(f"{folder}/*.parquet")) == 4
+    hub.mirror.grace = 0.5
+    hub.stop_experiment(exp.id)  # the merge is sent; its four segments are doomed, not yet deleted
+    hub.mirror.fs.invalidate_cache()
+    assert len(hub.mirror.fs.glob(f"{folder}/*.parquet")) == 5
+    reader = ct.connect_remote(url)
+    assert reader.execute("SELECT count(*), count(DISTINCT seq) FROM events").fetchone() == (40, 40)
+    import time
+
+    time.sleep(0.6)
+    hub.mirror.collect()
+    hub.mirror.fs.invalidate_cache()
+    assert [p.rsplit("/", 1)[1].split("-")[0] for p in hub.mirror.fs.glob(f"{folder}/*.parquet")] == ["merge"]
+    assert hub.mirror.stats["deleted"] == 4
+    assert reader.execute("SELECT count(*), count(DISTINCT seq) FROM events").fetchone() == (40, 40)
+    hub.close()

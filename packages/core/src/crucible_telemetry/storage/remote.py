@@ -14,6 +14,7 @@ import contextlib
 import os
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -289,7 +290,9 @@ class Mirror:
         self.fs, self.root = remote_fs(url, storage_options)
         self._lock = threading.Lock()
         self._pending: list[Path] = []
-        self.stats = {"sent": 0, "bytes": 0, "failed": 0, "pending": 0}
+        self._doomed: list[tuple[float, list[str]]] = []  # (monotonic deadline, remote objects a merge covers)
+        self.grace = listing.GRACE_SECONDS
+        self.stats = {"sent": 0, "bytes": 0, "failed": 0, "pending": 0, "deleted": 0}
 
     def remote_path(self, local: Path) -> str:
         return f"{self.root}/{local.relative_to(self.spool).as_posix()}"
@@ -297,6 +300,7 @@ class Mirror:
     def send(self, paths: list[Path]) -> None:
         """Upload ``paths`` in order, after any earlier ones that failed."""
         with self._lock:
+            self._purge()
             queue = [*self._pending, *paths]
             self._pending = []
             for i, p in enumerate(queue):
@@ -321,8 +325,45 @@ class Mirror:
             self.stats["pending"] = len(self._pending)
 
     def send_merge(self, data: Path) -> None:
+        """Send a merge (summary, manifest, then data); what it covers is deleted there ``grace``
+        seconds later by this process, on its own monotonic clock: no other node's clock is judged,
+        and no other node's object is touched (a merge covers only this spool's files)."""
         stem = data.name[: -len(".parquet")]
         self.send([data.with_name(stem + ".summary"), data.with_name(stem + ".covers"), data])
+        try:
+            covered = [n for n in data.with_name(stem + ".covers").read_text().splitlines() if n and n != data.name]
+        except OSError:
+            return
+        doomed: list[str] = []
+        for n in covered:
+            doomed.append(self.remote_path(data.with_name(n)))
+            if listing.MERGE_RE.match(n):
+                doomed += [
+                    self.remote_path(data.with_name(n[: -len(".parquet")] + ext)) for ext in (".summary", ".covers")
+                ]
+        with self._lock:
+            self._doomed.append((time.monotonic() + self.grace, doomed))
+
+    def _purge(self) -> None:
+        """Delete the covered objects whose grace is over (a failure is tried again at the next send)."""
+        now = time.monotonic()
+        due = [d for d in self._doomed if d[0] <= now]
+        if not due:
+            return
+        self._doomed = [d for d in self._doomed if d[0] > now]
+        for entry in due:
+            try:
+                self.fs.rm([p for p in entry[1]])
+                self.stats["deleted"] += len(entry[1])
+            except FileNotFoundError:
+                pass
+            except Exception:
+                self._doomed.append(entry)
+
+    def collect(self) -> None:
+        """Delete now what is due (the next send does it too)."""
+        with self._lock:
+            self._purge()
 
     def fetch(self, local: Path) -> bool:
         """Copy one remote object (a record another node wrote) into the spool; False when absent."""
