@@ -119,7 +119,7 @@ class Telemetry:
         if home is None and "://" in os.environ.get("CRUCIBLE_HOME", ""):
             home = os.environ["CRUCIBLE_HOME"]
         if home is not None and "://" in str(home):
-            from .storage.remote import Mirror, spool_for
+            from .storage.mirror import Mirror, spool_for
 
             self.url = str(home).rstrip("/")
             home = spool_for(self.url)
