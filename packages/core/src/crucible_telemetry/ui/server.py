@@ -50,6 +50,8 @@ class Dashboard(ThreadingHTTPServer):
         self.hub = hub
         self.allow_sql = bool(allow_sql) and _loopback(host)
         self.stopping = threading.Event()
+        self.streams = 0  # open SSE streams, so stop() can wait until none is inside a query
+        self.lock = threading.Condition()
         super().__init__((host, port), _Handler)
 
     @property
@@ -59,10 +61,12 @@ class Dashboard(ThreadingHTTPServer):
         host = str(host)
         return f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
 
-    def stop(self) -> None:
-        """End every stream, stop serving and close the socket."""
+    def stop(self, wait_s: float = 5.0) -> None:
+        """End every stream (waiting up to ``wait_s`` for them), stop serving and close the socket."""
         self.stopping.set()
         self.shutdown()
+        with self.lock:
+            self.lock.wait_for(lambda: self.streams == 0, wait_s)
         self.server_close()
 
 
@@ -164,6 +168,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         self.wfile.write(b"retry: 1000\n\n")
         self.wfile.flush()
+        with self.server.lock:
+            self.server.streams += 1
+        try:
+            self._feed(cursor, wanted)
+        finally:
+            with self.server.lock:
+                self.server.streams -= 1
+                self.server.lock.notify_all()
+
+    def _feed(self, cursor: Cursor, wanted: list[str] | None) -> None:
+        hub, stopping = self.server.hub, self.server.stopping
         statuses: dict[str, str] | None = None
         last_sent = time.monotonic()
         while not stopping.is_set():

@@ -156,15 +156,15 @@ function draw() {
       const c = COLORS[i % COLORS.length];
       tables.push([g.x, g.mean], [g.x, g.mean.map((m, j) => m - g.std[j])], [g.x, g.mean.map((m, j) => m + g.std[j])]);
       const base = series.length;
-      series.push({ label: `${g.label} mean (n=${g.runs.length})`, stroke: c, width: 2 },
-        { label: `${g.label} -sd`, stroke: c + "55", width: 1 }, { label: `${g.label} +sd`, stroke: c + "55", width: 1 });
+      series.push({ label: `${g.label} mean (n=${g.runs.length})`, stroke: c, width: 2, spanGaps: true },
+        { label: `${g.label} -sd`, stroke: c + "55", width: 1, spanGaps: true }, { label: `${g.label} +sd`, stroke: c + "55", width: 1, spanGaps: true });
       bandDefs.push({ series: [base + 2, base + 1], fill: c + "22" });
     });
   } else {
     d.series.forEach((s, i) => {
       tables.push([s.x, s.y]);
       const r = state.byId[s.run] || { name: s.run, params: {} };
-      series.push({ label: label(r), stroke: COLORS[i % COLORS.length], width: 1.5, points: { show: s.x.length < 60 } });
+      series.push({ label: label(r), stroke: COLORS[i % COLORS.length], width: 1.5, spanGaps: true, points: { show: s.x.length < 60 } });
     });
   }
   const data = tables.length ? uPlot.join(tables) : [[]];
