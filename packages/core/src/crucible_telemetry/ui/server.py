@@ -155,7 +155,6 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, file.read_bytes(), ctype, cache=name.startswith("uPlot"))
 
     def _stream(self, q: dict[str, list[str]]) -> None:
-        hub, stopping = self.server.hub, self.server.stopping
         cursor = (
             Cursor.decode(self.headers.get("Last-Event-ID")) or Cursor.decode(api._one(q, "cursor")) or Cursor.now()
         )
