@@ -228,3 +228,15 @@ def test_follow_exports_a_live_run_from_a_thread_each_event_once(hub: ct.Telemet
     assert len(set(seqs)) == 5
     with pytest.raises(ct.InvalidArgumentError):
         follow(exp.id, "nowhere")
+
+
+def test_cli_prints_the_counts(hub: ct.Telemetry, receiver: _Receiver, home: Any, capsys: Any) -> None:
+    from crucible_telemetry.cli import main
+
+    exp_id = _calls(2)
+    argv = ["--home", str(home), "export-otlp", exp_id, "--endpoint", receiver.url, "--header", "x-team=ml"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "spans: 3 sent, 3 accepted, 0 refused, 0 failed" in out and "metric points:" in out
+    assert main(["--home", str(home), "export-otlp", exp_id, "--endpoint", receiver.url, "--header", "oops"]) == 1
+    assert "--header takes KEY=VALUE" in capsys.readouterr().err
