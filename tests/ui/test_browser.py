@@ -124,7 +124,8 @@ def test_runs_charts_live_and_resume(tmp_path: Path, store: tuple[Path, list[str
         page.wait("return window.__ct.view.groups && window.__ct.view.groups.length === 2")
         assert page.run("return window.__ct.view.groups.map(g => [g.label, g.n[0]])") == [["control", 2], ["treat", 2]]
         assert "time-aware" in page.run("return document.querySelector('#chartnote').textContent")
-        page.wait("return document.querySelector('#verdict').textContent.includes('treat')")
+        verdict = page.wait("const t = document.querySelector('#verdict').textContent; return t.includes('n=2') && t")
+        assert "control" in verdict and "n=2" in verdict
         page.shot(shots, "dashboard")
         # downsampled: a long curve keeps its min and max
         page.run("document.querySelector('#smooth').value = 0; window.__ct.selected = new Set(arguments[0]);", [ids[3]])

@@ -142,7 +142,9 @@ async function loadSeries() {
   if (weight > 0) { q.set("smooth", "ema"); q.set("weight", String(weight)); }
   if ($("#bands").checked) q.set("group", $("#bandby").value);
   let d;
+  const gen = (state.gen = (state.gen || 0) + 1);
   try { d = await api("/api/series?" + q); } catch (e) { $("#chart").innerHTML = `<p class="warn">${esc(e.message)}</p>`; return; }
+  if (gen !== state.gen) return; // a newer request is on its way: answers never land out of order
   state.series = {}; state.view = d;
   d.series.forEach((s) => { state.series[s.run] = s; });
   draw(); loadCompare(); loadDetail();
@@ -190,11 +192,13 @@ async function loadCompare() {
   const q = new URLSearchParams({ metric: $("#metric").value + "." + $("#cmpstat").value });
   ids.forEach((id) => q.append("run", id));
   if ($("#bands").checked && $("#bandby").value === "condition") q.set("by", "condition");
+  const gen = (state.cgen = (state.cgen || 0) + 1);
   try {
     const c = await api("/api/compare?" + q);
+    if (gen !== state.cgen) return;
     el.textContent = c.verdict + (c.notes.length ? "\n" + c.notes.join("\n") : "") + "\n\n" +
       c.groups.map((g) => `${g.label}: n=${g.n} (${g.unit}s) mean=${fmt(g.mean)}`).join("\n");
-  } catch (e) { el.textContent = e.message; }
+  } catch (e) { if (gen === state.cgen) el.textContent = e.message; }
 }
 function kv(obj) {
   return '<table class="kv">' + Object.entries(obj || {}).map(([k, v]) => `<tr><td>${esc(k)}</td><td>${esc(fmt(v))}</td></tr>`).join("") + "</table>";
@@ -204,7 +208,9 @@ async function loadDetail() {
   sel.innerHTML = ids.map((id) => `<option value="${esc(id)}">${esc(state.byId[id].name)}</option>`).join("");
   if (ids.includes(keep)) sel.value = keep;
   if (!sel.value) { $("#detail").innerHTML = ""; return; }
+  const gen = (state.dgen = (state.dgen || 0) + 1);
   const d = await api("/api/runs/" + encodeURIComponent(sel.value)), r = d.run, env = r.environment || {};
+  if (gen !== state.dgen) return;
   $("#detail").innerHTML =
     kv({ id: r.experiment_id, status: r.status, condition: r.condition, hypothesis: r.hypothesis, notes: r.notes, started: r.started_at, host: r.host }) +
     "<h3>Params</h3>" + kv(r.params) +
