@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 import crucible_telemetry as ct
 
@@ -28,6 +29,7 @@ def main() -> None:
             ct.emit("crucible_train.epoch.stop", {"loss": loss}, {"epoch": epoch})
             hub.record_metric(exp_id, "val_loss", loss, step=epoch)
             hub.flush()
+            time.sleep(float(os.environ.get("CT_WRITER_PAUSE", "0")))  # readers and mergers run meanwhile
     if os.environ.get("CT_WRITER_CLOSE") == "1":
         hub.close()  # merges what it wrote
     else:

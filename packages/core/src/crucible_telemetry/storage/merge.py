@@ -145,11 +145,16 @@ def _size(path: Path) -> int | None:
 
 
 def _fs_now(folder: Path) -> float | None:
-    """Now on the filesystem's clock: the time it stamps on the folder's ``.lock`` touched now (the
-    file server's on a network mount, the kernel's on a local disk), never this process's own clock."""
+    """Now on the filesystem's clock: the mtime it stamps on the folder's ``.lock`` written now (the
+    file server's on a network mount, the kernel's on a local disk), never this process's own clock
+    (a write, not ``utime``: a time given by the process could come from its skewed clock)."""
     try:
-        os.utime(folder / ".lock", None)
-        return os.stat(folder / ".lock").st_mtime
+        fd = os.open(folder / ".lock", os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.pwrite(fd, b"\n", 0)
+            return os.fstat(fd).st_mtime
+        finally:
+            os.close(fd)
     except OSError:
         return None
 
