@@ -103,9 +103,9 @@ def find(model: str, provider: str | None = None) -> MaintainedPrice | None:
     found = None
     attempts: list[str | None] = []
     if provider:
-        pid = PROVIDER_IDS.get(provider, provider)
-        if find_provider_by_id(snap.providers, pid) is not None:
-            attempts.append(pid)
+        known = PROVIDER_IDS.get(provider, provider)
+        if find_provider_by_id(snap.providers, known) is not None:
+            attempts.append(known)
     attempts += [None, "openai"]
     for pid in attempts:
         try:

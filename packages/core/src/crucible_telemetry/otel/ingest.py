@@ -53,7 +53,7 @@ def _price(
 ) -> tuple[float | None, str, str | None]:
     """``(cost, cost_source, price_table_version)`` from the llm plugin's table; unknown without it."""
     try:
-        from crucible_telemetry_llm.prices import get_prices  # type: ignore[import-not-found]
+        from crucible_telemetry_llm.prices import get_prices
     except ImportError:
         return None, "unknown", None
     table = get_prices()
@@ -231,6 +231,7 @@ class CrucibleSpanExporter(_base()):  # type: ignore[misc]
         hub = self.hub if self.hub is not None else ct.default()
         for span in spans:
             try:
+                name: tuple[str, ...]
                 if _is_genai(span.attributes or {}):
                     m, md, failed = llm_fields(span)
                     name = LLM_EXCEPTION if failed else LLM_STOP

@@ -7,7 +7,7 @@ same event always becomes the same span: a receiver that keys spans by id stores
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -169,7 +169,7 @@ def _histogram(
     return Histogram(data_points=out, aggregation_temporality=AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA)
 
 
-def encode_metrics(spans: list[Mapping[str, Any]], service: str = "crucible-telemetry") -> bytes | None:
+def encode_metrics(spans: Sequence[Mapping[str, Any]], service: str = "crucible-telemetry") -> bytes | None:
     """``gen_ai.client.operation.duration`` and ``gen_ai.client.token.usage`` histograms of ``spans``, as an
     OTLP ``ExportMetricsServiceRequest``; None without spans."""
     if not spans:
