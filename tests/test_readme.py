@@ -18,6 +18,7 @@ from tests._requires import requires_plugin
 
 HERE = ["Quick start", "MetricsStore port", "Hugging Face Trainer"]
 ELSEWHERE = [
+    "Other engines: Spark, Polars, Delta Lake",
     "Lightning",
     "LLM calls",
     "Counters, gauges and histograms",
