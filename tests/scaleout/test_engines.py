@@ -186,3 +186,10 @@ def test_publish_cli_and_views_ignore_the_log(store: tuple[Path, list[str]]) -> 
     assert (home / "events" / delta.LOG / "00000000000000000000.json").is_file()
     assert "_delta_log" not in listing.partitions(home / "events", "experiment_id")
     _expected(home, ids)
+
+
+@pytest.mark.slow
+def test_readme_spark_recipe_runs(tmp_path: Path) -> None:
+    from .._readme import run_example
+
+    assert run_example("Other engines: Spark, Polars, Delta Lake", tmp_path)[-2:] == ["100", "49.5"]

@@ -71,6 +71,7 @@ __all__ = [
     "list_handlers",
     "log_params",
     "pause_experiment",
+    "publish",
     "push",
     "resume_experiment",
     "runs",
@@ -226,6 +227,16 @@ def push(url: str, home: str | os.PathLike[str] | None = None, **storage_options
     from .storage.remote import push as upload
 
     return upload(url, home if home is not None else default().home, **storage_options)
+
+
+def publish(home: str | os.PathLike[str] | None = None) -> dict[str, int | None]:
+    """Write the Delta Lake log over the live files of each dataset (for Spark, Polars, delta-rs); the
+    version written per dataset, None where it was current. Default: this hub's store, flushed first."""
+    from .storage.delta import publish as do_publish
+
+    if home is None:
+        default().flush()
+    return do_publish(home if home is not None else default().home)
 
 
 def calculate_metrics(exp_id: str) -> dict[str, Any]:
