@@ -98,7 +98,10 @@ class Server:
 
     def stop(self) -> int:
         self.proc.terminate()
-        return self.proc.wait(15)
+        code = self.proc.wait(15)
+        if code != 0 and self.proc.stderr is not None:
+            print(f"crucible ui exited {code}:", self.proc.stderr.read()[-2000:])
+        return code
 
 
 @pytest.fixture

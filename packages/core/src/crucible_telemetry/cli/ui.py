@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
+import sys
 import threading
 from typing import Any
 
@@ -38,7 +40,12 @@ def _ui(args: argparse.Namespace) -> int:
     finally:
         server.stop()
         thread.join(5.0)
-    return 0
+        hub.close()
+    # A request thread still inside DuckDB when the interpreter finalizes aborts the process (a forced
+    # unwind through C++): everything is closed, so leave at once.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def register(add: Any) -> None:
