@@ -157,8 +157,9 @@ def series(hub: Any, q: Query) -> dict[str, Any]:
         xs, ys = _xs(part, x), part["value"].to_numpy(dtype="float64")
         keep = np.isfinite(xs)
         xs, ys = xs[keep], ys[keep]
-        order = np.argsort(xs, kind="stable")
-        xs, ys = xs[order], ys[order]
+        if not np.all(xs[1:] >= xs[:-1]):
+            order = np.argsort(xs, kind="stable")
+            xs, ys = xs[order], ys[order]
         fx, fy, marks = split_nonfinite(xs, ys)
         raw_min = float(fy.min()) if len(fy) else None
         raw_max = float(fy.max()) if len(fy) else None

@@ -79,16 +79,19 @@ def downsample(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.ndarra
         raise InvalidArgumentError("max_points", f"expected at least {POINTS_PER_BUCKET}, got {max_points}")
     if len(x) <= max_points:
         return x, y, None
-    order = np.argsort(x, kind="stable")
-    x, y = x[order], y[order]
+    if not np.all(x[1:] >= x[:-1]):
+        order = np.argsort(x, kind="stable")
+        x, y = x[order], y[order]
     width = bucket_width(x[0], x[-1], max(1, max_points // POINTS_PER_BUCKET - 1))
     k = np.floor(x / width).astype("int64")
-    idx = np.arange(len(x))
     starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
-    ends = np.r_[starts[1:], len(x)] - 1
-    by_min = np.lexsort((idx, y, k))  # per bucket: smallest y first (earliest on ties)
-    by_max = np.lexsort((idx, -y, k))
-    keep = np.unique(np.concatenate([idx[starts], idx[ends], by_min[starts], by_max[starts]]))
+    counts = np.diff(np.r_[starts, len(x)])
+    ends = starts + counts - 1
+    picks = [starts, ends]
+    for reduce in (np.minimum, np.maximum):  # the first point reaching the bucket's min (max)
+        hit = np.flatnonzero(y == np.repeat(reduce.reduceat(y, starts), counts))
+        picks.append(hit[np.r_[True, k[hit][1:] != k[hit][:-1]]])
+    keep = np.unique(np.concatenate(picks))
     return x[keep], y[keep], width
 
 
