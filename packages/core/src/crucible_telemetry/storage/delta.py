@@ -246,7 +246,7 @@ def _widens(old: str | None, new: str) -> bool:
     return names <= {f["name"] for f in json.loads(new)["fields"]}
 
 
-def publish(home: Path | str) -> dict[str, int | None]:
+def publish(home: str | os.PathLike[str]) -> dict[str, int | None]:
     """Publish both datasets of the store at ``home``; returns the version written per dataset."""
     home = Path(home)
     return {ds: publish_dataset(home / ds, key, schema) for ds, (key, schema) in DATASETS.items()}
