@@ -3,8 +3,8 @@ Spark's count and p95 (reading the log's file list) beside DuckDB's (``ct.connec
 
 ``CRUCIBLE_BENCH_SCALE_NODES`` nodes (default 2) of ``CRUCIBLE_BENCH_SCALE_RANKS`` rank processes
 each (default 2) write one run, ``CRUCIBLE_BENCH_SCALE_FLUSHES`` segments per rank (default 50) of
-1,000 events, as fast as they can; half the ranks' files are then merged, so the store holds merges,
-their covered files and live segments, as a running job's store does.
+1,000 events, as fast as they can; then the run's small files are merged (as the writers' merger does),
+their covered files still on disk: a glob over the folder would read every row twice, the log once.
 """
 
 from __future__ import annotations
