@@ -132,9 +132,11 @@ def test_runs_charts_live_and_resume(tmp_path: Path, store: tuple[Path, list[str
         page.run("location.hash = '#/runs'; setTimeout(() => { location.hash = '#/charts'; }, 50)")
         page.wait(f"return window.__ct.view && window.__ct.view.series[0].run === {ids[3]!r}")
         page.run("document.querySelector('#bands').checked = false")
+        page.run("const s = document.querySelector('#smooth'); s.value = 0; s.dispatchEvent(new Event('input'))")
         page.size(800, 900)
         page.run("document.querySelector('#xaxis').dispatchEvent(new Event('change'))")
-        page.wait("return window.__ct.view.series[0].x.length > 0")
+        page.wait("return window.__ct.view.series[0].x.length > 0 && !window.__ct.view.groups")
+        page.wait("return window.__ct.chart && window.__ct.chart.width <= document.documentElement.clientWidth - 20")
         s = page.run("return window.__ct.view.series[0]")
         assert min(s["y"]) == s["min"] and max(s["y"]) == s["max"]
         page.shot(shots, "charts-800")

@@ -134,6 +134,7 @@ function refreshSoon(ms) { clearTimeout(seriesTimer); seriesTimer = setTimeout(l
 async function loadSeries() {
   const ids = selectedIds(), name = $("#metric").value;
   if (page() !== "charts") return;
+  updateSelInfo();
   if (!ids.length || !name) { $("#chart").innerHTML = '<p class="muted">Select runs on the Runs page.</p>'; return; }
   localStorage.setItem("ct.metric", name);
   const w = Math.max(300, $("#chart").clientWidth - 20), weight = Number($("#smooth").value);
@@ -320,5 +321,9 @@ function route() {
   openStream();
 }
 window.addEventListener("hashchange", route);
-window.addEventListener("resize", () => { if (page() === "charts") refreshSoon(300); });
+window.addEventListener("resize", () => {
+  if (page() !== "charts") return;
+  if (state.chart) state.chart.setSize({ width: Math.max(300, $("#chart").clientWidth - 12), height: 380 });
+  refreshSoon(300); // and read the curve again for the new pixel width
+});
 loadRuns().then(() => { state.ready = true; route(); }).catch((e) => { document.body.insertAdjacentHTML("beforeend", `<p class="warn">${esc(e.message)}</p>`); });
