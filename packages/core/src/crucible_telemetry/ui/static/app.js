@@ -276,7 +276,7 @@ document.addEventListener("visibilitychange", () => {
 /* ---------- LLM and Metrics pages ---------- */
 function bars(el, edges, counts, title) {
   const x = edges.slice(0, -1).map((e, i) => (e + edges[i + 1]) / 2);
-  new uPlot({ width: 420, height: 180, title, series: [{}, { label: "requests", stroke: "#2563eb", fill: "#2563eb33", paths: uPlot.paths.bars({ size: [0.9] }) }],
+  new uPlot({ width: 420, height: 180, title, series: [{}, { label: "requests", stroke: "#2563eb", fill: "#2563eb33", points: { show: false }, paths: uPlot.paths.bars({ size: [0.9] }) }],
     scales: { x: { time: false } }, legend: { show: false } }, [x, counts], el);
 }
 async function loadLlm() {
@@ -293,7 +293,8 @@ async function loadLlm() {
     for (const [k, t] of [["latency", "latency (ms)"], ["ttft", "time to first token (ms)"]]) if (g[k].n) { const c = document.createElement("div"); row.appendChild(c); bars(c, g[k].edges, g[k].counts, t); }
     const c = document.createElement("div"); row.appendChild(c);
     new uPlot({ width: 420, height: 180, title: "cumulative tokens and cost", series: [{}, { label: "tokens", stroke: "#059669", scale: "tok" }, { label: "USD", stroke: "#d97706", scale: "usd" }],
-      axes: [{}, { scale: "tok" }, { scale: "usd", side: 1, grid: { show: false } }] }, [g.t, g.cumulative_tokens, g.cumulative_cost_usd], c);
+      axes: [{}, { scale: "tok", size: 64, values: (u, vs) => vs.map(fmt) }, { scale: "usd", side: 1, size: 64, grid: { show: false }, values: (u, vs) => vs.map((v) => "$" + fmt(v)) }] },
+      [g.t, g.cumulative_tokens, g.cumulative_cost_usd], c);
   }
 }
 async function loadMetrics() {
@@ -305,7 +306,12 @@ async function loadMetrics() {
     `</table></div><p class="muted small">per minute: ${esc(d.series_aggregation)}</p><div class="cards" id="mcharts"></div>`;
   for (const [name, s] of Object.entries(d.series)) {
     const c = document.createElement("div"); c.className = "card"; $("#mcharts").appendChild(c);
-    new uPlot({ width: 380, height: 160, title: `${name} (${s.kind})`, series: [{}, { label: name, stroke: "#2563eb" }], legend: { show: false } }, [s.t, s.v], c);
+    if (s.t.length < 2) { // one minute so far: the value, not a chart spanning years
+      c.innerHTML = `<h4>${esc(name)} (${esc(s.kind)})</h4><div class="muted">${esc(fmt(s.v[0]))} in the minute of ${esc(new Date(s.t[0] * 1000).toLocaleTimeString())}; the series draws from the second minute</div>`;
+      continue;
+    }
+    new uPlot({ width: 380, height: 160, title: `${name} (${s.kind})`, series: [{}, { label: name, stroke: "#2563eb", points: { size: 6 } }],
+      axes: [{}, { size: 56, values: (u, vs) => vs.map(fmt) }], legend: { show: false } }, [s.t, s.v], c);
   }
 }
 
