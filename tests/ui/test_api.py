@@ -133,3 +133,46 @@ def test_stream_resumes_after_restart_without_gap_or_repeat(store: tuple[Path, l
     finally:
         second.stop()
     assert seen + steps_of(resumed, writer.id) == list(range(70))
+
+
+def test_llm_and_metrics_pages_read_the_store(tmp_path: Path) -> None:
+    import crucible_telemetry as ct
+    from crucible_telemetry.metrics import Metrics
+
+    home = tmp_path / "llm"
+    hub = ct.Telemetry(home)
+    exp = hub.start_experiment("llm-run")
+    for i in range(40):
+        model = ("gpt-4o-mini", "llama-3.1")[i % 2]
+        if i % 10 == 0:
+            hub.emit(
+                "req_llm.request.exception",
+                {"duration": 2e8},
+                {"model": model, "provider": "openai", "kind": "RateLimitError"},
+            )
+            continue
+        hub.emit(
+            "req_llm.request.stop",
+            {"duration": (100 + i) * 1e6, "ttft_ns": 30e6, "total_tokens": 150, "cost_usd": 0.001},
+            {"model": model, "provider": "openai"},
+        )
+    reg = Metrics.of(hub)
+    for i in range(10):
+        reg.increment("requests_total", tags={"model": "a"})
+        reg.gauge("queue_depth", i)
+    hub.stop_experiment(exp.id)
+    hub.close()
+    server = Server(home)
+    try:
+        llm = get(server.url + f"api/llm?run={exp.id}")
+        g = llm["groups"]["openai / gpt-4o-mini"]
+        assert llm["errors_by_kind"] == {"RateLimitError": 4}
+        assert (
+            g["requests"] == 20 and g["errors"] == 4 and g["latency"]["n"] == 16 and sum(g["latency"]["counts"]) == 16
+        )
+        assert g["ttft"]["p50"] == pytest.approx(30.0) and g["cumulative_cost_usd"][-1] == pytest.approx(0.016)
+        roll = {r["metric"]: r for r in get(server.url + "api/metrics")["rollups"]}
+        assert roll["requests_total"]["kind"] == "counter" and roll["requests_total"]["sum"] == 10
+        assert roll["queue_depth"]["last"] == 9 and roll["queue_depth"]["max"] == 9
+    finally:
+        server.stop()
