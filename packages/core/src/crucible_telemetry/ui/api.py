@@ -123,9 +123,10 @@ def run(hub: Any, q: Query, run_id: str) -> dict[str, Any]:
 
 
 def _xs(df: Any, x: str) -> np.ndarray:
+    """The x of each row: seconds since the epoch for wall time, else the ``x`` column."""
     if x == "time":
-        return (df["ts"].astype("int64") / 1e6).to_numpy() if len(df) else np.empty(0)
-    return df["x"].to_numpy(dtype="float64")
+        return np.asarray(df["ts"].astype("int64") / 1e6, dtype="float64") if len(df) else np.empty(0)
+    return np.asarray(df["x"], dtype="float64")
 
 
 def series(hub: Any, q: Query) -> dict[str, Any]:
