@@ -213,7 +213,7 @@ def metrics(hub: Any, q: Query) -> dict[str, Any]:
     where = "kind IN ('counter', 'gauge', 'histogram') AND ts > now() - to_hours(?)"
     roll = hub.store.arrow(
         f"""SELECT metric, kind, CAST(tags AS VARCHAR) AS tags, count(*) AS count, sum(value) AS sum,
-               avg(value) AS mean, min(value) AS min, max(value) AS max, arg_max(value, ts) AS last,
+               avg(value) AS mean, min(value) AS min, max(value) AS max, last(value ORDER BY ts, seq) AS last,
                quantile_cont(value, 0.5) AS p50, quantile_cont(value, 0.95) AS p95,
                quantile_cont(value, 0.99) AS p99, max(ts) AS last_ts
         FROM metrics WHERE {where} GROUP BY metric, kind, tags ORDER BY metric, tags""",
@@ -221,7 +221,7 @@ def metrics(hub: Any, q: Query) -> dict[str, Any]:
     ).to_pylist()
     ts = hub.store.arrow(
         f"""SELECT metric, kind, epoch(time_bucket(INTERVAL 1 minute, ts)) AS t,
-               CASE WHEN kind = 'counter' THEN sum(value) WHEN kind = 'gauge' THEN arg_max(value, ts)
+               CASE WHEN kind = 'counter' THEN sum(value) WHEN kind = 'gauge' THEN last(value ORDER BY ts, seq)
                     ELSE quantile_cont(value, 0.95) END AS v
         FROM metrics WHERE {where} GROUP BY metric, kind, t ORDER BY metric, t""",
         [window],
