@@ -122,3 +122,27 @@ def test_queries_stay_exact_while_skewed_nodes_write_merge_and_prune(tmp_path: P
     finally:
         ct.set_default(prev)
         hub.close()
+
+
+def test_a_node_ahead_never_prunes_a_catalog_file_another_node_just_wrote(tmp_path: Path) -> None:
+    import crucible_telemetry as ct
+    from crucible_telemetry.storage import catalog
+
+    home = tmp_path / "h"
+    hub = ct.Telemetry(home)
+    exp = hub.start_experiment("one", bind=False)
+    hub.emit("c.e", {"i": 1}, {"experiment_id": exp.id})
+    hub.stop_experiment(exp.id)
+    fresh = Path(catalog.catalog_for(home).experiments())
+    assert fresh.exists()
+    code = (
+        "import sys, pyarrow as pa\n"
+        "from pathlib import Path\n"
+        "from crucible_telemetry.storage import catalog\n"
+        "from crucible_telemetry.storage.catalog import EXPERIMENT_SCHEMA\n"
+        "catalog.catalog_for(Path(sys.argv[1]))._write('experiments', EXPERIMENT_SCHEMA.empty_table())\n"
+    )
+    _run(_on_clock("+300s", "-c", code.replace("sys.argv[1]", repr(str(home)))))
+    assert fresh.exists(), "a node 300 s ahead judged a file written now as past its grace"
+    assert len(list((home / "catalog").glob("experiments-*.parquet"))) == 2
+    hub.close()

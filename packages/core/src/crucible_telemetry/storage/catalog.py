@@ -164,13 +164,20 @@ class Catalog:
         return path.as_posix()
 
     def _prune(self, kind: str, keep: str) -> None:
-        now = time.time()
+        """Delete this kind's older files past the grace, aged on the filesystem's clock (never this
+        process's: on a shared folder, a node whose clock runs ahead must not delete what others read)."""
+        from .merge import _fs_now, _placed
+
+        now = _fs_now(self.folder())
+        if now is None:
+            return
         with contextlib.suppress(OSError):
             for name in os.listdir(self.folder()):
                 if name.startswith(f"{kind}-") and name != keep:
                     p = self.folder() / name
+                    placed = _placed(p)
                     with contextlib.suppress(OSError):
-                        if now - p.stat().st_mtime > GRACE_SECONDS:
+                        if placed is not None and now - placed > GRACE_SECONDS:
                             p.unlink()
 
     def _latest(self, kind: str) -> Path | None:
