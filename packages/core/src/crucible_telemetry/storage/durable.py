@@ -56,13 +56,25 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _replace_durably(path: Path, write: Callable[[Path], None], sync_dir: bool) -> None:
-    """``write(tmp)``, fsync it, rename it to ``path`` (and fsync the folder); the temporary file
-    never outlives a failure."""
+def _staged(path: Path, write: Callable[[Path], None]) -> Path:
+    """``write(tmp)`` beside ``path`` and fsync it; the temporary file never outlives a failure."""
     tmp = _tmp(path)
     try:
         write(tmp)
         _fsync_file(tmp)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+    return tmp
+
+
+def _replace_durably(path: Path, write: Callable[[Path], None], sync_dir: bool) -> None:
+    """``write(tmp)``, fsync it, rename it to ``path`` (and fsync the folder)."""
+    tmp = _staged(path, write)
+    try:
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -89,17 +101,10 @@ def write_parquet(table: pa.Table, path: Path, *, sync_dir: bool = True, data: b
 def stage_parquet(table: pa.Table, path: Path) -> Path:
     """Write ``table`` with the segments' settings to a temporary name beside ``path`` and fsync it;
     the caller renames it into place (``os.replace``) once what must come first is written."""
-    tmp = _tmp(path)
-    try:
-        pq.write_table(table, tmp, compression="zstd", row_group_size=256_000, use_dictionary=DICT_COLUMNS)
-        _fsync_file(tmp)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise
-    return tmp
+    return _staged(
+        path,
+        lambda tmp: pq.write_table(table, tmp, compression="zstd", row_group_size=256_000, use_dictionary=DICT_COLUMNS),
+    )
 
 
 def write_bytes(path: Path, data: bytes, *, sync_dir: bool = True) -> None:
