@@ -216,6 +216,17 @@ def test_conditions_over_seeds_use_seed_means(hub: ct.Telemetry) -> None:
     same = compare_experiments(ids, metric="latency", by="condition")
     assert same.pairs[0].test.welch_p == pytest.approx(pair.test.welch_p)
     assert compare_conditions(["control", "treatment"], experiments=ids[:2] + ids[-2:]).groups[0].summary.n == 2
+    assert not any("too few" in n for n in r.notes)  # 5 v 4 seeds: a rank test can reach p < 0.05
+
+
+def test_two_runs_a_side_are_said_to_be_too_few_for_a_test(hub: ct.Telemetry) -> None:
+    ids = [_requests(hub, f"c{i}", [10.0 + i, 11.0 + i], condition="control") for i in range(2)]
+    ids += [_requests(hub, f"t{i}", [20.0 + i, 21.0 + i], condition="treatment") for i in range(2)]
+    r = compare_conditions(["control", "treatment"], metric="latency")
+    assert r.groups[0].summary.n == 2
+    (note,) = [n for n in r.notes if "too few" in n]
+    assert "p = 0.333 with 2 v 2" in note  # 2 / C(4, 2): the smallest two-sided exact rank-test p
+    assert note in str(r) and note in r.to_dict()["notes"]
 
 
 def test_repeated_names_are_labelled_by_id(hub: ct.Telemetry) -> None:
@@ -265,7 +276,8 @@ def test_training_conditions_test_run_values(hub: ct.Telemetry) -> None:
     assert [g.summary.n for g in r.groups] == [3, 3] and r.groups[0].unit == "run"
     expected = compare_samples(finals["control"], finals["treatment"])
     assert r.pairs[0].test.welch_p == pytest.approx(expected.welch_p)
-    assert "over runs" in r.pairs[0].verdict and r.notes == []
+    assert "over runs" in r.pairs[0].verdict
+    assert [n for n in r.notes if "3 v 3" not in n] == []  # only: 3 runs a side are too few to trust the test
 
 
 def test_compare_errors_name_the_argument(hub: ct.Telemetry) -> None:

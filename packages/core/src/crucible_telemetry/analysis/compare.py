@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -251,7 +252,22 @@ def _compare(
         text, sig = _verdict(spec, a, b, test, p, multiple, alpha)
         pairs.append(Pair(a.label, b.label, test, p, sig, text))
     notes = [per_run.note] if per_run is not None and per_run.note else []
+    notes += _few_runs_note(groups, binary_counts)
     return Comparison(spec, by, alpha, confidence, groups, pairs, "holm" if multiple else None, notes)
+
+
+def _few_runs_note(groups: list[Group], binary: bool) -> list[str]:
+    """Say when too few runs per group can support a test: 2 or 3 runs cannot show normality, and an
+    exact rank test cannot reach p < 0.05 below 4 v 4 (its smallest two-sided p is 2 / C(n1 + n2, n1))."""
+    sizes = sorted(g.summary.n for g in groups if g.unit in ("run", "seed"))
+    if binary or len(sizes) < 2 or sizes[0] < 2 or sizes[0] >= 4:
+        return []
+    n1, n2 = sizes[0], sizes[1]
+    floor = 2 / math.comb(n1 + n2, n1)
+    return [
+        f"{n1} runs in the smallest group: too few to check the t-test's normality, and a rank test cannot go "
+        f"below p = {floor:.3g} with {n1} v {n2}; read the verdict as a hint and add seeds"
+    ]
 
 
 def _labels(exps: Sequence[Experiment]) -> list[str]:
