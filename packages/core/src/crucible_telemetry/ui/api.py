@@ -24,6 +24,15 @@ Query = dict[str, list[str]]
 
 def jsonable(value: Any) -> Any:
     """``value`` with non-finite floats as strings, datetimes as ISO text, numpy scalars as Python."""
+    kind = type(value)
+    if value is None or kind is str or kind is int or kind is bool:  # most cells: first, and cheap
+        return value
+    if kind is float:
+        return (
+            value
+            if math.isfinite(value)
+            else ("NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity"))
+        )
     if isinstance(value, float | np.floating):
         v = float(value)
         return v if math.isfinite(v) else ("NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity"))
@@ -79,18 +88,33 @@ def runs(hub: Any, q: Query) -> dict[str, Any]:
     frame = runs_frame(hub)
     pcols = [c for c in frame.columns if c.startswith("params.")]
     differ = [c[7:] for c in pcols if frame[c].astype(str).nunique(dropna=False) > 1]
+    _load_na()
+    mcols = [c for c in frame.columns if c.startswith("metrics.")]
+    col = {c: frame[c].tolist() for c in [*BASE_COLUMNS, *pcols, *mcols] if c in frame.columns}  # once per column
+    base = [c for c in BASE_COLUMNS if c in col]
     rows = []
-    for rec in frame.to_dict("records"):
-        row = {c: None if _missing(rec.get(c)) else rec.get(c) for c in BASE_COLUMNS}
-        row["params"] = {c[7:]: rec[c] for c in pcols if not _missing(rec[c])}
-        row["metrics"] = {c[8:]: rec[c] for c in frame.columns if c.startswith("metrics.") and not _missing(rec[c])}
+    for i in range(len(frame)):
+        row = {c: None for c in BASE_COLUMNS}
+        row.update({c: v for c in base if not _missing(v := col[c][i])})
+        row["params"] = {c[7:]: v for c in pcols if not _missing(v := col[c][i])}
+        row["metrics"] = {c[8:]: v for c in mcols if not _missing(v := col[c][i])}
         rows.append(row)
     metrics = sorted({c[8:] for c in frame.columns if c.startswith("metrics.") and not c.endswith((".min", ".max"))})
     return {"runs": rows, "params": [c[7:] for c in pcols], "differ": differ, "metrics": metrics}
 
 
 def _missing(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
+    return v is None or v is _NA[0] or (type(v) is float and math.isnan(v))
+
+
+_NA: list[Any] = []  # pandas' NA (what ``tolist`` gives for a missing value of an Arrow-backed column)
+
+
+def _load_na() -> None:
+    if not _NA:
+        import pandas as pd
+
+        _NA.append(pd.NA)
 
 
 def run(hub: Any, q: Query, run_id: str) -> dict[str, Any]:
