@@ -281,3 +281,35 @@ def test_non_final_merges_run_on_the_merger_thread_never_inside_a_flush(
     hub.stop_experiment(exp.id)  # the final merge runs in the caller's thread, after the merger's
     assert threads[-1] == threading.current_thread().name
     hub.close()
+
+
+def test_two_merges_of_the_same_files_never_both_count(tmp_path: Path) -> None:
+    """Made at once where the folder lock does not reach (two mounts of one network filesystem): the
+    newer merge counts, the other is hidden, and what only it covered is read from its own files."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    hub = ct.Telemetry(tmp_path / "h", flush_interval=3600)
+    exp = hub.start_experiment("overlap", bind=False)
+    for b in range(4):
+        for i in range(10):
+            hub.emit("o.e", {"i": b * 10 + i}, {"experiment_id": exp.id})
+        hub.flush()
+    folder = hub.events_writer.folder(exp.id)
+    a, b, c, d = sorted(p.name for p in folder.glob("*.parquet"))
+
+    def merged(names: list[str]) -> Path:
+        table = pa.concat_tables([pq.read_table(folder / n, partitioning=None) for n in names])
+        return merge._write_merge(folder, table, names, "events")
+
+    first = merged([a, b, c])
+    _tick()
+    second = merged([b, c, d])
+    view = listing.resolve(folder, os.listdir(folder))
+    assert view.live == tuple(sorted([a, second.name])) and view.merges == (second.name,)
+    assert first.name in view.hidden
+    con = hub.connect()
+    assert con.execute("SELECT count(*), count(DISTINCT seq) FROM events").fetchone() == (40, 40)
+    assert con.execute("SELECT sum(events) FROM runs").fetchone() == (40,)
+    con.close()
+    hub.close()

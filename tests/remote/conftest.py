@@ -38,7 +38,8 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     # grpc ports default to port + 10000: keep them clear of each other by choosing low free ports
     args = [_weed(), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false"]
     args += [f"-{name}.port={port}" for name, port in ports.items()]
-    args += [f"-{name}.port.grpc={_free_port()}" for name in ("master", "volume", "filer", "admin")]
+    grpc = {name: _free_port() for name in ("master", "volume", "filer", "admin")}
+    args += [f"-{name}.port.grpc={port}" for name, port in grpc.items()]
     args += [f"-bucket={BUCKET}"]
     env = {**os.environ, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET}
     log = (data / "weed.log").open("wb")
@@ -59,7 +60,12 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"weed mini did not start: {(data / 'weed.log').read_text()[-2000:]}") from None
                 time.sleep(0.3)
-        yield {"endpoint": endpoint, "bucket": BUCKET}
+        yield {
+            "endpoint": endpoint,
+            "bucket": BUCKET,
+            "filer": f"127.0.0.1:{ports['filer']}.{grpc['filer']}",
+            "weed": _weed(),
+        }
     finally:
         for k, v in saved.items():
             if v is None:

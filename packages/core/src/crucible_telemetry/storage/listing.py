@@ -78,6 +78,7 @@ def resolve(folder: Path, names: list[str], covers_of: Callable[[str], list[str]
     hidden: dict[str, float] = {}
     merges: list[str] = []
     data = [n for n in names if _is_data(n)]
+    found: list[tuple[float, str, frozenset[str]]] = []  # finished merges: (created, name, what they cover)
     for name in names:
         m = MERGE_RE.match(name)
         if m is None:
@@ -85,17 +86,27 @@ def resolve(folder: Path, names: list[str], covers_of: Callable[[str], list[str]
         manifest = name[: -len(".parquet")] + ".covers"
         if manifest not in present:
             continue  # not finished (or its manifest is gone with it): ignore it
-        merges.append(name)
         if len(data) == 1:
-            continue  # nothing else to hide: the manifest need not be read
-        covers = _read_covers(folder / manifest) if covers_of is None else covers_of(manifest)
-        if covers is None:
-            merges.pop()
+            found.append((int(m["c"]) / 1000, name, frozenset()))  # nothing else to hide: no need to read it
             continue
-        created = int(m["c"]) / 1000
+        covers = _read_covers(folder / manifest) if covers_of is None else covers_of(manifest)
+        if covers is not None:
+            found.append((int(m["c"]) / 1000, name, frozenset(c for c in covers if c != name)))
+    # Newest first, a merge counts only if no merge taken before covers it or any file it covers: two
+    # merges of the same files (made at once where the folder's lock does not reach, as across two
+    # mounts of one network filesystem) never both count; what the one left out covers stays live.
+    taken: dict[str, float] = {}  # file -> when the merge that took it was made
+    for created, name, covers in sorted(found, reverse=True):
+        clash = [taken[c] for c in covers if c in taken]
+        if name in taken or clash:
+            hidden[name] = min(taken.get(name, created), *clash) if clash else taken[name]
+            continue
+        merges.append(name)
         for c in covers:
-            if c in present and c != name:
-                hidden[c] = min(hidden.get(c, created), created)
+            taken[c] = created
+    for c, created in taken.items():
+        if c in present:
+            hidden[c] = min(hidden.get(c, created), created)
     groups: dict[str, list[tuple[int, int, float, str]]] = {}
     for name in names:
         m = SEGMENT_RE.match(name)
