@@ -103,3 +103,28 @@ def test_the_writer_of_a_merge_deletes_what_it_covers_after_the_grace_on_its_own
     assert hub.mirror.stats["deleted"] == 4
     assert reader.execute("SELECT count(*), count(DISTINCT seq) FROM events").fetchone() == (40, 40)
     hub.close()
+
+
+def test_an_unreachable_remote_home_never_raises_and_keeps_what_it_could_not_send(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{dead}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("CRUCIBLE_SPOOL", str(tmp_path / "spool"))
+    hub = ct.Telemetry("s3://nowhere/run", flush_interval=3600)
+    exp = hub.start_experiment("offline", bind=False)  # its record cannot be sent: kept, not raised
+    for i in range(30):
+        hub.emit("o.e", {"i": i}, {"experiment_id": exp.id})
+    hub.flush()
+    stats = hub.mirror.stats
+    assert stats["failed"] >= 1 and stats["pending"] >= 2 and stats["sent"] == 0
+    folder = hub.events_writer.folder(exp.id)
+    assert len(list(folder.glob("*.parquet"))) == 1  # the spool holds the segment, sent again later
+    hub.close()

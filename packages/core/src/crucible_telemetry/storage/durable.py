@@ -63,12 +63,16 @@ def _staged(path: Path, write: Callable[[Path], None]) -> Path:
         write(tmp)
         _fsync_file(tmp)
     except BaseException:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
+        _discard(tmp)
         raise
     return tmp
+
+
+def _discard(tmp: Path) -> None:
+    try:
+        tmp.unlink()
+    except OSError:
+        pass
 
 
 def _replace_durably(path: Path, write: Callable[[Path], None], sync_dir: bool) -> None:
@@ -77,10 +81,7 @@ def _replace_durably(path: Path, write: Callable[[Path], None], sync_dir: bool) 
     try:
         os.replace(tmp, path)
     except BaseException:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
+        _discard(tmp)
         raise
     if sync_dir:
         fsync_dir(path.parent)
