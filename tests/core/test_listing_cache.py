@@ -95,3 +95,61 @@ def test_a_catalog_file_pruned_by_another_process_is_written_again(tmp_path: Pat
     assert con.execute("SELECT count(*), sum(events) FROM runs").fetchone() == (1, 1)
     assert catalog.catalog_for(home).experiments().startswith((home / "catalog").as_posix())
     hub.close()
+
+
+_RUNS = """
+import sys, crucible_telemetry as ct
+con = ct.Telemetry(sys.argv[1]).connect()
+print(con.execute("SELECT string_agg(name, ',' ORDER BY name), sum(events) FROM runs").fetchone())
+"""
+
+
+def _runs(home: Path) -> str:
+    out = subprocess.run(
+        [sys.executable, "-c", _RUNS, str(home)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    return out.stdout.strip()
+
+
+def test_the_catalog_state_is_used_by_the_next_process_and_never_hides_a_change(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    home = tmp_path / "h"
+    hub = ct.Telemetry(home)
+    ids = []
+    for r in range(3):
+        exp = hub.start_experiment(f"r{r}", bind=False)
+        hub.emit("c.e", {"i": r}, {"experiment_id": exp.id})
+        hub.stop_experiment(exp.id)
+        ids.append(exp.id)
+    _settle(home)
+    old = time.time() - 10
+    os.utime(home / "experiments", (old, old))
+    assert _runs(home) == "('r0,r1,r2', 3)"
+    state = json.loads((home / "catalog" / "state-experiments.json").read_text())
+    assert state["mtime_ns"] == (home / "experiments").stat().st_mtime_ns
+    # while the records folder is unchanged, the next process takes the saved catalog file unread
+    table = pq.read_table(home / "catalog" / state["path"])
+    pq.write_table(table.slice(0, 2), home / "catalog" / "experiments-0000000000001-feedbeef.parquet")
+    (home / "catalog" / "state-experiments.json").write_text(
+        json.dumps({**state, "path": "experiments-0000000000001-feedbeef.parquet"})
+    )
+    assert _runs(home).startswith("('r0,r1', ")
+    # a record changed (written under a new name, so the folder's mtime moves): seen by the next one
+    hub.update_experiment(ids[2], name="renamed")
+    assert _runs(home) == "('r0,r1,renamed', 3)"
+    # the summaries' state names the merges it holds: a new finished run, or a torn state, is not trusted
+    (home / "catalog" / "state-experiments.json").write_text('{"path": "experi')
+    assert (home / "catalog" / "state-summaries.json").exists()
+    exp = hub.start_experiment("r3", bind=False)
+    for i in range(4):
+        hub.emit("c.e", {"i": i}, {"experiment_id": exp.id})
+    hub.stop_experiment(exp.id)
+    assert _runs(home) == "('r0,r1,r3,renamed', 7)"
+    (home / "catalog" / "state-summaries.json").write_text('{"path": "summ')
+    assert _runs(home) == "('r0,r1,r3,renamed', 7)"
+    hub.close()

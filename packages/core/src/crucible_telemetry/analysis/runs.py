@@ -12,6 +12,8 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from ..errors import InvalidArgumentError
 from .names import STATS, metric_series, metric_summaries, resolve_metric
 
@@ -58,6 +60,16 @@ def _hub(hub: Telemetry | None) -> Telemetry:
     return hub
 
 
+def _params(text: Any) -> Any:
+    """A run's params from their JSON text (orjson; ``json`` for what it refuses)."""
+    if not isinstance(text, str) or not text:
+        return {}
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def _param_value(v: Any) -> Any:
     return json.dumps(v, default=str) if isinstance(v, (dict, list)) else v
 
@@ -66,9 +78,11 @@ def runs_frame(hub: Telemetry, stats: Iterable[str] = ("last", "min", "max")) ->
     """All runs, oldest first: the base columns, ``params.<key>`` and ``metrics.<name>[.<stat>]``."""
     import pandas as pd
 
-    base = hub.store.arrow(_EXPERIMENTS_SQL).to_pandas()
-    params = [json.loads(p) if isinstance(p, str) and p else {} for p in base.pop("params")]
-    base["tags"] = [list(t) if t is not None else [] for t in base["tags"]]
+    table = hub.store.arrow(_EXPERIMENTS_SQL)
+    params = [_params(p) for p in table.column("params").to_pylist()]
+    tags = [t if t is not None else [] for t in table.column("tags").to_pylist()]
+    base = table.drop_columns(["params", "tags"]).to_pandas()
+    base.insert(base.columns.get_loc("status") + 2, "tags", tags)  # after condition, as in the view
     keys = sorted({k for p in params if isinstance(p, dict) for k in p})
     pcols = {f"params.{k}": [_param_value(p.get(k)) if isinstance(p, dict) else None for p in params] for k in keys}
     frame = pd.concat([base, pd.DataFrame(pcols, index=base.index)], axis=1)

@@ -186,6 +186,15 @@ def _cell(x: Any) -> str:
     return fmt_num(x) if isinstance(x, float) else ("" if x is None else str(x))
 
 
+def _csv_cell(v: Any) -> Any:
+    """A CSV cell of a value that is not a plain string or number: JSON, ISO time, or empty."""
+    if isinstance(v, (dict, list, tuple)):
+        return json.dumps(jsonable(v), default=str)
+    if isinstance(v, datetime):
+        return v.isoformat()
+    return "" if v is None else v
+
+
 def emit_rows(
     columns: Sequence[str],
     rows: Sequence[Sequence[Any]],
@@ -208,15 +217,8 @@ def emit_rows(
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(columns)
-        for r in rows:
-            w.writerow(
-                [
-                    json.dumps(jsonable(v), default=str)
-                    if isinstance(v, (dict, list, tuple))
-                    else (v.isoformat() if isinstance(v, datetime) else ("" if v is None else v))
-                    for v in r
-                ]
-            )
+        plain = (str, int, float)
+        w.writerows([[v if type(v) in plain else _csv_cell(v) for v in r] for r in rows])
         write_text(buf.getvalue(), output)
         return
     from rich import box

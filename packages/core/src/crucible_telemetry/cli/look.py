@@ -74,13 +74,12 @@ def _runs(args: argparse.Namespace) -> int:
     requests = rt.request_summary(hub, ids)
     if args.format != "table":
         cols = [*_BASE, *pcols, *mcols]
-        rows = [[r[c] for c in cols] for r in frame.to_dict("records")]
+        columns = [[v if _present(v) else None for v in frame[c].tolist()] for c in cols]  # a column at a time
         if requests:
             cols += ["requests", "errors", "mean_ms", "cost_usd"]
-            for row, i in zip(rows, ids):
-                q = requests.get(i) or {}
-                row += [q.get("requests"), q.get("errors"), q.get("mean_ms"), q.get("cost_usd")]
-        emit_rows(cols, [[None if not _present(v) else v for v in r] for r in rows], args.format, args.output)
+            got = [requests.get(i) or {} for i in ids]
+            columns += [[q.get(k) for q in got] for k in ("requests", "errors", "mean_ms", "cost_usd")]
+        emit_rows(cols, [list(r) for r in zip(*columns)], args.format, args.output)
         return 0
     cols = ["id", "name", "status", "condition", "tags", "started_at", "duration_s", *pcols, *mcols]
     if not frame["condition"].map(_present).any():
@@ -111,7 +110,7 @@ def _runs(args: argparse.Namespace) -> int:
 
 
 def _present(v: Any) -> bool:
-    return v is not None and not (isinstance(v, float) and math.isnan(v))
+    return v is not None and not (isinstance(v, float) and v != v)  # NaN is the only value unequal to itself
 
 
 def _summary_rows(hub: Any, exp_id: str) -> list[list[Any]]:

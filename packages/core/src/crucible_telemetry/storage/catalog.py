@@ -135,7 +135,9 @@ class Catalog:
         self._sum_keys: frozenset[str] = frozenset()
         self._sum_bad: frozenset[str] = frozenset()  # merges whose summary could not be read
         self._sum_path: str | None = None
-        self._loaded = False
+        self._sum_digest: str | None = None  # of the merge keys ``_sum_path`` holds, when known
+        self._loaded: set[str] = set()  # kinds whose newest catalog file this process has loaded
+        self._states: dict[str, dict[str, Any]] = {}  # kind -> the state file as last read or written
 
     # ---------------------------------------------------------------- folders
 
@@ -187,9 +189,45 @@ class Catalog:
             return None
         return self.folder() / names[-1] if names else None
 
-    def _load(self) -> None:
-        """Start from the newest catalog files another process left (each row still checked at use)."""
-        self._loaded = True
+    # ------------------------------------------------------------ state files
+
+    def _state(self, kind: str) -> dict[str, Any]:
+        """What the last process to check this kind found (``state-<kind>.json``): its catalog file and
+        what it checked it against, so a new process (a CLI command) that finds the same needs no scan."""
+        if kind not in self._states:
+            try:
+                data = orjson.loads((self.folder() / f"state-{kind}.json").read_bytes())
+                ok = isinstance(data, dict) and isinstance(data.get("path"), str) and "/" not in data["path"]
+                self._states[kind] = data if ok else {}
+            except (OSError, ValueError):
+                self._states[kind] = {}
+        return self._states[kind]
+
+    def _save_state(self, kind: str, state: dict[str, Any]) -> None:
+        """Keep ``state`` for the next process (a cache: no fsync; a torn or foreign file is ignored)."""
+        if self._states.get(kind) == state:
+            return
+        self._states[kind] = state
+        path = self.folder() / f"state-{kind}.json"
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            tmp.write_bytes(orjson.dumps(state))
+            os.replace(tmp, path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+    def _load(self, kind: str) -> None:
+        """Start from the newest catalog file of ``kind`` another process left (rows checked at use)."""
+        if kind in self._loaded:
+            return
+        self._loaded.add(kind)
+        if kind == "experiments":
+            self._load_experiments()
+        else:
+            self._load_summaries()
+
+    def _load_experiments(self) -> None:
         p = self._latest("experiments")
         if p is not None:
             try:
@@ -201,6 +239,8 @@ class Catalog:
                     self._rec_path = p.as_posix()  # reused as it is while every record still matches its row
             except Exception as exc:  # a damaged catalog is only a slower start
                 log.debug("crucible_telemetry: catalog %s unreadable: %r", p, exc)
+
+    def _load_summaries(self) -> None:
         p = self._latest("summaries")
         if p is not None:
             try:
@@ -209,6 +249,7 @@ class Catalog:
                     self._sum = t
                     self._sum_keys = frozenset(pc.unique(t.column("_file")).to_pylist())
                     self._sum_path = p.as_posix()
+                    self._sum_digest, self._sum_bad = None, frozenset()
             except Exception as exc:
                 log.debug("crucible_telemetry: catalog %s unreadable: %r", p, exc)
 
@@ -218,8 +259,11 @@ class Catalog:
         """A Parquet file holding every experiment record as of now."""
         folder = self.home / "experiments"
         with self._lock:
-            if not self._loaded:
-                self._load()
+            if self._rec_state is None and "experiments" not in self._loaded:
+                saved = self._state("experiments")
+                if isinstance(saved.get("mtime_ns"), int) and isinstance(saved.get("when"), float):
+                    self._rec_path = (self.folder() / saved["path"]).as_posix()
+                    self._rec_state = (saved["mtime_ns"], saved["when"])
             try:
                 st = os.stat(folder)
             except FileNotFoundError:
@@ -235,6 +279,9 @@ class Catalog:
                 and os.path.exists(self._rec_path)  # another process prunes catalog files after the grace
             ):
                 return self._rec_path
+            if "experiments" not in self._loaded:
+                self._rec_path, self._rec_state = None, None  # the saved state did not hold: from the file
+                self._load("experiments")
             stamps: dict[str, tuple[int, int]] = {}
             fresh: list[dict[str, Any]] = []
             try:
@@ -269,6 +316,9 @@ class Catalog:
             self._stamp = stamps
             if st is not None:
                 self._rec_state = (st.st_mtime_ns, now)
+                if now - st.st_mtime_ns / 1e9 > SETTLE_SECONDS:  # only a state a reader may trust
+                    name = Path(self._rec_path).name
+                    self._save_state("experiments", {"path": name, "mtime_ns": st.st_mtime_ns, "when": now})
             assert self._rec_path is not None
             return self._rec_path
 
@@ -293,10 +343,23 @@ class Catalog:
         """A Parquet file with the summaries of exactly the live ``merges`` (key -> merge path), and the
         keys of those without a readable summary (to be summarised from their rows)."""
         with self._lock:
-            if not self._loaded:
-                self._load()
+            digest = hashlib.blake2b("\n".join(sorted(merges)).encode(), digest_size=16).hexdigest()
+            if "summaries" not in self._loaded and self._sum_path is None:
+                saved = self._state("summaries")
+                if saved.get("digest") == digest and isinstance(saved.get("bad"), list):
+                    path = (self.folder() / saved["path"]).as_posix()
+                    if os.path.exists(path):  # what the last process found: no need to read the file
+                        self._sum_path, self._sum_digest = path, digest
+                        self._sum_bad = frozenset(b for b in saved["bad"] if isinstance(b, str))
+            if digest == self._sum_digest and self._sum_path is not None and os.path.exists(self._sum_path):
+                return self._sum_path, sorted(self._sum_bad)
+            self._load("summaries")
             keys = frozenset(merges)
             if keys == self._sum_keys | self._sum_bad and self._sum_path is not None and os.path.exists(self._sum_path):
+                self._sum_digest = digest
+                self._save_state(
+                    "summaries", {"path": Path(self._sum_path).name, "digest": digest, "bad": sorted(self._sum_bad)}
+                )
                 return self._sum_path, sorted(self._sum_bad)
             missing = [k for k in merges if k not in self._sum_keys]
             parts: list[pa.Table] = []
@@ -311,13 +374,16 @@ class Catalog:
             if base is not None and base.num_rows:
                 base = base.filter(pc.is_in(base.column("_file"), value_set=pa.array(sorted(keys), pa.string())))
                 parts.insert(0, base)
-            from .summaries import empty_partial
+            from .summaries import empty_partial, mark_single
 
             table = pa.concat_tables(parts, promote_options="default") if parts else empty_partial(with_file=True)
+            table = mark_single(table)
             self._sum = table
             self._sum_keys = frozenset(pc.unique(table.column("_file")).to_pylist())
             self._sum_bad = frozenset(bad)
             self._sum_path = self._write("summaries", table)
+            self._sum_digest = digest
+            self._save_state("summaries", {"path": Path(self._sum_path).name, "digest": digest, "bad": sorted(bad)})
             return self._sum_path, bad
 
 

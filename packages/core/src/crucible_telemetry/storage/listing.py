@@ -20,14 +20,15 @@ lists again only the folders whose mtime moved: one ``stat`` per run instead of 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
+
+import orjson
 
 from .schema import FORMAT
 
@@ -52,10 +53,9 @@ SETTLE_SECONDS = 2.0
 SCHEMA_PARTITION = "__schema__"
 
 
-@dataclass(frozen=True)
-class Listing:
+class Listing(NamedTuple):
     """One folder at one moment: the live data files (sorted), and each hidden file with the time
-    (seconds) the file hiding it was written."""
+    (seconds) the file hiding it was written. A tuple: 10,000 of them load from disk at once."""
 
     live: tuple[str, ...]
     hidden: dict[str, float]
@@ -221,12 +221,32 @@ def dataset_listing(root: Path, key: str) -> list[tuple[str, Listing]]:
         _seeded.add(rkey)
         _load(root, key)
     before = _relisted
-    out = [(value, list_folder(f"{rkey}/{key}={value}")) for value in partitions(root, key)]
+    out = _check_all(rkey, key, partitions(root, key))
     with _cache_lock:
         _full[rkey] = (st.st_mtime_ns, now, out)
     if _relisted != before and now - _saved.get(rkey, 0.0) >= SAVE_EVERY:
         _saved[rkey] = now
         _save(root, key, out)
+    return out
+
+
+def _check_all(rkey: str, key: str, values: list[str]) -> list[tuple[str, Listing]]:
+    """``list_folder`` of each partition, with the unchanged ones (the most, in a big store) checked
+    in one tight loop: a stat each, against the cache read without its lock (a dict read is atomic)."""
+    out: list[tuple[str, Listing]] = []
+    stat, get, settle = os.stat, _cache.get, SETTLE_SECONDS
+    for value in values:
+        folder = f"{rkey}/{key}={value}"
+        hit = get(folder)
+        if hit is not None:
+            try:
+                mtime = stat(folder).st_mtime_ns
+            except OSError:
+                mtime = -1
+            if hit[0] == mtime and hit[1] - mtime / 1e9 > settle:
+                out.append((value, hit[2]))
+                continue
+        out.append((value, list_folder(folder)))
     return out
 
 
@@ -242,7 +262,7 @@ def _disk(root: Path) -> Path:
 def _load(root: Path, key: str) -> None:
     """Seed the folder cache from the saved listings (each still checked against its folder's mtime)."""
     try:
-        saved = json.loads(_disk(root).read_bytes())
+        saved = orjson.loads(_disk(root).read_bytes())
         if saved.get("version") != 1 or saved.get("key") != key:
             return
         base = root.as_posix()
@@ -251,7 +271,7 @@ def _load(root: Path, key: str) -> None:
                 folder = f"{base}/{key}={value}"
                 if folder not in _cache:
                     _cache[folder] = (int(mtime_ns), float(when), Listing(tuple(live), dict(hidden), tuple(merges)))
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):  # orjson's error is a ValueError
         return  # none yet, damaged or of another release: list the folders
 
 
@@ -268,7 +288,7 @@ def _save(root: Path, key: str, out: list[tuple[str, Listing]]) -> None:
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         path.parent.mkdir(exist_ok=True)
-        tmp.write_text(json.dumps({"version": 1, "key": key, "folders": folders}, separators=(",", ":")))
+        tmp.write_bytes(orjson.dumps({"version": 1, "key": key, "folders": folders}))
         os.replace(tmp, path)
     except OSError:  # a read-only store: every process lists for itself
         try:

@@ -134,8 +134,8 @@ class _RemoteBinder:
         self._lists: dict[str, list[str]] = {}
         self._lock = threading.Lock()
         self._schemas = {d: _schema_file(scratch, d, s) for d, (_, s) in _DATASETS.items()}
-        self._empty_sum = scratch / "schema-summaries.parquet"
-        pq.write_table(empty_partial(), self._empty_sum)
+        self._empty_sum = scratch / "schema-summaries-2.parquet"
+        pq.write_table(empty_partial(with_single=True), self._empty_sum)
         self._empty_exp = scratch / "schema-experiments.parquet"
         pq.write_table(EXPERIMENT_SCHEMA.empty_table(), self._empty_exp)
         self._records: dict[str, tuple[Any, dict[str, Any] | None]] = {}  # record -> (etag or size, row)
@@ -149,6 +149,8 @@ class _RemoteBinder:
                 return [self._empty_exp.as_posix()]
             if kind == "summaries":
                 return [self._empty_sum.as_posix()]
+            if kind == "raw_ids":
+                return []
             return [self._schemas[kind.split("_")[0]]]
         with self._lock:
             key = (tx, tuple(sorted(ids)) if ids is not None else None)
@@ -200,6 +202,7 @@ class _RemoteBinder:
             out[f"{dataset}_raw"] = [schema, *(f for f in raw if current(f))]
             out[f"{dataset}_raw_legacy"] = [schema, *(f for f in raw if not current(f))]
         out["summaries"] = sums
+        out["raw_ids"] = []  # the sidecars have no ``_single`` mark: every row is combined
         out["experiments"] = [self._experiments(records)]
         return out
 

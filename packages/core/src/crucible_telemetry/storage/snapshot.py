@@ -60,12 +60,12 @@ def _schema_file(home: Path, dataset: str) -> str:
 
 
 def _empty_summaries(home: Path) -> str:
-    p = catalog_for(home).folder() / "schema-summaries.parquet"
+    p = catalog_for(home).folder() / "schema-summaries-2.parquet"  # 2: with the ``_single`` column
     if not p.exists():
         with _schema_lock:
             if not p.exists():
-                tmp = p.with_name(f"schema-summaries.{os.getpid()}.{threading.get_ident()}.tmp")
-                pq.write_table(empty_partial(), tmp)
+                tmp = p.with_name(f"schema-summaries-2.{os.getpid()}.{threading.get_ident()}.tmp")
+                pq.write_table(empty_partial(with_single=True), tmp)
                 os.replace(tmp, p)
     return p.as_posix()
 
@@ -98,6 +98,8 @@ class _Binder:
             return [_empty_experiments(self.home)]
         if kind == "summaries":
             return [_empty_summaries(self.home)]
+        if kind == "raw_ids":
+            return []
         return [_schema_file(self.home, kind.split("_")[0])]
 
     def files(self, kind: str, tx: int | None) -> list[str]:
@@ -125,7 +127,7 @@ class _Binder:
         if kind == "experiments":
             self._lists[kind] = [catalog_for(self.home).experiments()]
             return
-        data = kind.split("_")[0] in _DATASETS and "_raw" not in kind
+        data = kind.split("_")[0] in _DATASETS and "_raw" not in kind  # else a summaries kind
         memo_key = kind.split("_")[0] if data else "summaries"
         inputs: tuple[Any, ...] = ()
         if ids is None:  # the whole store: reuse the last lists while the listings are the same objects
@@ -178,6 +180,9 @@ class _Binder:
                     raw[dataset] += [f"{folder}/{n}" for n in view.live]
         sums = [_empty_summaries(self.home)]
         bad: list[str] = []
+        self._lists["raw_ids"] = sorted(
+            {p.rsplit("/", 2)[1].split("=", 1)[1] for d in _DATASETS for p in raw[d]} | {k.split("/")[1] for k in bad}
+        )
         if ids is None:
             path, bad = catalog_for(self.home).summaries(merges)
             sums.append(path)

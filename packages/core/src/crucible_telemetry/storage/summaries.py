@@ -128,10 +128,33 @@ PARTIAL_SCHEMA = pa.schema(
 )
 
 
-def empty_partial(with_file: bool = False) -> pa.Table:
-    """An empty table of partial summaries (with the catalog's ``_file`` key column if asked)."""
+def empty_partial(with_file: bool = False, with_single: bool = False) -> pa.Table:
+    """An empty table of partial summaries (with the catalog's ``_file`` key column, and its
+    ``_single`` mark, if asked)."""
     schema = PARTIAL_SCHEMA.append(pa.field("_file", pa.string())) if with_file else PARTIAL_SCHEMA
-    return schema.empty_table()
+    return (schema.append(pa.field("_single", pa.bool_())) if with_single else schema).empty_table()
+
+
+def mark_single(table: pa.Table) -> pa.Table:
+    """The catalog's summaries with ``_single``: true where the row's run has one merge per dataset,
+    so its row is the only one of its key and the view passes it through instead of combining it
+    (a finished run: most of a big store). Keys of two merges clash only within one dataset, or
+    where an event is named ``metric`` like the metrics' source."""
+    import pyarrow.compute as pc
+
+    if "_single" in table.column_names:
+        table = table.drop_columns(["_single"])
+    files = table.column("_file")
+    counts: dict[tuple[str, str], int] = {}
+    for key in pc.unique(files).to_pylist():
+        dataset, value, _ = key.split("/", 2)
+        counts[(dataset, value)] = counts.get((dataset, value), 0) + 1
+    several = {value for (_, value), n in counts.items() if n > 1}
+    clash = pc.and_(pc.equal(table.column("source"), "metric"), pc.starts_with(files, "events/"))
+    several.update(pc.unique(table.column("experiment_id").filter(clash)).to_pylist())
+    ids = table.column("experiment_id")
+    single = pc.invert(pc.is_in(ids, value_set=pa.array(sorted(several), pa.string())))
+    return table.append_column("_single", pc.fill_null(single, False))
 
 
 _local = threading.local()

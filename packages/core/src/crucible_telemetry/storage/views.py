@@ -190,12 +190,19 @@ def _create(con: duckdb.DuckDBPyConnection) -> None:
     raw_ev = f"(SELECT * FROM {read('events_raw', 'experiment_id')} WHERE experiment_id <> '__schema__')"
     raw_me = f"(SELECT * FROM {read('metrics_raw', 'run_id')} WHERE run_id <> '__schema__')"
     cols = ", ".join(SUMMARY_COLUMNS)
+    # A merged summary row marked ``_single`` is the only one of its key (a finished run), unless the
+    # run also has files not merged yet (``raw_ids``): passed through, the rest combined.
+    merged = f"read_parquet({files.format(kind='summaries')}, union_by_name = true)"
+    raw_ids = f"(SELECT unnest({files.format(kind='raw_ids')}))"
     partials = (
-        f"SELECT {cols} FROM read_parquet({files.format(kind='summaries')}, union_by_name = true) "
+        f"SELECT {cols} FROM m WHERE NOT coalesce(_single, false) OR experiment_id IN {raw_ids} "
         f"UNION ALL {partial_sql(raw_ev, 'events', 'experiment_id')} "
         f"UNION ALL {partial_sql(raw_me, 'metrics', 'run_id')}"
     )
-    con.execute(f"CREATE OR REPLACE VIEW _summaries_all AS {combine_sql(partials)}")
+    con.execute(
+        f"CREATE OR REPLACE VIEW _summaries_all AS WITH m AS NOT MATERIALIZED (SELECT * FROM {merged}) "
+        f"SELECT {cols} FROM m WHERE _single AND experiment_id NOT IN {raw_ids} UNION ALL {combine_sql(partials)}"
+    )
     con.execute("CREATE OR REPLACE VIEW summaries AS SELECT * FROM _summaries_all WHERE NOT starts_with(source, '__')")
     con.execute(
         """CREATE OR REPLACE VIEW params AS
