@@ -43,6 +43,7 @@ __all__ = [
     "metric_names",
     "metric_series",
     "metric_summaries",
+    "metric_summaries_table",
     "resolve_metric",
     "unknown_metric_message",
 ]
@@ -173,6 +174,13 @@ def metric_summaries(con: Any, ids: Sequence[str] | None = None, names: Sequence
     the runs; ``names`` limits the metrics and may hold explicit ``<event>:<key>`` names (by default
     only the bare name space).
     """
+    if names is not None and not list(names):
+        return _empty(SUMMARY_COLUMNS)
+    return metric_summaries_table(con, ids, names).to_pandas()[SUMMARY_COLUMNS]
+
+
+def metric_summaries_table(con: Any, ids: Sequence[str] | None = None, names: Sequence[str] | None = None) -> Any:
+    """:func:`metric_summaries` as a ``pyarrow.Table`` (no pandas: what ``crucible runs`` reads)."""
     sql, params = _bare_sql(ids)
     parts, allp = [sql], list(params)
     explicit = [n for n in names or () if ":" in n]
@@ -191,11 +199,9 @@ def metric_summaries(con: Any, ids: Sequence[str] | None = None, names: Sequence
     where, wparams = "", []
     if names is not None:
         wanted = [n if ":" not in n else f"{_dotted(n.rpartition(':')[0])}:{n.rpartition(':')[2]}" for n in names]
-        if not wanted:
-            return _empty(SUMMARY_COLUMNS)
-        where, wparams = f" WHERE metric IN ({_marks(wanted)})", wanted
-    df = _frame(con, f"SELECT * FROM ({body}){where} ORDER BY experiment_id, metric", allp + wparams)
-    return df[SUMMARY_COLUMNS]
+        where, wparams = (f" WHERE metric IN ({_marks(wanted)})", wanted) if wanted else (" WHERE false", [])
+    cols = ", ".join(SUMMARY_COLUMNS)
+    return _arrow(con, f"SELECT {cols} FROM ({body}){where} ORDER BY experiment_id, metric", allp + wparams)
 
 
 def _empty(columns: list[str]) -> pd.DataFrame:

@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..errors import InvalidArgumentError
-from .names import STATS, metric_series, metric_summaries, resolve_metric
+from .names import STATS, metric_series, resolve_metric
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from ..hub import Telemetry
 
-__all__ = ["BASE_COLUMNS", "history", "match_runs", "runs", "runs_frame", "short_id", "sort_rows"]
+__all__ = ["BASE_COLUMNS", "history", "match_runs", "runs", "runs_columns", "runs_frame", "short_id", "sort_rows"]
 
 #: The columns every ``ct.runs()`` frame starts with, before ``params.*`` and ``metrics.*``.
 BASE_COLUMNS = [
@@ -74,29 +74,48 @@ def _param_value(v: Any) -> Any:
     return json.dumps(v, default=str) if isinstance(v, (dict, list)) else v
 
 
+def runs_columns(hub: Telemetry, stats: Iterable[str] = ("last", "min", "max")) -> dict[str, list[Any]]:
+    """:func:`runs_frame` as columns of Python values (name -> list, in the frame's order), built
+    without pandas: what ``crucible runs`` and the dashboard print."""
+    from ..storage.store import py_values
+    from .names import metric_summaries_table
+
+    table = hub.store.arrow(_EXPERIMENTS_SQL)
+    params = [_params(p) for p in table.column("params").to_pylist()]
+    cols: dict[str, list[Any]] = {c: py_values(table.column(c)) for c in BASE_COLUMNS}
+    cols["tags"] = [t if t is not None else [] for t in cols["tags"]]
+    for k in sorted({k for p in params if isinstance(p, dict) for k in p}):
+        cols[f"params.{k}"] = [_param_value(p.get(k)) if isinstance(p, dict) else None for p in params]
+    summ = metric_summaries_table(hub)
+    if summ.num_rows:
+        wanted = list(dict.fromkeys(stats))
+        row = {i: n for n, i in enumerate(cols["id"])}
+        runs, metrics = summ.column("experiment_id").to_pylist(), summ.column("metric").to_pylist()
+        values = {stat: summ.column(stat).to_pylist() for stat in wanted}
+        nan = float("nan")
+        for metric in sorted(set(metrics)):
+            for stat in wanted:
+                cols[f"metrics.{metric}" if stat == "last" else f"metrics.{metric}.{stat}"] = [nan] * len(row)
+        for k, (run, metric) in enumerate(zip(runs, metrics)):
+            n = row.get(run)
+            if n is None:
+                continue
+            for stat in wanted:
+                v = values[stat][k]
+                cols[f"metrics.{metric}" if stat == "last" else f"metrics.{metric}.{stat}"][n] = nan if v is None else v
+    return cols
+
+
 def runs_frame(hub: Telemetry, stats: Iterable[str] = ("last", "min", "max")) -> pd.DataFrame:
     """All runs, oldest first: the base columns, ``params.<key>`` and ``metrics.<name>[.<stat>]``."""
     import pandas as pd
 
-    table = hub.store.arrow(_EXPERIMENTS_SQL)
-    params = [_params(p) for p in table.column("params").to_pylist()]
-    tags = [t if t is not None else [] for t in table.column("tags").to_pylist()]
-    base = table.drop_columns(["params", "tags"]).to_pandas()
-    base.insert(base.columns.get_loc("status") + 2, "tags", tags)  # after condition, as in the view
-    keys = sorted({k for p in params if isinstance(p, dict) for k in p})
-    pcols = {f"params.{k}": [_param_value(p.get(k)) if isinstance(p, dict) else None for p in params] for k in keys}
-    frame = pd.concat([base, pd.DataFrame(pcols, index=base.index)], axis=1)
-    summ = metric_summaries(hub)
-    if len(summ):
-        wanted = list(dict.fromkeys(stats))
-        wide = summ.pivot(index="experiment_id", columns="metric", values=wanted)  # one row per run
-        cols: dict[str, Any] = {}
-        for metric in sorted(summ["metric"].unique()):
-            for stat in wanted:
-                col = f"metrics.{metric}" if stat == "last" else f"metrics.{metric}.{stat}"
-                cols[col] = frame["id"].map(wide[(stat, metric)]).astype("float64")
-        frame = pd.concat([frame, pd.DataFrame(cols, index=frame.index)], axis=1)
-    return frame.reset_index(drop=True)
+    cols = runs_columns(hub, stats)
+    frame = pd.DataFrame({c: v for c, v in cols.items() if not c.startswith("metrics.")})
+    metrics = {c: pd.array(v, dtype="float64") for c, v in cols.items() if c.startswith("metrics.")}
+    if metrics:
+        frame = pd.concat([frame, pd.DataFrame(metrics, index=frame.index)], axis=1)
+    return frame
 
 
 def _column(frame: pd.DataFrame, name: str, argument: str) -> str:

@@ -189,7 +189,7 @@ def _cell(x: Any) -> str:
 def _csv_cell(v: Any) -> Any:
     """A CSV cell of a value that is not a plain string or number: JSON, ISO time, or empty."""
     if isinstance(v, (dict, list, tuple)):
-        return json.dumps(jsonable(v), default=str)
+        return json.dumps(jsonable(v), default=str) if v else ("{}" if isinstance(v, dict) else "[]")
     if isinstance(v, datetime):
         return v.isoformat()
     return "" if v is None else v
@@ -218,7 +218,7 @@ def emit_rows(
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(columns)
         plain = (str, int, float)
-        w.writerows([[v if type(v) in plain else _csv_cell(v) for v in r] for r in rows])
+        w.writerows([[v if type(v) in plain else "" if v is None else _csv_cell(v) for v in r] for r in rows])
         write_text(buf.getvalue(), output)
         return
     from rich import box

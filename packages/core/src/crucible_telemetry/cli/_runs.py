@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ..hub import Telemetry
 
 __all__ = [
+    "Table",
     "default_metrics",
     "differing_params",
     "lower_is_better",
@@ -35,6 +36,25 @@ _VALIDATION = re.compile(r"^(val|valid|validation|eval|test)[_/.]")
 _NOT_HEADLINE = re.compile(r"(runtime|per_second|_steps?$|samples|flos|epoch)")
 _HIGHER = re.compile(r"(acc|accuracy|f1|auc|auroc|precision|recall|bleu|rouge|map|iou|score|r2)($|[_/.])")
 _LOWER = re.compile(r"(loss|error|err|mse|mae|rmse|perplexity|ppl|nll|wer|cer)($|[_/.])")
+
+
+class Table(dict[str, list[Any]]):
+    """The runs as columns (name -> list of values), with the few DataFrame reads the table's helpers
+    make (``columns``, ``table[col]``): ``crucible runs`` never imports pandas unless it sorts."""
+
+    @property
+    def columns(self) -> list[str]:
+        """The column names, in order."""
+        return list(self)
+
+    @property
+    def height(self) -> int:
+        """The number of runs."""
+        return len(self["id"]) if "id" in self else 0
+
+    def take(self, rows: Sequence[int]) -> Table:
+        """These rows, in this order."""
+        return Table({c: [v[i] for i in rows] for c, v in self.items()})
 
 
 def split_names(values: Sequence[str] | None) -> list[str]:
@@ -80,7 +100,7 @@ def differing_params(frame: pd.DataFrame, limit: int = 4) -> tuple[list[str], li
 def default_metrics(frame: pd.DataFrame, limit: int = 2) -> list[str]:
     """The validation metrics (``val_loss`` and its best, ``val_acc.max``...), else the training loss."""
     names = sorted({c.removeprefix("metrics.").rsplit(".", 1)[0] for c in frame.columns if c.endswith(".min")})
-    names = [n for n in names if ":" not in n and frame[f"metrics.{n}"].notna().any()]
+    names = [n for n in names if ":" not in n and any(_present(v) for v in frame[f"metrics.{n}"])]
     val = [n for n in names if _VALIDATION.search(n) and not _NOT_HEADLINE.search(n.split("_", 1)[-1])]
     # HF logs eval_loss and the standard validation event carries it as val_loss: show one of them
     val = [n for n in val if not (n.startswith("eval_") and "val_" + n.removeprefix("eval_") in val)]
@@ -137,6 +157,17 @@ def add_metric_columns(hub: Telemetry, frame: pd.DataFrame, columns: list[str]) 
         stem, _, stat = body.rpartition(".")
         metric, stat = (stem, stat) if stem and stat in STATS and not stat.endswith(":") else (body, "last")
         wanted.setdefault(metric, []).append((col, stat))
+    if isinstance(frame, Table):  # the same columns, from the summaries as Arrow (no pandas)
+        from ..analysis.names import metric_summaries_table
+
+        table = metric_summaries_table(hub, list(frame["id"]), list(wanted))
+        runs, metrics = table.column("experiment_id").to_pylist(), table.column("metric").to_pylist()
+        out = Table(frame)
+        for metric, cols in wanted.items():
+            for col, stat in cols:
+                got = {r: v for r, m, v in zip(runs, metrics, table.column(stat).to_pylist()) if m == metric}
+                out[col] = [float(got[i]) if got.get(i) is not None else math.nan for i in frame["id"]]
+        return out
     summ = metric_summaries(hub, list(frame["id"]), list(wanted))
     frame = frame.copy()
     for metric, cols in wanted.items():

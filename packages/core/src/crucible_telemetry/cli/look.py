@@ -32,19 +32,22 @@ TABLE_LIMIT = 50  # rows a table shows by default (csv and json give every run)
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from ..analysis.runs import runs_frame
+    from ..analysis.runs import runs_columns
     from . import _runs as rt
 
     hub = open_hub(args)
-    frame = runs_frame(hub)
+    frame = rt.Table(runs_columns(hub))
     filtered = bool(args.condition or args.status or args.tag)
-    if args.condition:
-        frame = frame[frame["condition"].isin(args.condition)]
-    if args.status:
-        frame = frame[frame["status"].isin(args.status)]
-    for tag in args.tag or []:
-        frame = frame[[tag in t for t in frame["tags"]]]
-    if frame.empty:
+    keep = [
+        i
+        for i in range(frame.height)
+        if (not args.condition or frame["condition"][i] in args.condition)
+        and (not args.status or frame["status"][i] in args.status)
+        and all(tag in frame["tags"][i] for tag in args.tag or [])
+    ]
+    if filtered:
+        frame = frame.take(keep)
+    if not frame.height:
         if args.format == "table":
             out_console().print(
                 f"no experiments in {hub.home}" + (" match the filters" if filtered else ""), markup=False
@@ -53,8 +56,8 @@ def _runs(args: argparse.Namespace) -> int:
             emit_rows(_BASE, [], args.format, args.output)
         return 0
     if args.all:  # every param and summary that one of the listed runs has
-        pcols = [c for c in frame.columns if c.startswith("params.") and frame[c].map(_present).any()]
-        mcols = [c for c in frame.columns if c.startswith("metrics.") and frame[c].notna().any()]
+        pcols = [c for c in frame.columns if c.startswith("params.") and any(map(_present, frame[c]))]
+        mcols = [c for c in frame.columns if c.startswith("metrics.") and any(map(_present, frame[c]))]
     else:
         pnames = rt.split_names(args.params)
         mnames = rt.split_names(args.metrics)
@@ -64,17 +67,20 @@ def _runs(args: argparse.Namespace) -> int:
         if not args.metrics:
             mcols = [f"metrics.{m}" for m in rt.default_metrics(frame)]
     frame = rt.add_metric_columns(hub, frame, mcols)
-    if args.sort:
-        frame = rt.sort_frame(hub, frame, rt.split_names(args.sort), args.desc)
-    total = len(frame)
+    if args.sort:  # sorting has pandas' rules (missing last, numbers before text): through a frame
+        import pandas as pd
+
+        df = rt.sort_frame(hub, pd.DataFrame(frame), rt.split_names(args.sort), args.desc)
+        frame = rt.Table({c: df[c].tolist() for c in df.columns})
+    total = frame.height
     limit = args.limit if args.limit is not None else (TABLE_LIMIT if args.format == "table" else 0)
     if limit:  # the first N as sorted, else the newest N
-        frame = frame.head(limit) if args.sort else frame.tail(limit)
+        frame = frame.take(range(min(limit, total)) if args.sort else range(max(total - limit, 0), total))
     ids = list(frame["id"])
     requests = rt.request_summary(hub, ids)
     if args.format != "table":
         cols = [*_BASE, *pcols, *mcols]
-        columns = [[v if _present(v) else None for v in frame[c].tolist()] for c in cols]  # a column at a time
+        columns = [[v if _present(v) else None for v in frame[c]] for c in cols]  # a column at a time
         if requests:
             cols += ["requests", "errors", "mean_ms", "cost_usd"]
             got = [requests.get(i) or {} for i in ids]
@@ -82,11 +88,11 @@ def _runs(args: argparse.Namespace) -> int:
         emit_rows(cols, [list(r) for r in zip(*columns)], args.format, args.output)
         return 0
     cols = ["id", "name", "status", "condition", "tags", "started_at", "duration_s", *pcols, *mcols]
-    if not frame["condition"].map(_present).any():
+    if not any(map(_present, frame["condition"])):
         cols.remove("condition")
-    if not frame["tags"].map(bool).any():
+    if not any(map(bool, frame["tags"])):
         cols.remove("tags")
-    records = frame.to_dict("records")
+    records = [dict(zip(frame.columns, r)) for r in zip(*frame.values())]
     table = [[short_id(r["id"]) if c == "id" else rt.cell(c, r[c]) for c in cols] for r in records]
     headers = [rt.header(c) for c in cols]
     if requests:

@@ -203,6 +203,8 @@ def export_otlp(
         hub.flush()
         live = False
         for i, exp in exps.items():
+            # the state before the read: a run seen ended then has all its rows in what follows
+            running = follow and hub.get_experiment(i).status in ("running", "paused")
             rows = [r for r in _rows(hub, i) if (r.get("host"), r.get("pid"), r["seq"]) not in sent[i]]
             spans = [to_span(r, getattr(exp, "name", None)) for r in rows]
             for k in range(0, len(spans), batch_size):
@@ -213,8 +215,7 @@ def export_otlp(
                     if body is not None:
                         sender.send("metrics", body, _points(chunk))
             sent[i].update((r.get("host"), r.get("pid"), r["seq"]) for r in rows)
-            if follow and hub.get_experiment(i).status in ("running", "paused"):
-                live = True
+            live = live or running
         if not follow or not live or (stop is not None and stop.is_set()):
             return sender.result
         if stop is not None:

@@ -87,14 +87,17 @@ def _replace_durably(path: Path, write: Callable[[Path], None], sync_dir: bool) 
         fsync_dir(path.parent)
 
 
-def write_parquet(table: pa.Table, path: Path, *, sync_dir: bool = True, data: bool = False) -> None:
-    """Write ``table`` to ``path`` durably; ``data`` uses the segments' settings (zstd, row groups)."""
+def write_parquet(
+    table: pa.Table, path: Path, *, sync_dir: bool = True, data: bool = False, row_group_size: int | None = None
+) -> None:
+    """Write ``table`` to ``path`` durably; ``data`` uses the segments' settings (zstd, row groups);
+    ``row_group_size`` smaller groups, which DuckDB reads on several threads."""
 
     def write(tmp: Path) -> None:
         if data:
             pq.write_table(table, tmp, compression="zstd", row_group_size=256_000, use_dictionary=DICT_COLUMNS)
         else:
-            pq.write_table(table, tmp, compression="zstd")
+            pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size)
 
     _replace_durably(path, write, sync_dir)
 

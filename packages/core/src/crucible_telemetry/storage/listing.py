@@ -217,11 +217,12 @@ def dataset_listing(root: Path, key: str) -> list[tuple[str, Listing]]:
         and now - hit[1] < FULL_MAX_AGE
     ):
         return hit[2]
+    saved: dict[str, list[object]] = {}
     if rkey not in _seeded:
         _seeded.add(rkey)
-        _load(root, key)
+        saved = _load(root, key)
     before = _relisted
-    out = _check_all(rkey, key, partitions(root, key))
+    out = _check_all(rkey, key, partitions(root, key), saved)
     with _cache_lock:
         _full[rkey] = (st.st_mtime_ns, now, out)
     if _relisted != before and now - _saved.get(rkey, 0.0) >= SAVE_EVERY:
@@ -230,23 +231,36 @@ def dataset_listing(root: Path, key: str) -> list[tuple[str, Listing]]:
     return out
 
 
-def _check_all(rkey: str, key: str, values: list[str]) -> list[tuple[str, Listing]]:
+def _check_all(rkey: str, key: str, values: list[str], saved: dict[str, list[object]]) -> list[tuple[str, Listing]]:
     """``list_folder`` of each partition, with the unchanged ones (the most, in a big store) checked
-    in one tight loop: a stat each, against the cache read without its lock (a dict read is atomic)."""
+    in one tight loop: a stat each, against the cache (read without its lock: a dict read is atomic)
+    or, for a folder this process has not seen, the listing a process saved (``saved``)."""
     out: list[tuple[str, Listing]] = []
+    seeded: dict[str, tuple[int, float, Listing]] = {}
     stat, get, settle = os.stat, _cache.get, SETTLE_SECONDS
     for value in values:
         folder = f"{rkey}/{key}={value}"
         hit = get(folder)
-        if hit is not None:
+        entry = saved.get(value) if hit is None else None
+        if hit is not None or entry is not None:
             try:
                 mtime = stat(folder).st_mtime_ns
             except OSError:
                 mtime = -1
-            if hit[0] == mtime and hit[1] - mtime / 1e9 > settle:
-                out.append((value, hit[2]))
+            if hit is not None:
+                if hit[0] == mtime and hit[1] - mtime / 1e9 > settle:
+                    out.append((value, hit[2]))
+                    continue
+            elif entry[0] == mtime and entry[1] - mtime / 1e9 > settle:  # type: ignore[index, operator]
+                lst = Listing(tuple(entry[2]), entry[3], tuple(entry[4]))  # type: ignore[arg-type, index, misc]
+                seeded[folder] = (mtime, entry[1], lst)  # type: ignore[assignment, index]
+                out.append((value, lst))
                 continue
         out.append((value, list_folder(folder)))
+    if seeded:
+        with _cache_lock:
+            for folder, hit in seeded.items():
+                _cache.setdefault(folder, hit)
     return out
 
 
@@ -259,20 +273,31 @@ def _disk(root: Path) -> Path:
     return root.parent / "catalog" / f"listing-{root.name}.json"
 
 
-def _load(root: Path, key: str) -> None:
-    """Seed the folder cache from the saved listings (each still checked against its folder's mtime)."""
+def _load(root: Path, key: str) -> dict[str, list[object]]:
+    """The saved listings of a dataset, by partition value (each is still checked against its folder's
+    mtime before it is used); empty when none, torn, or of another layout."""
     try:
         saved = orjson.loads(_disk(root).read_bytes())
-        if saved.get("version") != 1 or saved.get("key") != key:
-            return
-        base = root.as_posix()
-        with _cache_lock:
-            for value, (mtime_ns, when, live, hidden, merges) in saved["folders"].items():
-                folder = f"{base}/{key}={value}"
-                if folder not in _cache:
-                    _cache[folder] = (int(mtime_ns), float(when), Listing(tuple(live), dict(hidden), tuple(merges)))
+        if not isinstance(saved, dict) or saved.get("version") != 1 or saved.get("key") != key:
+            return {}
+        folders = saved["folders"]
+        ok = isinstance(folders, dict) and all(_entry_ok(e) for e in folders.values())
+        return folders if ok else {}
     except (OSError, ValueError, TypeError, KeyError, AttributeError):  # orjson's error is a ValueError
-        return  # none yet, damaged or of another release: list the folders
+        return {}  # none yet, damaged or of another release: list the folders
+
+
+def _entry_ok(e: object) -> bool:
+    """A saved folder: ``[mtime_ns, when, live, hidden, merges]`` with those types."""
+    return (
+        type(e) is list
+        and len(e) == 5
+        and type(e[0]) is int
+        and type(e[1]) is float
+        and type(e[2]) is list
+        and type(e[3]) is dict
+        and type(e[4]) is list
+    )
 
 
 def _save(root: Path, key: str, out: list[tuple[str, Listing]]) -> None:

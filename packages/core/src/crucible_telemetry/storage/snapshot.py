@@ -26,7 +26,7 @@ from .schema import EVENTS_SCHEMA, FORMAT, METRICS_SCHEMA
 from .summaries import empty_partial
 from .views import sound_files
 
-__all__ = ["KINDS", "install"]
+__all__ = ["KINDS", "install", "run_files"]
 
 #: ``<dataset>`` lists files of this release's columns, ``<dataset>_legacy`` older ones (read by
 #: name); ``_raw`` the files not summarised yet (a live run's segments).
@@ -198,6 +198,18 @@ class _Binder:
         self._lists["summaries"] = sums
         for dataset in _DATASETS:
             self._split(dataset, "_raw", sound_files(raw[dataset]))
+
+
+def run_files(home: Path, dataset: str, exp_id: str) -> tuple[list[str], list[str]] | None:
+    """The files one run's rows are in now, as ``events_of([id])`` reads them: this release's, led by
+    the schema file, and older ones; None for an id that is not a partition name."""
+    if not _ID_RE.fullmatch(exp_id):
+        return None
+    key = _DATASETS[dataset][0]
+    folder = (home / dataset).as_posix() + f"/{key}={exp_id}"
+    files = sound_files([f"{folder}/{n}" for n in list_folder(folder).live])
+    schema = _schema_file(home, dataset)
+    return [schema, *(f for f in files if current(f))], [f for f in files if not current(f)]
 
 
 def _listings(root: Path, key: str, ids: list[str] | None) -> list[tuple[str, Any]]:

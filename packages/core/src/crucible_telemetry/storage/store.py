@@ -8,11 +8,13 @@ import os
 import threading
 import time
 import weakref
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import duckdb
 import numpy as np
 import orjson
+import pyarrow as pa
 
 from ..errors import InvalidArgumentError, InvalidWindowError
 from .schema import EVENTS_SCHEMA
@@ -23,7 +25,7 @@ from .windows import Last, LastN, Range
 if TYPE_CHECKING:
     from ..hub import Telemetry
 
-__all__ = ["EVENT_COLUMNS", "Store"]
+__all__ = ["EVENT_COLUMNS", "Store", "py_values"]
 
 log = logging.getLogger("crucible_telemetry")
 _STORES: weakref.WeakSet[Store] = weakref.WeakSet()
@@ -96,8 +98,22 @@ def where_sql(where: Any) -> tuple[str, list[Any]]:
     return "".join(f" AND {p}" for p in parts), params
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def py_values(col: Any) -> list[Any]:
+    """One column as Python values; UTC microsecond times built here, 5x faster than Arrow's (which
+    looks the time zone up for each value)."""
+    t = col.type
+    if pa.types.is_timestamp(t) and t.unit == "us" and t.tz in ("UTC", "Etc/UTC", "+00:00"):
+        return [None if v is None else _EPOCH + timedelta(microseconds=v) for v in col.cast(pa.int64()).to_pylist()]
+    return col.to_pylist()  # type: ignore[no-any-return]
+
+
 def _rows(tbl: Any) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = tbl.to_pylist()
+    names = tbl.column_names
+    cols = [py_values(tbl.column(i)) for i in range(tbl.num_columns)]  # a column at a time, then zipped
+    rows: list[dict[str, Any]] = [dict(zip(names, v)) for v in zip(*cols)]
     for r in rows:
         m = r.get("measurements")
         if isinstance(m, list):
@@ -200,13 +216,31 @@ class Store:
         """Every stored event of an experiment, oldest first."""
         return self.query(exp_id)
 
+    def _events(self, exp_id: str, sql: str, params: list[Any]) -> Any:
+        """``sql`` over one run's events (its first ``{events}``, params after) as a ``pyarrow.Table``:
+        its files read directly when they all have this release's columns (no view to bind), else
+        through ``events_of``. Listed again on each try (another process may merge meanwhile)."""
+        from .snapshot import run_files
+
+        hive = "hive_partitioning = true, hive_types = {'experiment_id': VARCHAR}"
+
+        def run() -> Any:
+            files = run_files(self._hub.home, "events", exp_id) if self._hub.mirror is None else None
+            if files is None or files[1]:
+                return self._con().sql(sql.replace("{events}", "events_of([?])", 1), params=[exp_id, *params])
+            source = f"(SELECT experiment_id, * EXCLUDE (experiment_id) FROM read_parquet(?, {hive}))"
+            return self._con().sql(sql.replace("{events}", source, 1), params=[files[0], *params])
+
+        self._hub.flush()
+        return self._retry(lambda: run().to_arrow_table())
+
     def query(
         self, exp_id: str, event: Any = None, where: dict[str, Any] | None = None, limit: int | None = None
     ) -> list[dict[str, Any]]:
         """Events of an experiment, optionally of one event name (or prefix ending in ``.*``), filtered."""
         self._check(exp_id)
-        sql = "SELECT * FROM events_of([?]) WHERE experiment_id = ?"
-        params: list[Any] = [exp_id, exp_id]
+        sql = "SELECT * FROM {events} WHERE experiment_id = ?"
+        params: list[Any] = [exp_id]
         if event is not None:
             s, p = self._event_filter(event)
             sql += s
@@ -219,7 +253,7 @@ class Store:
                 raise InvalidArgumentError("limit", f"expected a non-negative int, got {limit!r}")
             sql += " LIMIT ?"
             params.append(limit)
-        return _rows(self.arrow(sql, params))
+        return _rows(self._events(exp_id, sql, params))
 
     def _event_filter(self, event: Any) -> tuple[str, list[Any]]:
         from ..names import normalize
@@ -232,8 +266,8 @@ class Store:
     def query_window(self, exp_id: str, window: Any, filter: Any = None) -> list[dict[str, Any]]:
         """Events in a window (``Last``, ``LastN``, ``Range``), optionally filtered by name or columns."""
         self._check(exp_id)
-        sql = "SELECT * FROM events_of([?]) WHERE experiment_id = ?"
-        params: list[Any] = [exp_id, exp_id]
+        sql = "SELECT * FROM {events} WHERE experiment_id = ?"
+        params: list[Any] = [exp_id]
         if isinstance(filter, (str, tuple)):
             s, p = self._event_filter(filter)
         elif isinstance(filter, dict) and "event" in filter:
@@ -256,7 +290,7 @@ class Store:
             params.append(window.n)
         else:
             raise InvalidWindowError("window", f"expected Last(...), LastN(n) or Range(t0, t1), got {window!r}")
-        return _rows(self.arrow(sql, params))
+        return _rows(self._events(exp_id, sql, params))
 
     def windowed_metrics(
         self, exp_id: str, window_us: int, step_us: int, event: Any = None, measurement: str = "duration"
@@ -288,8 +322,7 @@ class Store:
     def count(self, exp_id: str) -> int:
         """Number of stored events of an experiment."""
         self._check(exp_id)
-        row = self.execute("SELECT count(*) FROM events_of([?])", [exp_id]).fetchone()
-        return int(row[0]) if row else 0
+        return int(self._events(exp_id, "SELECT count(*) AS n FROM {events}", []).column("n")[0].as_py())
 
     def compact(self) -> int:
         """Merge every partition of the store (any writer's, crashed ones' too) into one file each, and
