@@ -81,6 +81,36 @@ def test_a_saved_listing_is_used_by_the_next_process_and_never_hides_a_change(tm
     hub2.close()
 
 
+def test_a_whole_listing_checked_under_its_age_is_taken_by_the_next_process_unchecked(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    hub = ct.Telemetry(home)
+    ids = []
+    for r in range(3):
+        exp = hub.start_experiment(f"r{r}", bind=False)
+        for i in range(10):
+            hub.emit("c.e", {"i": i}, {"experiment_id": exp.id})
+        hub.stop_experiment(exp.id)
+        ids.append(exp.id)
+    hub.close()
+    _settle(home)
+    assert _count(home) == ["(30, 3)", "30"]
+    path = home / "catalog" / "listing-events.json"
+    saved = json.loads(path.read_text())
+    assert saved["whole"][0] == (home / "events").stat().st_mtime_ns
+    # one folder's entry says it is empty and has another mtime: checked folder by folder it would be
+    # listed again; taken whole (checked moments ago, the root unchanged) it is not
+    entry = saved["folders"][ids[1]]
+    hidden = {**saved["folders"], ids[1]: [entry[0] + 1, entry[1], [], {}, []]}
+    path.write_text(json.dumps({**saved, "folders": hidden, "whole": [saved["whole"][0], time.time()]}))
+    assert _count(home)[0] == "(20, 2)"
+    # past FULL_MAX_AGE the whole listing is not taken: each folder is checked and listed again
+    path.write_text(json.dumps({**saved, "folders": hidden, "whole": [saved["whole"][0], time.time() - 60]}))
+    assert _count(home) == ["(30, 3)", "30"]
+    # nor when the dataset root changed since (a writer touches it after placing a file)
+    path.write_text(json.dumps({**saved, "folders": hidden, "whole": [saved["whole"][0] - 1, time.time()]}))
+    assert _count(home) == ["(30, 3)", "30"]
+
+
 def test_a_catalog_file_pruned_by_another_process_is_written_again(tmp_path: Path) -> None:
     home = tmp_path / "h"
     hub = ct.Telemetry(home)

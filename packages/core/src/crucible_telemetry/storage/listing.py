@@ -220,14 +220,38 @@ def dataset_listing(root: Path, key: str) -> list[tuple[str, Listing]]:
     saved: dict[str, list[object]] = {}
     if rkey not in _seeded:
         _seeded.add(rkey)
-        saved = _load(root, key)
+        saved, whole = _load(root, key)
+        if whole is not None and _trusted(whole, st.st_mtime_ns, now):
+            return _take_whole(rkey, key, saved, st.st_mtime_ns, whole[1])
     before = _relisted
     out = _check_all(rkey, key, partitions(root, key), saved)
     with _cache_lock:
         _full[rkey] = (st.st_mtime_ns, now, out)
-    if _relisted != before and now - _saved.get(rkey, 0.0) >= SAVE_EVERY:
+    stale = now - _whole_saved.get(rkey, 0.0) > FULL_MAX_AGE / 2  # so that the next process may take it whole
+    if (_relisted != before or stale) and now - _saved.get(rkey, 0.0) >= SAVE_EVERY:
         _saved[rkey] = now
-        _save(root, key, out)
+        _save(root, key, out, (st.st_mtime_ns, now))
+    return out
+
+
+def _trusted(whole: list[object], root_mtime_ns: int, now: float) -> bool:
+    """Whether a saved whole-dataset listing holds as this process's first: checked under
+    ``FULL_MAX_AGE`` ago, settled, and the dataset root unchanged since (the rule a process applies
+    to its own listings, so a change by hand inside a folder shows as soon)."""
+    mtime, checked = whole
+    return mtime == root_mtime_ns and checked - root_mtime_ns / 1e9 > SETTLE_SECONDS and now - checked < FULL_MAX_AGE  # type: ignore[operator]
+
+
+def _take_whole(
+    rkey: str, key: str, saved: dict[str, list[object]], mtime_ns: int, checked: float
+) -> list[tuple[str, Listing]]:
+    out: list[tuple[str, Listing]] = []
+    with _cache_lock:
+        for value, e in saved.items():
+            lst = Listing(tuple(e[2]), e[3], tuple(e[4]))  # type: ignore[arg-type, index, misc]
+            _cache.setdefault(f"{rkey}/{key}={value}", (e[0], e[1], lst))  # type: ignore[arg-type, index]
+            out.append((value, lst))
+        _full[rkey] = (mtime_ns, checked, out)  # aged from the check, not from now
     return out
 
 
@@ -265,6 +289,7 @@ def _check_all(rkey: str, key: str, values: list[str], saved: dict[str, list[obj
 
 
 _seeded: set[str] = set()  # dataset roots whose saved listings this process loaded
+_whole_saved: dict[str, float] = {}  # dataset root -> when the whole listing on disk was checked
 _saved: dict[str, float] = {}  # dataset root -> when this process last saved its listings
 SAVE_EVERY = 5.0  # seconds between two saves of one dataset's listings by one process
 
@@ -273,18 +298,24 @@ def _disk(root: Path) -> Path:
     return root.parent / "catalog" / f"listing-{root.name}.json"
 
 
-def _load(root: Path, key: str) -> dict[str, list[object]]:
+def _load(root: Path, key: str) -> tuple[dict[str, list[object]], list[object] | None]:
     """The saved listings of a dataset, by partition value (each is still checked against its folder's
-    mtime before it is used); empty when none, torn, or of another layout."""
+    mtime before it is used), and ``[root mtime_ns, when checked]`` when they were the whole dataset;
+    nothing when none, torn, or of another layout."""
     try:
         saved = orjson.loads(_disk(root).read_bytes())
         if not isinstance(saved, dict) or saved.get("version") != 1 or saved.get("key") != key:
-            return {}
+            return {}, None
         folders = saved["folders"]
-        ok = isinstance(folders, dict) and all(_entry_ok(e) for e in folders.values())
-        return folders if ok else {}
+        if not (isinstance(folders, dict) and all(_entry_ok(e) for e in folders.values())):
+            return {}, None
+        whole = saved.get("whole")
+        ok = type(whole) is list and len(whole) == 2 and type(whole[0]) is int and type(whole[1]) is float
+        if ok:
+            _whole_saved[root.as_posix()] = whole[1]
+        return folders, whole if ok else None
     except (OSError, ValueError, TypeError, KeyError, AttributeError):  # orjson's error is a ValueError
-        return {}  # none yet, damaged or of another release: list the folders
+        return {}, None  # none yet, damaged or of another release: list the folders
 
 
 def _entry_ok(e: object) -> bool:
@@ -300,8 +331,9 @@ def _entry_ok(e: object) -> bool:
     )
 
 
-def _save(root: Path, key: str, out: list[tuple[str, Listing]]) -> None:
-    """Keep this dataset's folder listings for the next process (a cache: no fsync; a torn file is ignored)."""
+def _save(root: Path, key: str, out: list[tuple[str, Listing]], whole: tuple[int, float]) -> None:
+    """Keep this dataset's folder listings for the next process (a cache: no fsync; a torn file is ignored),
+    with ``whole`` (root mtime, when checked) if every folder's listing is among them."""
     base = root.as_posix()
     folders: dict[str, list[object]] = {}
     with _cache_lock:
@@ -313,13 +345,25 @@ def _save(root: Path, key: str, out: list[tuple[str, Listing]]) -> None:
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         path.parent.mkdir(exist_ok=True)
-        tmp.write_bytes(orjson.dumps({"version": 1, "key": key, "folders": folders}))
+        data: dict[str, object] = {"version": 1, "key": key, "folders": folders}
+        if len(folders) == len(out):
+            data["whole"] = list(whole)
+        tmp.write_bytes(orjson.dumps(data))
         os.replace(tmp, path)
+        if "whole" in data:
+            _whole_saved[root.as_posix()] = whole[1]
     except OSError:  # a read-only store: every process lists for itself
         try:
             tmp.unlink()
         except OSError:
             pass
+
+
+def forget_all() -> None:
+    """Drop every cached listing (a file listed is gone: changed by hand, say), so the next query lists."""
+    with _cache_lock:
+        _cache.clear()
+        _full.clear()
 
 
 def forget(folder: Path) -> None:

@@ -203,6 +203,10 @@ class Store:
             except duckdb.IOException:
                 if attempt == 4:
                     raise
+                if attempt == 1:  # still missing after a moment: not a merge landing; list anew
+                    from .listing import forget_all
+
+                    forget_all()
                 time.sleep(0.02 * (attempt + 1))
         raise AssertionError("unreachable")
 

@@ -193,15 +193,17 @@ def _create(con: duckdb.DuckDBPyConnection) -> None:
     # A merged summary row marked ``_single`` is the only one of its key (a finished run), unless the
     # run also has files not merged yet (``raw_ids``): passed through, the rest combined.
     merged = f"read_parquet({files.format(kind='summaries')}, union_by_name = true)"
-    raw_ids = f"(SELECT unnest({files.format(kind='raw_ids')}))"
+    raw_ids = f"(SELECT unnest({files.format(kind='raw_ids')}) AS id)"
     partials = (
-        f"SELECT {cols} FROM m WHERE NOT coalesce(_single, false) OR experiment_id IN {raw_ids} "
+        f"SELECT {cols} FROM m WHERE NOT coalesce(_single, false) "
+        f"UNION ALL SELECT {cols} FROM m SEMI JOIN r ON m.experiment_id = r.id WHERE _single "
         f"UNION ALL {partial_sql(raw_ev, 'events', 'experiment_id')} "
         f"UNION ALL {partial_sql(raw_me, 'metrics', 'run_id')}"
     )
     con.execute(
-        f"CREATE OR REPLACE VIEW _summaries_all AS WITH m AS NOT MATERIALIZED (SELECT * FROM {merged}) "
-        f"SELECT {cols} FROM m WHERE _single AND experiment_id NOT IN {raw_ids} UNION ALL {combine_sql(partials)}"
+        f"CREATE OR REPLACE VIEW _summaries_all AS WITH m AS NOT MATERIALIZED (SELECT * FROM {merged}), "
+        f"r AS {raw_ids} SELECT {cols} FROM m ANTI JOIN r ON m.experiment_id = r.id WHERE _single "
+        f"UNION ALL {combine_sql(partials)}"
     )
     con.execute("CREATE OR REPLACE VIEW summaries AS SELECT * FROM _summaries_all WHERE NOT starts_with(source, '__')")
     con.execute(
