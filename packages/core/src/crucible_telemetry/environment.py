@@ -60,23 +60,26 @@ def scrub_argv(argv: list[str]) -> list[str]:
 
 
 def _git_commit(cwd: str) -> dict[str, Any] | None:
+    """The commit checked out and whether tracked files differ from it: one ``git status`` (its v2
+    header names the commit), so each start costs one process, not two."""
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=2, check=False
-        )
-        if out.returncode != 0:
-            return None
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain=v2", "--branch", "--untracked-files=no"],
             cwd=cwd,
             capture_output=True,
             text=True,
             timeout=2,
             check=False,
         )
-        return {"commit": out.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
         return None
+    if out.returncode != 0:
+        return None
+    lines = out.stdout.splitlines()
+    oid = next((ln.split()[2] for ln in lines if ln.startswith("# branch.oid ") and len(ln.split()) > 2), None)
+    if oid is None or oid == "(initial)":  # no commit yet
+        return None
+    return {"commit": oid, "dirty": any(ln and not ln.startswith("#") for ln in lines)}
 
 
 _STATIC: dict[str, Any] = {}  # per process: what does not change while it runs
