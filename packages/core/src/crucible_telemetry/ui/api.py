@@ -83,38 +83,26 @@ def _runs_list(q: Query) -> list[str]:
 
 def runs(hub: Any, q: Query) -> dict[str, Any]:
     """``GET /api/runs``: every run (base columns, params, metric summaries) and which params differ."""
-    from ..analysis.runs import BASE_COLUMNS, runs_frame
+    from ..analysis.runs import BASE_COLUMNS, runs_columns
 
-    frame = runs_frame(hub)
-    pcols = [c for c in frame.columns if c.startswith("params.")]
-    differ = [c[7:] for c in pcols if frame[c].astype(str).nunique(dropna=False) > 1]
-    _load_na()
-    mcols = [c for c in frame.columns if c.startswith("metrics.")]
-    col = {c: frame[c].tolist() for c in [*BASE_COLUMNS, *pcols, *mcols] if c in frame.columns}  # once per column
+    col = runs_columns(hub)  # columns of Python values: no DataFrame for 10,000 runs
+    pcols = [c for c in col if c.startswith("params.")]
+    differ = [c[7:] for c in pcols if len({str(v) for v in col[c]}) > 1]
+    mcols = [c for c in col if c.startswith("metrics.")]
     base = [c for c in BASE_COLUMNS if c in col]
     rows = []
-    for i in range(len(frame)):
+    for i in range(len(col["id"])):
         row = {c: None for c in BASE_COLUMNS}
         row.update({c: v for c in base if not _missing(v := col[c][i])})
         row["params"] = {c[7:]: v for c in pcols if not _missing(v := col[c][i])}
         row["metrics"] = {c[8:]: v for c in mcols if not _missing(v := col[c][i])}
         rows.append(row)
-    metrics = sorted({c[8:] for c in frame.columns if c.startswith("metrics.") and not c.endswith((".min", ".max"))})
+    metrics = sorted({c[8:] for c in mcols if not c.endswith((".min", ".max"))})
     return {"runs": rows, "params": [c[7:] for c in pcols], "differ": differ, "metrics": metrics}
 
 
 def _missing(v: Any) -> bool:
-    return v is None or v is _NA[0] or (type(v) is float and math.isnan(v))
-
-
-_NA: list[Any] = []  # pandas' NA (what ``tolist`` gives for a missing value of an Arrow-backed column)
-
-
-def _load_na() -> None:
-    if not _NA:
-        import pandas as pd
-
-        _NA.append(pd.NA)
+    return v is None or (type(v) is float and math.isnan(v))
 
 
 def run(hub: Any, q: Query, run_id: str) -> dict[str, Any]:
