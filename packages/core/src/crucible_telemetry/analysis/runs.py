@@ -93,16 +93,17 @@ def runs_columns(hub: Telemetry, stats: Iterable[str] = ("last", "min", "max")) 
         runs, metrics = summ.column("experiment_id").to_pylist(), summ.column("metric").to_pylist()
         values = {stat: summ.column(stat).to_pylist() for stat in wanted}
         nan = float("nan")
+        targets: dict[str, list[tuple[list[Any], list[Any]]]] = {}  # metric -> (its column, the stat's values)
         for metric in sorted(set(metrics)):
             for stat in wanted:
-                cols[f"metrics.{metric}" if stat == "last" else f"metrics.{metric}.{stat}"] = [nan] * len(row)
+                column = cols[f"metrics.{metric}" if stat == "last" else f"metrics.{metric}.{stat}"] = [nan] * len(row)
+                targets.setdefault(metric, []).append((column, values[stat]))
         for k, (run, metric) in enumerate(zip(runs, metrics)):
             n = row.get(run)
-            if n is None:
-                continue
-            for stat in wanted:
-                v = values[stat][k]
-                cols[f"metrics.{metric}" if stat == "last" else f"metrics.{metric}.{stat}"][n] = nan if v is None else v
+            if n is not None:
+                for column, vals in targets[metric]:
+                    v = vals[k]
+                    column[n] = nan if v is None else v
     return cols
 
 

@@ -80,7 +80,7 @@ def _runs(args: argparse.Namespace) -> int:
     requests = rt.request_summary(hub, ids)
     if args.format != "table":
         cols = [*_BASE, *pcols, *mcols]
-        columns = [[v if _present(v) else None for v in frame[c]] for c in cols]  # a column at a time
+        columns = [[None if v != v else v for v in frame[c]] for c in cols]  # NaN -> None, a column at a time
         if requests:
             cols += ["requests", "errors", "mean_ms", "cost_usd"]
             got = [requests.get(i) or {} for i in ids]
