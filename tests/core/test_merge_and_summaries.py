@@ -265,7 +265,19 @@ def test_standard_keys_are_columns_and_files_of_the_first_format_still_read_and_
     assert got.count(("crucible_train.batch.stop", 0.5, 0.9, None, 0.5)) == 2  # one per file, columns alike
     assert got.count(("req_llm.request.stop", None, None, 0.01, None)) == 2
     assert con.execute("SELECT count(*) FROM events_of([?])", [exp.id]).fetchone() == (4,)
+    # ct.store reads a run's files directly unless one has the first format (then through events_of):
+    # the same rows, columns and order either way
+    before = hub.store.query(exp.id)
+    assert hub.store.count(exp.id) == 4 and len(hub.store.query_window(exp.id, ct.LastN(3))) == 3
+    assert [r["loss"] for r in before].count(0.5) == 2
     hub.stop_experiment(exp.id)  # the merge upgrades the old file's rows to this release's columns
+    after = hub.store.query(exp.id)
+    key = ["event", "loss", "accuracy", "cost_usd", "measurements", "metadata", "tags", "experiment_id"]
+    assert sorted(([r[k] for k in key] for r in after), key=repr) == sorted(
+        ([r[k] for k in key] for r in before), key=repr
+    )
+    assert list(after[0]) == list(before[0])  # the same columns, in the same order
+    assert hub.store.count(exp.id) == 4 and len(hub.store.query(exp.id, event="req_llm.*", limit=1)) == 1
     (merged,) = [p for p in segments.live_files(folder)]
     assert merged.name.endswith(".v2.parquet") and pq.read_schema(merged).names == EVENTS_SCHEMA.names
     assert pq.read_table(merged, columns=["loss"]).column("loss").to_pylist().count(0.5) == 2
