@@ -40,8 +40,8 @@ def _settle(home: Path) -> None:
         os.utime(p, (old, old))
 
 
-def test_a_saved_listing_is_used_by_the_next_process_and_never_hides_a_change(tmp_path: Path) -> None:
-    home = tmp_path / "h"
+def _three_runs(home: Path) -> list[str]:
+    """Three finished runs of 10 events, settled, counted once by another process (which saves its listings)."""
     hub = ct.Telemetry(home)
     ids = []
     for r in range(3):
@@ -53,6 +53,12 @@ def test_a_saved_listing_is_used_by_the_next_process_and_never_hides_a_change(tm
     hub.close()
     _settle(home)
     assert _count(home) == ["(30, 3)", "30"]
+    return ids
+
+
+def test_a_saved_listing_is_used_by_the_next_process_and_never_hides_a_change(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    ids = _three_runs(home)
     saved = json.loads((home / "catalog" / "listing-events.json").read_text())
     assert set(saved["folders"]) == set(ids)
     # while a folder is unchanged, the next process reads what was saved for it (no listing of its own)
@@ -83,17 +89,7 @@ def test_a_saved_listing_is_used_by_the_next_process_and_never_hides_a_change(tm
 
 def test_a_whole_listing_checked_under_its_age_is_taken_by_the_next_process_unchecked(tmp_path: Path) -> None:
     home = tmp_path / "h"
-    hub = ct.Telemetry(home)
-    ids = []
-    for r in range(3):
-        exp = hub.start_experiment(f"r{r}", bind=False)
-        for i in range(10):
-            hub.emit("c.e", {"i": i}, {"experiment_id": exp.id})
-        hub.stop_experiment(exp.id)
-        ids.append(exp.id)
-    hub.close()
-    _settle(home)
-    assert _count(home) == ["(30, 3)", "30"]
+    ids = _three_runs(home)
     path = home / "catalog" / "listing-events.json"
     saved = json.loads(path.read_text())
     assert saved["whole"][0] == (home / "events").stat().st_mtime_ns
