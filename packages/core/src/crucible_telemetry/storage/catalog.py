@@ -136,6 +136,7 @@ class Catalog:
         self._sum_bad: frozenset[str] = frozenset()  # merges whose summary could not be read
         self._sum_path: str | None = None
         self._sum_digest: str | None = None  # of the merge keys ``_sum_path`` holds, when known
+        self._sum_for: frozenset[str] | None = None  # those keys, once a query found them
         self._loaded: set[str] = set()  # kinds whose newest catalog file this process has loaded
         self._states: dict[str, dict[str, Any]] = {}  # kind -> the state file as last read or written
 
@@ -249,7 +250,7 @@ class Catalog:
                     self._sum = t
                     self._sum_keys = frozenset(pc.unique(t.column("_file")).to_pylist())
                     self._sum_path = p.as_posix()
-                    self._sum_digest, self._sum_bad = None, frozenset()
+                    self._sum_digest, self._sum_bad, self._sum_for = None, frozenset(), None
             except Exception as exc:
                 log.debug("crucible_telemetry: catalog %s unreadable: %r", p, exc)
 
@@ -343,6 +344,9 @@ class Catalog:
         """A Parquet file with the summaries of exactly the live ``merges`` (key -> merge path), and the
         keys of those without a readable summary (to be summarised from their rows)."""
         with self._lock:
+            keys = frozenset(merges)
+            if keys == self._sum_for and self._sum_path is not None and os.path.exists(self._sum_path):
+                return self._sum_path, sorted(self._sum_bad)  # the same merges as the last query (no digest)
             digest = hashlib.blake2b("\n".join(sorted(merges)).encode(), digest_size=16).hexdigest()
             if "summaries" not in self._loaded and self._sum_path is None:
                 saved = self._state("summaries")
@@ -352,11 +356,11 @@ class Catalog:
                         self._sum_path, self._sum_digest = path, digest
                         self._sum_bad = frozenset(b for b in saved["bad"] if isinstance(b, str))
             if digest == self._sum_digest and self._sum_path is not None and os.path.exists(self._sum_path):
+                self._sum_for = keys
                 return self._sum_path, sorted(self._sum_bad)
             self._load("summaries")
-            keys = frozenset(merges)
             if keys == self._sum_keys | self._sum_bad and self._sum_path is not None and os.path.exists(self._sum_path):
-                self._sum_digest = digest
+                self._sum_digest, self._sum_for = digest, keys
                 self._save_state(
                     "summaries", {"path": Path(self._sum_path).name, "digest": digest, "bad": sorted(self._sum_bad)}
                 )
@@ -382,7 +386,7 @@ class Catalog:
             self._sum_keys = frozenset(pc.unique(table.column("_file")).to_pylist())
             self._sum_bad = frozenset(bad)
             self._sum_path = self._write("summaries", table)
-            self._sum_digest = digest
+            self._sum_digest, self._sum_for = digest, keys
             self._save_state("summaries", {"path": Path(self._sum_path).name, "digest": digest, "bad": sorted(bad)})
             return self._sum_path, bad
 
