@@ -369,3 +369,22 @@ def test_readers_opening_a_new_store_at_once_do_not_trip_over_each_other(tmp_pat
             t.join()
     assert errors == []
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_a_snapshot_of_the_summaries_is_what_the_view_says_and_is_dropped_after(tmp_path: Path) -> None:
+    hub = ct.Telemetry(tmp_path / "h")
+    exp = hub.start_experiment("snap", bind=False)
+    for i in range(5):
+        hub.emit("crucible_train.batch.stop", {"loss": 1.0 / (i + 1), "global_step": i}, {"experiment_id": exp.id})
+    hub.stop_experiment(exp.id)
+    view = sorted(hub.store.execute("SELECT * FROM summaries").fetchall(), key=repr)
+    with hub.store.snapshot("summaries") as name:
+        assert name != "summaries"
+        hub.emit("crucible_train.batch.stop", {"loss": 9.0}, {"experiment_id": exp.id})
+        hub.flush()  # a write after the snapshot: the snapshot keeps what the view said when it was made
+        assert sorted(hub.store.execute(f"SELECT * FROM {name}").fetchall(), key=repr) == view
+    with pytest.raises(Exception, match=name):  # dropped: the name is gone from the connection
+        hub.store.execute(f"SELECT * FROM {name}")
+    with pytest.raises(ct.InvalidArgumentError, match="view"), hub.store.snapshot("events"):
+        pass
+    hub.close()

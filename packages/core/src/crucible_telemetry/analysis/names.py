@@ -133,12 +133,13 @@ def _ids_sql(ids: Sequence[str] | None, column: str = "experiment_id") -> tuple[
     return f"{column} IN ({_marks(ids)})", ids
 
 
-def _bare_sql(ids: Sequence[str] | None) -> tuple[str, list[Any]]:
-    """SQL of the bare name space: logged metrics, then standard event measurements by priority."""
+def _bare_sql(ids: Sequence[str] | None, source: str = "summaries") -> tuple[str, list[Any]]:
+    """SQL of the bare name space: logged metrics, then standard event measurements by priority
+    (``source``: the summaries view, or a snapshot of it from ``Store.snapshot``)."""
     isql, iparams = _ids_sql(ids)
     prio = " ".join(f"WHEN ? THEN {i}" for i in range(len(STANDARD_SOURCES)))
     sql = f"""
-        WITH s AS (SELECT * FROM summaries WHERE {isql}),
+        WITH s AS (SELECT * FROM {source} WHERE {isql}),
         p AS (SELECT experiment_id, key FROM params WHERE {isql}),
         logged AS (
             SELECT s.* FROM s
@@ -179,9 +180,11 @@ def metric_summaries(con: Any, ids: Sequence[str] | None = None, names: Sequence
     return metric_summaries_table(con, ids, names).to_pandas()[SUMMARY_COLUMNS]
 
 
-def metric_summaries_table(con: Any, ids: Sequence[str] | None = None, names: Sequence[str] | None = None) -> Any:
+def metric_summaries_table(
+    con: Any, ids: Sequence[str] | None = None, names: Sequence[str] | None = None, source: str = "summaries"
+) -> Any:
     """:func:`metric_summaries` as a ``pyarrow.Table`` (no pandas: what ``crucible runs`` reads)."""
-    sql, params = _bare_sql(ids)
+    sql, params = _bare_sql(ids, source)
     parts, allp = [sql], list(params)
     explicit = [n for n in names or () if ":" in n]
     if explicit:
@@ -189,7 +192,7 @@ def metric_summaries_table(con: Any, ids: Sequence[str] | None = None, names: Se
         cond = " OR ".join("(source = ? AND name = ?)" for _ in explicit)
         parts.append(
             "SELECT experiment_id, source || ':' || name AS metric, source, count, last, min, max, first, "
-            f"last_step, min_step, max_step FROM summaries WHERE {isql} AND ({cond})"
+            f"last_step, min_step, max_step FROM {source} WHERE {isql} AND ({cond})"
         )
         allp += iparams
         for n in explicit:

@@ -42,7 +42,7 @@ SELECT e.experiment_id AS id, e.name, e.status, e.condition, e.tags, e.started_a
        epoch(coalesce(e.stopped_at, s.last_ts, e.started_at)) - epoch(e.started_at) AS duration_s,
        e.framework, e.notes, CAST(e.params AS VARCHAR) AS params
 FROM experiments e
-LEFT JOIN (SELECT experiment_id, max(last_ts) AS last_ts FROM summaries GROUP BY experiment_id) s
+LEFT JOIN (SELECT experiment_id, max(last_ts) AS last_ts FROM {summaries} GROUP BY experiment_id) s
        ON s.experiment_id = e.experiment_id
 ORDER BY e.started_at, e.experiment_id
 """
@@ -74,19 +74,25 @@ def _param_value(v: Any) -> Any:
     return json.dumps(v, default=str) if isinstance(v, (dict, list)) else v
 
 
-def runs_columns(hub: Telemetry, stats: Iterable[str] = ("last", "min", "max")) -> dict[str, list[Any]]:
+def runs_columns(
+    hub: Telemetry, stats: Iterable[str] = ("last", "min", "max"), summaries: str | None = None
+) -> dict[str, list[Any]]:
     """:func:`runs_frame` as columns of Python values (name -> list, in the frame's order), built
-    without pandas: what ``crucible runs`` and the dashboard print."""
+    without pandas: what ``crucible runs`` and the dashboard print. ``summaries``: a snapshot of the
+    view (``hub.store.snapshot``) the caller reads again; else one is made for this table."""
+    if summaries is None:
+        with hub.store.snapshot("summaries") as name:
+            return runs_columns(hub, stats, name)
     from ..storage.store import py_values
     from .names import metric_summaries_table
 
-    table = hub.store.arrow(_EXPERIMENTS_SQL)
+    table = hub.store.arrow(_EXPERIMENTS_SQL.replace("{summaries}", summaries))
     params = [_params(p) for p in table.column("params").to_pylist()]
     cols: dict[str, list[Any]] = {c: py_values(table.column(c)) for c in BASE_COLUMNS}
     cols["tags"] = [t if t is not None else [] for t in cols["tags"]]
     for k in sorted({k for p in params if isinstance(p, dict) for k in p}):
         cols[f"params.{k}"] = [_param_value(p.get(k)) if isinstance(p, dict) else None for p in params]
-    summ = metric_summaries_table(hub)
+    summ = metric_summaries_table(hub, source=summaries)
     if summ.num_rows:
         wanted = list(dict.fromkeys(stats))
         row = {i: n for n, i in enumerate(cols["id"])}

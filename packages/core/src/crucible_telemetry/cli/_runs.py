@@ -202,14 +202,15 @@ def sort_frame(hub: Telemetry, frame: pd.DataFrame, keys: list[str], descending:
     return sort_rows(frame, cols, asc)
 
 
-def request_summary(hub: Telemetry, ids: list[str]) -> dict[str, dict[str, Any]]:
-    """Per run with request events: requests, errors, mean latency (ms), cost, from the summaries view."""
+def request_summary(hub: Telemetry, ids: list[str], summaries: str = "summaries") -> dict[str, dict[str, Any]]:
+    """Per run with request events: requests, errors, mean latency (ms), cost, from the summaries view
+    (or its snapshot ``summaries``)."""
     if not ids:
         return {}
     stops = [s for s, _ in REQUEST_EVENTS]
     errs = [e for _, e in REQUEST_EVENTS]
     sql = (
-        "SELECT experiment_id, source, name, count, sum FROM summaries "
+        f"SELECT experiment_id, source, name, count, sum FROM {summaries} "
         "WHERE experiment_id IN (SELECT unnest(?::VARCHAR[])) AND list_contains(?::VARCHAR[], source) "
         "AND name IN ('duration', 'cost_usd')"  # the runs as one list joined (not searched per row)
     )

@@ -32,11 +32,17 @@ TABLE_LIMIT = 50  # rows a table shows by default (csv and json give every run)
 
 
 def _runs(args: argparse.Namespace) -> int:
+
+    hub = open_hub(args)
+    with hub.store.snapshot("summaries") as summaries:  # read three times: once from the files
+        return _runs_table(hub, args, summaries)
+
+
+def _runs_table(hub: Any, args: argparse.Namespace, summaries: str) -> int:
     from ..analysis.runs import runs_columns
     from . import _runs as rt
 
-    hub = open_hub(args)
-    frame = rt.Table(runs_columns(hub))
+    frame = rt.Table(runs_columns(hub, summaries=summaries))
     filtered = bool(args.condition or args.status or args.tag)
     keep = [
         i
@@ -77,7 +83,7 @@ def _runs(args: argparse.Namespace) -> int:
     if limit:  # the first N as sorted, else the newest N
         frame = frame.take(range(min(limit, total)) if args.sort else range(max(total - limit, 0), total))
     ids = list(frame["id"])
-    requests = rt.request_summary(hub, ids)
+    requests = rt.request_summary(hub, ids, summaries)
     if args.format != "table":
         cols = [*_BASE, *pcols, *mcols]
         columns = [[None if v != v else v for v in frame[c]] for c in cols]  # NaN -> None, a column at a time

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
 import threading
 import time
 import weakref
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -188,6 +190,25 @@ class Store:
 
         result: Result = self._retry(run)
         return result
+
+    @contextlib.contextmanager
+    def snapshot(self, view: str) -> Iterator[str]:
+        """The name of a temporary table holding ``view`` as it is now, on this thread's connection, for
+        the few queries of one answer that read it (the runs table reads ``summaries`` three times);
+        dropped after. The view's own name where no table can be made."""
+        if view not in ("summaries", "experiments", "params"):
+            raise InvalidArgumentError("view", f"expected summaries, experiments or params, got {view!r}")
+        name = f"ct_snapshot_{view}"
+        try:
+            self.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {view}")
+        except duckdb.Error:
+            yield view
+            return
+        try:
+            yield name
+        finally:
+            with contextlib.suppress(duckdb.Error):
+                self._con().execute(f"DROP TABLE IF EXISTS {name}")
 
     def arrow(self, sql: str, params: list[Any] | None = None) -> Any:
         """Run SQL and return a ``pyarrow.Table``, after flushing this process."""
