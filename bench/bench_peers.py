@@ -13,35 +13,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+from _bench import report, timed
 
 import crucible_telemetry as ct
 
 RUNS = int(os.environ.get("CRUCIBLE_BENCH_PEER_RUNS", "200"))
 POINTS = int(os.environ.get("CRUCIBLE_BENCH_PEER_POINTS", "1000"))
 MLFLOW = "mlflow==3.17.2"  # 3.18.0 needs mlflow-tracing 3.18.0, not on the index here
-
-
-def report(name: str, value: str, target: str, ok: bool) -> None:
-    print(f"{name:<58} {value:>20}   target {target}  {'OK' if ok else 'MISSED'}", flush=True)
-
-
-def timed(fn: Any, repeats: int = 7) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def curve(run: int) -> np.ndarray:

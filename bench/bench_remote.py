@@ -11,32 +11,18 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+
+from _bench import report, timed
 
 import crucible_telemetry as ct
 
 RUNS = int(os.environ.get("CRUCIBLE_BENCH_REMOTE_RUNS", "200"))
 KEY, SECRET, BUCKET = "bench", "bench-secret", "bench"
-
-
-def report(name: str, value: str, target: str, ok: bool) -> None:
-    print(f"{name:<58} {value:>20}   target {target}  {'OK' if ok else 'MISSED'}", flush=True)
-
-
-def timed(fn: Any, repeats: int = 5) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def _port() -> int:

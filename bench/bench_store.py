@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from _bench import interleaved, report, timed
 
 import crucible_telemetry as ct
 from crucible_telemetry.experiment import Experiment
@@ -38,21 +38,6 @@ RUNS = int(os.environ.get("CRUCIBLE_BENCH_RUNS", "10000"))
 EVENTS = int(os.environ.get("CRUCIBLE_BENCH_EVENTS", "100000000"))
 LARGE = 8  # runs holding 60% of the events, 4 ranks each
 METRICS = ("val_loss", "val_accuracy", "train_loss_epoch", "learning_rate", "grad_norm")
-
-
-def report(name: str, value: str, target: str, ok: bool) -> None:
-    print(f"{name:<58} {value:>20}   target {target}  {'OK' if ok else 'MISSED'}", flush=True)
-
-
-def timed(fn: Any, repeats: int = 7) -> float:
-    """Median seconds of ``fn()`` over ``repeats`` runs after one warm-up."""
-    fn()
-    out = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return statistics.median(out)
 
 
 def _events(n: int, run: int, ranks: int, t0: datetime) -> pa.Table:
@@ -159,20 +144,6 @@ def build(home: Path, runs: int, events: int) -> list[str]:
     marker.touch()
     print(f"generated {runs} runs, {events:,} events in {time.perf_counter() - t:.0f} s at {home}", flush=True)
     return ids
-
-
-def interleaved(fns: dict[str, Any], repeats: int = 21) -> dict[str, float]:
-    """Median seconds of each of ``fns``, run in turn ``repeats`` times after one warm-up each, so a
-    moment of load on a shared machine falls on all of them alike (their ratios are what to read)."""
-    for fn in fns.values():
-        fn()
-    out: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            out[k].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in out.items()}
 
 
 def one_run_queries(home: Path, run_id: str) -> dict[str, float]:

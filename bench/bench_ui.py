@@ -21,12 +21,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from _bench import report
+
 RUNS = int(os.environ.get("CRUCIBLE_BENCH_UI_RUNS", "1000"))
 POINTS = 1_000_000
-
-
-def report(name: str, value: str, target: str, ok: bool) -> None:
-    print(f"{name:<58} {value:>20}   target {target}  {'OK' if ok else 'MISSED'}", flush=True)
 
 
 def build(home: Path) -> str:

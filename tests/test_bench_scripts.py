@@ -26,7 +26,8 @@ def _params() -> list[object]:
 
 
 @pytest.mark.parametrize("path", _params())
-def test_a_bench_script_imports(path: Path) -> None:
+def test_a_bench_script_imports(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(BENCH))  # as `python bench/<script>.py` has it: their shared _bench.py
     spec = importlib.util.spec_from_file_location(f"_bench_{path.stem}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
