@@ -246,3 +246,39 @@ def test_demo_sweep_answers_with_ct_runs_and_crucible_runs(
     assert result["best_lr"] == frame.loc[frame["metrics.val_loss.min"].idxmin(), "params.lr"]
     assert "$ crucible runs --tag demo-sweep --params lr" in out
     assert "one value per validation: [2, 2, 2]" in out
+
+
+def test_crucible_runs_imports_pandas_only_to_sort_and_prints_every_row_as_it_ends(tmp_path: Path) -> None:
+    """The README's claim (a store it has seen), and the CLI's quick exit (no freeing of every object)
+    losing no output."""
+    import sys
+
+    home = tmp_path / "h"
+    hub = ct.Telemetry(home)
+    for r in range(30):
+        exp = hub.start_experiment(f"r{r}", bind=False)
+        hub.log_params({"lr": 10.0 ** -(r % 3)}, exp.id)
+        hub.record_metric(exp.id, "val_loss", 1.0 / (r + 1), step=1)
+        hub.stop_experiment(exp.id)
+    hub.close()
+    # the first command over a store writes its schema and catalog files (pyarrow's writer loads pandas)
+    assert run(home, "runs", "--format", "csv").rc == 0
+    code = (
+        "import sys\n"
+        "from crucible_telemetry.cli import main\n"
+        "rc = main(sys.argv[1:])\n"
+        "print('pandas' in sys.modules, file=sys.stderr)\n"
+    )
+    for args, pandas in (
+        (["runs", "--format", "csv"], "False"),
+        (["runs", "--format", "csv", "--sort", "val_loss"], "True"),
+    ):
+        out = subprocess.run(
+            [sys.executable, "-c", code, "--home", str(home), *args], capture_output=True, text=True, check=True
+        )
+        assert out.stderr.split()[-1] == pandas, (args, out.stderr[-300:])
+        rows = list(csv.DictReader(io.StringIO(out.stdout)))
+        assert len(rows) == 30
+    assert [r["name"] for r in rows][:3] == ["r29", "r28", "r27"]  # sorted by val_loss, lowest first
+    piped = run(home, "runs", "--format", "csv", real=True, columns=None)  # the console script, its quick exit
+    assert piped.rc == 0 and len(list(csv.DictReader(io.StringIO(piped.out)))) == 30

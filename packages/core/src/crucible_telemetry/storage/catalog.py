@@ -232,7 +232,7 @@ class Catalog:
         p = self._latest("experiments")
         if p is not None:
             try:
-                t = pq.read_table(p)
+                t = pq.ParquetFile(p).read()  # not read_table: it loads pyarrow.dataset, and that pandas
                 if t.schema.names == EXPERIMENT_SCHEMA.names:
                     cols = (t.column(c).to_pylist() for c in ("_file", "_mtime_ns", "_size"))
                     self._stamp = {f: (m, z) for f, m, z in zip(*cols)}
@@ -245,7 +245,7 @@ class Catalog:
         p = self._latest("summaries")
         if p is not None:
             try:
-                t = pq.read_table(p)
+                t = pq.ParquetFile(p).read()
                 if "_file" in t.column_names:
                     self._sum = t
                     self._sum_keys = frozenset(pc.unique(t.column("_file")).to_pylist())
@@ -395,7 +395,7 @@ def read_sidecar(merge: Path) -> pa.Table | None:
     """The summary written beside a merge, or None when it is missing or damaged."""
     side = merge.with_name(merge.name[: -len(".parquet")] + ".summary")
     try:
-        return pq.read_table(side)
+        return pq.ParquetFile(side).read()
     except Exception:
         return None
 

@@ -139,7 +139,7 @@ class _Binder:
                 return
         before = dict(self._lists)
         if data:
-            self._split(memo_key, "", sound_files(self._live(memo_key, ids)))
+            self._split(memo_key, "", sound_files(_live(self.home, memo_key, ids)))
         else:
             self._summaries(ids)
         if ids is None:
@@ -152,16 +152,6 @@ class _Binder:
         schema = _schema_file(self.home, dataset)
         self._lists[f"{dataset}{raw}"] = [schema, *(f for f in files if current(f))]
         self._lists[f"{dataset}{raw}_legacy"] = [schema, *(f for f in files if not current(f))]
-
-    def _live(self, dataset: str, ids: list[str] | None) -> list[str]:
-        key = _DATASETS[dataset][0]
-        root = self.home / dataset
-        base = root.as_posix()
-        out: list[str] = []
-        for value, view in _listings(root, key, ids):
-            folder = f"{base}/{key}={value}"
-            out += [f"{folder}/{n}" for n in view.live]
-        return out
 
     def _summaries(self, ids: list[str] | None) -> None:
         merges: dict[str, str] = {}
@@ -205,11 +195,21 @@ def run_files(home: Path, dataset: str, exp_id: str) -> tuple[list[str], list[st
     the schema file, and older ones; None for an id that is not a partition name."""
     if not _ID_RE.fullmatch(exp_id):
         return None
-    key = _DATASETS[dataset][0]
-    folder = (home / dataset).as_posix() + f"/{key}={exp_id}"
-    files = sound_files([f"{folder}/{n}" for n in list_folder(folder).live])
+    files = sound_files(_live(home, dataset, [exp_id]))
     schema = _schema_file(home, dataset)
     return [schema, *(f for f in files if current(f))], [f for f in files if not current(f)]
+
+
+def _live(home: Path, dataset: str, ids: list[str] | None) -> list[str]:
+    """The live files of the dataset's partitions ``ids`` (every partition for None), as paths."""
+    key = _DATASETS[dataset][0]
+    root = home / dataset
+    base = root.as_posix()
+    out: list[str] = []
+    for value, view in _listings(root, key, ids):
+        folder = f"{base}/{key}={value}"
+        out += [f"{folder}/{n}" for n in view.live]
+    return out
 
 
 def _listings(root: Path, key: str, ids: list[str] | None) -> list[tuple[str, Any]]:
